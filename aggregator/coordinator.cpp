@@ -1,0 +1,549 @@
+#include "aggregator/coordinator.h"
+
+#include <cmath>
+#include <random>
+
+#include "aggregator/checkpoint.h"
+#include "core/tensor/safetensors.h"
+#include "core/util/log.h"
+
+namespace zk0 {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string new_session_id() {
+  std::random_device rd;
+  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Sum of squares of (a - b) over float32 tensors; both sets share one layout.
+double squared_distance(const ParameterSet& a, const ParameterSet& b) {
+  double sum = 0;
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    const float* x = a.tensors[i].as<float>();
+    const float* y = b.tensors[i].as<float>();
+    for (int64_t k = 0, n = a.tensors[i].numel(); k < n; ++k) {
+      const double d = static_cast<double>(x[k]) - y[k];
+      sum += d * d;
+    }
+  }
+  return sum;
+}
+
+// Name of the first tensor holding a NaN or infinity, or empty.
+std::string first_non_finite(const ParameterSet& p) {
+  for (const auto& t : p.tensors) {
+    const float* x = t.as<float>();
+    for (int64_t k = 0, n = t.numel(); k < n; ++k)
+      if (!std::isfinite(x[k])) return t.name;
+  }
+  return "";
+}
+
+nlohmann::json report_json(const TrainReport& r) {
+  return {{"loss", r.loss},
+          {"policy_loss", r.policy_loss},
+          {"proximal_loss", r.proximal_loss},
+          {"grad_norm", r.grad_norm},
+          {"samples", r.samples},
+          {"steps", r.steps},
+          {"update_norm", r.update_norm},
+          {"learning_rate", r.learning_rate},
+          {"train_seconds", r.train_seconds},
+          {"data_seconds", r.data_seconds},
+          {"download_seconds", r.download_seconds},
+          {"bytes_downloaded", r.bytes_downloaded}};
+}
+
+}  // namespace
+
+Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
+  policy_ = make_policy(spec_.policy);
+  strategy_ = make_strategy(spec_);
+  evaluator_ = std::make_unique<ServerEvaluator>(spec_.evaluation, policy_->chunk_size());
+  fingerprint_ = resume_fingerprint(spec_);
+  frozen_digest_ = build_manifest(to_parameter_set(policy_->frozen_parameters())).digest_hex();
+  outputs_ = std::make_unique<RunOutputs>(spec_, spec_.output_dir);
+
+  if (auto ckpt = find_latest_checkpoint(spec_.output_dir)) {
+    if (ckpt->state.spec_fingerprint != fingerprint_)
+      throw std::runtime_error("outputDir " + spec_.output_dir +
+                               " holds checkpoints of a run with a different spec (only spec.rounds may change on "
+                               "resume); choose another outputDir or remove " + checkpoint_root(spec_.output_dir));
+    load_parameter_set(policy_->parameters(), read_safetensors(ckpt->dir + "/model.safetensors"));
+    strategy_->restore(ckpt->state.strategy);
+    outputs_->restore(ckpt->state.history);
+    start_round_ = ckpt->state.round + 1;
+    for (const auto& r : ckpt->state.history)
+      if (r.contains("server_eval_loss") && !r["server_eval_loss"].is_null()) last_eval_loss_ = r["server_eval_loss"].get<double>();
+    log_info("run_resumed", {kv("checkpoint", ckpt->dir), kv("next_round", start_round_)});
+  }
+  set_global(to_parameter_set(policy_->trainable_parameters()), start_round_);
+  if (start_round_ > 1 && global_->manifest.digest_hex() != find_latest_checkpoint(spec_.output_dir)->state.global_digest)
+    throw std::runtime_error("checkpoint: global parameters do not hash to the digest recorded with them");
+  layout_ = global_->manifest;
+  current_round_ = start_round_ - 1;
+  log_info("aggregator_ready", {kv("run", spec_.name), kv("policy", policy_->type()),
+                                kv("trainable_parameters", global_->parameters.total_elements()),
+                                kv("trainable_bytes", global_->parameters.total_bytes()), kv("frozen_digest", frozen_digest_),
+                                kv("strategy", strategy_->name())});
+}
+
+Coordinator::~Coordinator() = default;
+
+void Coordinator::set_global(ParameterSet parameters, int round) {
+  auto g = std::make_shared<GlobalModel>();
+  g->round = round;
+  g->manifest = build_manifest(parameters);
+  g->parameters = std::move(parameters);
+  std::lock_guard<std::mutex> lock(mu_);
+  global_ = std::move(g);
+}
+
+bool Coordinator::alive(const Client& c, Clock::time_point now) const {
+  return !c.session.empty() && !c.failed && now - c.last_seen < kHeartbeatTimeout;
+}
+
+std::vector<std::string> Coordinator::available_clients() {
+  std::vector<std::string> out;
+  const auto now = Clock::now();
+  for (const auto& [name, c] : clients_)
+    if (alive(c, now)) out.push_back(name);
+  return out;
+}
+
+Coordinator::Client& Coordinator::client_for_session(const std::string& session) {
+  for (auto& [name, c] : clients_)
+    if (c.session == session) return c;
+  throw Refusal(Refusal::Kind::UnknownSession, "unknown session; register again");
+}
+
+std::string Coordinator::register_client(const std::string& name, const std::string& policy_type,
+                                         const std::string& frozen_digest, uint64_t dataset_samples) {
+  try {
+    spec_.client(name);
+  } catch (const std::out_of_range&) {
+    throw Refusal(Refusal::Kind::UnknownClient, "client '" + name + "' is not in spec.clients");
+  }
+  if (policy_type != policy_->type())
+    throw Refusal(Refusal::Kind::Incompatible, "client '" + name + "' runs policy '" + policy_type + "', the run uses '" +
+                                                   policy_->type() + "'");
+  if (frozen_digest != frozen_digest_)
+    throw Refusal(Refusal::Kind::Incompatible, "client '" + name + "': frozen parameters digest " + frozen_digest +
+                                                   " differs from the aggregator's " + frozen_digest_);
+  std::lock_guard<std::mutex> lock(mu_);
+  Client& c = clients_[name];
+  const bool rejoined = !c.session.empty();
+  c.name = name;
+  c.session = new_session_id();
+  c.last_seen = Clock::now();
+  c.failed = false;
+  c.failure.clear();
+  c.state = "idle";
+  c.dataset_samples = dataset_samples;
+  log_info(rejoined ? "client_rejoined" : "client_registered",
+           {kv("client", name), kv("dataset_samples", dataset_samples)});
+  publish_status(finished_ ? "Succeeded" : "Running");
+  changed_.notify_all();
+  return c.session;
+}
+
+void Coordinator::heartbeat(const std::string& session, const std::string& state) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Client& c = client_for_session(session);
+  c.last_seen = Clock::now();
+  if (!state.empty() && state != c.state) {
+    c.state = state;
+    publish_status(finished_ ? "Succeeded" : "Running");
+  }
+}
+
+Instruction Coordinator::poll(const std::string& session, std::chrono::milliseconds wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto until = Clock::now() + std::min(wait, std::chrono::milliseconds(5000));
+  for (;;) {
+    Client& c = client_for_session(session);
+    c.last_seen = Clock::now();
+    Instruction ins;
+    if (finished_ || stop_) {
+      ins.kind = Instruction::Kind::Finish;
+      c.state = "finished";
+      changed_.notify_all();
+      return ins;
+    }
+    if (open_ && !open_->closed) {
+      auto it = open_->participants.find(c.name);
+      if (it != open_->participants.end() && it->second.status == "pending") {
+        ins.kind = Instruction::Kind::Train;
+        ins.round = open_->round;
+        ins.parameters_digest = global_->manifest.digest_hex();
+        ins.local_steps = open_->plan.local_steps;
+        ins.proximal_mu = open_->plan.proximal_mu;
+        ins.seed = mix_seed(mix_seed(spec_.training.seed, static_cast<uint64_t>(open_->round)), hash_string(c.name));
+        ins.deadline_ms = std::chrono::duration_cast<std::chrono::milliseconds>(open_->deadline - Clock::now()).count();
+        return ins;
+      }
+    }
+    if (changed_.wait_until(lock, until) == std::cv_status::timeout) return Instruction{};
+  }
+}
+
+std::shared_ptr<const GlobalModel> Coordinator::global_for(const std::string& session, int round,
+                                                           const std::string& digest) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Client& c = client_for_session(session);
+  c.last_seen = Clock::now();
+  if (global_->round != round || global_->manifest.digest_hex() != digest)
+    throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(round) + " with parameters " + digest +
+                                                 " is not the current round " + std::to_string(global_->round));
+  return global_;
+}
+
+void Coordinator::submit(const std::string& session, int round, const std::string& base_digest, ParameterSet update,
+                         const TrainReport& report, uint64_t bytes_uploaded, double upload_seconds) {
+  std::string name;
+  OpenRound* r = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Client& c = client_for_session(session);
+    c.last_seen = Clock::now();
+    name = c.name;
+    if (!open_ || open_->closed || open_->round != round)
+      throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(round) + " is not open");
+    auto it = open_->participants.find(name);
+    if (it == open_->participants.end())
+      throw Refusal(Refusal::Kind::StaleRound, "client '" + name + "' was not selected for round " + std::to_string(round));
+    Participant& p = it->second;
+    if (p.status != "pending")
+      throw Refusal(Refusal::Kind::StaleRound, "client '" + name + "' already " + p.status + " in round " + std::to_string(round));
+    auto reject = [&](const std::string& reason, const std::string& message) {
+      p.status = "rejected";
+      p.reason = reason;
+      ++rejections_[reason];
+      log_warn("update_rejected", {kv("client", name), kv("round", round), kv("reason", reason), kv("detail", message)});
+      publish_status("Running");
+      changed_.notify_all();
+      return Refusal(Refusal::Kind::InvalidUpdate, message);
+    };
+    if (base_digest != global_->manifest.digest_hex())
+      throw reject("stale_base", "update was trained from " + base_digest + ", not this round's global parameters");
+    if (report.samples == 0 || report.steps == 0) throw reject("no_samples", "update reports no trained samples");
+    if (!std::isfinite(report.loss)) throw reject("non_finite", "reported loss is not finite");
+    const std::string bad = first_non_finite(update);
+    if (!bad.empty()) throw reject("non_finite", "tensor '" + bad + "' holds NaN or infinity");
+    p.status = "aggregating";
+    p.report = report;
+    p.bytes_uploaded = bytes_uploaded;
+    p.upload_seconds = upload_seconds;
+    r = open_.get();
+    ++r->in_flight;
+  }
+  {
+    // Folding 100M parameters takes a while: do it outside the main lock so heartbeats and
+    // other clients' calls go on; one aggregation at a time.
+    std::lock_guard<std::mutex> agg(aggregation_mu_);
+    r->aggregation->add(update, static_cast<double>(report.samples));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  --r->in_flight;
+  Participant& p = r->participants.at(name);
+  p.status = "accepted";
+  Client& c = clients_.at(name);
+  c.last_loss = report.loss;
+  c.state = "idle";
+  ++c.rounds_accepted;
+  log_info("update_accepted", {kv("client", name), kv("round", round), kv("samples", report.samples),
+                               kv("loss", report.loss), kv("bytes", bytes_uploaded)});
+  publish_status("Running");
+  changed_.notify_all();
+}
+
+void Coordinator::record_rejection(const std::string& session, int round, const std::string& reason,
+                                   const std::string& message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string name = "unknown";
+  try {
+    name = client_for_session(session).name;
+  } catch (const Refusal&) {
+  }
+  ++rejections_[reason];
+  if (open_ && open_->round == round) {
+    auto it = open_->participants.find(name);
+    if (it != open_->participants.end()) ++it->second.transfer_rejections;
+  }
+  log_warn("upload_rejected", {kv("client", name), kv("round", round), kv("reason", reason), kv("detail", message)});
+  publish_status("Running");
+}
+
+void Coordinator::report_failure(const std::string& session, int round, const std::string& reason, bool fatal) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Client& c = client_for_session(session);
+  if (open_ && open_->round == round) {
+    auto it = open_->participants.find(c.name);
+    if (it != open_->participants.end() && it->second.status == "pending") {
+      it->second.status = "failed";
+      it->second.reason = reason;
+    }
+  }
+  if (fatal) {
+    c.failed = true;
+    c.failure = reason;
+    c.state = "failed";
+  }
+  log_error("client_failed", {kv("client", c.name), kv("round", round), kv("fatal", fatal), kv("reason", reason)});
+  publish_status("Running");
+  changed_.notify_all();
+}
+
+void Coordinator::drain(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    bool pending = false;
+    const auto now = Clock::now();
+    for (const auto& [name, c] : clients_) pending |= alive(c, now) && c.state != "finished";
+    if (!pending || now >= deadline) return;
+    changed_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(100)));
+  }
+}
+
+void Coordinator::request_stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stop_ = true;
+  changed_.notify_all();
+}
+
+bool Coordinator::wait_for_available(int count, std::unique_lock<std::mutex>& lock) {
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(spec_.strategy.start_timeout_seconds));
+  while (static_cast<int>(available_clients().size()) < count) {
+    if (stop_ || Clock::now() >= deadline) return false;
+    changed_.wait_until(lock, std::min(deadline, Clock::now() + std::chrono::milliseconds(200)));
+  }
+  return true;
+}
+
+nlohmann::json Coordinator::participant_json(const std::string& name, const Participant& p) const {
+  nlohmann::json j = {{"client", name}, {"status", p.status}};
+  if (!p.reason.empty()) j["reason"] = p.reason;
+  if (p.transfer_rejections) j["transfer_rejections"] = p.transfer_rejections;
+  if (p.status == "accepted") {
+    j.update(report_json(p.report));
+    j["bytes_uploaded"] = p.bytes_uploaded;
+    j["upload_seconds"] = p.upload_seconds;
+  }
+  return j;
+}
+
+void Coordinator::publish_status(const std::string& phase, const std::string& message) {
+  nlohmann::json clients = nlohmann::json::object();
+  const auto now = Clock::now();
+  int ready = 0;
+  for (const auto& [name, c] : clients_) {
+    const bool up = alive(c, now);
+    ready += up;
+    nlohmann::json j = {{"state", c.failed ? "failed" : (up ? c.state : "unreachable")}, {"rounds_accepted", c.rounds_accepted}};
+    if (c.last_loss) j["last_loss"] = *c.last_loss;
+    if (!c.failure.empty()) j["failure"] = c.failure;
+    if (open_ && !open_->closed) {
+      auto it = open_->participants.find(name);
+      if (it != open_->participants.end()) j["round_status"] = it->second.status;
+    }
+    clients[name] = j;
+  }
+  nlohmann::json status = {{"run", spec_.name},
+                           {"phase", phase},
+                           {"round", current_round_},
+                           {"rounds", spec_.rounds},
+                           {"ready_clients", ready},
+                           {"clients", clients},
+                           {"rejected_updates", rejections_},
+                           {"updated_at", unix_now()}};
+  if (last_eval_loss_) status["last_server_eval_loss"] = *last_eval_loss_;
+  if (!message.empty()) status["message"] = message;
+  outputs_->write_status(status);
+}
+
+std::optional<EvalResult> Coordinator::evaluate_if_due(int round) {
+  if (round != 0 && round % spec_.evaluation.every_rounds != 0 && round != spec_.rounds) return std::nullopt;
+  EvalResult r = evaluator_->evaluate(*policy_);
+  strategy_->on_evaluation(round, r.loss);
+  log_info("server_evaluated", {kv("round", round), kv("loss", r.loss), kv("batches", r.batches),
+                                kv("samples", r.samples), kv("seconds", r.seconds)});
+  return r;
+}
+
+void Coordinator::checkpoint(int round) {
+  if (round % spec_.checkpoints.every_rounds != 0 && round != spec_.rounds) return;
+  AggregatorState state;
+  state.round = round;
+  state.spec_fingerprint = fingerprint_;
+  state.global_digest = global_->manifest.digest_hex();
+  state.strategy = strategy_->state();
+  state.history = outputs_->history();
+  const std::string dir = write_checkpoint(spec_.output_dir, *policy_, state, spec_.checkpoints.keep_last);
+  log_info("checkpoint_written", {kv("round", round), kv("dir", dir)});
+}
+
+void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std::mutex>& lock) {
+  auto r = std::make_unique<OpenRound>();
+  r->round = round;
+  r->attempt = attempt;
+  r->plan = strategy_->configure_round(round, attempt, available_clients());
+  r->opened = Clock::now();
+  r->deadline = r->opened + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(spec_.strategy.round_timeout_seconds));
+  r->aggregation = strategy_->begin_aggregation(global_->parameters);
+  for (const auto& name : r->plan.clients) r->participants[name];
+  std::string selected;
+  for (const auto& n : r->plan.clients) selected += (selected.empty() ? "" : ",") + n;
+  log_info("round_started", {kv("round", round), kv("attempt", attempt), kv("clients", selected),
+                             kv("proximal_mu", r->plan.proximal_mu), kv("local_steps", r->plan.local_steps)});
+  open_ = std::move(r);
+  publish_status("Running");
+  changed_.notify_all();
+
+  // The round ends when every participant has answered or dropped out, or at the deadline.
+  for (;;) {
+    const auto now = Clock::now();
+    bool waiting = false;
+    for (auto& [name, p] : open_->participants) {
+      if (p.status == "aggregating") waiting = true;
+      if (p.status != "pending") continue;
+      const Client& c = clients_.at(name);
+      if (c.failed) {
+        p.status = "failed";
+        p.reason = c.failure;
+      } else if (!alive(c, now)) {
+        p.status = "dropped";
+        p.reason = "no heartbeat for " + std::to_string(kHeartbeatTimeout.count() / 1000) + "s";
+        log_warn("client_dropped", {kv("client", name), kv("round", round)});
+      } else {
+        waiting = true;
+      }
+    }
+    if (!waiting || stop_) break;
+    if (now >= open_->deadline) {
+      for (auto& [name, p] : open_->participants)
+        if (p.status == "pending") {
+          p.status = "timed_out";
+          p.reason = "no update within roundTimeoutSeconds";
+          log_warn("client_straggled", {kv("client", name), kv("round", round)});
+        }
+      if (open_->in_flight == 0) break;
+    }
+    changed_.wait_until(lock, std::min(open_->deadline, now + std::chrono::milliseconds(200)));
+  }
+  open_->closed = true;
+  // Submits already folding in finish before the aggregation is read.
+  while (open_->in_flight > 0) changed_.wait_for(lock, std::chrono::milliseconds(50));
+}
+
+int Coordinator::run() {
+  const auto fail = [&](const std::string& why) {
+    log_error("run_failed", {kv("reason", why)});
+    std::lock_guard<std::mutex> lock(mu_);
+    publish_status("Failed", why);
+    return 1;
+  };
+  try {
+    if (start_round_ == 1) {
+      const auto eval = evaluate_if_due(0);
+      last_eval_loss_ = eval->loss;
+      outputs_->append_round({{"round", 0}, {"server_eval_loss", eval->loss}, {"eval_batches", eval->batches},
+                              {"eval_samples", eval->samples}, {"eval_seconds", eval->seconds},
+                              {"global_digest", global_->manifest.digest_hex()}, {"clients", nlohmann::json::array()}});
+    }
+    for (int round = start_round_; round <= spec_.rounds; ++round) {
+      std::unique_lock<std::mutex> lock(mu_);
+      current_round_ = round;
+      const double started = unix_now();
+      const auto t0 = Clock::now();
+      int attempt = 1;
+      for (;; ++attempt) {
+        if (!wait_for_available(spec_.strategy.min_available_clients, lock)) {
+          const std::string why = stop_ ? "stopped"
+                                        : "round " + std::to_string(round) + ": fewer than " +
+                                              std::to_string(spec_.strategy.min_available_clients) +
+                                              " clients available within startTimeoutSeconds (" +
+                                              std::to_string(available_clients().size()) + " up)";
+          lock.unlock();
+          return fail(why);
+        }
+        run_round_attempt(round, attempt, lock);
+        if (stop_) {
+          lock.unlock();
+          return fail("stopped");
+        }
+        if (static_cast<int>(open_->aggregation->count()) >= spec_.strategy.min_fit_clients) break;
+        log_warn("quorum_lost", {kv("round", round), kv("attempt", attempt), kv("accepted", open_->aggregation->count()),
+                                 kv("needed", spec_.strategy.min_fit_clients)});
+        if (attempt >= spec_.strategy.max_round_attempts) {
+          lock.unlock();
+          return fail("round " + std::to_string(round) + ": quorum of " + std::to_string(spec_.strategy.min_fit_clients) +
+                      " updates not reached in " + std::to_string(attempt) + " attempts");
+        }
+      }
+      std::unique_ptr<OpenRound> finished_round = std::move(open_);
+      lock.unlock();
+
+      const auto agg_start = Clock::now();
+      ParameterSet next = finished_round->aggregation->finish();
+      const double aggregation_seconds = seconds_since(agg_start);
+      const double update_norm = std::sqrt(squared_distance(next, global_->parameters));
+      load_parameter_set(policy_->trainable_parameters(), next);
+      set_global(std::move(next), round + 1);
+      const auto eval = evaluate_if_due(round);
+      if (eval) last_eval_loss_ = eval->loss;
+
+      nlohmann::json record = {{"round", round},
+                               {"attempts", attempt},
+                               {"started_at", started},
+                               {"duration_seconds", seconds_since(t0)},
+                               {"proximal_mu", finished_round->plan.proximal_mu},
+                               {"clients_selected", finished_round->plan.clients.size()},
+                               {"clients_accepted", finished_round->aggregation->count()},
+                               {"aggregation_seconds", aggregation_seconds},
+                               {"global_update_norm", update_norm},
+                               {"global_digest", global_->manifest.digest_hex()},
+                               {"server_eval_loss", eval ? nlohmann::json(eval->loss) : nlohmann::json()}};
+      if (eval) {
+        record["eval_batches"] = eval->batches;
+        record["eval_samples"] = eval->samples;
+        record["eval_seconds"] = eval->seconds;
+      }
+      record["clients"] = nlohmann::json::array();
+      for (const auto& [name, p] : finished_round->participants) record["clients"].push_back(participant_json(name, p));
+      outputs_->append_round(record);
+      checkpoint(round);
+      log_info("round_completed", {kv("round", round), kv("accepted", finished_round->aggregation->count()),
+                                   kv("server_eval_loss", eval ? std::to_string(eval->loss) : "-"),
+                                   kv("seconds", seconds_since(t0))});
+      std::lock_guard<std::mutex> status_lock(mu_);
+      publish_status("Running");
+    }
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  finished_ = true;
+  publish_status("Succeeded");
+  changed_.notify_all();
+  log_info("run_succeeded", {kv("rounds", spec_.rounds), kv("server_eval_loss", last_eval_loss_.value_or(NAN)),
+                             kv("outputs", spec_.output_dir)});
+  return 0;
+}
+
+}  // namespace zk0

@@ -1,0 +1,147 @@
+#pragma once
+// The aggregator's round loop and the registry of clients it drives. The gRPC service
+// (service.cpp) only translates calls into the methods below; everything that decides who
+// trains, when a round ends and what is accepted lives here, behind one mutex.
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "aggregator/evaluation.h"
+#include "aggregator/run_outputs.h"
+#include "aggregator/strategy.h"
+#include "core/metrics/train_report.h"
+#include "core/policy/policy.h"
+#include "core/tensor/manifest.h"
+
+namespace zk0 {
+
+// Why the coordinator refused a call; the service maps each to a gRPC status code.
+class Refusal : public std::runtime_error {
+ public:
+  enum class Kind { UnknownClient, UnknownSession, Incompatible, StaleRound, InvalidUpdate };
+  Refusal(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+struct Instruction {
+  enum class Kind { Wait, Train, Finish } kind = Kind::Wait;
+  int round = 0;
+  std::string parameters_digest;
+  int local_steps = 0;
+  double proximal_mu = 0;
+  uint64_t seed = 0;
+  int64_t deadline_ms = 0;
+};
+
+struct GlobalModel {
+  int round = 0;  // the round these parameters are the input of
+  ParameterSet parameters;
+  Manifest manifest;
+};
+
+class Coordinator {
+ public:
+  static constexpr std::chrono::milliseconds kHeartbeatInterval{1000};
+  static constexpr std::chrono::milliseconds kHeartbeatTimeout{5000};
+
+  explicit Coordinator(const FederationSpec& spec);
+  ~Coordinator();
+
+  // Runs every round to the end. Returns 0 on success; on failure logs why and returns 1.
+  int run();
+  // Lets a running run() stop at the next wait (SIGTERM).
+  void request_stop();
+  // After run(): waits until every reachable worker has been told to finish, at most `timeout`.
+  void drain(std::chrono::milliseconds timeout);
+
+  // --- called by the gRPC service, from any thread ---
+  std::string register_client(const std::string& name, const std::string& policy_type, const std::string& frozen_digest,
+                              uint64_t dataset_samples);
+  void heartbeat(const std::string& session, const std::string& state);
+  Instruction poll(const std::string& session, std::chrono::milliseconds wait);
+  std::shared_ptr<const GlobalModel> global_for(const std::string& session, int round, const std::string& digest);
+  const Manifest& trainable_layout() const { return layout_; }
+  // Verifies and folds in an update; throws Refusal. The update is consumed.
+  void submit(const std::string& session, int round, const std::string& base_digest, ParameterSet update,
+              const TrainReport& report, uint64_t bytes_uploaded, double upload_seconds);
+  // An upload that failed verification in transit (the worker may retry).
+  void record_rejection(const std::string& session, int round, const std::string& reason, const std::string& message);
+  void report_failure(const std::string& session, int round, const std::string& reason, bool fatal);
+
+  int total_rounds() const { return spec_.rounds; }
+  std::string frozen_digest() const { return frozen_digest_; }
+
+ private:
+  struct Client {
+    std::string name;
+    std::string session;
+    std::chrono::steady_clock::time_point last_seen;
+    std::string state = "registered";
+    bool failed = false;  // reported a fatal error; out until it registers again
+    std::string failure;
+    uint64_t dataset_samples = 0;
+    std::optional<double> last_loss;
+    int rounds_accepted = 0;
+  };
+  struct Participant {
+    std::string status = "pending";  // pending, aggregating, accepted, rejected, failed, dropped, timed_out
+    std::string reason;
+    TrainReport report;
+    uint64_t bytes_uploaded = 0;
+    double upload_seconds = 0;
+    int transfer_rejections = 0;
+  };
+  struct OpenRound {
+    int round = 0, attempt = 0;
+    RoundPlan plan;
+    std::chrono::steady_clock::time_point opened, deadline;
+    std::map<std::string, Participant> participants;
+    std::unique_ptr<Aggregation> aggregation;
+    bool closed = false;
+    int in_flight = 0;  // submits folding into the aggregation outside the lock
+  };
+
+  Client& client_for_session(const std::string& session);  // requires mu_
+  bool alive(const Client& c, std::chrono::steady_clock::time_point now) const;
+  std::vector<std::string> available_clients();  // requires mu_
+  bool wait_for_available(int count, std::unique_lock<std::mutex>& lock);
+  void run_round_attempt(int round, int attempt, std::unique_lock<std::mutex>& lock);
+  nlohmann::json participant_json(const std::string& name, const Participant& p) const;
+  void publish_status(const std::string& phase, const std::string& message = "");  // requires mu_
+  void set_global(ParameterSet parameters, int round);
+  std::optional<EvalResult> evaluate_if_due(int round);
+  void checkpoint(int round);
+
+  FederationSpec spec_;
+  std::unique_ptr<Policy> policy_;
+  std::unique_ptr<Strategy> strategy_;
+  std::unique_ptr<ServerEvaluator> evaluator_;
+  std::unique_ptr<RunOutputs> outputs_;
+  Manifest layout_;
+  std::string frozen_digest_;
+  std::string fingerprint_;
+  int start_round_ = 1;
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<std::string, Client> clients_;  // by name
+  std::shared_ptr<const GlobalModel> global_;
+  std::unique_ptr<OpenRound> open_;
+  std::mutex aggregation_mu_;
+  std::map<std::string, int> rejections_;  // by reason, for the whole run
+  bool finished_ = false;
+  bool stop_ = false;
+  int current_round_ = 0;
+  std::optional<double> last_eval_loss_;
+};
+
+}  // namespace zk0

@@ -1,0 +1,33 @@
+#pragma once
+// Server-side evaluation of the global policy on a dataset no client trains on. Deterministic:
+// the sample indices are fixed once, and each batch's noise and time come from a generator
+// seeded by (evaluation seed, batch index), so two evaluations of the same weights agree exactly
+// and round-to-round changes are the model's, not the dice's.
+#include <memory>
+#include <vector>
+
+#include "core/data/dataset.h"
+#include "core/policy/policy.h"
+
+namespace zk0 {
+
+struct EvalResult {
+  double loss = 0;  // sample-weighted mean of the per-batch flow-matching losses
+  int batches = 0;
+  int64_t samples = 0;
+  double seconds = 0;
+};
+
+class ServerEvaluator {
+ public:
+  ServerEvaluator(const EvaluationSpec& spec, int64_t chunk_size);
+  EvalResult evaluate(Policy& policy);
+  const Dataset& dataset() const { return *dataset_; }
+
+ private:
+  EvaluationSpec spec_;
+  std::unique_ptr<Dataset> dataset_;
+  std::vector<std::vector<int64_t>> batches_;
+};
+
+}  // namespace zk0

@@ -1,0 +1,84 @@
+// zk0-aggregator: serves one FederationRun's rounds over gRPC until the last round is done.
+//   zk0-aggregator --spec run.yaml [--listen 0.0.0.0:50051] [--port-file PATH]
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include "aggregator/coordinator.h"
+#include "aggregator/service.h"
+#include "core/transport/channel.h"
+#include "core/util/fs.h"
+#include "core/util/log.h"
+
+using namespace zk0;
+
+namespace {
+int usage() {
+  std::cerr << "usage: zk0-aggregator --spec FILE [--listen HOST:PORT] [--port-file PATH]\n";
+  return 2;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string spec_path, listen = "0.0.0.0:50051", port_file;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) return usage();
+    if (a == "--spec") spec_path = argv[++i];
+    else if (a == "--listen") listen = argv[++i];
+    else if (a == "--port-file") port_file = argv[++i];
+    else return usage();
+  }
+  if (spec_path.empty()) return usage();
+  set_log_component("aggregator");
+
+  // Signals go to one thread that asks the coordinator to stop; the round loop ends at its next wait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // our own wake-up of the signal thread at shutdown
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  try {
+    const FederationSpec spec = load_spec(spec_path);
+    Coordinator coordinator(spec);
+    FederationService service(coordinator, spec.transport);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(listen, make_server_credentials(spec.transport.tls), &port);
+    configure_server_limits(builder, spec.transport);
+    builder.RegisterService(&service);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (!server || port == 0) {
+      log_error("listen_failed", {kv("address", listen)});
+      return 1;
+    }
+    log_info("listening", {kv("address", listen), kv("port", port), kv("tls", spec.transport.tls.enabled()),
+                           kv("mutual_tls", spec.transport.tls.mutual)});
+    if (!port_file.empty()) write_file_atomic(port_file, std::to_string(port) + "\n");
+
+    std::thread signal_thread([&] {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      if (sig == SIGUSR1) return;
+      log_info("signal_received", {kv("signal", strsignal(sig))});
+      coordinator.request_stop();
+    });
+    const int rc = coordinator.run();
+    coordinator.drain(std::chrono::seconds(5));
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    pthread_kill(signal_thread.native_handle(), SIGUSR1);
+    signal_thread.join();
+    return rc;
+  } catch (const SpecError& e) {
+    std::cerr << "zk0-aggregator: invalid spec " << spec_path << ":\n" << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    log_error("aggregator_failed", {kv("error", e.what())});
+    return 1;
+  }
+}

@@ -1,0 +1,119 @@
+#include "aggregator/run_outputs.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "aggregator/charts.h"
+#include "core/util/fs.h"
+
+namespace zk0 {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string round_file(int round) {
+  char name[32];
+  std::snprintf(name, sizeof name, "round_%04d.json", round);
+  return name;
+}
+
+std::string csv_number(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) return "";
+  std::ostringstream s;
+  s.precision(9);
+  if (j[key].is_number_integer()) s << j[key].get<int64_t>();
+  else s << j[key].get<double>();
+  return s.str();
+}
+
+const char* kClientColumns[] = {"loss",        "policy_loss",      "proximal_loss", "grad_norm",      "samples",
+                                "steps",       "update_norm",      "learning_rate", "bytes_downloaded", "bytes_uploaded",
+                                "train_seconds", "download_seconds", "upload_seconds"};
+
+}  // namespace
+
+RunOutputs::RunOutputs(const FederationSpec& spec, std::string dir) : dir_(std::move(dir)), run_name_(spec.name) {
+  fs::create_directories(fs::path(dir_) / "rounds");
+  write_file_atomic((fs::path(dir_) / "spec.yaml").string(), to_yaml(spec));
+}
+
+void RunOutputs::restore(const nlohmann::json& history) {
+  history_ = history;
+  // Round files of rounds the restored history no longer has (completed after the checkpoint and
+  // about to be redone) would contradict it.
+  for (const auto& entry : fs::directory_iterator(fs::path(dir_) / "rounds")) {
+    int round = -1;
+    if (std::sscanf(entry.path().filename().c_str(), "round_%d.json", &round) == 1) {
+      bool kept = false;
+      for (const auto& r : history_) kept |= r.at("round").get<int>() == round;
+      if (!kept) fs::remove(entry.path());
+    }
+  }
+  write_all();
+}
+
+void RunOutputs::append_round(const nlohmann::json& record) {
+  history_.push_back(record);
+  write_file_atomic((fs::path(dir_) / "rounds" / round_file(record.at("round").get<int>())).string(),
+                    record.dump(2) + "\n");
+  write_all();
+}
+
+void RunOutputs::write_all() {
+  const nlohmann::json doc = {{"run", run_name_}, {"rounds", history_}};
+  write_file_atomic((fs::path(dir_) / "federated_metrics.json").string(), doc.dump(2) + "\n");
+  write_csv();
+  write_charts();
+}
+
+void RunOutputs::write_csv() {
+  std::ostringstream out;
+  out << "round,participant,status,server_eval_loss";
+  for (const char* c : kClientColumns) out << ',' << c;
+  out << '\n';
+  for (const auto& r : history_) {
+    const int round = r.at("round").get<int>();
+    out << round << ",server,," << csv_number(r, "server_eval_loss");
+    for (size_t i = 0; i < std::size(kClientColumns); ++i) out << ',';
+    out << '\n';
+    for (const auto& c : r.value("clients", nlohmann::json::array())) {
+      out << round << ',' << c.at("client").get<std::string>() << ',' << c.at("status").get<std::string>() << ',';
+      for (const char* col : kClientColumns) out << ',' << csv_number(c, col);
+      out << '\n';
+    }
+  }
+  write_file_atomic((fs::path(dir_) / "federated_metrics.csv").string(), out.str());
+}
+
+void RunOutputs::write_charts() {
+  Chart server{"Server eval loss (" + run_name_ + ")", "round", "flow-matching loss", {{"server (held-out)", {}, {}}}};
+  Chart clients{"Client training loss (" + run_name_ + ")", "round", "loss", {}};
+  std::map<std::string, size_t> index;
+  for (const auto& r : history_) {
+    const double round = r.at("round").get<double>();
+    if (r.contains("server_eval_loss") && !r["server_eval_loss"].is_null()) {
+      server.series[0].x.push_back(round);
+      server.series[0].y.push_back(r["server_eval_loss"].get<double>());
+    }
+    for (const auto& c : r.value("clients", nlohmann::json::array())) {
+      if (c.at("status") != "accepted") continue;
+      const std::string name = c.at("client").get<std::string>();
+      if (!index.count(name)) {
+        index[name] = clients.series.size();
+        clients.series.push_back({name, {}, {}});
+      }
+      clients.series[index[name]].x.push_back(round);
+      clients.series[index[name]].y.push_back(c.at("loss").get<double>());
+    }
+  }
+  write_chart(server, (fs::path(dir_) / "server_eval_loss").string());
+  write_chart(clients, (fs::path(dir_) / "client_losses").string());
+}
+
+void RunOutputs::write_status(const nlohmann::json& status) {
+  write_file_atomic((fs::path(dir_) / "status.json").string(), status.dump(2) + "\n");
+}
+
+}  // namespace zk0

@@ -1,0 +1,40 @@
+#pragma once
+// Everything a run writes besides checkpoints, rewritten atomically after every round so that a
+// crash never loses a completed round's numbers:
+//   spec.yaml                  the resolved spec
+//   federated_metrics.json     the full history (one record per round, round 0 = initial model)
+//   federated_metrics.csv      the same, one row per (round, participant); participant "server"
+//   rounds/round_NNNN.json     one record per round
+//   server_eval_loss.{svg,png} server loss on the held-out dataset against round
+//   client_losses.{svg,png}    each client's training loss against round
+//   status.json                live state for `zk0 run` and the operator
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/spec/federation_spec.h"
+
+namespace zk0 {
+
+class RunOutputs {
+ public:
+  RunOutputs(const FederationSpec& spec, std::string dir);
+
+  // Replaces the history (on resume, with the checkpoint's) and rewrites every file from it.
+  void restore(const nlohmann::json& history);
+  void append_round(const nlohmann::json& record);
+  const nlohmann::json& history() const { return history_; }
+
+  void write_status(const nlohmann::json& status);
+  const std::string& dir() const { return dir_; }
+
+ private:
+  void write_all();
+  void write_csv();
+  void write_charts();
+
+  std::string dir_;
+  std::string run_name_;
+  nlohmann::json history_ = nlohmann::json::array();
+};
+
+}  // namespace zk0

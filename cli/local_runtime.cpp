@@ -1,0 +1,192 @@
+#include "cli/local_runtime.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "core/spec/federation_spec.h"
+#include "core/util/fs.h"
+
+namespace zk0 {
+namespace fs = std::filesystem;
+
+namespace {
+
+volatile std::sig_atomic_t interrupted = 0;
+void on_signal(int) { interrupted = 1; }
+
+struct Child {
+  std::string name;
+  pid_t pid = -1;
+  std::string log;
+  bool running = true;
+  int exit_code = 0;
+};
+
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path) {
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+      close(fd);
+    }
+    setpgid(0, 0);  // Ctrl-C reaches only us; we stop the children in order
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+bool reap(Child& c, bool block) {
+  if (!c.running) return true;
+  int status = 0;
+  const pid_t r = waitpid(c.pid, &status, block ? 0 : WNOHANG);
+  if (r != c.pid) return false;
+  c.running = false;
+  c.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return true;
+}
+
+void stop_all(std::vector<Child>& children) {
+  for (auto& c : children)
+    if (c.running) kill(c.pid, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (auto& c : children) {
+    while (!reap(c, false) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (c.running) {
+      kill(c.pid, SIGKILL);
+      reap(c, true);
+    }
+  }
+}
+
+std::string progress_line(const nlohmann::json& s) {
+  std::ostringstream out;
+  out << "round " << s.value("round", 0) << "/" << s.value("rounds", 0) << "  " << s.value("phase", "?");
+  if (s.contains("last_server_eval_loss")) out << "  server_loss=" << s["last_server_eval_loss"].get<double>();
+  out << "  ready=" << s.value("ready_clients", 0) << "  |";
+  for (auto it = s["clients"].begin(); it != s["clients"].end(); ++it) {
+    out << " " << it.key() << "=" << it.value().value("state", "?");
+    if (it.value().contains("last_loss")) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "(%.4f)", it.value()["last_loss"].get<double>());
+      out << buf;
+    }
+  }
+  const auto& rejected = s["rejected_updates"];
+  if (rejected.is_object() && !rejected.empty()) out << "  rejected=" << rejected.dump();
+  return out.str();
+}
+
+}  // namespace
+
+int run_locally(const LocalRunOptions& options) {
+  FederationSpec spec;
+  try {
+    spec = load_spec(options.spec_path);
+  } catch (const SpecError& e) {
+    std::cerr << "zk0: invalid spec " << options.spec_path << ":\n" << e.what() << "\n";
+    return 2;
+  }
+  const fs::path spec_path = fs::absolute(options.spec_path);
+  const fs::path out = fs::absolute(spec.output_dir);
+  if (options.fresh) fs::remove_all(out);
+  const fs::path logs = out / "logs";
+  fs::create_directories(logs);
+  fs::remove(out / "status.json");
+  const fs::path bin = fs::read_symlink("/proc/self/exe").parent_path();
+  const fs::path port_file = logs / "aggregator.port";
+  fs::remove(port_file);
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  std::vector<Child> children;
+  children.push_back({"aggregator", -1, (logs / "aggregator.log").string()});
+  children[0].pid = spawn({(bin / "zk0-aggregator").string(), "--spec", spec_path.string(), "--listen", "127.0.0.1:0",
+                           "--port-file", port_file.string()},
+                          children[0].log);
+  std::cout << "zk0: run '" << spec.name << "': " << spec.clients.size() << " clients, " << spec.rounds
+            << " rounds; logs in " << logs.string() << std::endl;
+
+  // The aggregator binds a free port and names it in the port file.
+  std::string port;
+  while (port.empty()) {
+    if (interrupted || reap(children[0], false)) {
+      stop_all(children);
+      std::cerr << "zk0: the aggregator stopped before it listened (exit " << children[0].exit_code << "); see "
+                << children[0].log << "\n";
+      return interrupted ? 130 : 1;
+    }
+    if (fs::exists(port_file)) {
+      port = read_file(port_file.string());
+      port.erase(port.find_last_not_of("\n ") + 1);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  const std::string address = "127.0.0.1:" + port;
+  for (const auto& c : spec.clients) {
+    Child w{c.name, -1, (logs / (c.name + ".log")).string()};
+    w.pid = spawn({(bin / "zk0-worker").string(), "--spec", spec_path.string(), "--client", c.name, "--aggregator", address},
+                  w.log);
+    children.push_back(w);
+  }
+
+  std::string last_line;
+  int rc = 0;
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    if (interrupted) {
+      std::cout << "zk0: interrupted, stopping " << children.size() << " processes" << std::endl;
+      stop_all(children);
+      return 130;
+    }
+    for (size_t i = 1; i < children.size(); ++i) {
+      Child& w = children[i];
+      if (w.running && reap(w, false) && w.exit_code != 0)
+        std::cout << "zk0: client " << w.name << " exited with code " << w.exit_code << " (see " << w.log << ")" << std::endl;
+    }
+    try {
+      const auto status = nlohmann::json::parse(read_file((out / "status.json").string()));
+      const std::string line = progress_line(status);
+      if (line != last_line) std::cout << line << std::endl;
+      last_line = line;
+    } catch (const std::exception&) {
+      // not written yet
+    }
+    if (reap(children[0], false)) {
+      rc = children[0].exit_code;
+      break;
+    }
+  }
+  stop_all(children);
+  if (rc != 0) {
+    std::cerr << "zk0: the aggregator failed (exit " << rc << "); see " << children[0].log << "\n";
+    return rc;
+  }
+  std::cout << "zk0: run complete. Outputs in " << out.string() << ":\n"
+            << "  federated_metrics.json / .csv, rounds/, server_eval_loss.{svg,png}, client_losses.{svg,png},\n"
+            << "  checkpoints/" << read_file((out / "checkpoints" / "latest").string());
+  return 0;
+}
+
+}  // namespace zk0

@@ -1,0 +1,16 @@
+#pragma once
+// `zk0 run`: the embedded runtime. Starts the aggregator and one worker per client as local
+// processes on loopback, shows the run's progress from the aggregator's status.json, and stops
+// every child on Ctrl-C or when the aggregator ends.
+#include <string>
+
+namespace zk0 {
+
+struct LocalRunOptions {
+  std::string spec_path;
+  bool fresh = false;  // delete the output directory first instead of resuming from it
+};
+
+int run_locally(const LocalRunOptions& options);
+
+}  // namespace zk0

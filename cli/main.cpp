@@ -1,0 +1,36 @@
+// zk0: the command line of zk0.
+//   zk0 run FILE.yaml [--fresh]     run a FederationRun on this machine
+//   zk0 validate FILE.yaml          check a spec and print it with every default filled in
+#include <iostream>
+#include <string>
+
+#include "cli/local_runtime.h"
+#include "core/spec/federation_spec.h"
+
+using namespace zk0;
+
+namespace {
+int usage() {
+  std::cerr << "usage:\n"
+               "  zk0 run FILE.yaml [--fresh]   run a FederationRun locally (aggregator + one worker per client)\n"
+               "  zk0 validate FILE.yaml        check a FederationRun and print it resolved\n";
+  return 2;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) return usage();
+  const std::string command = argv[1];
+  if (command == "validate" && argc == 3) {
+    try {
+      std::cout << to_yaml(load_spec(argv[2]));
+      return 0;
+    } catch (const SpecError& e) {
+      std::cerr << argv[2] << ":\n" << e.what() << "\n";
+      return 2;
+    }
+  }
+  if (command == "run" && (argc == 3 || (argc == 4 && std::string(argv[3]) == "--fresh")))
+    return run_locally({argv[2], argc == 4});
+  return usage();
+}

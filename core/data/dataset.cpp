@@ -1,0 +1,126 @@
+#include "core/data/dataset.h"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+
+#include "core/data/synthetic_dataset.h"
+
+namespace zk0 {
+
+uint64_t mix_seed(uint64_t a, uint64_t b) {
+  uint64_t z = a + 0x9E3779B97F4A7C15ull * (b + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t hash_string(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+Batch Batch::to(const at::Device& device) const {
+  Batch b;
+  b.state = state.to(device);
+  b.action = action.to(device);
+  b.action_is_pad = action_is_pad.to(device);
+  b.task = task;
+  for (const auto& [k, v] : images) b.images[k] = v.to(device);
+  return b;
+}
+
+std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec, int64_t chunk_size) {
+  if (spec.synthetic) return std::make_unique<SyntheticDataset>(*spec.synthetic, spec.episodes, chunk_size, spec.describe());
+  throw std::runtime_error("dataset " + spec.describe() +
+                           ": reading LeRobot datasets from disk or the Hub is not available in this build yet; "
+                           "use a synthetic dataset");
+}
+
+Batch collate(const std::vector<Sample>& samples, const FeatureStats& state_stats, const FeatureStats& action_stats) {
+  if (samples.empty()) throw std::invalid_argument("collate: no samples");
+  std::vector<at::Tensor> states, actions, pads;
+  Batch b;
+  for (const auto& s : samples) {
+    states.push_back(s.state);
+    actions.push_back(s.action);
+    pads.push_back(s.action_is_pad);
+    b.task.push_back(s.task);
+  }
+  b.state = (at::stack(states) - state_stats.mean) / state_stats.std;
+  b.action = (at::stack(actions) - action_stats.mean) / action_stats.std;
+  b.action_is_pad = at::stack(pads);
+  for (const auto& [key, _] : samples.front().images) {
+    std::vector<at::Tensor> frames;
+    for (const auto& s : samples) frames.push_back(s.images.at(key));
+    b.images[key] = at::stack(frames);
+  }
+  return b;
+}
+
+ShuffledSampler::ShuffledSampler(int64_t dataset_size, int64_t batch_size, uint64_t seed)
+    : dataset_size_(dataset_size), batch_size_(batch_size), seed_(seed) {
+  if (batch_size_ > dataset_size_)
+    throw std::invalid_argument("batch size " + std::to_string(batch_size_) + " exceeds the dataset's " +
+                                std::to_string(dataset_size_) + " samples");
+  order_.resize(static_cast<size_t>(dataset_size_));
+  reshuffle();
+}
+
+void ShuffledSampler::reshuffle() {
+  std::iota(order_.begin(), order_.end(), 0);
+  std::mt19937_64 rng(mix_seed(seed_, static_cast<uint64_t>(epoch_)));
+  std::shuffle(order_.begin(), order_.end(), rng);
+  cursor_ = 0;
+}
+
+std::vector<int64_t> ShuffledSampler::next_batch() {
+  if (cursor_ + static_cast<size_t>(batch_size_) > order_.size()) {
+    ++epoch_;
+    reshuffle();
+  }
+  std::vector<int64_t> out(order_.begin() + static_cast<std::ptrdiff_t>(cursor_),
+                           order_.begin() + static_cast<std::ptrdiff_t>(cursor_ + batch_size_));
+  cursor_ += static_cast<size_t>(batch_size_);
+  return out;
+}
+
+std::vector<std::vector<int64_t>> evaluation_batches(const Dataset& dataset, EvalMode mode, int batches, int batch_size,
+                                                     uint64_t seed) {
+  std::vector<std::vector<int64_t>> out;
+  const int64_t n = dataset.size();
+  if (mode == EvalMode::Full) {
+    for (int64_t start = 0; start < n; start += batch_size) {
+      std::vector<int64_t> b;
+      for (int64_t i = start; i < std::min(n, start + batch_size); ++i) b.push_back(i);
+      out.push_back(std::move(b));
+    }
+    return out;
+  }
+  // Quick: draw round-robin over episodes, each at a seeded random frame within its stratum, so
+  // that a few batches cover beginnings, middles and ends of every episode.
+  const auto& episodes = dataset.episodes();
+  const int64_t wanted = std::min<int64_t>(n, static_cast<int64_t>(batches) * batch_size);
+  std::mt19937_64 rng(mix_seed(seed, 0x5eed));
+  std::vector<int64_t> picks;
+  picks.reserve(static_cast<size_t>(wanted));
+  const int64_t per_episode = (wanted + static_cast<int64_t>(episodes.size()) - 1) / static_cast<int64_t>(episodes.size());
+  for (int64_t k = 0; k < per_episode && static_cast<int64_t>(picks.size()) < wanted; ++k) {
+    for (const auto& ep : episodes) {
+      if (static_cast<int64_t>(picks.size()) >= wanted) break;
+      const int64_t stratum = std::max<int64_t>(1, ep.length / per_episode);
+      const int64_t lo = std::min(ep.length - 1, k * stratum);
+      const int64_t hi = std::min(ep.length - 1, lo + stratum - 1);
+      std::uniform_int_distribution<int64_t> pick(lo, hi);
+      picks.push_back(ep.first_frame + pick(rng));
+    }
+  }
+  for (size_t i = 0; i < picks.size(); i += static_cast<size_t>(batch_size))
+    out.emplace_back(picks.begin() + static_cast<std::ptrdiff_t>(i),
+                     picks.begin() + static_cast<std::ptrdiff_t>(std::min(picks.size(), i + static_cast<size_t>(batch_size))));
+  return out;
+}
+
+}  // namespace zk0

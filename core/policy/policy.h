@@ -1,0 +1,60 @@
+#pragma once
+// The policy interface that the worker trains and the aggregator evaluates and checkpoints.
+// Parameters carry their checkpoint names; the trainable ones are what travels each round.
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/data/dataset.h"
+#include "core/spec/federation_spec.h"
+#include "core/tensor/parameter_set.h"
+
+namespace zk0 {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  virtual std::string type() const = 0;
+  virtual int64_t chunk_size() const = 0;
+
+  // Every parameter in checkpoint order, and the subsets that train and stay frozen.
+  virtual NamedTensors parameters() = 0;
+  NamedTensors trainable_parameters();
+  NamedTensors frozen_parameters();
+  bool is_trainable(const std::string& name) const;
+
+  // Flow-matching loss of a normalised batch. Noise and time come from `generator`, so that a
+  // fixed generator seed gives a fixed loss (deterministic evaluation).
+  virtual at::Tensor loss(const Batch& batch, at::Generator generator) = 0;
+  // Euler integration from noise at t=1 to an action chunk [B, chunk, action_dim] (normalised).
+  virtual at::Tensor sample_actions(const Batch& batch, at::Generator generator) = 0;
+
+  virtual void to(const at::Device& device) = 0;
+  virtual void set_training(bool training) = 0;
+  at::Device device();
+
+  // The policy's configuration as written to config.json.
+  virtual nlohmann::json config_json() const = 0;
+
+ protected:
+  std::vector<std::string> trainable_groups_;  // parameter name prefixes that train
+};
+
+// Builds the policy the spec names: its configuration, its pretrained weights if any, and which
+// parameter groups train. Throws SpecError with `spec.policy...` field paths for bad config.
+std::unique_ptr<Policy> make_policy(const PolicySpec& spec);
+
+// Copies of the named tensors as float32 bytes (what goes on the wire), and back.
+ParameterSet to_parameter_set(const NamedTensors& tensors);
+// Throws naming the tensor if a name is missing or a shape differs; copies under no_grad.
+void load_parameter_set(const NamedTensors& into, const ParameterSet& from);
+
+// Writes model.safetensors (all parameters) and config.json into `dir`, atomically per file.
+void save_pretrained(Policy& policy, const std::string& dir);
+
+}  // namespace zk0

@@ -1,0 +1,611 @@
+#include "core/spec/federation_spec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "core/tensor/hash.h"
+#include "core/util/fs.h"
+
+namespace zk0 {
+
+namespace {
+
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string s;
+  for (const auto& l : lines) s += (s.empty() ? "" : "\n") + l;
+  return s;
+}
+
+// Reads one YAML mapping, records every key it is asked for, and reports what it was not asked
+// for as unknown fields. Problems are collected, not thrown, so a user sees all of them at once.
+class Fields {
+ public:
+  Fields(const YAML::Node& node, std::string path, std::vector<std::string>& problems)
+      : node_(node), path_(std::move(path)), problems_(problems) {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) {
+      problem(path_, "must be a mapping");
+      valid_ = false;
+    }
+  }
+
+  ~Fields() {
+    if (!valid_ || !node_ || node_.IsNull()) return;
+    for (const auto& kv : node_) {
+      const auto key = kv.first.as<std::string>();
+      if (!asked_.count(key)) problem(path_ + "." + key, "unknown field");
+    }
+  }
+
+  std::string path(const std::string& key) const { return path_ + "." + key; }
+  bool has(const std::string& key) {
+    asked_.insert(key);
+    return valid_ && node_ && node_[key] && !node_[key].IsNull();
+  }
+  YAML::Node node(const std::string& key) {
+    asked_.insert(key);
+    return valid_ && node_ ? node_[key] : YAML::Node();
+  }
+
+  template <typename T>
+  void get(const std::string& key, T& out, bool required = false) {
+    if (!has(key)) {
+      if (required) problem(path(key), "is required");
+      return;
+    }
+    const YAML::Node n = node_[key];
+    if (!n.IsScalar()) {
+      problem(path(key), "must be a scalar");
+      return;
+    }
+    try {
+      out = n.as<T>();
+    } catch (const YAML::Exception&) {
+      problem(path(key), "cannot read '" + n.Scalar() + "' as " + type_name<T>());
+    }
+  }
+
+  template <typename T>
+  void get_list(const std::string& key, std::vector<T>& out) {
+    if (!has(key)) return;
+    const YAML::Node n = node_[key];
+    if (!n.IsSequence()) {
+      problem(path(key), "must be a list");
+      return;
+    }
+    out.clear();
+    for (size_t i = 0; i < n.size(); ++i) {
+      try {
+        out.push_back(n[i].as<T>());
+      } catch (const YAML::Exception&) {
+        problem(path(key) + "[" + std::to_string(i) + "]", std::string("must be ") + type_name<T>());
+      }
+    }
+  }
+
+  template <typename E>
+  void get_enum(const std::string& key, E& out, const std::map<std::string, E>& names) {
+    std::string s;
+    get(key, s);
+    if (s.empty()) return;
+    auto it = names.find(s);
+    if (it != names.end()) {
+      out = it->second;
+      return;
+    }
+    std::string allowed;
+    for (const auto& [n, _] : names) allowed += (allowed.empty() ? "" : ", ") + n;
+    problem(path(key), "must be one of " + allowed + " (got '" + s + "')");
+  }
+
+  void problem(const std::string& where, const std::string& what) { problems_.push_back(where + ": " + what); }
+
+ private:
+  template <typename T>
+  static const char* type_name() {
+    if (std::is_same<T, bool>::value) return "a boolean";
+    if (std::is_integral<T>::value) return "an integer";
+    if (std::is_floating_point<T>::value) return "a number";
+    return "a string";
+  }
+
+  YAML::Node node_;
+  std::string path_;
+  std::vector<std::string>& problems_;
+  std::set<std::string> asked_;
+  bool valid_ = true;
+};
+
+// Kubernetes-style quantity: 4194304, 4Mi, 512Ki, 1Gi.
+bool parse_bytes(const std::string& s, uint64_t& out) {
+  static const std::map<std::string, uint64_t> suffixes{{"", 1}, {"Ki", 1ull << 10}, {"Mi", 1ull << 20}, {"Gi", 1ull << 30}};
+  size_t end = 0;
+  while (end < s.size() && std::isdigit(static_cast<unsigned char>(s[end]))) ++end;
+  if (end == 0) return false;
+  auto it = suffixes.find(s.substr(end));
+  if (it == suffixes.end()) return false;
+  out = std::stoull(s.substr(0, end)) * it->second;
+  return true;
+}
+
+void require(bool ok, Fields& f, const std::string& key, const std::string& why) {
+  if (!ok) f.problem(f.path(key), why);
+}
+
+DatasetSpec read_dataset(const YAML::Node& node, const std::string& path, std::vector<std::string>& problems) {
+  DatasetSpec d;
+  if (!node || node.IsNull()) {
+    problems.push_back(path + ": is required");
+    return d;
+  }
+  Fields f(node, path, problems);
+  f.get("path", d.path);
+  f.get("repoId", d.repo_id);
+  f.get("revision", d.revision);
+  f.get_list("episodes", d.episodes);
+  if (f.has("synthetic")) {
+    SyntheticDatasetSpec s;
+    Fields sf(f.node("synthetic"), f.path("synthetic"), problems);
+    sf.get("task", s.task, true);
+    sf.get("episodes", s.episodes);
+    sf.get("episodeLength", s.episode_length);
+    sf.get("seed", s.seed);
+    require(s.episodes >= 1, sf, "episodes", "must be at least 1");
+    require(s.episode_length >= 2, sf, "episodeLength", "must be at least 2");
+    d.synthetic = s;
+  }
+  const int sources = !d.path.empty() + !d.repo_id.empty() + d.synthetic.has_value();
+  if (sources == 0) problems.push_back(path + ": one of path, repoId or synthetic is required");
+  if (sources > 1) problems.push_back(path + ": set only one of path, repoId or synthetic");
+  if (!d.revision.empty() && d.repo_id.empty()) f.problem(f.path("revision"), "only applies with repoId");
+  if (!d.repo_id.empty() && d.repo_id.find('/') == std::string::npos)
+    f.problem(f.path("repoId"), "must look like owner/name (got '" + d.repo_id + "')");
+  if (!d.repo_id.empty() && d.revision.empty()) d.revision = "main";
+  std::set<int64_t> seen;
+  for (size_t i = 0; i < d.episodes.size(); ++i) {
+    if (d.episodes[i] < 0) problems.push_back(path + ".episodes[" + std::to_string(i) + "]: must not be negative");
+    if (!seen.insert(d.episodes[i]).second)
+      problems.push_back(path + ".episodes[" + std::to_string(i) + "]: episode " + std::to_string(d.episodes[i]) + " is listed twice");
+  }
+  return d;
+}
+
+bool valid_name(const std::string& n) {
+  // A DNS-1123 label: the client name becomes part of a pod name on a cluster.
+  if (n.empty() || n.size() > 40) return false;
+  for (char c : n)
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-')) return false;
+  return n.front() != '-' && n.back() != '-';
+}
+
+YAML::Node json_to_yaml(const nlohmann::json& j) {
+  if (j.is_object()) {
+    YAML::Node n(YAML::NodeType::Map);
+    for (auto it = j.begin(); it != j.end(); ++it) n[it.key()] = json_to_yaml(it.value());
+    return n;
+  }
+  if (j.is_array()) {
+    YAML::Node n(YAML::NodeType::Sequence);
+    for (const auto& v : j) n.push_back(json_to_yaml(v));
+    return n;
+  }
+  if (j.is_string()) return YAML::Node(j.get<std::string>());
+  if (j.is_boolean()) return YAML::Node(j.get<bool>());
+  if (j.is_number_integer()) return YAML::Node(j.get<int64_t>());
+  if (j.is_number()) return YAML::Node(j.get<double>());
+  return YAML::Node();
+}
+
+nlohmann::json yaml_to_json(const YAML::Node& n, const std::string& path, std::vector<std::string>& problems) {
+  if (n.IsMap()) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& kv : n) j[kv.first.as<std::string>()] = yaml_to_json(kv.second, path + "." + kv.first.as<std::string>(), problems);
+    return j;
+  }
+  if (n.IsSequence()) {
+    nlohmann::json j = nlohmann::json::array();
+    for (size_t i = 0; i < n.size(); ++i) j.push_back(yaml_to_json(n[i], path + "[" + std::to_string(i) + "]", problems));
+    return j;
+  }
+  if (n.IsScalar()) {
+    const std::string& s = n.Scalar();
+    if (n.Tag() != "!") {  // unquoted: a number or boolean where it reads as one
+      int64_t i;
+      double d;
+      bool b;
+      if (YAML::convert<int64_t>::decode(n, i)) return i;
+      if (YAML::convert<double>::decode(n, d)) return d;
+      if (YAML::convert<bool>::decode(n, b)) return b;
+    }
+    return s;
+  }
+  return nullptr;
+}
+
+template <typename E>
+std::map<std::string, E> names_of(std::initializer_list<E> values) {
+  std::map<std::string, E> m;
+  for (E v : values) m[to_string(v)] = v;
+  return m;
+}
+
+}  // namespace
+
+SpecError::SpecError(std::vector<std::string> problems)
+    : std::runtime_error(join_lines(problems)), problems_(std::move(problems)) {}
+
+const char* to_string(EvalMode v) { return v == EvalMode::Quick ? "quick" : "full"; }
+const char* to_string(LrScheduleType v) { return v == LrScheduleType::Constant ? "constant" : "cosine"; }
+const char* to_string(Precision v) { return v == Precision::FP32 ? "fp32" : "bf16"; }
+const char* to_string(StrategyType v) { return v == StrategyType::FedAvg ? "fedavg" : "fedprox"; }
+const char* to_string(MuScheduleType v) {
+  switch (v) {
+    case MuScheduleType::Constant: return "constant";
+    case MuScheduleType::Step: return "step";
+    case MuScheduleType::Adaptive: return "adaptive";
+  }
+  return "constant";
+}
+
+std::string DatasetSpec::describe() const {
+  if (synthetic) return "synthetic:" + synthetic->task;
+  if (!repo_id.empty()) return "hub:" + repo_id + "@" + revision;
+  return "path:" + path;
+}
+
+const ClientSpec& FederationSpec::client(const std::string& client_name) const {
+  for (const auto& c : clients)
+    if (c.name == client_name) return c;
+  throw std::out_of_range("spec.clients: no client named '" + client_name + "'");
+}
+
+FederationSpec parse_spec(const std::string& yaml_text) {
+  std::vector<std::string> problems;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw SpecError({std::string("yaml: ") + e.what()});
+  }
+  FederationSpec spec;
+  Fields top(root, "", problems);
+  std::string api_version, kind;
+  top.get("apiVersion", api_version, true);
+  top.get("kind", kind, true);
+  if (!api_version.empty() && api_version != "zk0.io/v1alpha1")
+    problems.push_back("apiVersion: must be zk0.io/v1alpha1 (got '" + api_version + "')");
+  if (!kind.empty() && kind != "FederationRun") problems.push_back("kind: must be FederationRun (got '" + kind + "')");
+  {
+    Fields meta(top.node("metadata"), "metadata", problems);
+    meta.get("name", spec.name, true);
+    meta.get("namespace", spec.namespace_);
+    // Kubernetes sets these on objects it returns; accepting them lets a fetched object round-trip.
+    for (const char* k : {"labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"})
+      meta.node(k);
+    if (!spec.name.empty() && !valid_name(spec.name))
+      problems.push_back("metadata.name: must be lower-case letters, digits and '-', at most 40 characters");
+  }
+  top.node("status");  // written by the operator, ignored here
+  if (!top.has("spec")) {
+    problems.push_back("spec: is required");
+    throw SpecError(problems);
+  }
+  Fields s(top.node("spec"), "spec", problems);
+  s.get("rounds", spec.rounds, true);
+  require(spec.rounds >= 1, s, "rounds", "must be at least 1");
+  s.get("outputDir", spec.output_dir);
+  require(!spec.output_dir.empty(), s, "outputDir", "must not be empty");
+
+  // clients
+  const YAML::Node clients = s.node("clients");
+  if (!clients || !clients.IsSequence() || clients.size() == 0) {
+    problems.push_back("spec.clients: a non-empty list is required");
+  } else {
+    std::set<std::string> names;
+    for (size_t i = 0; i < clients.size(); ++i) {
+      const std::string path = "spec.clients[" + std::to_string(i) + "]";
+      ClientSpec c;
+      Fields cf(clients[i], path, problems);
+      cf.get("name", c.name, true);
+      if (!c.name.empty() && !valid_name(c.name))
+        problems.push_back(path + ".name: must be lower-case letters, digits and '-', at most 40 characters (got '" + c.name + "')");
+      if (!c.name.empty() && !names.insert(c.name).second)
+        problems.push_back(path + ".name: '" + c.name + "' is used by another client");
+      c.dataset = read_dataset(cf.node("dataset"), path + ".dataset", problems);
+      if (cf.has("resources")) {
+        Fields rf(cf.node("resources"), cf.path("resources"), problems);
+        rf.get("cpu", c.resources.cpu);
+        rf.get("memory", c.resources.memory);
+        rf.get("gpu", c.resources.gpu);
+        require(c.resources.cpu >= 0, rf, "cpu", "must not be negative");
+        require(c.resources.gpu >= 0, rf, "gpu", "must not be negative");
+        uint64_t bytes;
+        if (!c.resources.memory.empty() && !parse_bytes(c.resources.memory, bytes))
+          rf.problem(rf.path("memory"), "must be a byte quantity such as 16Gi (got '" + c.resources.memory + "')");
+      }
+      spec.clients.push_back(std::move(c));
+    }
+  }
+
+  // evaluation
+  {
+    Fields f(s.node("evaluation"), "spec.evaluation", problems);
+    auto& e = spec.evaluation;
+    e.dataset = read_dataset(f.node("dataset"), "spec.evaluation.dataset", problems);
+    f.get("everyRounds", e.every_rounds);
+    f.get_enum("mode", e.mode, names_of({EvalMode::Quick, EvalMode::Full}));
+    f.get("batches", e.batches);
+    f.get("batchSize", e.batch_size);
+    f.get("seed", e.seed);
+    require(e.every_rounds >= 1, f, "everyRounds", "must be at least 1");
+    require(e.batches >= 1, f, "batches", "must be at least 1");
+    require(e.batch_size >= 1, f, "batchSize", "must be at least 1");
+    if (e.mode == EvalMode::Full && f.has("batches")) f.problem(f.path("batches"), "only applies in quick mode");
+  }
+
+  // training
+  {
+    Fields f(s.node("training"), "spec.training", problems);
+    auto& t = spec.training;
+    f.get("localSteps", t.local_steps);
+    f.get("batchSize", t.batch_size);
+    f.get("gradClipNorm", t.grad_clip_norm);
+    f.get_enum("precision", t.precision, names_of({Precision::FP32, Precision::BF16}));
+    f.get("seed", t.seed);
+    require(t.local_steps >= 1, f, "localSteps", "must be at least 1");
+    require(t.batch_size >= 1, f, "batchSize", "must be at least 1");
+    require(t.grad_clip_norm >= 0, f, "gradClipNorm", "must not be negative (0 disables clipping)");
+    if (f.has("optimizer")) {
+      Fields o(f.node("optimizer"), f.path("optimizer"), problems);
+      std::string type = "adamw";
+      o.get("type", type);
+      if (type != "adamw") o.problem(o.path("type"), "must be adamw (got '" + type + "')");
+      o.get("lr", t.learning_rate);
+      std::vector<double> betas;
+      o.get_list("betas", betas);
+      if (o.has("betas")) {
+        if (betas.size() != 2 || betas[0] < 0 || betas[0] >= 1 || betas[1] < 0 || betas[1] >= 1)
+          o.problem(o.path("betas"), "must be two numbers in [0, 1)");
+        else
+          t.betas = {betas[0], betas[1]};
+      }
+      o.get("eps", t.eps);
+      o.get("weightDecay", t.weight_decay);
+      require(t.learning_rate > 0, o, "lr", "must be positive");
+      require(t.eps > 0, o, "eps", "must be positive");
+      require(t.weight_decay >= 0, o, "weightDecay", "must not be negative");
+    }
+    if (f.has("lrSchedule")) {
+      Fields l(f.node("lrSchedule"), f.path("lrSchedule"), problems);
+      l.get_enum("type", t.lr_schedule, names_of({LrScheduleType::Constant, LrScheduleType::Cosine}));
+      l.get("minLrRatio", t.min_lr_ratio);
+      l.get("warmupSteps", t.warmup_steps);
+      require(t.min_lr_ratio >= 0 && t.min_lr_ratio <= 1, l, "minLrRatio", "must be in [0, 1]");
+      require(t.warmup_steps >= 0, l, "warmupSteps", "must not be negative");
+      if (t.lr_schedule == LrScheduleType::Constant && l.has("minLrRatio"))
+        l.problem(l.path("minLrRatio"), "only applies to the cosine schedule");
+    }
+  }
+
+  // strategy
+  {
+    Fields f(s.node("strategy"), "spec.strategy", problems);
+    auto& st = spec.strategy;
+    f.get_enum("type", st.type, names_of({StrategyType::FedAvg, StrategyType::FedProx}));
+    f.get("proximalMu", st.proximal_mu);
+    if (st.type == StrategyType::FedAvg && f.has("proximalMu"))
+      f.problem(f.path("proximalMu"), "only applies to fedprox");
+    if (st.type == StrategyType::FedAvg) st.proximal_mu = 0;
+    require(st.proximal_mu >= 0, f, "proximalMu", "must not be negative");
+    if (f.has("muSchedule")) {
+      Fields m(f.node("muSchedule"), f.path("muSchedule"), problems);
+      m.get_enum("type", st.mu_schedule, names_of({MuScheduleType::Constant, MuScheduleType::Step, MuScheduleType::Adaptive}));
+      m.get("everyRounds", st.mu_schedule_every_rounds);
+      m.get("factor", st.mu_schedule_factor);
+      require(st.mu_schedule_every_rounds >= 1, m, "everyRounds", "must be at least 1");
+      require(st.mu_schedule_factor > 0, m, "factor", "must be positive");
+      if (st.mu_schedule != MuScheduleType::Step)
+        for (const char* k : {"everyRounds", "factor"})
+          if (m.has(k)) m.problem(m.path(k), "only applies to the step schedule");
+      if (st.type == StrategyType::FedAvg) m.problem(f.path("muSchedule"), "only applies to fedprox");
+    }
+    f.get("fractionFit", st.fraction_fit);
+    f.get("minFitClients", st.min_fit_clients);
+    f.get("minAvailableClients", st.min_available_clients);
+    f.get("startTimeoutSeconds", st.start_timeout_seconds);
+    f.get("roundTimeoutSeconds", st.round_timeout_seconds);
+    f.get("maxRoundAttempts", st.max_round_attempts);
+    require(st.fraction_fit > 0 && st.fraction_fit <= 1, f, "fractionFit", "must be in (0, 1]");
+    require(st.min_fit_clients >= 1, f, "minFitClients", "must be at least 1");
+    require(st.min_available_clients >= st.min_fit_clients, f, "minAvailableClients", "must be at least minFitClients");
+    require(st.start_timeout_seconds > 0, f, "startTimeoutSeconds", "must be positive");
+    require(st.round_timeout_seconds > 0, f, "roundTimeoutSeconds", "must be positive");
+    require(st.max_round_attempts >= 1, f, "maxRoundAttempts", "must be at least 1");
+    if (!spec.clients.empty() && st.min_available_clients > static_cast<int>(spec.clients.size()))
+      f.problem(f.path("minAvailableClients"), std::to_string(st.min_available_clients) + " exceeds the " +
+                                                   std::to_string(spec.clients.size()) + " clients listed");
+  }
+
+  // policy
+  {
+    Fields f(s.node("policy"), "spec.policy", problems);
+    auto& p = spec.policy;
+    f.get("type", p.type);
+    f.get("pretrained", p.pretrained);
+    f.get_list("train", p.train);
+    if (f.has("config")) {
+      if (!f.node("config").IsMap()) f.problem(f.path("config"), "must be a mapping");
+      else p.config = yaml_to_json(f.node("config"), f.path("config"), problems);
+    }
+    if (p.type != "flow-matching-mlp" && p.type != "smolvla")
+      f.problem(f.path("type"), "must be one of flow-matching-mlp, smolvla (got '" + p.type + "')");
+  }
+
+  // checkpoints
+  {
+    Fields f(s.node("checkpoints"), "spec.checkpoints", problems);
+    f.get("everyRounds", spec.checkpoints.every_rounds);
+    f.get("keepLast", spec.checkpoints.keep_last);
+    require(spec.checkpoints.every_rounds >= 1, f, "everyRounds", "must be at least 1");
+    require(spec.checkpoints.keep_last >= 0, f, "keepLast", "must not be negative (0 keeps all)");
+  }
+
+  // transport
+  {
+    Fields f(s.node("transport"), "spec.transport", problems);
+    auto& t = spec.transport;
+    for (auto [key, target] : {std::pair<const char*, uint64_t*>{"chunkSize", &t.chunk_bytes}, {"maxMessageSize", &t.max_message_bytes}}) {
+      std::string q;
+      f.get(key, q);
+      if (!q.empty() && !parse_bytes(q, *target))
+        f.problem(f.path(key), "must be a byte count or quantity such as 4Mi (got '" + q + "')");
+    }
+    f.get("transferAttempts", t.transfer_attempts);
+    require(t.chunk_bytes >= 4096 && t.chunk_bytes <= (64ull << 20), f, "chunkSize", "must be between 4Ki and 64Mi");
+    require(t.max_message_bytes >= t.chunk_bytes + 4096, f, "maxMessageSize", "must exceed chunkSize by at least 4Ki");
+    require(t.transfer_attempts >= 1, f, "transferAttempts", "must be at least 1");
+    if (f.has("tls")) {
+      Fields tf(f.node("tls"), f.path("tls"), problems);
+      tf.get("caFile", t.tls.ca_file, true);
+      tf.get("certFile", t.tls.cert_file, true);
+      tf.get("keyFile", t.tls.key_file, true);
+      tf.get("mutual", t.tls.mutual);
+    }
+  }
+  if (!problems.empty()) throw SpecError(problems);
+  return spec;
+}
+
+FederationSpec load_spec(const std::string& path) {
+  std::string text;
+  try {
+    text = read_file(path);
+  } catch (const std::exception& e) {
+    throw SpecError({e.what()});
+  }
+  return parse_spec(text);
+}
+
+namespace {
+
+void emit_dataset(YAML::Node n, const DatasetSpec& d) {
+  if (!d.path.empty()) n["path"] = d.path;
+  if (!d.repo_id.empty()) {
+    n["repoId"] = d.repo_id;
+    n["revision"] = d.revision;
+  }
+  if (d.synthetic) {
+    n["synthetic"]["task"] = d.synthetic->task;
+    n["synthetic"]["episodes"] = d.synthetic->episodes;
+    n["synthetic"]["episodeLength"] = d.synthetic->episode_length;
+    n["synthetic"]["seed"] = d.synthetic->seed;
+  }
+  if (!d.episodes.empty()) {
+    n["episodes"] = d.episodes;
+    n["episodes"].SetStyle(YAML::EmitterStyle::Flow);
+  }
+}
+
+std::string quantity(uint64_t bytes) {
+  if (bytes % (1ull << 20) == 0) return std::to_string(bytes >> 20) + "Mi";
+  if (bytes % (1ull << 10) == 0) return std::to_string(bytes >> 10) + "Ki";
+  return std::to_string(bytes);
+}
+
+}  // namespace
+
+std::string to_yaml(const FederationSpec& spec) {
+  YAML::Node root;
+  root["apiVersion"] = "zk0.io/v1alpha1";
+  root["kind"] = "FederationRun";
+  root["metadata"]["name"] = spec.name;
+  if (!spec.namespace_.empty()) root["metadata"]["namespace"] = spec.namespace_;
+  YAML::Node s = root["spec"];
+  s["rounds"] = spec.rounds;
+  s["outputDir"] = spec.output_dir;
+  for (const auto& c : spec.clients) {
+    YAML::Node cn;
+    cn["name"] = c.name;
+    emit_dataset(cn["dataset"], c.dataset);
+    if (c.resources.cpu > 0) cn["resources"]["cpu"] = c.resources.cpu;
+    if (!c.resources.memory.empty()) cn["resources"]["memory"] = c.resources.memory;
+    if (c.resources.gpu > 0) cn["resources"]["gpu"] = c.resources.gpu;
+    s["clients"].push_back(cn);
+  }
+  const auto& e = spec.evaluation;
+  emit_dataset(s["evaluation"]["dataset"], e.dataset);
+  s["evaluation"]["everyRounds"] = e.every_rounds;
+  s["evaluation"]["mode"] = to_string(e.mode);
+  if (e.mode == EvalMode::Quick) s["evaluation"]["batches"] = e.batches;
+  s["evaluation"]["batchSize"] = e.batch_size;
+  s["evaluation"]["seed"] = e.seed;
+  const auto& t = spec.training;
+  YAML::Node tn = s["training"];
+  tn["localSteps"] = t.local_steps;
+  tn["batchSize"] = t.batch_size;
+  tn["optimizer"]["type"] = "adamw";
+  tn["optimizer"]["lr"] = t.learning_rate;
+  tn["optimizer"]["betas"].push_back(t.betas[0]);
+  tn["optimizer"]["betas"].push_back(t.betas[1]);
+  tn["optimizer"]["betas"].SetStyle(YAML::EmitterStyle::Flow);
+  tn["optimizer"]["eps"] = t.eps;
+  tn["optimizer"]["weightDecay"] = t.weight_decay;
+  tn["gradClipNorm"] = t.grad_clip_norm;
+  tn["lrSchedule"]["type"] = to_string(t.lr_schedule);
+  if (t.lr_schedule == LrScheduleType::Cosine) tn["lrSchedule"]["minLrRatio"] = t.min_lr_ratio;
+  tn["lrSchedule"]["warmupSteps"] = t.warmup_steps;
+  tn["precision"] = to_string(t.precision);
+  tn["seed"] = t.seed;
+  const auto& st = spec.strategy;
+  YAML::Node sn = s["strategy"];
+  sn["type"] = to_string(st.type);
+  if (st.type == StrategyType::FedProx) {
+    sn["proximalMu"] = st.proximal_mu;
+    sn["muSchedule"]["type"] = to_string(st.mu_schedule);
+    if (st.mu_schedule == MuScheduleType::Step) {
+      sn["muSchedule"]["everyRounds"] = st.mu_schedule_every_rounds;
+      sn["muSchedule"]["factor"] = st.mu_schedule_factor;
+    }
+  }
+  sn["fractionFit"] = st.fraction_fit;
+  sn["minFitClients"] = st.min_fit_clients;
+  sn["minAvailableClients"] = st.min_available_clients;
+  sn["startTimeoutSeconds"] = st.start_timeout_seconds;
+  sn["roundTimeoutSeconds"] = st.round_timeout_seconds;
+  sn["maxRoundAttempts"] = st.max_round_attempts;
+  YAML::Node pn = s["policy"];
+  pn["type"] = spec.policy.type;
+  if (!spec.policy.config.empty()) pn["config"] = json_to_yaml(spec.policy.config);
+  if (!spec.policy.pretrained.empty()) pn["pretrained"] = spec.policy.pretrained;
+  if (!spec.policy.train.empty()) pn["train"] = spec.policy.train;
+  s["checkpoints"]["everyRounds"] = spec.checkpoints.every_rounds;
+  s["checkpoints"]["keepLast"] = spec.checkpoints.keep_last;
+  YAML::Node xn = s["transport"];
+  xn["chunkSize"] = quantity(spec.transport.chunk_bytes);
+  xn["maxMessageSize"] = quantity(spec.transport.max_message_bytes);
+  xn["transferAttempts"] = spec.transport.transfer_attempts;
+  if (spec.transport.tls.enabled()) {
+    xn["tls"]["caFile"] = spec.transport.tls.ca_file;
+    xn["tls"]["certFile"] = spec.transport.tls.cert_file;
+    xn["tls"]["keyFile"] = spec.transport.tls.key_file;
+    xn["tls"]["mutual"] = spec.transport.tls.mutual;
+  }
+  YAML::Emitter out;
+  out.SetDoublePrecision(17);
+  out << root;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string resume_fingerprint(const FederationSpec& spec) {
+  FederationSpec copy = spec;
+  copy.rounds = 1;
+  const std::string text = to_yaml(copy);
+  return to_hex(sha256(text.data(), text.size()));
+}
+
+}  // namespace zk0

@@ -1,0 +1,162 @@
+#pragma once
+// FederationRun (apiVersion zk0.io/v1alpha1): the one description of a federated run. The same
+// file runs locally (`zk0 run`) and on a cluster (`kubectl apply`); the CRD's schema in crds/
+// is checked against this type by a test. Field names in YAML are camelCase as in Kubernetes.
+#include <array>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace zk0 {
+
+// Every problem found in a spec, one per line, each starting with the field path.
+class SpecError : public std::runtime_error {
+ public:
+  explicit SpecError(std::vector<std::string> problems);
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+// Trajectories generated in-process: a stand-in for recorded data in demos and tests.
+struct SyntheticDatasetSpec {
+  std::string task;
+  int episodes = 40;
+  int episode_length = 80;
+  uint64_t seed = 0;
+};
+
+struct DatasetSpec {
+  std::string path;      // a LeRobot dataset on local disk
+  std::string repo_id;   // or a Hugging Face Hub dataset
+  std::string revision;  // Hub revision; "main" when repo_id is set and this is empty
+  std::optional<SyntheticDatasetSpec> synthetic;
+  std::vector<int64_t> episodes;  // subset of episode indices; empty means all
+
+  std::string describe() const;  // "path:/data/x", "hub:user/set@main", "synthetic:reach-left"
+};
+
+struct ResourcesSpec {
+  double cpu = 0;      // cores; locally sets the worker's compute threads. 0 = unset
+  std::string memory;  // Kubernetes quantity; a pod request and limit on a cluster
+  int gpu = 0;         // nvidia.com/gpu; locally requires CUDA and selects it
+};
+
+struct ClientSpec {
+  std::string name;
+  DatasetSpec dataset;
+  ResourcesSpec resources;
+};
+
+enum class EvalMode { Quick, Full };
+
+struct EvaluationSpec {
+  DatasetSpec dataset;
+  int every_rounds = 1;
+  EvalMode mode = EvalMode::Quick;
+  int batches = 8;  // quick mode: batches sampled across all episodes
+  int batch_size = 64;
+  uint64_t seed = 0;  // fixes sampled indices, noise and time per batch
+};
+
+enum class LrScheduleType { Constant, Cosine };
+enum class Precision { FP32, BF16 };
+
+struct TrainingSpec {
+  int local_steps = 100;
+  int batch_size = 64;
+  double learning_rate = 1e-4;
+  std::array<double, 2> betas{0.9, 0.95};
+  double eps = 1e-8;
+  double weight_decay = 1e-10;
+  double grad_clip_norm = 10.0;  // 0 disables clipping
+  LrScheduleType lr_schedule = LrScheduleType::Cosine;
+  double min_lr_ratio = 0.1;  // cosine ends at learning_rate * min_lr_ratio
+  int warmup_steps = 0;
+  Precision precision = Precision::FP32;
+  uint64_t seed = 0;
+};
+
+enum class StrategyType { FedAvg, FedProx };
+enum class MuScheduleType { Constant, Step, Adaptive };
+
+struct StrategySpec {
+  StrategyType type = StrategyType::FedProx;
+  double proximal_mu = 0.01;
+  MuScheduleType mu_schedule = MuScheduleType::Constant;
+  int mu_schedule_every_rounds = 10;  // step: mu *= factor every N rounds
+  double mu_schedule_factor = 0.5;
+  double fraction_fit = 1.0;
+  int min_fit_clients = 2;
+  int min_available_clients = 2;
+  double start_timeout_seconds = 300;
+  double round_timeout_seconds = 1800;
+  int max_round_attempts = 3;  // a round without quorum is repeated at most this often
+};
+
+struct PolicySpec {
+  std::string type = "flow-matching-mlp";
+  nlohmann::json config = nlohmann::json::object();  // validated by the policy type
+  std::string pretrained;                            // directory with model.safetensors
+  std::vector<std::string> train;                    // parameter groups that train; empty = the type's default
+};
+
+struct CheckpointSpec {
+  int every_rounds = 1;
+  int keep_last = 3;  // 0 keeps all
+};
+
+struct TlsSpec {
+  std::string ca_file;    // verifies the peer
+  std::string cert_file;  // this side's certificate
+  std::string key_file;
+  bool mutual = false;  // aggregator demands and verifies client certificates
+
+  bool enabled() const { return !cert_file.empty() || !ca_file.empty(); }
+};
+
+struct TransportSpec {
+  uint64_t chunk_bytes = 4ull << 20;
+  uint64_t max_message_bytes = 8ull << 20;  // anything larger is refused by gRPC
+  int transfer_attempts = 3;                // a transfer failing verification is retried this often
+  TlsSpec tls;
+};
+
+struct FederationSpec {
+  std::string name;
+  std::string namespace_;  // metadata.namespace, used on a cluster
+  int rounds = 10;
+  std::string output_dir = "outputs";
+  std::vector<ClientSpec> clients;
+  EvaluationSpec evaluation;
+  TrainingSpec training;
+  StrategySpec strategy;
+  PolicySpec policy;
+  CheckpointSpec checkpoints;
+  TransportSpec transport;
+
+  const ClientSpec& client(const std::string& name) const;  // throws std::out_of_range
+};
+
+// Parses and validates; throws SpecError listing every problem with its field path.
+FederationSpec parse_spec(const std::string& yaml_text);
+FederationSpec load_spec(const std::string& path);
+
+// The spec with every default filled in, as YAML that parse_spec reads back to an equal spec.
+std::string to_yaml(const FederationSpec& spec);
+
+// SHA-256 of the resolved spec with `rounds` left out: a restarted aggregator resumes only a
+// run whose spec is the same apart from a changed round count.
+std::string resume_fingerprint(const FederationSpec& spec);
+
+const char* to_string(EvalMode v);
+const char* to_string(LrScheduleType v);
+const char* to_string(Precision v);
+const char* to_string(StrategyType v);
+const char* to_string(MuScheduleType v);
+
+}  // namespace zk0

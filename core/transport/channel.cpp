@@ -1,0 +1,38 @@
+#include "core/transport/channel.h"
+
+#include "core/util/fs.h"
+
+namespace zk0 {
+
+std::shared_ptr<grpc::ServerCredentials> make_server_credentials(const TlsSpec& tls) {
+  if (!tls.enabled()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(tls.mutual ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                                       : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  options.pem_root_certs = read_file(tls.ca_file);
+  options.pem_key_cert_pairs.push_back({read_file(tls.key_file), read_file(tls.cert_file)});
+  return grpc::SslServerCredentials(options);
+}
+
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const TransportSpec& transport) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(transport.max_message_bytes));
+  args.SetMaxSendMessageSize(static_cast<int>(transport.max_message_bytes));
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (transport.tls.enabled()) {
+    grpc::SslCredentialsOptions options;
+    options.pem_root_certs = read_file(transport.tls.ca_file);
+    options.pem_private_key = read_file(transport.tls.key_file);
+    options.pem_cert_chain = read_file(transport.tls.cert_file);
+    creds = grpc::SslCredentials(options);
+  } else {
+    creds = grpc::InsecureChannelCredentials();
+  }
+  return grpc::CreateCustomChannel(address, creds, args);
+}
+
+void configure_server_limits(grpc::ServerBuilder& builder, const TransportSpec& transport) {
+  builder.SetMaxReceiveMessageSize(static_cast<int>(transport.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(transport.max_message_bytes));
+}
+
+}  // namespace zk0

@@ -1,0 +1,172 @@
+#include "core/transport/parameter_stream.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace zk0 {
+
+const char* TransferError::reason() const {
+  switch (kind_) {
+    case Kind::BadManifest: return "bad_manifest";
+    case Kind::LayoutMismatch: return "layout_mismatch";
+    case Kind::ChunkChecksum: return "chunk_checksum";
+    case Kind::TensorHash: return "tensor_hash";
+    case Kind::Incomplete: return "incomplete";
+    case Kind::OutOfOrder: return "out_of_order";
+  }
+  return "unknown";
+}
+
+namespace {
+v1::DType to_proto(DType d) {
+  switch (d) {
+    case DType::F32: return v1::DTYPE_F32;
+    case DType::BF16: return v1::DTYPE_BF16;
+    case DType::F16: return v1::DTYPE_F16;
+    case DType::F64: return v1::DTYPE_F64;
+    case DType::I64: return v1::DTYPE_I64;
+  }
+  return v1::DTYPE_UNSPECIFIED;
+}
+
+DType from_proto(v1::DType d, const std::string& tensor) {
+  switch (d) {
+    case v1::DTYPE_F32: return DType::F32;
+    case v1::DTYPE_BF16: return DType::BF16;
+    case v1::DTYPE_F16: return DType::F16;
+    case v1::DTYPE_F64: return DType::F64;
+    case v1::DTYPE_I64: return DType::I64;
+    default: break;
+  }
+  throw TransferError(TransferError::Kind::BadManifest, "manifest: tensor '" + tensor + "' has no valid dtype");
+}
+}  // namespace
+
+void manifest_to_proto(const Manifest& manifest, v1::Manifest* out) {
+  out->Clear();
+  for (const auto& t : manifest.tensors) {
+    auto* e = out->add_tensors();
+    e->set_name(t.name);
+    e->set_dtype(to_proto(t.dtype));
+    for (int64_t d : t.shape) e->add_shape(d);
+    e->set_byte_length(t.byte_length);
+    e->set_sha256(t.sha256.data(), t.sha256.size());
+  }
+  out->set_digest(manifest.digest.data(), manifest.digest.size());
+}
+
+Manifest manifest_from_proto(const v1::Manifest& proto) {
+  Manifest m;
+  for (const auto& e : proto.tensors()) {
+    TensorEntry t;
+    t.name = e.name();
+    t.dtype = from_proto(e.dtype(), e.name());
+    t.shape.assign(e.shape().begin(), e.shape().end());
+    t.byte_length = e.byte_length();
+    if (e.sha256().size() != 32)
+      throw TransferError(TransferError::Kind::BadManifest, "manifest: tensor '" + e.name() + "' has no SHA-256");
+    std::memcpy(t.sha256.data(), e.sha256().data(), 32);
+    m.tensors.push_back(std::move(t));
+  }
+  if (proto.digest().size() != 32) throw TransferError(TransferError::Kind::BadManifest, "manifest: digest missing");
+  std::memcpy(m.digest.data(), proto.digest().data(), 32);
+  return m;
+}
+
+bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, uint64_t chunk_bytes,
+                     const std::function<bool(const v1::Manifest&)>& send_manifest,
+                     const std::function<bool(v1::Chunk&)>& send_chunk) {
+  v1::Manifest proto;
+  manifest_to_proto(manifest, &proto);
+  if (!send_manifest(proto)) return false;
+  v1::Chunk chunk;
+  for (size_t i = 0; i < parameters.tensors.size(); ++i) {
+    const Tensor& t = parameters.tensors[i];
+    for (uint64_t offset = 0; offset < t.bytes.size(); offset += chunk_bytes) {
+      const uint64_t n = std::min<uint64_t>(chunk_bytes, t.bytes.size() - offset);
+      const uint8_t* p = t.bytes.data() + offset;
+      chunk.set_tensor_index(static_cast<uint32_t>(i));
+      chunk.set_offset(offset);
+      chunk.set_data(p, n);
+      chunk.set_crc32c(crc32c(p, n));
+      if (!send_chunk(chunk)) return false;
+    }
+  }
+  return true;
+}
+
+void ParameterReceiver::on_manifest(const v1::Manifest& proto) {
+  if (has_manifest_) throw TransferError(TransferError::Kind::OutOfOrder, "a second manifest arrived");
+  manifest_ = manifest_from_proto(proto);
+  try {
+    check_manifest_consistent(manifest_);
+  } catch (const std::exception& e) {
+    throw TransferError(TransferError::Kind::BadManifest, e.what());
+  }
+  if (expected_) {
+    try {
+      check_same_layout(*expected_, manifest_);
+    } catch (const std::exception& e) {
+      throw TransferError(TransferError::Kind::LayoutMismatch, std::string("manifest: ") + e.what());
+    }
+  }
+  has_manifest_ = true;
+  parameters_.tensors.reserve(manifest_.tensors.size());
+  start_tensor();
+}
+
+void ParameterReceiver::start_tensor() {
+  // Zero-byte tensors have nothing to wait for: complete them right away.
+  while (tensor_ < manifest_.tensors.size()) {
+    const TensorEntry& e = manifest_.tensors[tensor_];
+    parameters_.tensors.push_back(make_tensor(e.name, e.dtype, e.shape));
+    offset_ = 0;
+    hash_ = std::make_unique<Sha256>();
+    if (e.byte_length > 0) return;
+    if (hash_->finish() != e.sha256)
+      throw TransferError(TransferError::Kind::TensorHash, "tensor '" + e.name + "': SHA-256 mismatch");
+    ++tensor_;
+  }
+}
+
+void ParameterReceiver::on_chunk(const v1::Chunk& chunk) {
+  if (!has_manifest_) throw TransferError(TransferError::Kind::OutOfOrder, "chunk before the manifest");
+  if (tensor_ >= manifest_.tensors.size())
+    throw TransferError(TransferError::Kind::OutOfOrder, "chunk after the last tensor was complete");
+  const TensorEntry& e = manifest_.tensors[tensor_];
+  if (chunk.tensor_index() != tensor_ || chunk.offset() != offset_)
+    throw TransferError(TransferError::Kind::OutOfOrder,
+                        "expected tensor " + std::to_string(tensor_) + " ('" + e.name + "') at offset " +
+                            std::to_string(offset_) + ", got tensor " + std::to_string(chunk.tensor_index()) +
+                            " at offset " + std::to_string(chunk.offset()));
+  const std::string& data = chunk.data();
+  if (data.empty() || offset_ + data.size() > e.byte_length)
+    throw TransferError(TransferError::Kind::OutOfOrder,
+                        "tensor '" + e.name + "': chunk of " + std::to_string(data.size()) + " bytes at offset " +
+                            std::to_string(offset_) + " overruns its " + std::to_string(e.byte_length) + " bytes");
+  if (crc32c(data.data(), data.size()) != chunk.crc32c())
+    throw TransferError(TransferError::Kind::ChunkChecksum,
+                        "tensor '" + e.name + "': chunk at offset " + std::to_string(offset_) + " fails its CRC32C");
+  std::memcpy(parameters_.tensors.back().bytes.data() + offset_, data.data(), data.size());
+  hash_->update(data.data(), data.size());
+  offset_ += data.size();
+  bytes_ += data.size();
+  if (offset_ == e.byte_length) {
+    if (hash_->finish() != e.sha256)
+      throw TransferError(TransferError::Kind::TensorHash,
+                          "tensor '" + e.name + "': SHA-256 of the received bytes does not match the manifest");
+    ++tensor_;
+    start_tensor();
+  }
+}
+
+ParameterSet ParameterReceiver::finish() {
+  if (!has_manifest_) throw TransferError(TransferError::Kind::Incomplete, "the stream ended before the manifest");
+  if (tensor_ < manifest_.tensors.size())
+    throw TransferError(TransferError::Kind::Incomplete, "the stream ended in tensor '" +
+                                                             manifest_.tensors[tensor_].name + "' at byte " +
+                                                             std::to_string(offset_));
+  return std::move(parameters_);
+}
+
+}  // namespace zk0

@@ -1,0 +1,79 @@
+#include "core/util/log.h"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+
+namespace zk0 {
+namespace {
+std::mutex log_mutex;
+std::string component_name = "zk0";
+LogLevel min_level = LogLevel::Info;
+
+const char* level_name(LogLevel l) {
+  switch (l) {
+    case LogLevel::Debug: return "debug";
+    case LogLevel::Info: return "info";
+    case LogLevel::Warn: return "warn";
+    case LogLevel::Error: return "error";
+  }
+  return "info";
+}
+
+void append_value(std::string& line, const std::string& v) {
+  if (!v.empty() && v.find_first_of(" \"=\t\n") == std::string::npos) {
+    line += v;
+    return;
+  }
+  line += '"';
+  for (char c : v) {
+    if (c == '"' || c == '\\') line += '\\';
+    if (c == '\n') {
+      line += "\\n";
+      continue;
+    }
+    line += c;
+  }
+  line += '"';
+}
+}  // namespace
+
+void set_log_component(std::string component) {
+  std::lock_guard<std::mutex> lock(log_mutex);
+  component_name = std::move(component);
+}
+
+void set_log_level(LogLevel level) { min_level = level; }
+
+void log_event(LogLevel level, std::string_view event, const std::vector<LogField>& fields) {
+  if (level < min_level) return;
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+  const int millis = static_cast<int>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char ts[80];
+  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  std::string line = std::string("ts=") + ts + " level=" + level_name(level) + " component=";
+  {
+    std::lock_guard<std::mutex> lock(log_mutex);
+    append_value(line, component_name);
+  }
+  line += " event=";
+  line += event;
+  for (const auto& [k, v] : fields) {
+    line += ' ';
+    line += k;
+    line += '=';
+    append_value(line, v);
+  }
+  line += '\n';
+  std::lock_guard<std::mutex> lock(log_mutex);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+}  // namespace zk0

@@ -1,0 +1,294 @@
+#include "worker/client.h"
+
+#include <chrono>
+#include <thread>
+
+#include "core/transport/channel.h"
+#include "core/transport/parameter_stream.h"
+#include "core/util/log.h"
+
+namespace zk0 {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+constexpr uint32_t kProtocolVersion = 1;
+
+std::chrono::system_clock::time_point in(std::chrono::milliseconds d) { return std::chrono::system_clock::now() + d; }
+
+std::string describe(const grpc::Status& s) {
+  return "code=" + std::to_string(static_cast<int>(s.error_code())) + " " + s.error_message();
+}
+}  // namespace
+
+WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, const std::string& address)
+    : spec_(spec), name_(std::move(client_name)) {
+  stub_ = v1::Federation::NewStub(make_channel(address, spec_.transport));
+  trainer_ = std::make_unique<LocalTrainer>(spec_, spec_.client(name_));
+}
+
+void WorkerClient::set_state(const std::string& s) {
+  std::lock_guard<std::mutex> lock(session_mu_);
+  state_ = s;
+}
+
+bool WorkerClient::connect_and_register(const std::string& open_error) {
+  // The aggregator may start after us or be restarting: keep trying for the start timeout.
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(spec_.strategy.start_timeout_seconds));
+  for (int attempt = 0; !stop_; ++attempt) {
+    v1::RegisterRequest req;
+    req.set_protocol_version(kProtocolVersion);
+    req.set_client_name(name_);
+    req.set_policy_type(trainer_->policy().type());
+    req.set_frozen_digest(trainer_->frozen_digest());
+    req.set_dataset_samples(open_error.empty() ? static_cast<uint64_t>(trainer_->dataset().size()) : 0);
+    v1::RegisterReply reply;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(in(std::chrono::seconds(10)));
+    const grpc::Status s = stub_->Register(&ctx, req, &reply);
+    if (s.ok()) {
+      std::lock_guard<std::mutex> lock(session_mu_);
+      session_ = reply.session_id();
+      log_info("registered", {kv("client", name_), kv("total_rounds", reply.total_rounds())});
+      return true;
+    }
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      log_error("registration_refused", {kv("client", name_), kv("status", describe(s))});
+      return false;
+    }
+    if (Clock::now() >= deadline) {
+      log_error("aggregator_unreachable", {kv("client", name_), kv("status", describe(s))});
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 100 * (1 << std::min(attempt, 4)))));
+  }
+  return false;
+}
+
+void WorkerClient::heartbeat_loop() {
+  while (!done_) {
+    v1::HeartbeatRequest req;
+    {
+      std::lock_guard<std::mutex> lock(session_mu_);
+      req.set_session_id(session_);
+      req.set_state(state_);
+    }
+    v1::HeartbeatReply reply;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(in(std::chrono::seconds(2)));
+    stub_->Heartbeat(&ctx, req, &reply);  // failures surface in the poll loop
+    for (int i = 0; i < 10 && !done_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void WorkerClient::report_failure(int round, const std::string& reason, bool fatal) {
+  v1::FailureReport req;
+  {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    req.set_session_id(session_);
+  }
+  req.set_round(static_cast<uint32_t>(round));
+  req.set_reason(reason);
+  req.set_fatal(fatal);
+  v1::FailureAck ack;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(in(std::chrono::seconds(5)));
+  stub_->ReportFailure(&ctx, req, &ack);
+}
+
+bool WorkerClient::download(const v1::Instruction& ins, ParameterSet& out, double& seconds, uint64_t& bytes) {
+  for (int attempt = 1; attempt <= spec_.transport.transfer_attempts; ++attempt) {
+    const auto start = Clock::now();
+    v1::DownloadRequest req;
+    {
+      std::lock_guard<std::mutex> lock(session_mu_);
+      req.set_session_id(session_);
+    }
+    req.set_round(ins.round());
+    req.set_parameters_digest(ins.parameters_digest());
+    grpc::ClientContext ctx;
+    auto reader = stub_->DownloadParameters(&ctx, req);
+    ParameterReceiver receiver(trainer_->layout());
+    v1::ParameterMessage msg;
+    std::string error;
+    try {
+      while (reader->Read(&msg)) {
+        if (msg.has_manifest()) receiver.on_manifest(msg.manifest());
+        else receiver.on_chunk(msg.chunk());
+      }
+    } catch (const TransferError& e) {
+      error = std::string(e.reason()) + ": " + e.what();
+      ctx.TryCancel();
+    }
+    const grpc::Status s = reader->Finish();
+    if (error.empty() && !s.ok()) {
+      if (s.error_code() == grpc::StatusCode::ABORTED || s.error_code() == grpc::StatusCode::NOT_FOUND) {
+        log_warn("download_refused", {kv("round", ins.round()), kv("status", describe(s))});
+        return false;
+      }
+      error = describe(s);
+    }
+    if (error.empty()) {
+      try {
+        out = receiver.finish();
+        if (receiver.manifest().digest_hex() != ins.parameters_digest())
+          throw TransferError(TransferError::Kind::BadManifest, "manifest digest " + receiver.manifest().digest_hex() +
+                                                                   " is not the announced " + ins.parameters_digest());
+        seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        bytes = receiver.bytes_received();
+        return true;
+      } catch (const TransferError& e) {
+        error = std::string(e.reason()) + ": " + e.what();
+      }
+    }
+    log_warn("download_failed", {kv("round", ins.round()), kv("attempt", attempt), kv("error", error)});
+  }
+  return false;
+}
+
+bool WorkerClient::upload(const v1::Instruction& ins, const RoundResult& result) {
+  const Manifest manifest = build_manifest(result.update);
+  for (int attempt = 1; attempt <= spec_.transport.transfer_attempts; ++attempt) {
+    grpc::ClientContext ctx;
+    v1::UploadReply reply;
+    auto writer = stub_->UploadUpdate(&ctx, &reply);
+    v1::UploadMessage msg;
+    auto* header = msg.mutable_header();
+    {
+      std::lock_guard<std::mutex> lock(session_mu_);
+      header->set_session_id(session_);
+    }
+    header->set_round(ins.round());
+    header->set_base_digest(ins.parameters_digest());
+    const TrainReport& r = result.report;
+    auto* m = header->mutable_metrics();
+    m->set_samples(r.samples);
+    m->set_steps(r.steps);
+    m->set_loss(r.loss);
+    m->set_policy_loss(r.policy_loss);
+    m->set_proximal_loss(r.proximal_loss);
+    m->set_grad_norm(r.grad_norm);
+    m->set_update_norm(r.update_norm);
+    m->set_learning_rate(r.learning_rate);
+    m->set_train_seconds(r.train_seconds);
+    m->set_data_seconds(r.data_seconds);
+    m->set_download_seconds(r.download_seconds);
+    m->set_bytes_downloaded(r.bytes_downloaded);
+    if (writer->Write(msg)) {
+      send_parameters(
+          manifest, result.update, spec_.transport.chunk_bytes,
+          [&](const v1::Manifest& man) {
+            *msg.mutable_manifest() = man;
+            return writer->Write(msg);
+          },
+          [&](v1::Chunk& c) {
+            msg.mutable_chunk()->Swap(&c);
+            const bool ok = writer->Write(msg);
+            msg.mutable_chunk()->Swap(&c);
+            return ok;
+          });
+    }
+    writer->WritesDone();
+    const grpc::Status s = writer->Finish();
+    if (s.ok()) {
+      log_info("update_uploaded", {kv("round", ins.round()), kv("digest", reply.digest()), kv("loss", r.loss)});
+      return true;
+    }
+    log_warn("upload_failed", {kv("round", ins.round()), kv("attempt", attempt), kv("status", describe(s))});
+    // Only a transfer that arrived damaged is worth sending again; a refused update is final.
+    if (s.error_code() != grpc::StatusCode::DATA_LOSS && s.error_code() != grpc::StatusCode::UNAVAILABLE) return false;
+  }
+  return false;
+}
+
+bool WorkerClient::train_round(const v1::Instruction& ins) {
+  const int round = static_cast<int>(ins.round());
+  log_info("round_instructed", {kv("round", round), kv("local_steps", ins.config().local_steps()),
+                                kv("proximal_mu", ins.config().proximal_mu())});
+  set_state("downloading");
+  ParameterSet global;
+  double download_seconds = 0;
+  uint64_t bytes = 0;
+  if (!download(ins, global, download_seconds, bytes)) {
+    set_state("idle");
+    return true;  // the round moved on or the transfer kept failing: wait for the next instruction
+  }
+  set_state("training");
+  RoundResult result = trainer_->train_round(global, static_cast<int>(ins.config().local_steps()),
+                                             ins.config().proximal_mu(), ins.config().seed());
+  result.report.download_seconds = download_seconds;
+  result.report.bytes_downloaded = bytes;
+  log_info("round_trained", {kv("round", round), kv("loss", result.report.loss), kv("policy_loss", result.report.policy_loss),
+                             kv("proximal_loss", result.report.proximal_loss), kv("update_norm", result.report.update_norm),
+                             kv("seconds", result.report.train_seconds)});
+  set_state("uploading");
+  upload(ins, result);
+  set_state("idle");
+  return true;
+}
+
+int WorkerClient::run() {
+  std::string open_error;
+  try {
+    trainer_->open_dataset();
+    log_info("dataset_opened", {kv("client", name_), kv("dataset", trainer_->dataset().info().source),
+                                kv("samples", trainer_->dataset().size()), kv("episodes", trainer_->dataset().episodes().size())});
+  } catch (const std::exception& e) {
+    open_error = e.what();
+  }
+  if (!connect_and_register(open_error)) return 1;
+  if (!open_error.empty()) {
+    log_error("dataset_failed", {kv("client", name_), kv("error", open_error)});
+    report_failure(0, "dataset: " + open_error, true);
+    return 1;
+  }
+  std::thread heartbeat([this] { heartbeat_loop(); });
+  int rc = 1;
+  auto unreachable_since = Clock::now();
+  bool reachable = true;
+  while (!stop_) {
+    v1::PollRequest req;
+    {
+      std::lock_guard<std::mutex> lock(session_mu_);
+      req.set_session_id(session_);
+    }
+    req.set_wait_ms(2000);
+    v1::Instruction ins;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(in(std::chrono::seconds(10)));
+    const grpc::Status s = stub_->PollInstruction(&ctx, req, &ins);
+    if (!s.ok()) {
+      if (s.error_code() == grpc::StatusCode::NOT_FOUND) {  // the aggregator restarted and forgot us
+        if (!connect_and_register("")) break;
+        continue;
+      }
+      if (reachable) unreachable_since = Clock::now();
+      reachable = false;
+      if (Clock::now() - unreachable_since > std::chrono::duration<double>(spec_.strategy.start_timeout_seconds)) {
+        log_error("aggregator_unreachable", {kv("client", name_), kv("status", describe(s))});
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    reachable = true;
+    if (ins.kind() == v1::Instruction::FINISH) {
+      log_info("run_finished", {kv("client", name_)});
+      rc = 0;
+      break;
+    }
+    if (ins.kind() != v1::Instruction::TRAIN) continue;
+    try {
+      train_round(ins);
+    } catch (const std::exception& e) {
+      log_error("training_failed", {kv("client", name_), kv("round", ins.round()), kv("error", e.what())});
+      report_failure(static_cast<int>(ins.round()), e.what(), true);
+      break;
+    }
+  }
+  done_ = true;
+  heartbeat.join();
+  return rc;
+}
+
+}  // namespace zk0

@@ -1,0 +1,42 @@
+#pragma once
+// The worker's side of the protocol: register, heartbeat, poll, download, train, upload.
+// Transient failures (aggregator restarting, a transfer failing verification) are retried
+// within bounds; anything the worker cannot recover from is reported to the aggregator.
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "worker/trainer.h"
+#include "zk0/v1/federation.grpc.pb.h"
+
+namespace zk0 {
+
+class WorkerClient {
+ public:
+  WorkerClient(const FederationSpec& spec, std::string client_name, const std::string& address);
+  // Returns the process exit code: 0 when the aggregator finished the run.
+  int run();
+  void request_stop() { stop_ = true; }
+
+ private:
+  bool connect_and_register(const std::string& open_error);
+  void heartbeat_loop();
+  void set_state(const std::string& s);
+  bool train_round(const v1::Instruction& ins);
+  bool download(const v1::Instruction& ins, ParameterSet& out, double& seconds, uint64_t& bytes);
+  bool upload(const v1::Instruction& ins, const RoundResult& result);
+  void report_failure(int round, const std::string& reason, bool fatal);
+
+  FederationSpec spec_;
+  std::string name_;
+  std::unique_ptr<v1::Federation::Stub> stub_;
+  std::unique_ptr<LocalTrainer> trainer_;
+  std::mutex session_mu_;
+  std::string session_;
+  std::string state_ = "idle";
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> done_{false};
+};
+
+}  // namespace zk0

@@ -1,0 +1,50 @@
+// zk0-worker: one client of a FederationRun, training on its own dataset.
+//   zk0-worker --spec run.yaml --client NAME --aggregator HOST:PORT
+#include <signal.h>
+
+#include <iostream>
+#include <thread>
+
+#include "core/util/log.h"
+#include "worker/client.h"
+
+using namespace zk0;
+
+int main(int argc, char** argv) {
+  std::string spec_path, client, address;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--spec") spec_path = argv[i + 1];
+    else if (a == "--client") client = argv[i + 1];
+    else if (a == "--aggregator") address = argv[i + 1];
+    else spec_path.clear(), i = argc;
+  }
+  if (spec_path.empty() || client.empty() || address.empty() || argc % 2 == 0) {
+    std::cerr << "usage: zk0-worker --spec FILE --client NAME --aggregator HOST:PORT\n";
+    return 2;
+  }
+  set_log_component("worker/" + client);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  try {
+    const FederationSpec spec = load_spec(spec_path);
+    spec.client(client);
+    WorkerClient worker(spec, client, address);
+    std::thread([&] {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      log_info("signal_received", {kv("signal", strsignal(sig))});
+      worker.request_stop();
+    }).detach();
+    return worker.run();
+  } catch (const SpecError& e) {
+    std::cerr << "zk0-worker: invalid spec " << spec_path << ":\n" << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    log_error("worker_failed", {kv("error", e.what())});
+    return 1;
+  }
+}

@@ -1,0 +1,155 @@
+#include "worker/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+
+namespace zk0 {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+at::Device pick_device(const ClientSpec& client, size_t index) {
+  if (client.resources.gpu == 0) return at::kCPU;
+  if (!torch::cuda::is_available())
+    throw SpecError({"spec.clients[" + std::to_string(index) + "].resources.gpu: " + std::to_string(client.resources.gpu) +
+                     " GPU requested but CUDA is not available on this machine"});
+  return at::Device(at::kCUDA, 0);
+}
+
+size_t client_index(const FederationSpec& spec, const std::string& name) {
+  for (size_t i = 0; i < spec.clients.size(); ++i)
+    if (spec.clients[i].name == name) return i;
+  return 0;
+}
+
+// bf16 autocast for the forward pass where the spec asks for it; fp32 master weights and
+// optimizer state either way.
+class AutocastScope {
+ public:
+  AutocastScope(Precision precision, const at::Device& device) : enabled_(precision == Precision::BF16) {
+    if (!enabled_) return;
+    if (device.is_cuda()) {
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    at::autocast::set_enabled(false);
+    at::autocast::set_cpu_enabled(false);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool enabled_;
+};
+
+}  // namespace
+
+double learning_rate_at(const TrainingSpec& spec, int step, int steps) {
+  if (step < spec.warmup_steps) return spec.learning_rate * (step + 1) / (spec.warmup_steps + 1);
+  if (spec.lr_schedule == LrScheduleType::Constant) return spec.learning_rate;
+  const int decay_steps = std::max(1, steps - spec.warmup_steps - 1);
+  const double progress = std::min(1.0, static_cast<double>(step - spec.warmup_steps) / decay_steps);
+  const double min_lr = spec.learning_rate * spec.min_lr_ratio;
+  return min_lr + 0.5 * (spec.learning_rate - min_lr) * (1 + std::cos(M_PI * progress));
+}
+
+LocalTrainer::LocalTrainer(const FederationSpec& spec, const ClientSpec& client)
+    : spec_(spec), client_(client), device_(pick_device(client, client_index(spec, client.name))) {
+  if (client.resources.cpu > 0) at::set_num_threads(std::max(1, static_cast<int>(std::ceil(client.resources.cpu))));
+  policy_ = make_policy(spec.policy);
+  policy_->to(device_);
+  layout_ = build_manifest(to_parameter_set(policy_->trainable_parameters()));
+  frozen_digest_ = build_manifest(to_parameter_set(policy_->frozen_parameters())).digest_hex();
+  std::vector<at::Tensor> params;
+  for (auto& [name, t] : policy_->trainable_parameters()) params.push_back(t);
+  const auto& t = spec.training;
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      params, torch::optim::AdamWOptions(t.learning_rate).betas({t.betas[0], t.betas[1]}).eps(t.eps).weight_decay(t.weight_decay));
+}
+
+LocalTrainer::~LocalTrainer() = default;
+
+void LocalTrainer::open_dataset() {
+  dataset_ = zk0::open_dataset(client_.dataset, policy_->chunk_size());
+}
+
+RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_steps, double proximal_mu, uint64_t seed) {
+  if (!dataset_) throw std::logic_error("train_round before open_dataset");
+  const auto start = Clock::now();
+  NamedTensors trainable = policy_->trainable_parameters();
+  load_parameter_set(trainable, global);
+  std::vector<at::Tensor> params, anchor;
+  for (auto& [name, t] : trainable) {
+    params.push_back(t);
+    anchor.push_back(t.detach().clone());  // stays on the compute device for the whole round
+  }
+  policy_->set_training(true);
+  ShuffledSampler sampler(dataset_->size(), spec_.training.batch_size, seed);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, 0xF10));
+  double loss_sum = 0, policy_sum = 0, prox_sum = 0, grad_sum = 0, data_seconds = 0, lr = 0;
+  for (int step = 0; step < local_steps; ++step) {
+    const auto data_start = Clock::now();
+    std::vector<Sample> samples;
+    for (int64_t i : sampler.next_batch()) samples.push_back(dataset_->get(i));
+    const Batch batch = collate(samples, dataset_->state_stats(), dataset_->action_stats()).to(device_);
+    data_seconds += std::chrono::duration<double>(Clock::now() - data_start).count();
+
+    lr = learning_rate_at(spec_.training, step, local_steps);
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+    at::Tensor policy_loss;
+    {
+      AutocastScope autocast(spec_.training.precision, device_);
+      policy_loss = policy_->loss(batch, generator);
+    }
+    at::Tensor proximal = at::zeros({}, policy_loss.options());
+    if (proximal_mu > 0) {
+      for (size_t i = 0; i < params.size(); ++i) proximal = proximal + (params[i] - anchor[i]).pow(2).sum();
+      proximal = proximal * (proximal_mu / 2);
+    }
+    const at::Tensor total = policy_loss + proximal;
+    optimizer_->zero_grad();
+    total.backward();
+    const double grad_norm = spec_.training.grad_clip_norm > 0
+                                 ? torch::nn::utils::clip_grad_norm_(params, spec_.training.grad_clip_norm)
+                                 : torch::nn::utils::clip_grad_norm_(params, INFINITY);
+    optimizer_->step();
+    const double total_value = total.item<double>();
+    if (!std::isfinite(total_value))
+      throw std::runtime_error("training diverged: loss is " + std::to_string(total_value) + " at local step " +
+                               std::to_string(step));
+    loss_sum += total_value;
+    policy_sum += policy_loss.item<double>();
+    prox_sum += proximal.item<double>();
+    grad_sum += grad_norm;
+  }
+  RoundResult out;
+  double update_sq = 0;
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params.size(); ++i) update_sq += (params[i] - anchor[i]).pow(2).sum().item<double>();
+  }
+  out.update = to_parameter_set(trainable);
+  const double n = std::max(1, local_steps);
+  out.report.samples = static_cast<uint64_t>(local_steps) * static_cast<uint64_t>(spec_.training.batch_size);
+  out.report.steps = static_cast<uint32_t>(local_steps);
+  out.report.loss = loss_sum / n;
+  out.report.policy_loss = policy_sum / n;
+  out.report.proximal_loss = prox_sum / n;
+  out.report.grad_norm = grad_sum / n;
+  out.report.update_norm = std::sqrt(update_sq);
+  out.report.learning_rate = lr;
+  out.report.data_seconds = data_seconds;
+  out.report.train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return out;
+}
+
+}  // namespace zk0
