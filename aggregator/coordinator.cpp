@@ -155,19 +155,23 @@ std::string Coordinator::register_client(const std::string& name, const std::str
   c.dataset_samples = dataset_samples;
   log_info(rejoined ? "client_rejoined" : "client_registered",
            {kv("client", name), kv("dataset_samples", dataset_samples)});
-  publish_status(finished_ ? "Succeeded" : "Running");
+  publish_status();
   changed_.notify_all();
   return c.session;
 }
 
-void Coordinator::heartbeat(const std::string& session, const std::string& state) {
+bool Coordinator::heartbeat(const std::string& session, const std::string& state, int round) {
   std::lock_guard<std::mutex> lock(mu_);
   Client& c = client_for_session(session);
   c.last_seen = Clock::now();
   if (!state.empty() && state != c.state) {
     c.state = state;
-    publish_status(finished_ ? "Succeeded" : "Running");
+    publish_status();
   }
+  if (round == 0) return false;
+  if (finished_ || stop_ || !open_ || open_->closed || open_->round != round) return true;
+  const auto it = open_->participants.find(c.name);
+  return it == open_->participants.end() || it->second.status != "pending";
 }
 
 Instruction Coordinator::poll(const std::string& session, std::chrono::milliseconds wait) {
@@ -233,7 +237,7 @@ void Coordinator::submit(const std::string& session, int round, const std::strin
       p.reason = reason;
       ++rejections_[reason];
       log_warn("update_rejected", {kv("client", name), kv("round", round), kv("reason", reason), kv("detail", message)});
-      publish_status("Running");
+      publish_status();
       changed_.notify_all();
       return Refusal(Refusal::Kind::InvalidUpdate, message);
     };
@@ -266,7 +270,7 @@ void Coordinator::submit(const std::string& session, int round, const std::strin
   ++c.rounds_accepted;
   log_info("update_accepted", {kv("client", name), kv("round", round), kv("samples", report.samples),
                                kv("loss", report.loss), kv("bytes", bytes_uploaded)});
-  publish_status("Running");
+  publish_status();
   changed_.notify_all();
 }
 
@@ -284,7 +288,7 @@ void Coordinator::record_rejection(const std::string& session, int round, const 
     if (it != open_->participants.end()) ++it->second.transfer_rejections;
   }
   log_warn("upload_rejected", {kv("client", name), kv("round", round), kv("reason", reason), kv("detail", message)});
-  publish_status("Running");
+  publish_status();
 }
 
 void Coordinator::report_failure(const std::string& session, int round, const std::string& reason, bool fatal) {
@@ -303,7 +307,7 @@ void Coordinator::report_failure(const std::string& session, int round, const st
     c.state = "failed";
   }
   log_error("client_failed", {kv("client", c.name), kv("round", round), kv("fatal", fatal), kv("reason", reason)});
-  publish_status("Running");
+  publish_status();
   changed_.notify_all();
 }
 
@@ -347,7 +351,7 @@ nlohmann::json Coordinator::participant_json(const std::string& name, const Part
   return j;
 }
 
-void Coordinator::publish_status(const std::string& phase, const std::string& message) {
+void Coordinator::publish_status() {
   nlohmann::json clients = nlohmann::json::object();
   const auto now = Clock::now();
   int ready = 0;
@@ -364,7 +368,7 @@ void Coordinator::publish_status(const std::string& phase, const std::string& me
     clients[name] = j;
   }
   nlohmann::json status = {{"run", spec_.name},
-                           {"phase", phase},
+                           {"phase", phase_},
                            {"round", current_round_},
                            {"rounds", spec_.rounds},
                            {"ready_clients", ready},
@@ -372,7 +376,7 @@ void Coordinator::publish_status(const std::string& phase, const std::string& me
                            {"rejected_updates", rejections_},
                            {"updated_at", unix_now()}};
   if (last_eval_loss_) status["last_server_eval_loss"] = *last_eval_loss_;
-  if (!message.empty()) status["message"] = message;
+  if (!message_.empty()) status["message"] = message_;
   outputs_->write_status(status);
 }
 
@@ -412,7 +416,7 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
   log_info("round_started", {kv("round", round), kv("attempt", attempt), kv("clients", selected),
                              kv("proximal_mu", r->plan.proximal_mu), kv("local_steps", r->plan.local_steps)});
   open_ = std::move(r);
-  publish_status("Running");
+  publish_status();
   changed_.notify_all();
 
   // The round ends when every participant has answered or dropped out, or at the deadline.
@@ -455,9 +459,18 @@ int Coordinator::run() {
   const auto fail = [&](const std::string& why) {
     log_error("run_failed", {kv("reason", why)});
     std::lock_guard<std::mutex> lock(mu_);
-    publish_status("Failed", why);
+    phase_ = "Failed";
+    message_ = why;
+    finished_ = true;  // workers polling now are told to finish
+    publish_status();
+    changed_.notify_all();
     return 1;
   };
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    phase_ = "Running";
+    publish_status();
+  }
   try {
     if (start_round_ == 1) {
       const auto eval = evaluate_if_due(0);
@@ -472,6 +485,7 @@ int Coordinator::run() {
       const double started = unix_now();
       const auto t0 = Clock::now();
       int attempt = 1;
+      nlohmann::json failed_attempts = nlohmann::json::array();
       for (;; ++attempt) {
         if (!wait_for_available(spec_.strategy.min_available_clients, lock)) {
           const std::string why = stop_ ? "stopped"
@@ -490,6 +504,9 @@ int Coordinator::run() {
         if (static_cast<int>(open_->aggregation->count()) >= spec_.strategy.min_fit_clients) break;
         log_warn("quorum_lost", {kv("round", round), kv("attempt", attempt), kv("accepted", open_->aggregation->count()),
                                  kv("needed", spec_.strategy.min_fit_clients)});
+        nlohmann::json lost = {{"attempt", attempt}, {"clients", nlohmann::json::array()}};
+        for (const auto& [name, p] : open_->participants) lost["clients"].push_back(participant_json(name, p));
+        failed_attempts.push_back(lost);
         if (attempt >= spec_.strategy.max_round_attempts) {
           lock.unlock();
           return fail("round " + std::to_string(round) + ": quorum of " + std::to_string(spec_.strategy.min_fit_clients) +
@@ -524,6 +541,7 @@ int Coordinator::run() {
         record["eval_samples"] = eval->samples;
         record["eval_seconds"] = eval->seconds;
       }
+      if (!failed_attempts.empty()) record["failed_attempts"] = failed_attempts;
       record["clients"] = nlohmann::json::array();
       for (const auto& [name, p] : finished_round->participants) record["clients"].push_back(participant_json(name, p));
       outputs_->append_round(record);
@@ -532,14 +550,15 @@ int Coordinator::run() {
                                    kv("server_eval_loss", eval ? std::to_string(eval->loss) : "-"),
                                    kv("seconds", seconds_since(t0))});
       std::lock_guard<std::mutex> status_lock(mu_);
-      publish_status("Running");
+      publish_status();
     }
   } catch (const std::exception& e) {
     return fail(e.what());
   }
   std::unique_lock<std::mutex> lock(mu_);
   finished_ = true;
-  publish_status("Succeeded");
+  phase_ = "Succeeded";
+  publish_status();
   changed_.notify_all();
   log_info("run_succeeded", {kv("rounds", spec_.rounds), kv("server_eval_loss", last_eval_loss_.value_or(NAN)),
                              kv("outputs", spec_.output_dir)});

@@ -66,7 +66,8 @@ class Coordinator {
   // --- called by the gRPC service, from any thread ---
   std::string register_client(const std::string& name, const std::string& policy_type, const std::string& frozen_digest,
                               uint64_t dataset_samples);
-  void heartbeat(const std::string& session, const std::string& state);
+  // Returns true when `round` (0: none) is no longer worth finishing for this client.
+  bool heartbeat(const std::string& session, const std::string& state, int round);
   Instruction poll(const std::string& session, std::chrono::milliseconds wait);
   std::shared_ptr<const GlobalModel> global_for(const std::string& session, int round, const std::string& digest);
   const Manifest& trainable_layout() const { return layout_; }
@@ -116,7 +117,7 @@ class Coordinator {
   bool wait_for_available(int count, std::unique_lock<std::mutex>& lock);
   void run_round_attempt(int round, int attempt, std::unique_lock<std::mutex>& lock);
   nlohmann::json participant_json(const std::string& name, const Participant& p) const;
-  void publish_status(const std::string& phase, const std::string& message = "");  // requires mu_
+  void publish_status();  // writes status.json; requires mu_
   void set_global(ParameterSet parameters, int round);
   std::optional<EvalResult> evaluate_if_due(int round);
   void checkpoint(int round);
@@ -138,7 +139,9 @@ class Coordinator {
   std::unique_ptr<OpenRound> open_;
   std::mutex aggregation_mu_;
   std::map<std::string, int> rejections_;  // by reason, for the whole run
-  bool finished_ = false;
+  bool finished_ = false;  // the run is over, succeeded or failed
+  std::string phase_ = "Pending";  // Pending, Running, Succeeded, Failed
+  std::string message_;            // why it failed
   bool stop_ = false;
   int current_round_ = 0;
   std::optional<double> last_eval_loss_;

@@ -76,9 +76,10 @@ grpc::Status FederationService::Register(grpc::ServerContext*, const v1::Registe
   });
 }
 
-grpc::Status FederationService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req, v1::HeartbeatReply*) {
+grpc::Status FederationService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+                                          v1::HeartbeatReply* reply) {
   return guarded([&] {
-    coordinator_.heartbeat(req->session_id(), req->state());
+    reply->set_abandon_round(coordinator_.heartbeat(req->session_id(), req->state(), static_cast<int>(req->round())));
     return grpc::Status::OK;
   });
 }

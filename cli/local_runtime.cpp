@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -182,6 +183,18 @@ int run_locally(const LocalRunOptions& options) {
   if (rc != 0) {
     std::cerr << "zk0: the aggregator failed (exit " << rc << "); see " << children[0].log << "\n";
     return rc;
+  }
+  try {
+    const auto metrics = nlohmann::json::parse(read_file((out / "federated_metrics.json").string()));
+    std::optional<double> first, last;
+    for (const auto& r : metrics.at("rounds"))
+      if (!r["server_eval_loss"].is_null()) {
+        if (!first) first = r["server_eval_loss"].get<double>();
+        last = r["server_eval_loss"].get<double>();
+      }
+    if (first && last)
+      std::cout << "zk0: server eval loss " << *first << " at round 0 -> " << *last << " at round " << spec.rounds << "\n";
+  } catch (const std::exception&) {
   }
   std::cout << "zk0: run complete. Outputs in " << out.string() << ":\n"
             << "  federated_metrics.json / .csv, rounds/, server_eval_loss.{svg,png}, client_losses.{svg,png},\n"

@@ -45,6 +45,7 @@ bool WorkerClient::connect_and_register(const std::string& open_error) {
     v1::RegisterReply reply;
     grpc::ClientContext ctx;
     ctx.set_deadline(in(std::chrono::seconds(10)));
+    ctx.set_wait_for_ready(true);  // wait for the connection rather than failing while it is being made
     const grpc::Status s = stub_->Register(&ctx, req, &reply);
     if (s.ok()) {
       std::lock_guard<std::mutex> lock(session_mu_);
@@ -73,10 +74,14 @@ void WorkerClient::heartbeat_loop() {
       req.set_session_id(session_);
       req.set_state(state_);
     }
+    const int round = working_round_;
+    req.set_round(static_cast<uint32_t>(round));
     v1::HeartbeatReply reply;
     grpc::ClientContext ctx;
     ctx.set_deadline(in(std::chrono::seconds(2)));
-    stub_->Heartbeat(&ctx, req, &reply);  // failures surface in the poll loop
+    // Failures surface in the poll loop; an answer may tell us the round is over.
+    if (stub_->Heartbeat(&ctx, req, &reply).ok() && reply.abandon_round() && round != 0 && round == working_round_)
+      abandon_round_ = true;
     for (int i = 0; i < 10 && !done_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
@@ -205,6 +210,12 @@ bool WorkerClient::train_round(const v1::Instruction& ins) {
   const int round = static_cast<int>(ins.round());
   log_info("round_instructed", {kv("round", round), kv("local_steps", ins.config().local_steps()),
                                 kv("proximal_mu", ins.config().proximal_mu())});
+  working_round_ = round;
+  abandon_round_ = false;
+  struct Done {
+    std::atomic<int>& round;
+    ~Done() { round = 0; }
+  } done{working_round_};
   set_state("downloading");
   ParameterSet global;
   double download_seconds = 0;
@@ -214,8 +225,15 @@ bool WorkerClient::train_round(const v1::Instruction& ins) {
     return true;  // the round moved on or the transfer kept failing: wait for the next instruction
   }
   set_state("training");
-  RoundResult result = trainer_->train_round(global, static_cast<int>(ins.config().local_steps()),
-                                             ins.config().proximal_mu(), ins.config().seed());
+  RoundResult result;
+  try {
+    result = trainer_->train_round(global, static_cast<int>(ins.config().local_steps()), ins.config().proximal_mu(),
+                                   ins.config().seed(), &abandon_round_);
+  } catch (const RoundAbandoned& e) {
+    log_warn("round_abandoned", {kv("round", round), kv("detail", e.what())});
+    set_state("idle");
+    return true;
+  }
   result.report.download_seconds = download_seconds;
   result.report.bytes_downloaded = bytes;
   log_info("round_trained", {kv("round", round), kv("loss", result.report.loss), kv("policy_loss", result.report.policy_loss),

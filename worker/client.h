@@ -37,6 +37,8 @@ class WorkerClient {
   std::string state_ = "idle";
   std::atomic<bool> stop_{false};
   std::atomic<bool> done_{false};
+  std::atomic<int> working_round_{0};
+  std::atomic<bool> abandon_round_{false};
 };
 
 }  // namespace zk0

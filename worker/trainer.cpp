@@ -62,6 +62,12 @@ double learning_rate_at(const TrainingSpec& spec, int step, int steps) {
   return min_lr + 0.5 * (spec.learning_rate - min_lr) * (1 + std::cos(M_PI * progress));
 }
 
+at::Tensor fedprox_term(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& anchor, double mu) {
+  at::Tensor sum = at::zeros({}, params.front().options());
+  for (size_t i = 0; i < params.size(); ++i) sum = sum + (params[i] - anchor[i]).pow(2).sum();
+  return sum * (mu / 2);
+}
+
 LocalTrainer::LocalTrainer(const FederationSpec& spec, const ClientSpec& client)
     : spec_(spec), client_(client), device_(pick_device(client, client_index(spec, client.name))) {
   if (client.resources.cpu > 0) at::set_num_threads(std::max(1, static_cast<int>(std::ceil(client.resources.cpu))));
@@ -82,7 +88,8 @@ void LocalTrainer::open_dataset() {
   dataset_ = zk0::open_dataset(client_.dataset, policy_->chunk_size());
 }
 
-RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_steps, double proximal_mu, uint64_t seed) {
+RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_steps, double proximal_mu, uint64_t seed,
+                                      const std::atomic<bool>* abandon) {
   if (!dataset_) throw std::logic_error("train_round before open_dataset");
   const auto start = Clock::now();
   NamedTensors trainable = policy_->trainable_parameters();
@@ -97,6 +104,7 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_step
   auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, 0xF10));
   double loss_sum = 0, policy_sum = 0, prox_sum = 0, grad_sum = 0, data_seconds = 0, lr = 0;
   for (int step = 0; step < local_steps; ++step) {
+    if (abandon && *abandon) throw RoundAbandoned("abandoned at local step " + std::to_string(step));
     const auto data_start = Clock::now();
     std::vector<Sample> samples;
     for (int64_t i : sampler.next_batch()) samples.push_back(dataset_->get(i));
@@ -110,11 +118,8 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_step
       AutocastScope autocast(spec_.training.precision, device_);
       policy_loss = policy_->loss(batch, generator);
     }
-    at::Tensor proximal = at::zeros({}, policy_loss.options());
-    if (proximal_mu > 0) {
-      for (size_t i = 0; i < params.size(); ++i) proximal = proximal + (params[i] - anchor[i]).pow(2).sum();
-      proximal = proximal * (proximal_mu / 2);
-    }
+    const at::Tensor proximal =
+        proximal_mu > 0 ? fedprox_term(params, anchor, proximal_mu) : at::zeros({}, policy_loss.options());
     const at::Tensor total = policy_loss + proximal;
     optimizer_->zero_grad();
     total.backward();

@@ -4,6 +4,7 @@
 // steps with the FedProx term mu/2 * ||w - w_global||^2 over the trainable parameters only.
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +28,14 @@ struct RoundResult {
 // from lr down to lr * min_lr_ratio at the last step.
 double learning_rate_at(const TrainingSpec& spec, int step, int steps);
 
+class RoundAbandoned : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// mu/2 * sum_i ||params_i - anchor_i||^2, differentiable in params.
+at::Tensor fedprox_term(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& anchor, double mu);
+
 class LocalTrainer {
  public:
   LocalTrainer(const FederationSpec& spec, const ClientSpec& client);
@@ -38,7 +47,9 @@ class LocalTrainer {
   const Manifest& layout() const { return layout_; }
   std::string frozen_digest() const { return frozen_digest_; }
 
-  RoundResult train_round(const ParameterSet& global, int local_steps, double proximal_mu, uint64_t seed);
+  // Stops with RoundAbandoned at the next step once `abandon` turns true.
+  RoundResult train_round(const ParameterSet& global, int local_steps, double proximal_mu, uint64_t seed,
+                          const std::atomic<bool>* abandon = nullptr);
 
  private:
   FederationSpec spec_;

@@ -273,6 +273,7 @@ FederationSpec parse_spec(const std::string& yaml_text) {
     throw SpecError({std::string("yaml: ") + e.what()});
   }
   FederationSpec spec;
+  {  // Fields report unknown keys when they go out of scope, before the problems are thrown
   Fields top(root, "", problems);
   std::string api_version, kind;
   top.get("apiVersion", api_version, true);
@@ -320,13 +321,9 @@ FederationSpec parse_spec(const std::string& yaml_text) {
       if (cf.has("resources")) {
         Fields rf(cf.node("resources"), cf.path("resources"), problems);
         rf.get("cpu", c.resources.cpu);
-        rf.get("memory", c.resources.memory);
         rf.get("gpu", c.resources.gpu);
         require(c.resources.cpu >= 0, rf, "cpu", "must not be negative");
         require(c.resources.gpu >= 0, rf, "gpu", "must not be negative");
-        uint64_t bytes;
-        if (!c.resources.memory.empty() && !parse_bytes(c.resources.memory, bytes))
-          rf.problem(rf.path("memory"), "must be a byte quantity such as 16Gi (got '" + c.resources.memory + "')");
       }
       spec.clients.push_back(std::move(c));
     }
@@ -477,6 +474,7 @@ FederationSpec parse_spec(const std::string& yaml_text) {
       tf.get("mutual", t.tls.mutual);
     }
   }
+  }
   if (!problems.empty()) throw SpecError(problems);
   return spec;
 }
@@ -533,7 +531,6 @@ std::string to_yaml(const FederationSpec& spec) {
     cn["name"] = c.name;
     emit_dataset(cn["dataset"], c.dataset);
     if (c.resources.cpu > 0) cn["resources"]["cpu"] = c.resources.cpu;
-    if (!c.resources.memory.empty()) cn["resources"]["memory"] = c.resources.memory;
     if (c.resources.gpu > 0) cn["resources"]["gpu"] = c.resources.gpu;
     s["clients"].push_back(cn);
   }

@@ -41,9 +41,8 @@ struct DatasetSpec {
 };
 
 struct ResourcesSpec {
-  double cpu = 0;      // cores; locally sets the worker's compute threads. 0 = unset
-  std::string memory;  // Kubernetes quantity; a pod request and limit on a cluster
-  int gpu = 0;         // nvidia.com/gpu; locally requires CUDA and selects it
+  double cpu = 0;  // cores: the worker's compute threads (and the pod's CPU request). 0 = unset
+  int gpu = 0;     // GPUs: the worker trains on CUDA device 0 (and the pod requests nvidia.com/gpu)
 };
 
 struct ClientSpec {

@@ -17,6 +17,11 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const Tr
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(transport.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(transport.max_message_bytes));
+  // gRPC's default reconnect backoff grows to two minutes; an aggregator that restarts or starts
+  // after its workers should be found within a second or two. (The minimum backoff stays at its default: gRPC
+  // also uses it as the connect timeout, and a TLS handshake needs more than a few hundred ms.)
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (transport.tls.enabled()) {
     grpc::SslCredentialsOptions options;

@@ -1,0 +1,30 @@
+# zk0's entry points. Each target installs what it needs first (scripts/setup.sh) and reuses
+# ~/.cache (ccache) across runs.
+BUILD ?= build
+JOBS ?= 2
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: all setup build test demo bench clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	@cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) > /dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Every test, through ctest. Tests start real processes and bind loopback ports.
+test: build
+	@cd $(BUILD) && ctest --output-on-failure --timeout 900
+
+# A federated run end to end on this machine: examples/quickstart.yaml, 4 clients, 10 rounds.
+demo: build
+	@$(BUILD)/bin/zk0 run examples/quickstart.yaml --fresh
+
+bench: build
+	@$(BUILD)/bin/zk0-bench
+
+clean:
+	rm -rf $(BUILD)

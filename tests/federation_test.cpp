@@ -1,0 +1,281 @@
+// Whole federations with real processes: build/bin/zk0, zk0-aggregator and zk0-worker talking
+// gRPC on loopback, killed and restarted the way machines fail.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/tensor/hash.h"
+#include "core/util/fs.h"
+#include "support/test_support.h"
+
+using namespace zk0;
+using namespace zk0::test;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+struct Federation {
+  std::string dir, spec, out;
+  int port = free_port();
+  std::unique_ptr<Process> aggregator;
+  std::map<std::string, std::unique_ptr<Process>> workers;
+
+  Federation(const std::string& tag, int clients, int rounds, const std::map<std::string, std::string>& overrides = {}) {
+    dir = make_temp_dir(tag);
+    out = dir + "/out";
+    spec = write_spec(dir, small_spec(out, clients, rounds, overrides));
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+  void start_aggregator() {
+    aggregator = std::make_unique<Process>(
+        std::vector<std::string>{bin("zk0-aggregator"), "--spec", spec, "--listen", address()}, dir + "/aggregator.log");
+  }
+  void start_worker(const std::string& name, const std::string& spec_path = "") {
+    workers[name] = std::make_unique<Process>(
+        std::vector<std::string>{bin("zk0-worker"), "--spec", spec_path.empty() ? spec : spec_path, "--client", name,
+                                 "--aggregator", address()},
+        dir + "/" + name + ".log");
+  }
+  nlohmann::json status() const { return read_json(out + "/status.json"); }
+  nlohmann::json metrics() const { return read_json(out + "/federated_metrics.json"); }
+  std::string latest_checkpoint() const {
+    try {
+      std::string s = read_file(out + "/checkpoints/latest");
+      return s.substr(0, s.find('\n'));
+    } catch (const std::exception&) {
+      return "";
+    }
+  }
+  std::string logs() const {
+    std::string all = aggregator ? aggregator->log() : "";
+    for (const auto& [n, w] : workers) all += "\n--- " + n + " ---\n" + w->log();
+    return all;
+  }
+};
+
+std::map<std::string, std::string> file_hashes(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string content = read_file(e.path().string());
+    out[e.path().filename()] = to_hex(sha256(content.data(), content.size()));
+  }
+  return out;
+}
+
+bool any_process_mentions(const std::string& text) {
+  DIR* proc = opendir("/proc");
+  bool found = false;
+  while (dirent* e = readdir(proc)) {
+    if (!std::isdigit(static_cast<unsigned char>(e->d_name[0]))) continue;
+    std::ifstream in(std::string("/proc/") + e->d_name + "/cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(in)), {});
+    if (std::to_string(getpid()) != e->d_name && cmd.find(text) != std::string::npos && cmd.find("zk0-") != std::string::npos)
+      found = true;
+  }
+  closedir(proc);
+  return found;
+}
+
+}  // namespace
+
+TEST(Federation, ThreeClientRunCompletesWithEveryOutput) {
+  const std::string dir = make_temp_dir("run3");
+  const std::string spec = write_spec(
+      dir, small_spec(dir + "/out", 3, 3, {{"evalEvery", "2"}, {"keepLast", "2"}, {"minFitClients", "3"}, {"minAvailableClients", "3"}}));
+  Process run({bin("zk0"), "run", spec}, dir + "/zk0.log");
+  ASSERT_EQ(run.wait(180s), 0) << run.log();
+  EXPECT_NE(run.log().find("round 3/3  Succeeded"), std::string::npos) << run.log();
+
+  const auto metrics = read_json(dir + "/out/federated_metrics.json");
+  const auto& rounds = metrics["rounds"];
+  ASSERT_EQ(rounds.size(), 4u);  // round 0 (initial model) and rounds 1..3
+  for (int r = 1; r <= 3; ++r) {
+    EXPECT_EQ(rounds[r]["round"], r);
+    EXPECT_EQ(rounds[r]["clients_accepted"], 3);
+    for (const auto& c : rounds[r]["clients"]) {
+      EXPECT_EQ(c["status"], "accepted");
+      EXPECT_EQ(c["samples"], 20 * 32);  // localSteps x batchSize
+      EXPECT_GT(c["bytes_uploaded"].get<double>(), 0);
+      EXPECT_GT(c["bytes_downloaded"].get<double>(), 0);
+      EXPECT_GT(c["proximal_loss"].get<double>(), 0);
+    }
+  }
+  // everyRounds: 2 evaluates rounds 0 and 2, plus the final round.
+  EXPECT_FALSE(rounds[0]["server_eval_loss"].is_null());
+  EXPECT_TRUE(rounds[1]["server_eval_loss"].is_null());
+  EXPECT_FALSE(rounds[2]["server_eval_loss"].is_null());
+  EXPECT_FALSE(rounds[3]["server_eval_loss"].is_null());
+  EXPECT_LT(rounds[3]["server_eval_loss"].get<double>(), rounds[0]["server_eval_loss"].get<double>());
+  for (const char* f : {"federated_metrics.csv", "server_eval_loss.svg", "server_eval_loss.png", "client_losses.svg",
+                        "client_losses.png", "spec.yaml", "rounds/round_0000.json", "rounds/round_0003.json"})
+    EXPECT_TRUE(file_exists(dir + "/out/" + f)) << f;
+  const std::string csv = read_file(dir + "/out/federated_metrics.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 4 + 3 * 3);  // header, 4 server rows, 9 client rows
+  // keepLast: 2 of the 3 checkpoints remain, each a loadable pretrained folder with its sums.
+  EXPECT_FALSE(file_exists(dir + "/out/checkpoints/round_0001"));
+  for (const char* f : {"model.safetensors", "config.json", "aggregator_state.json", "SHA256SUMS"})
+    EXPECT_TRUE(file_exists(dir + "/out/checkpoints/round_0003/" + std::string(f))) << f;
+  EXPECT_TRUE(file_exists(dir + "/out/checkpoints/round_0002"));
+}
+
+TEST(Federation, ClientKilledMidRoundRoundStillCompletesBeforeItsDeadline) {
+  Federation f("kill", 3, 1,
+               {{"localSteps", "3000"}, {"minFitClients", "2"}, {"minAvailableClients", "3"}, {"roundTimeoutSeconds", "120"}});
+  f.start_aggregator();
+  for (const char* n : {"c0", "c1", "c2"}) f.start_worker(n);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        try {
+          return f.status()["clients"]["c2"]["state"] == "training";
+        } catch (...) {
+          return false;
+        }
+      },
+      60s))
+      << f.logs();
+  f.workers["c2"]->signal(SIGKILL);
+  ASSERT_EQ(f.aggregator->wait(150s), 0) << f.logs();
+  const auto round1 = f.metrics()["rounds"][1];
+  EXPECT_EQ(round1["clients_accepted"], 2);
+  EXPECT_LT(round1["duration_seconds"].get<double>(), 60.0);  // ended on the heartbeat timeout, not the 120 s deadline
+  bool dropped = false;
+  for (const auto& c : round1["clients"]) dropped |= c["client"] == "c2" && c["status"] == "dropped";
+  EXPECT_TRUE(dropped) << round1.dump(2);
+}
+
+TEST(Federation, AggregatorKilledAfterRoundTwoResumesAtRoundThree) {
+  Federation f("resume", 2, 5, {{"localSteps", "300"}});
+  f.start_aggregator();
+  f.start_worker("c0");
+  f.start_worker("c1");
+  ASSERT_TRUE(wait_until([&] { return f.latest_checkpoint() == "round_0002"; }, 120s)) << f.logs();
+  f.aggregator->signal(SIGKILL);
+  f.aggregator->wait(10s);
+  const std::string ckpt = f.out + "/checkpoints/round_0002";
+  const auto hashes_at_kill = file_hashes(ckpt);
+  const auto history_at_kill = read_json(ckpt + "/aggregator_state.json")["history"];
+  ASSERT_EQ(history_at_kill.size(), 3u);  // rounds 0, 1, 2
+
+  f.start_aggregator();  // same spec, same port: the workers find it again and re-register
+  ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+  EXPECT_NE(f.aggregator->log().find("event=run_resumed"), std::string::npos);
+  EXPECT_NE(f.aggregator->log().find("next_round=3"), std::string::npos) << f.aggregator->log();
+  const auto rounds = f.metrics()["rounds"];
+  ASSERT_EQ(rounds.size(), 6u);
+  for (int r = 0; r <= 5; ++r) EXPECT_EQ(rounds[r]["round"], r);
+  for (int r = 0; r <= 2; ++r) EXPECT_EQ(rounds[r], history_at_kill[r]);  // no completed round lost or redone
+  EXPECT_EQ(file_hashes(ckpt), hashes_at_kill);  // the checkpoint resumed from is unchanged
+  // Rounds after the restart started from the checkpoint's global parameters.
+  EXPECT_EQ(read_json(ckpt + "/aggregator_state.json")["global_digest"], rounds[2]["global_digest"]);
+  for (const auto& [n, w] : f.workers) EXPECT_EQ(w->wait(30s), 0) << w->log();
+}
+
+TEST(Federation, UnauthenticatedClientRefusedUnderMutualTls) {
+  const std::string dir = make_temp_dir("mtls");
+  const Certificates certs = generate_certificates(dir);
+  auto tls = [&](const std::string& cert, const std::string& key) {
+    return "    tls: {caFile: " + certs.ca + ", certFile: " + cert + ", keyFile: " + key + ", mutual: true}";
+  };
+  Federation f("mtls", 2, 1, {{"tls", tls(certs.server_cert, certs.server_key)}, {"startTimeoutSeconds", "8"}});
+  const std::string rogue_spec = f.dir + "/rogue.yaml";
+  std::ofstream(rogue_spec) << small_spec(f.out, 2, 1,
+                                          {{"tls", tls(certs.rogue_cert, certs.rogue_key)}, {"startTimeoutSeconds", "4"}});
+  f.start_aggregator();
+  f.start_worker("c0");  // the same CA-signed certificate as the aggregator's spec names
+  f.start_worker("c1", rogue_spec);
+  EXPECT_NE(f.workers["c1"]->wait(60s), 0);
+  EXPECT_NE(f.workers["c1"]->log().find("aggregator_unreachable"), std::string::npos) << f.workers["c1"]->log();
+  ASSERT_TRUE(wait_until([&] { return f.aggregator->log().find("client_registered client=c0") != std::string::npos; }, 30s))
+      << f.logs();
+  EXPECT_EQ(f.aggregator->log().find("client=c1"), std::string::npos);
+  // Without enough trusted clients the run ends at the start timeout instead of waiting forever.
+  EXPECT_EQ(f.aggregator->wait(60s), 1);
+  EXPECT_EQ(f.status()["phase"], "Failed");
+  EXPECT_NE(f.status()["message"].get<std::string>().find("startTimeoutSeconds"), std::string::npos);
+}
+
+TEST(Federation, MutualTlsRunCompletes) {
+  const std::string dir = make_temp_dir("mtls-ok");
+  const Certificates certs = generate_certificates(dir);
+  Federation f("mtls-ok", 2, 1,
+               {{"tls", "    tls: {caFile: " + certs.ca + ", certFile: " + certs.server_cert + ", keyFile: " +
+                            certs.server_key + ", mutual: true}"}});
+  f.start_aggregator();
+  f.start_worker("c0");
+  f.start_worker("c1");
+  EXPECT_EQ(f.aggregator->wait(120s), 0) << f.logs();
+  EXPECT_NE(f.aggregator->log().find("mutual_tls=1"), std::string::npos);
+}
+
+TEST(Federation, BrokenDatasetFailsThatClientWhileQuorumHolds) {
+  Federation f("broken", 3, 2, {{"minFitClients", "2"}, {"minAvailableClients", "2"}});
+  std::string yaml = read_file(f.spec);
+  const std::string c2 = "{synthetic: {task: \"task 2\", episodes: 6, episodeLength: 40, seed: 2}}";
+  yaml.replace(yaml.find(c2), c2.size(), "{path: " + f.dir + "/no-such-dataset}");
+  std::ofstream(f.spec) << yaml;
+  f.start_aggregator();
+  for (const char* n : {"c0", "c1", "c2"}) f.start_worker(n);
+  EXPECT_EQ(f.workers["c2"]->wait(60s), 1);
+  ASSERT_EQ(f.aggregator->wait(120s), 0) << f.logs();
+  const auto c2_status = f.status()["clients"]["c2"];
+  EXPECT_EQ(c2_status["state"], "failed");
+  EXPECT_NE(c2_status["failure"].get<std::string>().find("no-such-dataset"), std::string::npos) << c2_status.dump();
+}
+
+TEST(Federation, RoundWithoutQuorumIsRetriedThenTheRunFails) {
+  Federation f("quorum", 2, 2, {{"localSteps", "100000"}, {"roundTimeoutSeconds", "2"}, {"maxRoundAttempts", "2"}});
+  f.start_aggregator();
+  f.start_worker("c0");
+  f.start_worker("c1");
+  EXPECT_EQ(f.aggregator->wait(90s), 1) << f.logs();
+  const std::string log = f.aggregator->log();
+  EXPECT_NE(log.find("event=quorum_lost round=1 attempt=1"), std::string::npos) << log;
+  EXPECT_NE(log.find("event=quorum_lost round=1 attempt=2"), std::string::npos);
+  EXPECT_NE(f.status()["message"].get<std::string>().find("not reached in 2 attempts"), std::string::npos);
+  EXPECT_NE(log.find("event=client_straggled"), std::string::npos);
+  // The run ended; the workers are told to finish.
+  for (const auto& [n, w] : f.workers) EXPECT_EQ(w->wait(60s), 0) << w->log();
+}
+
+TEST(Federation, CtrlCStopsEveryChild) {
+  const std::string dir = make_temp_dir("sigint");
+  const std::string spec = write_spec(dir, small_spec(dir + "/out", 2, 50, {{"localSteps", "200"}}));
+  Process run({bin("zk0"), "run", spec}, dir + "/zk0.log");
+  ASSERT_TRUE(wait_until([&] { return file_exists(dir + "/out/rounds/round_0001.json"); }, 60s)) << run.log();
+  EXPECT_TRUE(any_process_mentions(spec));
+  run.signal(SIGINT);
+  EXPECT_EQ(run.wait(30s), 130) << run.log();
+  EXPECT_FALSE(any_process_mentions(spec));
+  // What was written stays valid: the metrics parse and the latest checkpoint verifies.
+  EXPECT_NO_THROW(read_json(dir + "/out/federated_metrics.json"));
+}
+
+TEST(Federation, InvalidSpecExitsWithTheFieldPath) {
+  const std::string dir = make_temp_dir("badspec");
+  std::ofstream(dir + "/bad.yaml") << "apiVersion: zk0.io/v1alpha1\nkind: FederationRun\nmetadata: {name: x}\nspec: {rounds: 0}\n";
+  Process run({bin("zk0"), "run", dir + "/bad.yaml"}, dir + "/zk0.log");
+  EXPECT_EQ(run.wait(20s), 2);
+  EXPECT_NE(run.log().find("spec.rounds: must be at least 1"), std::string::npos) << run.log();
+  EXPECT_NE(run.log().find("spec.clients: a non-empty list is required"), std::string::npos);
+}

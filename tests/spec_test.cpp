@@ -1,0 +1,172 @@
+// FederationRun parsing and validation: good files parse to the values they say, bad ones fail
+// with every problem named by its field path, and the resolved YAML reads back identically.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/spec/federation_spec.h"
+#include "support/test_support.h"
+
+using namespace zk0;
+
+namespace {
+
+std::string problems_of(const std::string& yaml) {
+  try {
+    parse_spec(yaml);
+  } catch (const SpecError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const std::string kMinimal = R"(
+apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata: {name: minimal}
+spec:
+  rounds: 3
+  clients:
+    - name: a
+      dataset: {repoId: shaunkirby/record-test}
+    - name: b
+      dataset: {path: /data/b, episodes: [0, 2, 4]}
+  evaluation:
+    dataset: {repoId: Hupy440/Two_Cubes_and_Two_Buckets_v2, revision: v2.1}
+)";
+
+}  // namespace
+
+TEST(Spec, MinimalFileGetsDocumentedDefaults) {
+  const FederationSpec s = parse_spec(kMinimal);
+  EXPECT_EQ(s.name, "minimal");
+  EXPECT_EQ(s.rounds, 3);
+  ASSERT_EQ(s.clients.size(), 2u);
+  EXPECT_EQ(s.clients[0].dataset.repo_id, "shaunkirby/record-test");
+  EXPECT_EQ(s.clients[0].dataset.revision, "main");
+  EXPECT_EQ(s.clients[1].dataset.episodes, (std::vector<int64_t>{0, 2, 4}));
+  EXPECT_EQ(s.evaluation.dataset.revision, "v2.1");
+  EXPECT_EQ(s.training.local_steps, 100);
+  EXPECT_DOUBLE_EQ(s.training.learning_rate, 1e-4);
+  EXPECT_DOUBLE_EQ(s.training.betas[1], 0.95);
+  EXPECT_DOUBLE_EQ(s.training.grad_clip_norm, 10);
+  EXPECT_EQ(s.strategy.type, StrategyType::FedProx);
+  EXPECT_DOUBLE_EQ(s.strategy.proximal_mu, 0.01);
+  EXPECT_EQ(s.transport.chunk_bytes, 4u << 20);
+  EXPECT_EQ(s.checkpoints.keep_last, 3);
+}
+
+TEST(Spec, ResolvedYamlReadsBackToTheSameSpec) {
+  const FederationSpec s = parse_spec(kMinimal);
+  const std::string once = to_yaml(s);
+  const std::string twice = to_yaml(parse_spec(once));
+  EXPECT_EQ(once, twice);
+  EXPECT_EQ(resume_fingerprint(s), resume_fingerprint(parse_spec(once)));
+}
+
+TEST(Spec, ExamplesAreValid) {
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(ZK0_SOURCE_DIR) + "/examples"))
+    if (entry.path().extension() == ".yaml") EXPECT_NO_THROW(load_spec(entry.path().string())) << entry.path();
+}
+
+TEST(Spec, ResumeFingerprintIgnoresOnlyRounds) {
+  FederationSpec s = parse_spec(kMinimal);
+  const std::string base = resume_fingerprint(s);
+  s.rounds = 30;
+  EXPECT_EQ(resume_fingerprint(s), base);
+  s.training.learning_rate = 5e-4;
+  EXPECT_NE(resume_fingerprint(s), base);
+}
+
+struct BadCase {
+  const char* what;
+  const char* from;  // text in kMinimal to replace
+  const char* to;
+  const char* expected;  // must appear in the error
+};
+
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.what; }
+
+class SpecErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(SpecErrors, NamesTheFieldAndTheReason) {
+  const BadCase& c = GetParam();
+  std::string yaml = kMinimal;
+  const size_t at = yaml.find(c.from);
+  ASSERT_NE(at, std::string::npos) << c.from;
+  yaml.replace(at, std::string(c.from).size(), c.to);
+  const std::string err = problems_of(yaml);
+  EXPECT_NE(err.find(c.expected), std::string::npos) << "error was:\n" << err;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Bad, SpecErrors,
+    ::testing::Values(
+        BadCase{"dataset source missing", "{path: /data/b, episodes: [0, 2, 4]}", "{episodes: [1]}",
+                "spec.clients[1].dataset: one of path, repoId or synthetic is required"},
+        BadCase{"two sources", "{repoId: shaunkirby/record-test}", "{repoId: a/b, path: /x}",
+                "spec.clients[0].dataset: set only one of path, repoId or synthetic"},
+        BadCase{"unknown field", "  rounds: 3", "  rounds: 3\n  roundz: 4", "spec.roundz: unknown field"},
+        BadCase{"unknown nested field", "{path: /data/b, episodes: [0, 2, 4]}", "{path: /data/b, epsiodes: [1]}",
+                "spec.clients[1].dataset.epsiodes: unknown field"},
+        BadCase{"wrong type", "rounds: 3", "rounds: three", "spec.rounds: cannot read 'three' as an integer"},
+        BadCase{"zero rounds", "rounds: 3", "rounds: 0", "spec.rounds: must be at least 1"},
+        BadCase{"kind", "kind: FederationRun", "kind: Job", "kind: must be FederationRun"},
+        BadCase{"api version", "zk0.io/v1alpha1", "zk0.io/v2", "apiVersion: must be zk0.io/v1alpha1"},
+        BadCase{"duplicate client", "- name: b", "- name: a", "spec.clients[1].name: 'a' is used by another client"},
+        BadCase{"client name", "- name: b", "- name: Bob_1", "spec.clients[1].name: must be lower-case"},
+        BadCase{"repo id", "shaunkirby/record-test", "record-test", "spec.clients[0].dataset.repoId: must look like owner/name"},
+        BadCase{"revision without hub", "{path: /data/b, episodes: [0, 2, 4]}", "{path: /data/b, revision: v1}",
+                "spec.clients[1].dataset.revision: only applies with repoId"},
+        BadCase{"duplicate episode", "episodes: [0, 2, 4]", "episodes: [0, 2, 2]", "spec.clients[1].dataset.episodes[2]: episode 2 is listed twice"},
+        BadCase{"missing evaluation", "  evaluation:\n    dataset: {repoId: Hupy440/Two_Cubes_and_Two_Buckets_v2, revision: v2.1}\n", "",
+                "spec.evaluation.dataset: is required"},
+        BadCase{"eval mode", "revision: v2.1}", "revision: v2.1}\n    mode: fast", "spec.evaluation.mode: must be one of full, quick (got 'fast')"},
+        BadCase{"batches in full mode", "revision: v2.1}", "revision: v2.1}\n    mode: full\n    batches: 3",
+                "spec.evaluation.batches: only applies in quick mode"},
+        BadCase{"betas", "  rounds: 3", "  rounds: 3\n  training: {optimizer: {betas: [0.9]}}",
+                "spec.training.optimizer.betas: must be two numbers in [0, 1)"},
+        BadCase{"optimizer type", "  rounds: 3", "  rounds: 3\n  training: {optimizer: {type: sgd}}",
+                "spec.training.optimizer.type: must be adamw"},
+        BadCase{"precision", "  rounds: 3", "  rounds: 3\n  training: {precision: fp8}", "spec.training.precision: must be one of bf16, fp32"},
+        BadCase{"cosine-only knob", "  rounds: 3", "  rounds: 3\n  training: {lrSchedule: {type: constant, minLrRatio: 0.5}}",
+                "spec.training.lrSchedule.minLrRatio: only applies to the cosine schedule"},
+        BadCase{"mu with fedavg", "  rounds: 3", "  rounds: 3\n  strategy: {type: fedavg, proximalMu: 0.1}",
+                "spec.strategy.proximalMu: only applies to fedprox"},
+        BadCase{"step-only knob", "  rounds: 3", "  rounds: 3\n  strategy: {muSchedule: {type: adaptive, factor: 0.5}}",
+                "spec.strategy.muSchedule.factor: only applies to the step schedule"},
+        BadCase{"fraction", "  rounds: 3", "  rounds: 3\n  strategy: {fractionFit: 1.5}", "spec.strategy.fractionFit: must be in (0, 1]"},
+        BadCase{"min available", "  rounds: 3", "  rounds: 3\n  strategy: {minFitClients: 2, minAvailableClients: 1}",
+                "spec.strategy.minAvailableClients: must be at least minFitClients"},
+        BadCase{"more than listed", "  rounds: 3", "  rounds: 3\n  strategy: {minFitClients: 3, minAvailableClients: 3}",
+                "spec.strategy.minAvailableClients: 3 exceeds the 2 clients listed"},
+        BadCase{"policy type", "  rounds: 3", "  rounds: 3\n  policy: {type: diffusion}", "spec.policy.type: must be one of"},
+        BadCase{"chunk size", "  rounds: 3", "  rounds: 3\n  transport: {chunkSize: 4Mb}",
+                "spec.transport.chunkSize: must be a byte count or quantity such as 4Mi (got '4Mb')"},
+        BadCase{"chunk vs message", "  rounds: 3", "  rounds: 3\n  transport: {chunkSize: 8Mi, maxMessageSize: 8Mi}",
+                "spec.transport.maxMessageSize: must exceed chunkSize"},
+        BadCase{"tls incomplete", "  rounds: 3", "  rounds: 3\n  transport: {tls: {caFile: ca.pem}}",
+                "spec.transport.tls.certFile: is required"},
+        BadCase{"negative gpu", "{repoId: shaunkirby/record-test}", "{repoId: shaunkirby/record-test}\n      resources: {gpu: -1}",
+                "spec.clients[0].resources.gpu: must not be negative"},
+        BadCase{"not yaml", "rounds: 3", "rounds: [3", "yaml:"}));
+
+TEST(Spec, ReportsEveryProblemAtOnce) {
+  std::string yaml = kMinimal;
+  yaml.replace(yaml.find("rounds: 3"), 9, "rounds: 0\n  bogus: 1");
+  try {
+    parse_spec(yaml);
+    FAIL() << "expected SpecError";
+  } catch (const SpecError& e) {
+    EXPECT_EQ(e.problems().size(), 2u) << e.what();
+  }
+}
+
+TEST(Spec, MissingFileIsAnErrorNamingIt) {
+  try {
+    load_spec("/nonexistent/run.yaml");
+    FAIL();
+  } catch (const SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/run.yaml"), std::string::npos);
+  }
+}

@@ -1,0 +1,197 @@
+#include "support/test_support.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace zk0::test {
+namespace fs = std::filesystem;
+
+std::string make_temp_dir(const std::string& tag) {
+  std::string pattern = (fs::temp_directory_path() / ("zk0-" + tag + "-XXXXXX")).string();
+  if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+  return pattern;
+}
+
+std::string bin(const std::string& name) { return std::string(ZK0_BIN_DIR) + "/" + name; }
+std::string shared_dir() { return (fs::path(ZK0_SOURCE_DIR).parent_path() / "shared").string(); }
+
+Process::Process(std::vector<std::string> argv, std::string log_path) : log_(std::move(log_path)) {
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+    }
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+}
+
+Process::~Process() {
+  if (running()) {
+    ::kill(pid_, SIGKILL);
+    wait(std::chrono::seconds(10));
+  }
+}
+
+void Process::signal(int sig) {
+  if (running()) ::kill(pid_, sig);
+}
+
+bool Process::running() {
+  if (exit_code_ >= 0) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return true;
+}
+
+int Process::wait(std::chrono::milliseconds timeout) {
+  wait_until([&] { return !running(); }, timeout);
+  return exit_code_;
+}
+
+std::string Process::log() const {
+  std::ifstream in(log_);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("missing " + path);
+  return nlohmann::json::parse(in);
+}
+
+bool file_exists(const std::string& path) { return fs::exists(path); }
+
+namespace {
+const std::map<std::string, std::string> kSmallSpecDefaults = {
+    {"localSteps", "20"},       {"batchSize", "32"},          {"lr", "1.0e-3"},
+    {"strategyType", "fedprox"}, {"proximalMu", "proximalMu: 0.01"}, {"fractionFit", "1.0"},
+    {"minFitClients", "2"},     {"minAvailableClients", "2"}, {"startTimeoutSeconds", "30"},
+    {"roundTimeoutSeconds", "60"}, {"maxRoundAttempts", "3"}, {"evalEvery", "1"},
+    {"checkpointEvery", "1"},   {"keepLast", "0"},            {"chunkSize", "4Mi"},
+    {"transferAttempts", "3"},  {"tls", ""},                  {"hiddenDim", "64"},
+    {"episodeLength", "40"},    {"clientExtra", ""}};
+
+const char* kSmallSpec = R"(apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata:
+  name: test-run
+spec:
+  rounds: ${rounds}
+  outputDir: ${outputDir}
+  clients:
+${clients}
+  evaluation:
+    dataset: {synthetic: {task: "held-out task", episodes: 4, episodeLength: ${episodeLength}, seed: 99}}
+    everyRounds: ${evalEvery}
+    batches: 2
+    batchSize: 32
+    seed: 3
+  training:
+    localSteps: ${localSteps}
+    batchSize: ${batchSize}
+    optimizer: {lr: ${lr}}
+    seed: 11
+  strategy:
+    type: ${strategyType}
+    ${proximalMu}
+    fractionFit: ${fractionFit}
+    minFitClients: ${minFitClients}
+    minAvailableClients: ${minAvailableClients}
+    startTimeoutSeconds: ${startTimeoutSeconds}
+    roundTimeoutSeconds: ${roundTimeoutSeconds}
+    maxRoundAttempts: ${maxRoundAttempts}
+  policy:
+    type: flow-matching-mlp
+    config: {chunkSize: 5, hiddenDim: ${hiddenDim}, layers: 2}
+  checkpoints: {everyRounds: ${checkpointEvery}, keepLast: ${keepLast}}
+  transport:
+    chunkSize: ${chunkSize}
+    transferAttempts: ${transferAttempts}
+${tls}
+)";
+}  // namespace
+
+std::string small_spec(const std::string& output_dir, int clients, int rounds,
+                       const std::map<std::string, std::string>& overrides) {
+  std::map<std::string, std::string> values = kSmallSpecDefaults;
+  for (const auto& [k, v] : overrides) {
+    if (!values.count(k)) throw std::invalid_argument("small_spec: unknown placeholder " + k);
+    values[k] = v;
+  }
+  std::string client_list;
+  for (int i = 0; i < clients; ++i)
+    client_list += "    - name: c" + std::to_string(i) + "\n      dataset: {synthetic: {task: \"task " + std::to_string(i) +
+                   "\", episodes: 6, episodeLength: " + values["episodeLength"] + ", seed: " + std::to_string(i) + "}}\n" +
+                   values["clientExtra"];
+  values["clients"] = client_list;
+  values["rounds"] = std::to_string(rounds);
+  values["outputDir"] = output_dir;
+  std::string out = kSmallSpec;
+  for (const auto& [k, v] : values) {
+    const std::string key = "${" + k + "}";
+    for (size_t pos; (pos = out.find(key)) != std::string::npos;) out.replace(pos, key.size(), v);
+  }
+  return out;
+}
+
+std::string write_spec(const std::string& dir, const std::string& yaml) {
+  const std::string path = dir + "/run.yaml";
+  std::ofstream(path) << yaml;
+  return path;
+}
+
+Certificates generate_certificates(const std::string& dir) {
+  auto run = [](const std::string& cmd) {
+    if (std::system((cmd + " > /dev/null 2>&1").c_str()) != 0) throw std::runtime_error("failed: " + cmd);
+  };
+  Certificates c{dir + "/ca.pem",          dir + "/server.pem", dir + "/server.key", dir + "/client.pem",
+                 dir + "/client.key",      dir + "/rogue.pem",  dir + "/rogue.key"};
+  const std::string ext = dir + "/san.ext";
+  std::ofstream(ext) << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+  run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=zk0-test-ca -keyout " + dir + "/ca.key -out " + c.ca);
+  auto issue = [&](const std::string& name, const std::string& cert, const std::string& key, const std::string& ca_cert,
+                   const std::string& ca_key) {
+    run("openssl req -newkey rsa:2048 -nodes -subj /CN=" + name + " -keyout " + key + " -out " + dir + "/" + name + ".csr");
+    run("openssl x509 -req -days 2 -in " + dir + "/" + name + ".csr -CA " + ca_cert + " -CAkey " + ca_key +
+        " -CAcreateserial -extfile " + ext + " -out " + cert);
+  };
+  issue("server", c.server_cert, c.server_key, c.ca, dir + "/ca.key");
+  issue("client", c.client_cert, c.client_key, c.ca, dir + "/ca.key");
+  // A certificate from a CA the aggregator does not trust.
+  run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rogue-ca -keyout " + dir + "/rogue-ca.key -out " + dir +
+      "/rogue-ca.pem");
+  issue("rogue", c.rogue_cert, c.rogue_key, dir + "/rogue-ca.pem", dir + "/rogue-ca.key");
+  return c;
+}
+
+}  // namespace zk0::test

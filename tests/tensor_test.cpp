@@ -1,0 +1,125 @@
+// Hashing, manifests and safetensors files.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/tensor/manifest.h"
+#include "core/tensor/safetensors.h"
+#include "support/test_support.h"
+
+using namespace zk0;
+
+namespace {
+
+Tensor f32(const std::string& name, std::vector<int64_t> shape, std::vector<float> values) {
+  Tensor t = make_tensor(name, DType::F32, std::move(shape));
+  std::memcpy(t.bytes.data(), values.data(), values.size() * 4);
+  return t;
+}
+
+ParameterSet two_tensors() {
+  ParameterSet p;
+  p.tensors.push_back(f32("layer.weight", {2, 2}, {1, 2, 3, 4}));
+  p.tensors.push_back(f32("layer.bias", {2}, {0.5f, -0.5f}));
+  return p;
+}
+
+}  // namespace
+
+TEST(Hash, Sha256KnownVector) {
+  EXPECT_EQ(to_hex(sha256("abc", 3)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  Sha256 h;  // streaming in pieces gives the same digest
+  h.update("a", 1);
+  h.update("bc", 2);
+  EXPECT_EQ(to_hex(h.finish()), to_hex(sha256("abc", 3)));
+}
+
+TEST(Hash, Crc32cCheckValue) {
+  EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);  // the CRC-32C "check" value
+  std::vector<uint8_t> big(1 << 20);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 7);
+  const uint32_t whole = crc32c(big.data(), big.size());
+  EXPECT_EQ(crc32c(big.data() + 1000, big.size() - 1000, crc32c(big.data(), 1000)), whole);  // chaining
+  big[12345] ^= 1;
+  EXPECT_NE(crc32c(big.data(), big.size()), whole);
+}
+
+TEST(Manifest, CanonicalEncodingAndDigest) {
+  const Manifest m = build_manifest(two_tensors());
+  const float w[] = {1, 2, 3, 4}, b[] = {0.5f, -0.5f};
+  const std::string expected = "zk0-manifest-v1\n"
+                               "layer.weight\tF32\t2,2\t16\t" + to_hex(sha256(w, sizeof w)) + "\n" +
+                               "layer.bias\tF32\t2\t8\t" + to_hex(sha256(b, sizeof b)) + "\n";
+  EXPECT_EQ(canonical_encoding(m.tensors), expected);
+  EXPECT_EQ(m.digest_hex(), to_hex(sha256(expected.data(), expected.size())));
+  EXPECT_EQ(m.total_bytes(), 24u);
+  EXPECT_NO_THROW(check_manifest_consistent(m));
+}
+
+TEST(Manifest, NamesShapesAndOrderAreBoundIn) {
+  const std::string base = build_manifest(two_tensors()).digest_hex();
+  ParameterSet reshaped = two_tensors();
+  reshaped.tensors[0].shape = {4, 1};
+  EXPECT_NE(build_manifest(reshaped).digest_hex(), base);
+  ParameterSet renamed = two_tensors();
+  renamed.tensors[1].name = "layer.bias2";
+  EXPECT_NE(build_manifest(renamed).digest_hex(), base);
+  ParameterSet swapped = two_tensors();
+  std::swap(swapped.tensors[0], swapped.tensors[1]);
+  EXPECT_NE(build_manifest(swapped).digest_hex(), base);
+  ParameterSet changed = two_tensors();
+  changed.tensors[1].as<float>()[0] = 0.25f;
+  EXPECT_NE(build_manifest(changed).digest_hex(), base);
+}
+
+TEST(Manifest, InconsistenciesAreNamed) {
+  Manifest m = build_manifest(two_tensors());
+  m.tensors[0].byte_length = 12;
+  m.digest = manifest_digest(m.tensors);
+  EXPECT_THROW(
+      {
+        try {
+          check_manifest_consistent(m);
+        } catch (const std::runtime_error& e) {
+          EXPECT_NE(std::string(e.what()).find("layer.weight"), std::string::npos);
+          throw;
+        }
+      },
+      std::runtime_error);
+  Manifest tampered = build_manifest(two_tensors());
+  tampered.tensors[1].sha256[0] ^= 1;  // entries changed, digest not
+  EXPECT_THROW(check_manifest_consistent(tampered), std::runtime_error);
+  Manifest other = build_manifest(two_tensors());
+  other.tensors[1].shape = {1, 2};
+  EXPECT_THROW(check_same_layout(build_manifest(two_tensors()), other), std::runtime_error);
+}
+
+TEST(Safetensors, RoundTripKeepsNamesOrderDtypesAndBytes) {
+  const std::string dir = test::make_temp_dir("st");
+  ParameterSet p = two_tensors();
+  Tensor half = make_tensor("half", DType::BF16, {3});
+  for (int i = 0; i < 6; ++i) half.bytes.data()[i] = static_cast<uint8_t>(i + 1);
+  p.tensors.push_back(std::move(half));
+  std::map<std::string, std::string> meta{{"format", "pt"}};
+  write_safetensors(dir + "/m.safetensors", p, meta);
+  std::map<std::string, std::string> read_meta;
+  const ParameterSet q = read_safetensors(dir + "/m.safetensors", &read_meta);
+  EXPECT_EQ(read_meta, meta);
+  EXPECT_EQ(build_manifest(q).digest_hex(), build_manifest(p).digest_hex());
+}
+
+TEST(Safetensors, TruncatedFileIsAnErrorNamingTheFile) {
+  const std::string dir = test::make_temp_dir("st");
+  write_safetensors(dir + "/m.safetensors", two_tensors());
+  std::filesystem::resize_file(dir + "/m.safetensors", std::filesystem::file_size(dir + "/m.safetensors") - 4);
+  try {
+    read_safetensors(dir + "/m.safetensors");
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("m.safetensors"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir + "/garbage.safetensors") << "not a safetensors file at all";
+  EXPECT_THROW(read_safetensors(dir + "/garbage.safetensors"), std::runtime_error);
+}

@@ -1,0 +1,256 @@
+// The worker's local training and the data it reads: FedProx, the learning-rate schedule, the
+// synthetic dataset and sampler, server evaluation's determinism, and that each training knob
+// of the spec changes what training does.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "aggregator/evaluation.h"
+#include "core/data/synthetic_dataset.h"
+#include "core/policy/flow_matching.h"
+#include "support/test_support.h"
+#include "worker/trainer.h"
+
+using namespace zk0;
+
+namespace {
+
+FederationSpec tiny_spec() {
+  return parse_spec(test::small_spec("/tmp/unused", 2, 1, {{"localSteps", "5"}, {"batchSize", "16"}}));
+}
+
+RoundResult train_once(const FederationSpec& spec, double mu = 0.0, uint64_t seed = 5, int steps = 5) {
+  LocalTrainer trainer(spec, spec.clients[0]);
+  trainer.open_dataset();
+  const ParameterSet global = to_parameter_set(trainer.policy().trainable_parameters());
+  return trainer.train_round(global, steps, mu, seed);
+}
+
+double max_abs_difference(const ParameterSet& a, const ParameterSet& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.tensors.size(); ++i)
+    for (int64_t k = 0; k < a.tensors[i].numel(); ++k)
+      m = std::max(m, static_cast<double>(std::fabs(a.tensors[i].as<float>()[k] - b.tensors[i].as<float>()[k])));
+  return m;
+}
+
+}  // namespace
+
+TEST(FedProx, TermAndGradientMatchHandValues) {
+  const at::Tensor w = torch::tensor({1.0f, 2.0f}).requires_grad_(true);
+  const at::Tensor v = torch::tensor({{3.0f}}).requires_grad_(true);
+  const at::Tensor term = fedprox_term({w, v}, {torch::zeros({2}), torch::tensor({{1.0f}})}, 0.1);
+  EXPECT_NEAR(term.item<double>(), 0.05 * (1 + 4 + 4), 1e-7);  // mu/2 * (1^2 + 2^2 + (3-1)^2)
+  term.backward();
+  EXPECT_NEAR(w.grad()[0].item<double>(), 0.1, 1e-7);  // mu * (w - anchor)
+  EXPECT_NEAR(w.grad()[1].item<double>(), 0.2, 1e-7);
+  EXPECT_NEAR(v.grad()[0][0].item<double>(), 0.2, 1e-7);
+}
+
+TEST(FedProx, WorkerReportsProximalTermOnlyWithMu) {
+  const FederationSpec spec = tiny_spec();
+  const RoundResult plain = train_once(spec, 0.0);
+  const RoundResult prox = train_once(spec, 10.0);
+  EXPECT_DOUBLE_EQ(plain.report.proximal_loss, 0.0);
+  EXPECT_GT(prox.report.proximal_loss, 0.0);
+  EXPECT_NEAR(prox.report.loss, prox.report.policy_loss + prox.report.proximal_loss, 1e-6);
+  EXPECT_LT(prox.report.update_norm, plain.report.update_norm);  // the anchor pulls the weights back
+}
+
+TEST(LearningRate, ConstantCosineAndWarmup) {
+  TrainingSpec t;
+  t.learning_rate = 1e-3;
+  t.lr_schedule = LrScheduleType::Constant;
+  EXPECT_DOUBLE_EQ(learning_rate_at(t, 7, 10), 1e-3);
+  t.lr_schedule = LrScheduleType::Cosine;
+  t.min_lr_ratio = 0.1;
+  EXPECT_DOUBLE_EQ(learning_rate_at(t, 0, 11), 1e-3);
+  EXPECT_NEAR(learning_rate_at(t, 5, 11), 0.55e-3, 1e-12);  // halfway: mean of lr and min lr
+  EXPECT_NEAR(learning_rate_at(t, 10, 11), 1e-4, 1e-12);
+  t.warmup_steps = 4;
+  EXPECT_NEAR(learning_rate_at(t, 0, 20), 0.2e-3, 1e-12);
+  EXPECT_NEAR(learning_rate_at(t, 3, 20), 0.8e-3, 1e-12);
+  EXPECT_NEAR(learning_rate_at(t, 4, 20), 1e-3, 1e-12);
+}
+
+TEST(FlowMatching, MaskedAndUnmaskedReductions) {
+  const at::Tensor target = torch::zeros({1, 2, 2});
+  const at::Tensor velocity = torch::tensor({{{1.0f, 1.0f}, {3.0f, 3.0f}}});
+  const at::Tensor pad = torch::tensor({{false, true}});
+  EXPECT_NEAR(flow_matching_loss(velocity, target, pad, LossReduction::Masked).item<double>(), 1.0, 1e-7);
+  EXPECT_NEAR(flow_matching_loss(velocity, target, pad, LossReduction::Unmasked).item<double>(), 5.0, 1e-7);
+}
+
+TEST(FlowMatching, TimeFollowsBetaOnePointFiveOne) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  const FlowMatchingDraw d = draw_flow_matching(torch::zeros({200000, 1, 1}), gen);
+  EXPECT_GE(d.time.min().item<double>(), 0.001);
+  EXPECT_LE(d.time.max().item<double>(), 1.0);
+  EXPECT_NEAR(d.time.mean().item<double>(), 0.6 * 0.999 + 0.001, 3e-3);  // E[Beta(1.5,1)] = 0.6
+}
+
+TEST(SyntheticDataset, EpisodeSubsetPaddingAndNonIidTasks) {
+  SyntheticDatasetSpec s{"stack cubes", 5, 20, 1};
+  SyntheticDataset all(s, {}, 8, "synthetic:stack cubes");
+  SyntheticDataset some(s, {1, 3}, 8, "synthetic:stack cubes");
+  EXPECT_EQ(all.size(), 100);
+  EXPECT_EQ(some.size(), 40);
+  EXPECT_EQ(some.episodes()[1].index, 3);
+  // Episode 1 of the subset is episode 3 of the whole dataset: same frames.
+  EXPECT_TRUE(at::equal(some.get(20).state, all.get(60).state));
+  const Sample end = all.get(17);  // 3 frames before the end of episode 0
+  EXPECT_EQ(end.action_is_pad.sum().item<int64_t>(), 5);
+  EXPECT_FALSE(end.action_is_pad[2].item<bool>());
+  EXPECT_TRUE(at::equal(end.action[7], end.action[2]));  // clamped to the last frame's action
+  EXPECT_THROW(SyntheticDataset(s, {7}, 8, "synthetic:stack cubes"), std::runtime_error);
+  SyntheticDataset other({"open drawer", 5, 20, 1}, {}, 8, "synthetic:open drawer");
+  EXPECT_FALSE(at::allclose(all.action_stats().mean, other.action_stats().mean, 1e-2));
+}
+
+TEST(Sampler, ReproducibleEpochsWithoutReplacement) {
+  ShuffledSampler a(10, 3, 7), b(10, 3, 7), c(10, 3, 8);
+  std::vector<int64_t> epoch0;
+  for (int i = 0; i < 3; ++i) {
+    const auto x = a.next_batch();
+    EXPECT_EQ(x, b.next_batch());
+    epoch0.insert(epoch0.end(), x.begin(), x.end());
+  }
+  std::sort(epoch0.begin(), epoch0.end());
+  EXPECT_EQ(std::unique(epoch0.begin(), epoch0.end()), epoch0.end());  // no repeats within an epoch
+  a.next_batch();
+  EXPECT_EQ(a.epoch(), 1);  // the 10th sample is dropped, as drop_last does
+  EXPECT_NE(ShuffledSampler(10, 3, 7).next_batch(), c.next_batch());
+  EXPECT_THROW(ShuffledSampler(2, 3, 1), std::invalid_argument);
+}
+
+TEST(Evaluation, QuickCoversEveryEpisodeFullCoversEverySample) {
+  SyntheticDataset d({"x", 6, 30, 1}, {}, 5, "synthetic:x");
+  const auto quick = evaluation_batches(d, EvalMode::Quick, 2, 16, 3);
+  ASSERT_EQ(quick.size(), 2u);
+  std::set<int64_t> episodes;
+  for (const auto& b : quick)
+    for (int64_t i : b) episodes.insert(i / 30);
+  EXPECT_EQ(episodes.size(), 6u);
+  EXPECT_NE(quick, evaluation_batches(d, EvalMode::Quick, 2, 16, 4));
+  const auto full = evaluation_batches(d, EvalMode::Full, 2, 16, 3);
+  int64_t n = 0;
+  for (const auto& b : full) n += static_cast<int64_t>(b.size());
+  EXPECT_EQ(n, 180);
+  EXPECT_EQ(full.size(), 12u);
+}
+
+TEST(Evaluation, DeterministicForFixedSeedAndWeights) {
+  const FederationSpec spec = tiny_spec();
+  auto policy = make_policy(spec.policy);
+  ServerEvaluator eval(spec.evaluation, policy->chunk_size());
+  const double a = eval.evaluate(*policy).loss, b = eval.evaluate(*policy).loss;
+  EXPECT_EQ(a, b);
+  EvaluationSpec other = spec.evaluation;
+  other.seed += 1;
+  EXPECT_NE(ServerEvaluator(other, policy->chunk_size()).evaluate(*policy).loss, a);
+  other = spec.evaluation;
+  other.mode = EvalMode::Full;
+  const EvalResult full = ServerEvaluator(other, policy->chunk_size()).evaluate(*policy);
+  EXPECT_EQ(full.samples, 4 * 40);
+}
+
+TEST(Training, LossFallsAndRunsAreReproducible) {
+  const FederationSpec spec = tiny_spec();
+  LocalTrainer trainer(spec, spec.clients[0]);
+  trainer.open_dataset();
+  ParameterSet global = to_parameter_set(trainer.policy().trainable_parameters());
+  const RoundResult first = trainer.train_round(global, 40, 0, 1);
+  const RoundResult later = trainer.train_round(first.update, 40, 0, 2);
+  EXPECT_LT(later.report.policy_loss, first.report.policy_loss);
+  EXPECT_EQ(first.report.samples, 40u * 16u);
+  EXPECT_EQ(first.report.steps, 40u);
+  // Same spec, same global, same seed: the same update, bit for bit.
+  EXPECT_EQ(build_manifest(train_once(spec, 0, 9).update).digest, build_manifest(train_once(spec, 0, 9).update).digest);
+  EXPECT_NE(build_manifest(train_once(spec, 0, 9).update).digest, build_manifest(train_once(spec, 0, 10).update).digest);
+}
+
+TEST(Training, EveryOptimizerKnobChangesTheUpdate) {
+  const FederationSpec base = tiny_spec();
+  const ParameterSet reference = train_once(base).update;
+  auto differs = [&](const std::function<void(FederationSpec&)>& change) {
+    FederationSpec s = base;
+    change(s);
+    return max_abs_difference(train_once(s).update, reference) > 0;
+  };
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.learning_rate *= 2; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.betas[0] = 0.5; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.betas[1] = 0.5; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.eps = 1e-2; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.weight_decay = 0.5; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.batch_size = 8; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.lr_schedule = LrScheduleType::Constant; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.min_lr_ratio = 0.9; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.warmup_steps = 3; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.grad_clip_norm = 0.01; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.training.precision = Precision::BF16; }));
+  EXPECT_TRUE(differs([](FederationSpec& s) { s.clients[0].dataset.episodes = {0, 1, 2}; }));
+}
+
+TEST(Training, Bf16StaysCloseToFp32) {
+  FederationSpec spec = tiny_spec();
+  const double fp32 = train_once(spec).report.policy_loss;
+  spec.training.precision = Precision::BF16;
+  const double bf16 = train_once(spec).report.policy_loss;
+  EXPECT_NE(bf16, fp32);
+  EXPECT_NEAR(bf16, fp32, 0.05 * fp32);
+}
+
+TEST(Resources, CpuSetsThreadsGpuNeedsCuda) {
+  FederationSpec spec = tiny_spec();
+  spec.clients[0].resources.cpu = 1;
+  LocalTrainer one(spec, spec.clients[0]);
+  EXPECT_EQ(at::get_num_threads(), 1);
+  spec.clients[0].resources.cpu = 2;
+  LocalTrainer two(spec, spec.clients[0]);
+  EXPECT_EQ(at::get_num_threads(), 2);
+  if (!torch::cuda::is_available()) {
+    spec.clients[0].resources.gpu = 1;
+    try {
+      LocalTrainer gpu(spec, spec.clients[0]);
+      FAIL() << "expected a SpecError on a machine without CUDA";
+    } catch (const SpecError& e) {
+      EXPECT_NE(std::string(e.what()).find("spec.clients[0].resources.gpu"), std::string::npos);
+    }
+  }
+}
+
+TEST(Policy, ConfigTrainGroupsAndPretrained) {
+  FederationSpec spec = tiny_spec();
+  auto small = make_policy(spec.policy);
+  spec.policy.config["hiddenDim"] = 128;
+  auto wide = make_policy(spec.policy);
+  EXPECT_GT(to_parameter_set(wide->parameters()).total_elements(), to_parameter_set(small->parameters()).total_elements());
+  // Default: the state encoder is frozen, everything else trains.
+  for (const auto& [name, t] : small->frozen_parameters()) EXPECT_EQ(name.rfind("state_encoder.", 0), 0u) << name;
+  for (const auto& [name, t] : small->trainable_parameters()) EXPECT_TRUE(t.requires_grad()) << name;
+  spec.policy.train = {"action_out_proj"};
+  auto head_only = make_policy(spec.policy);
+  EXPECT_EQ(head_only->trainable_parameters().size(), 2u);
+  spec.policy.train = {"decoder"};
+  EXPECT_THROW(make_policy(spec.policy), SpecError);
+  spec.policy.train = {};
+  spec.policy.config["bogus"] = 1;
+  EXPECT_THROW(make_policy(spec.policy), SpecError);
+  // Weights derive from initSeed, so every process agrees on the frozen part.
+  spec.policy.config.erase("bogus");
+  const auto a = build_manifest(to_parameter_set(make_policy(spec.policy)->frozen_parameters())).digest;
+  EXPECT_EQ(a, build_manifest(to_parameter_set(make_policy(spec.policy)->frozen_parameters())).digest);
+  spec.policy.config["initSeed"] = 1;
+  EXPECT_NE(a, build_manifest(to_parameter_set(make_policy(spec.policy)->frozen_parameters())).digest);
+  // pretrained: a saved policy loads back with the same weights.
+  const std::string dir = test::make_temp_dir("pretrained");
+  save_pretrained(*wide, dir);
+  spec.policy.config = wide->config_json();
+  spec.policy.config.erase("type");
+  spec.policy.config["initSeed"] = 77;  // different init, overwritten by the file
+  spec.policy.pretrained = dir;
+  auto loaded = make_policy(spec.policy);
+  EXPECT_EQ(build_manifest(to_parameter_set(loaded->parameters())).digest,
+            build_manifest(to_parameter_set(wide->parameters())).digest);
+}

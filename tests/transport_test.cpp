@@ -1,0 +1,434 @@
+// The wire protocol through real gRPC on loopback, in one process: a 100M-parameter chunked
+// round trip, and an aggregator that meets corrupted, malformed and oversized input.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "aggregator/coordinator.h"
+#include "aggregator/service.h"
+#include "core/transport/channel.h"
+#include "core/transport/parameter_stream.h"
+#include "support/test_support.h"
+
+using namespace zk0;
+
+namespace {
+
+ParameterSet random_parameters(int64_t total, int tensors, uint32_t seed) {
+  ParameterSet p;
+  uint32_t x = seed;
+  for (int i = 0; i < tensors; ++i) {
+    Tensor t = make_tensor("blocks." + std::to_string(i) + ".weight", DType::F32, {total / tensors});
+    float* f = t.as<float>();
+    for (int64_t k = 0; k < t.numel(); ++k) f[k] = static_cast<float>((x = x * 1664525u + 1013904223u) >> 8) * 1e-7f;
+    p.tensors.push_back(std::move(t));
+  }
+  return p;
+}
+
+// Echoes what it receives: uploads are verified with the receiver, downloads send them back.
+class EchoService final : public v1::Federation::Service {
+ public:
+  grpc::Status UploadUpdate(grpc::ServerContext*, grpc::ServerReader<v1::UploadMessage>* reader, v1::UploadReply* reply) override {
+    ParameterReceiver receiver(std::nullopt);
+    v1::UploadMessage msg;
+    try {
+      while (reader->Read(&msg)) {
+        if (msg.has_manifest()) receiver.on_manifest(msg.manifest());
+        if (msg.has_chunk()) {
+          receiver.on_chunk(msg.chunk());
+          max_chunk = std::max<size_t>(max_chunk, msg.chunk().data().size());
+        }
+      }
+      stored = receiver.finish();
+      manifest = receiver.manifest();
+      reply->set_digest(manifest.digest_hex());
+      return grpc::Status::OK;
+    } catch (const TransferError& e) {
+      return {grpc::StatusCode::DATA_LOSS, e.what()};
+    }
+  }
+  grpc::Status DownloadParameters(grpc::ServerContext*, const v1::DownloadRequest*,
+                                  grpc::ServerWriter<v1::ParameterMessage>* writer) override {
+    v1::ParameterMessage msg;
+    send_parameters(
+        manifest, stored, 4 << 20,
+        [&](const v1::Manifest& m) {
+          *msg.mutable_manifest() = m;
+          return writer->Write(msg);
+        },
+        [&](v1::Chunk& c) {
+          *msg.mutable_chunk() = c;
+          return writer->Write(msg);
+        });
+    return grpc::Status::OK;
+  }
+  ParameterSet stored;
+  Manifest manifest;
+  size_t max_chunk = 0;
+};
+
+}  // namespace
+
+TEST(Transport, HundredMillionParameterRoundTripIsChunkedAndVerified) {
+  const int64_t n = 100'000'000;
+  const ParameterSet update = random_parameters(n, 25, 1);
+  const Manifest manifest = build_manifest(update);
+  EchoService service;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  TransportSpec transport;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  configure_server_limits(builder, transport);
+  builder.RegisterService(&service);
+  auto server = builder.BuildAndStart();
+  auto stub = v1::Federation::NewStub(make_channel("127.0.0.1:" + std::to_string(port), transport));
+
+  grpc::ClientContext up_ctx;
+  v1::UploadReply reply;
+  auto writer = stub->UploadUpdate(&up_ctx, &reply);
+  v1::UploadMessage msg;
+  ASSERT_TRUE(send_parameters(
+      manifest, update, transport.chunk_bytes,
+      [&](const v1::Manifest& m) {
+        *msg.mutable_manifest() = m;
+        return writer->Write(msg);
+      },
+      [&](v1::Chunk& c) {
+        msg.mutable_chunk()->Swap(&c);
+        const bool ok = writer->Write(msg);
+        msg.mutable_chunk()->Swap(&c);
+        return ok;
+      }));
+  writer->WritesDone();
+  ASSERT_TRUE(writer->Finish().ok());
+  EXPECT_EQ(reply.digest(), manifest.digest_hex());
+  EXPECT_EQ(service.max_chunk, transport.chunk_bytes);  // never one giant message
+
+  grpc::ClientContext down_ctx;
+  auto reader = stub->DownloadParameters(&down_ctx, v1::DownloadRequest());
+  ParameterReceiver receiver(manifest);
+  v1::ParameterMessage in;
+  while (reader->Read(&in)) {
+    if (in.has_manifest()) receiver.on_manifest(in.manifest());
+    else receiver.on_chunk(in.chunk());
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  const ParameterSet back = receiver.finish();
+  EXPECT_EQ(build_manifest(back).digest_hex(), manifest.digest_hex());
+  EXPECT_EQ(back.total_elements(), n);
+  server->Shutdown();
+}
+
+TEST(Transport, ReceiverRejectsEachKindOfDamage) {
+  const ParameterSet p = random_parameters(3000, 3, 2);
+  const Manifest m = build_manifest(p);
+  v1::Manifest proto;
+  manifest_to_proto(m, &proto);
+  std::vector<v1::Chunk> chunks;
+  send_parameters(m, p, 1000, [](const v1::Manifest&) { return true; },
+                  [&](v1::Chunk& c) {
+                    chunks.push_back(c);
+                    return true;
+                  });
+  ASSERT_EQ(chunks.size(), 12u);  // 4000 bytes per tensor in chunks of 1000
+  auto expect_kind = [&](TransferError::Kind kind, const std::function<void(ParameterReceiver&)>& f) {
+    ParameterReceiver r(m);
+    try {
+      f(r);
+      FAIL() << "expected TransferError";
+    } catch (const TransferError& e) {
+      EXPECT_EQ(e.kind(), kind) << e.what();
+    }
+  };
+  expect_kind(TransferError::Kind::ChunkChecksum, [&](ParameterReceiver& r) {
+    r.on_manifest(proto);
+    v1::Chunk bad = chunks[0];
+    (*bad.mutable_data())[10] ^= 0x40;
+    r.on_chunk(bad);
+  });
+  expect_kind(TransferError::Kind::TensorHash, [&](ParameterReceiver& r) {
+    r.on_manifest(proto);
+    for (size_t i = 0; i < 4; ++i) {
+      v1::Chunk c = chunks[i];
+      if (i == 2) {  // damaged and re-checksummed: only the tensor's SHA-256 can tell
+        (*c.mutable_data())[0] ^= 1;
+        c.set_crc32c(crc32c(c.data().data(), c.data().size()));
+      }
+      r.on_chunk(c);
+    }
+  });
+  expect_kind(TransferError::Kind::OutOfOrder, [&](ParameterReceiver& r) {
+    r.on_manifest(proto);
+    r.on_chunk(chunks[1]);
+  });
+  expect_kind(TransferError::Kind::OutOfOrder, [&](ParameterReceiver& r) { r.on_chunk(chunks[0]); });
+  expect_kind(TransferError::Kind::Incomplete, [&](ParameterReceiver& r) {
+    r.on_manifest(proto);
+    r.on_chunk(chunks[0]);
+    r.finish();
+  });
+  expect_kind(TransferError::Kind::BadManifest, [&](ParameterReceiver& r) {
+    v1::Manifest bad = proto;
+    bad.mutable_tensors(1)->set_byte_length(12);
+    r.on_manifest(bad);
+  });
+  expect_kind(TransferError::Kind::BadManifest, [&](ParameterReceiver& r) {
+    v1::Manifest bad = proto;
+    (*bad.mutable_digest())[0] ^= 1;
+    r.on_manifest(bad);
+  });
+  expect_kind(TransferError::Kind::LayoutMismatch, [&](ParameterReceiver& r) {
+    Manifest other = build_manifest(random_parameters(3000, 2, 2));
+    v1::Manifest o;
+    manifest_to_proto(other, &o);
+    r.on_manifest(o);
+  });
+}
+
+// An aggregator in this process and a hand-driven client: the test plays a faulty worker.
+class AggregatorUnderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = test::make_temp_dir("agg");
+    spec_ = parse_spec(test::small_spec(dir_ + "/out", 2, 1,
+                                        {{"minFitClients", "1"}, {"minAvailableClients", "1"}, {"fractionFit", "0.5"},
+                                         {"roundTimeoutSeconds", "30"}, {"chunkSize", "64Ki"}}));
+    spec_.transport.max_message_bytes = 256 << 10;
+    coordinator_ = std::make_unique<Coordinator>(spec_);
+    service_ = std::make_unique<FederationService>(*coordinator_, spec_.transport);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    configure_server_limits(builder, spec_.transport);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    channel_ = make_channel("127.0.0.1:" + std::to_string(port_), spec_.transport);
+    stub_ = v1::Federation::NewStub(channel_);
+  }
+  void TearDown() override {
+    coordinator_->request_stop();
+    if (run_.joinable()) run_.join();
+    server_->Shutdown();
+  }
+
+  std::string register_as(const std::string& name) {
+    v1::RegisterRequest req;
+    req.set_protocol_version(1);
+    req.set_client_name(name);
+    req.set_policy_type("flow-matching-mlp");
+    req.set_frozen_digest(coordinator_->frozen_digest());
+    v1::RegisterReply reply;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(stub_->Register(&ctx, req, &reply).ok());
+    return reply.session_id();
+  }
+
+  v1::Instruction poll_until_train(const std::string& session) {
+    v1::Instruction ins;
+    test::wait_until(
+        [&] {
+          grpc::ClientContext ctx;
+          v1::PollRequest req;
+          req.set_session_id(session);
+          req.set_wait_ms(500);
+          stub_->PollInstruction(&ctx, req, &ins);
+          return ins.kind() == v1::Instruction::TRAIN;
+        },
+        std::chrono::seconds(20));
+    return ins;
+  }
+
+  ParameterSet download(const std::string& session, const v1::Instruction& ins) {
+    grpc::ClientContext ctx;
+    v1::DownloadRequest req;
+    req.set_session_id(session);
+    req.set_round(ins.round());
+    req.set_parameters_digest(ins.parameters_digest());
+    auto reader = stub_->DownloadParameters(&ctx, req);
+    ParameterReceiver receiver(coordinator_->trainable_layout());
+    v1::ParameterMessage msg;
+    while (reader->Read(&msg)) {
+      if (msg.has_manifest()) receiver.on_manifest(msg.manifest());
+      else receiver.on_chunk(msg.chunk());
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(receiver.manifest().digest_hex(), ins.parameters_digest());  // downloads are verified too
+    return receiver.finish();
+  }
+
+  // Uploads `update`; `tamper` may change each outgoing chunk message.
+  grpc::Status upload(const std::string& session, const v1::Instruction& ins, const ParameterSet& update,
+                      const std::function<void(v1::Chunk&, int)>& tamper = {}) {
+    grpc::ClientContext ctx;
+    v1::UploadReply reply;
+    auto writer = stub_->UploadUpdate(&ctx, &reply);
+    v1::UploadMessage msg;
+    msg.mutable_header()->set_session_id(session);
+    msg.mutable_header()->set_round(ins.round());
+    msg.mutable_header()->set_base_digest(ins.parameters_digest());
+    msg.mutable_header()->mutable_metrics()->set_samples(64);
+    msg.mutable_header()->mutable_metrics()->set_steps(2);
+    msg.mutable_header()->mutable_metrics()->set_loss(0.5);
+    int index = 0;
+    if (writer->Write(msg))
+      send_parameters(
+          build_manifest(update), update, spec_.transport.chunk_bytes,
+          [&](const v1::Manifest& m) {
+            *msg.mutable_manifest() = m;
+            return writer->Write(msg);
+          },
+          [&](v1::Chunk& c) {
+            *msg.mutable_chunk() = c;
+            if (tamper) tamper(*msg.mutable_chunk(), index++);
+            return writer->Write(msg);
+          });
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  nlohmann::json status() { return test::read_json(dir_ + "/out/status.json"); }
+
+  std::string dir_;
+  FederationSpec spec_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<FederationService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Federation::Stub> stub_;
+  int port_ = 0;
+  std::thread run_;
+};
+
+TEST_F(AggregatorUnderTest, CorruptedUpdatesAreRejectedCountedAndNeverAveraged) {
+  const std::string session = register_as("c0");
+  int rc = -1;
+  run_ = std::thread([&] { rc = coordinator_->run(); });
+  const v1::Instruction ins = poll_until_train(session);
+  ASSERT_EQ(ins.round(), 1u);
+  const ParameterSet global = download(session, ins);
+
+  // A flipped bit in one chunk: DATA_LOSS, counted, the round still waiting for this client.
+  grpc::Status s = upload(session, ins, global, [](v1::Chunk& c, int i) {
+    if (i == 1) (*c.mutable_data())[5] ^= 0x10;
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
+  EXPECT_NE(s.error_message().find("CRC32C"), std::string::npos);
+  EXPECT_EQ(status()["rejected_updates"]["chunk_checksum"], 1);
+
+  // A chunk whose checksum was recomputed after damage: caught by the tensor's SHA-256.
+  s = upload(session, ins, global, [](v1::Chunk& c, int i) {
+    if (i == 0) {
+      (*c.mutable_data())[0] ^= 1;
+      c.set_crc32c(crc32c(c.data().data(), c.data().size()));
+    }
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(status()["rejected_updates"]["tensor_hash"], 1);
+
+  // A NaN update passes transport checks but is refused before aggregation.
+  ParameterSet poisoned = global;
+  poisoned.tensors[0].as<float>()[0] = NAN;
+  s = upload(session, ins, poisoned);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("NaN"), std::string::npos);
+  EXPECT_EQ(status()["rejected_updates"]["non_finite"], 1);
+
+  // The client's one update was refused, so the round cannot use it and is repeated; the intact
+  // update of the next attempt is what gets aggregated.
+  const v1::Instruction retry = poll_until_train(session);
+  EXPECT_EQ(retry.round(), 1u);
+  ParameterSet good = download(session, retry);
+  for (auto& t : good.tensors)
+    for (int64_t k = 0; k < t.numel(); ++k) t.as<float>()[k] += 1.0f;
+  EXPECT_TRUE(upload(session, retry, good).ok());
+  run_.join();
+  EXPECT_EQ(rc, 0);
+  const auto metrics = test::read_json(dir_ + "/out/federated_metrics.json");
+  const auto& round1 = metrics["rounds"][1];
+  EXPECT_EQ(round1["attempts"], 2);
+  EXPECT_EQ(round1["clients_accepted"], 1);
+  // Only the intact update was averaged: the global moved by exactly +1 per parameter.
+  const double expected = std::sqrt(static_cast<double>(global.total_elements()));
+  EXPECT_NEAR(round1["global_update_norm"].get<double>(), expected, 1e-3 * expected);
+}
+
+TEST_F(AggregatorUnderTest, MalformedAndOversizedMessagesGetErrorsNotCrashes) {
+  const std::string session = register_as("c0");
+  run_ = std::thread([&] { coordinator_->run(); });
+  const v1::Instruction ins = poll_until_train(session);
+  const ParameterSet global = download(session, ins);
+
+  // Bytes that are not a protobuf message at all.
+  grpc::GenericStub generic(channel_);
+  const char garbage[] = "\xff\xff\xff\xff\x0f not protobuf";
+  grpc::Slice slice(garbage, sizeof garbage);
+  grpc::ByteBuffer request(&slice, 1), response;
+  grpc::ClientContext ctx;
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status garbled;
+  generic.UnaryCall(&ctx, "/zk0.v1.Federation/Register", grpc::StubOptions(), &request, &response, [&](grpc::Status st) {
+    std::lock_guard<std::mutex> lock(m);
+    garbled = st;
+    done = true;
+    cv.notify_all();
+  });
+  {
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait_for(lock, std::chrono::seconds(10), [&] { return done; });
+  }
+  EXPECT_FALSE(garbled.ok());
+
+  // A chunk larger than maxMessageSize: refused by gRPC itself.
+  grpc::Status s = upload(session, ins, global, [](v1::Chunk& c, int i) {
+    if (i == 0) c.mutable_data()->append(300 << 10, 'x');
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+
+  // An upload that does not start with its header.
+  {
+    grpc::ClientContext c2;
+    v1::UploadReply reply;
+    auto writer = stub_->UploadUpdate(&c2, &reply);
+    v1::UploadMessage msg;
+    msg.mutable_chunk()->set_data("x");
+    writer->Write(msg);
+    writer->WritesDone();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // A manifest of another model: refused before any allocation.
+  ParameterSet other = random_parameters(1000, 1, 3);
+  s = upload(session, ins, other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("manifest"), std::string::npos);
+  // Unknown session, unknown client, wrong frozen part, wrong protocol version.
+  {
+    grpc::ClientContext c3;
+    v1::HeartbeatRequest hb;
+    hb.set_session_id("nope");
+    v1::HeartbeatReply r;
+    EXPECT_EQ(stub_->Heartbeat(&c3, hb, &r).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  auto try_register = [&](const std::string& name, const std::string& digest, uint32_t version) {
+    grpc::ClientContext c4;
+    v1::RegisterRequest req;
+    req.set_protocol_version(version);
+    req.set_client_name(name);
+    req.set_policy_type("flow-matching-mlp");
+    req.set_frozen_digest(digest);
+    v1::RegisterReply reply;
+    return stub_->Register(&c4, req, &reply).error_code();
+  };
+  EXPECT_EQ(try_register("intruder", coordinator_->frozen_digest(), 1), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(try_register("c1", std::string(64, '0'), 1), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(try_register("c1", coordinator_->frozen_digest(), 2), grpc::StatusCode::FAILED_PRECONDITION);
+  // After all that the aggregator still serves: a good update completes the run.
+  EXPECT_TRUE(upload(session, ins, global).ok());
+  run_.join();
+  EXPECT_EQ(status()["phase"], "Succeeded");
+}
