@@ -108,19 +108,9 @@ grpc::Status FederationService::DownloadParameters(grpc::ServerContext* ctx, con
                                                    grpc::ServerWriter<v1::ParameterMessage>* writer) {
   return guarded([&] {
     const auto global = coordinator_.global_for(req->session_id(), static_cast<int>(req->round()), req->parameters_digest());
-    v1::ParameterMessage msg;
-    const bool sent = send_parameters(
+    const bool sent = send_parameter_messages<v1::ParameterMessage>(
         global->manifest, global->parameters, transport_.chunk_bytes,
-        [&](const v1::Manifest& m) {
-          *msg.mutable_manifest() = m;
-          return !ctx->IsCancelled() && writer->Write(msg);
-        },
-        [&](v1::Chunk& c) {
-          msg.mutable_chunk()->Swap(&c);
-          const bool ok = !ctx->IsCancelled() && writer->Write(msg);
-          msg.mutable_chunk()->Swap(&c);
-          return ok;
-        });
+        [&](const v1::ParameterMessage& msg) { return !ctx->IsCancelled() && writer->Write(msg); });
     return sent ? grpc::Status::OK : grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled by the client");
   });
 }
@@ -136,11 +126,7 @@ grpc::Status FederationService::UploadUpdate(grpc::ServerContext*, grpc::ServerR
   return guarded([&] {
     ParameterReceiver receiver(coordinator_.trainable_layout());
     try {
-      while (reader->Read(&msg)) {
-        if (msg.has_manifest()) receiver.on_manifest(msg.manifest());
-        else if (msg.has_chunk()) receiver.on_chunk(msg.chunk());
-        else throw TransferError(TransferError::Kind::OutOfOrder, "a second header arrived");
-      }
+      receive_parameter_messages<v1::UploadMessage>(*reader, receiver);
       ParameterSet update = receiver.finish();
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       reply->set_digest(receiver.manifest().digest_hex());

@@ -114,13 +114,9 @@ bool WorkerClient::download(const v1::Instruction& ins, ParameterSet& out, doubl
     grpc::ClientContext ctx;
     auto reader = stub_->DownloadParameters(&ctx, req);
     ParameterReceiver receiver(trainer_->layout());
-    v1::ParameterMessage msg;
     std::string error;
     try {
-      while (reader->Read(&msg)) {
-        if (msg.has_manifest()) receiver.on_manifest(msg.manifest());
-        else receiver.on_chunk(msg.chunk());
-      }
+      receive_parameter_messages<v1::ParameterMessage>(*reader, receiver);
     } catch (const TransferError& e) {
       error = std::string(e.reason()) + ": " + e.what();
       ctx.TryCancel();
@@ -179,20 +175,9 @@ bool WorkerClient::upload(const v1::Instruction& ins, const RoundResult& result)
     m->set_data_seconds(r.data_seconds);
     m->set_download_seconds(r.download_seconds);
     m->set_bytes_downloaded(r.bytes_downloaded);
-    if (writer->Write(msg)) {
-      send_parameters(
-          manifest, result.update, spec_.transport.chunk_bytes,
-          [&](const v1::Manifest& man) {
-            *msg.mutable_manifest() = man;
-            return writer->Write(msg);
-          },
-          [&](v1::Chunk& c) {
-            msg.mutable_chunk()->Swap(&c);
-            const bool ok = writer->Write(msg);
-            msg.mutable_chunk()->Swap(&c);
-            return ok;
-          });
-    }
+    if (writer->Write(msg))
+      send_parameter_messages<v1::UploadMessage>(manifest, result.update, spec_.transport.chunk_bytes,
+                                                 [&](const v1::UploadMessage& m) { return writer->Write(m); });
     writer->WritesDone();
     const grpc::Status s = writer->Finish();
     if (s.ok()) {

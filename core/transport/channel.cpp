@@ -4,6 +4,16 @@
 
 namespace zk0 {
 
+namespace {
+// Parameter sets are hundreds of megabytes in 4 MiB messages: large HTTP/2 frames and a deep
+// flow-control window keep gRPC from cutting them into 16 KiB frames and stalling on acks.
+template <typename Set>
+void set_bulk_transfer_args(Set&& set) {
+  set(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, (1 << 24) - 1);
+  set(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20);
+}
+}  // namespace
+
 std::shared_ptr<grpc::ServerCredentials> make_server_credentials(const TlsSpec& tls) {
   if (!tls.enabled()) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions options(tls.mutual ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
@@ -22,6 +32,7 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const Tr
   // also uses it as the connect timeout, and a TLS handshake needs more than a few hundred ms.)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  set_bulk_transfer_args([&](const char* key, int value) { args.SetInt(key, value); });
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (transport.tls.enabled()) {
     grpc::SslCredentialsOptions options;
@@ -36,6 +47,7 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const Tr
 }
 
 void configure_server_limits(grpc::ServerBuilder& builder, const TransportSpec& transport) {
+  set_bulk_transfer_args([&](const char* key, int value) { builder.AddChannelArgument(key, value); });
   builder.SetMaxReceiveMessageSize(static_cast<int>(transport.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(transport.max_message_bytes));
 }

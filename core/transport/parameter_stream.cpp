@@ -95,6 +95,51 @@ bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, u
   return true;
 }
 
+ParameterReceiver::ParameterReceiver(std::optional<Manifest> expected_layout, int hash_threads)
+    : expected_(std::move(expected_layout)), hash_threads_(std::max(1, hash_threads)) {}
+
+ParameterReceiver::~ParameterReceiver() { stop_workers(); }
+
+void ParameterReceiver::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_ready_.notify_all();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+}
+
+void ParameterReceiver::hash_worker() {
+  for (;;) {
+    size_t index;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      index = queue_.front();
+      queue_.pop_front();
+    }
+    const Tensor& t = parameters_.tensors[index];
+    const bool ok = sha256(t.bytes.data(), t.bytes.size()) == manifest_.tensors[index].sha256;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ok && hash_error_.empty())
+      hash_error_ = "tensor '" + t.name + "': SHA-256 of the received bytes does not match the manifest";
+    --pending_;
+    work_done_.notify_all();
+  }
+}
+
+void ParameterReceiver::verify_async(size_t index) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(index);
+    ++pending_;
+  }
+  if (workers_.size() < static_cast<size_t>(hash_threads_)) workers_.emplace_back([this] { hash_worker(); });
+  work_ready_.notify_one();
+}
+
 void ParameterReceiver::on_manifest(const v1::Manifest& proto) {
   if (has_manifest_) throw TransferError(TransferError::Kind::OutOfOrder, "a second manifest arrived");
   manifest_ = manifest_from_proto(proto);
@@ -111,22 +156,15 @@ void ParameterReceiver::on_manifest(const v1::Manifest& proto) {
     }
   }
   has_manifest_ = true;
-  parameters_.tensors.reserve(manifest_.tensors.size());
+  // Allocated up front: background hashing reads tensors while later ones are being filled.
+  for (const auto& e : manifest_.tensors) parameters_.tensors.push_back(make_tensor(e.name, e.dtype, e.shape));
   start_tensor();
 }
 
 void ParameterReceiver::start_tensor() {
-  // Zero-byte tensors have nothing to wait for: complete them right away.
-  while (tensor_ < manifest_.tensors.size()) {
-    const TensorEntry& e = manifest_.tensors[tensor_];
-    parameters_.tensors.push_back(make_tensor(e.name, e.dtype, e.shape));
-    offset_ = 0;
-    hash_ = std::make_unique<Sha256>();
-    if (e.byte_length > 0) return;
-    if (hash_->finish() != e.sha256)
-      throw TransferError(TransferError::Kind::TensorHash, "tensor '" + e.name + "': SHA-256 mismatch");
-    ++tensor_;
-  }
+  // Zero-byte tensors have no chunks: they are complete as soon as they are reached.
+  offset_ = 0;
+  while (tensor_ < manifest_.tensors.size() && manifest_.tensors[tensor_].byte_length == 0) verify_async(tensor_++);
 }
 
 void ParameterReceiver::on_chunk(const v1::Chunk& chunk) {
@@ -147,15 +185,11 @@ void ParameterReceiver::on_chunk(const v1::Chunk& chunk) {
   if (crc32c(data.data(), data.size()) != chunk.crc32c())
     throw TransferError(TransferError::Kind::ChunkChecksum,
                         "tensor '" + e.name + "': chunk at offset " + std::to_string(offset_) + " fails its CRC32C");
-  std::memcpy(parameters_.tensors.back().bytes.data() + offset_, data.data(), data.size());
-  hash_->update(data.data(), data.size());
+  std::memcpy(parameters_.tensors[tensor_].bytes.data() + offset_, data.data(), data.size());
   offset_ += data.size();
   bytes_ += data.size();
   if (offset_ == e.byte_length) {
-    if (hash_->finish() != e.sha256)
-      throw TransferError(TransferError::Kind::TensorHash,
-                          "tensor '" + e.name + "': SHA-256 of the received bytes does not match the manifest");
-    ++tensor_;
+    verify_async(tensor_++);
     start_tensor();
   }
 }
@@ -166,6 +200,12 @@ ParameterSet ParameterReceiver::finish() {
     throw TransferError(TransferError::Kind::Incomplete, "the stream ended in tensor '" +
                                                              manifest_.tensors[tensor_].name + "' at byte " +
                                                              std::to_string(offset_));
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    work_done_.wait(lock, [&] { return pending_ == 0; });
+  }
+  stop_workers();
+  if (!hash_error_.empty()) throw TransferError(TransferError::Kind::TensorHash, hash_error_);
   return std::move(parameters_);
 }
 

@@ -1,7 +1,11 @@
 #pragma once
 // Sending and receiving a parameter set as a manifest followed by chunks, the same way in both
 // directions (aggregator -> worker downloads, worker -> aggregator uploads).
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -35,12 +39,44 @@ bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, u
                      const std::function<bool(const v1::Manifest&)>& send_manifest,
                      const std::function<bool(v1::Chunk&)>& send_chunk);
 
+// send_parameters into a gRPC stream of Message (ParameterMessage or UploadMessage):
+// `write(const Message&)` returns false when the stream broke.
+template <typename Message, typename Write>
+bool send_parameter_messages(const Manifest& manifest, const ParameterSet& parameters, uint64_t chunk_bytes,
+                             Write&& write) {
+  Message msg;
+  return send_parameters(
+      manifest, parameters, chunk_bytes,
+      [&](const v1::Manifest& m) {
+        *msg.mutable_manifest() = m;
+        return write(msg);
+      },
+      [&](v1::Chunk& c) {
+        msg.mutable_chunk()->Swap(&c);  // hands the 4 MiB payload over without copying it
+        const bool ok = write(msg);
+        msg.mutable_chunk()->Swap(&c);
+        return ok;
+      });
+}
+
+class ParameterReceiver;
+
+// Feeds every manifest and chunk message a gRPC reader yields into `receiver`; any other
+// message is out of order.
+template <typename Message, typename Reader>
+void receive_parameter_messages(Reader& reader, ParameterReceiver& receiver);
+
 // Receives one parameter set. The manifest must be self-consistent and, when `expected` is given,
 // have its layout (names, dtypes, shapes) before anything is allocated; chunks must arrive in
-// order with correct CRC32C; every tensor's SHA-256 is checked as its last byte arrives.
+// order with correct CRC32C. Each tensor's SHA-256 is computed on background threads as soon as
+// its last byte arrives, so hashing overlaps the rest of the transfer; finish() waits for them
+// and throws TensorHash for the first mismatch.
 class ParameterReceiver {
  public:
-  explicit ParameterReceiver(std::optional<Manifest> expected_layout) : expected_(std::move(expected_layout)) {}
+  explicit ParameterReceiver(std::optional<Manifest> expected_layout, int hash_threads = 2);
+  ~ParameterReceiver();
+  ParameterReceiver(const ParameterReceiver&) = delete;
+  ParameterReceiver& operator=(const ParameterReceiver&) = delete;
 
   void on_manifest(const v1::Manifest& proto);
   void on_chunk(const v1::Chunk& chunk);
@@ -53,6 +89,10 @@ class ParameterReceiver {
 
  private:
   void start_tensor();
+  void verify_async(size_t index);
+  void hash_worker();
+  void stop_workers();
+
   std::optional<Manifest> expected_;
   Manifest manifest_;
   bool has_manifest_ = false;
@@ -60,7 +100,25 @@ class ParameterReceiver {
   size_t tensor_ = 0;
   uint64_t offset_ = 0;
   uint64_t bytes_ = 0;
-  std::unique_ptr<Sha256> hash_;
+
+  int hash_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable work_ready_, work_done_;
+  std::deque<size_t> queue_;
+  size_t pending_ = 0;
+  bool stopping_ = false;
+  std::string hash_error_;
 };
+
+template <typename Message, typename Reader>
+void receive_parameter_messages(Reader& reader, ParameterReceiver& receiver) {
+  Message msg;
+  while (reader.Read(&msg)) {
+    if (msg.has_manifest()) receiver.on_manifest(msg.manifest());
+    else if (msg.has_chunk()) receiver.on_chunk(msg.chunk());
+    else throw TransferError(TransferError::Kind::OutOfOrder, "a message other than manifest or chunk arrived mid-stream");
+  }
+}
 
 }  // namespace zk0
