@@ -229,7 +229,7 @@ TEST(Federation, MutualTlsRunCompletes) {
 }
 
 TEST(Federation, BrokenDatasetFailsThatClientWhileQuorumHolds) {
-  Federation f("broken", 3, 2, {{"minFitClients", "2"}, {"minAvailableClients", "2"}});
+  Federation f("broken", 3, 2, {{"minFitClients", "2"}, {"minAvailableClients", "2"}, {"checkpointEvery", "2"}});
   std::string yaml = read_file(f.spec);
   const std::string c2 = "{synthetic: {task: \"task 2\", episodes: 6, episodeLength: 40, seed: 2}}";
   yaml.replace(yaml.find(c2), c2.size(), "{path: " + f.dir + "/no-such-dataset}");
@@ -241,6 +241,9 @@ TEST(Federation, BrokenDatasetFailsThatClientWhileQuorumHolds) {
   const auto c2_status = f.status()["clients"]["c2"];
   EXPECT_EQ(c2_status["state"], "failed");
   EXPECT_NE(c2_status["failure"].get<std::string>().find("no-such-dataset"), std::string::npos) << c2_status.dump();
+  // checkpoints.everyRounds: 2 writes round 2 only.
+  EXPECT_FALSE(file_exists(f.out + "/checkpoints/round_0001"));
+  EXPECT_TRUE(file_exists(f.out + "/checkpoints/round_0002/SHA256SUMS"));
 }
 
 TEST(Federation, RoundWithoutQuorumIsRetriedThenTheRunFails) {

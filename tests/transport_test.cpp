@@ -406,3 +406,90 @@ TEST_F(AggregatorUnderTest, MalformedAndOversizedMessagesGetErrorsNotCrashes) {
   run_.join();
   EXPECT_EQ(status()["phase"], "Succeeded");
 }
+
+namespace {
+
+// Flips one byte in the first chunk of the first `streams` DownloadParameters responses, after
+// the service computed its CRC: damage in transit, as a faulty NIC or proxy would cause.
+class DamageDownloads final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit DamageDownloads(int streams) : remaining_(streams) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    if (std::string(info->method()) != "/zk0.v1.Federation/DownloadParameters") return nullptr;
+    return new Damage(remaining_.fetch_sub(1) > 0);
+  }
+
+ private:
+  class Damage final : public grpc::experimental::Interceptor {
+   public:
+    explicit Damage(bool active) : active_(active) {}
+    void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+      if (active_ && methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+        const auto* msg = static_cast<const v1::ParameterMessage*>(methods->GetSendMessage());
+        if (msg && msg->has_chunk()) {
+          copy_ = *msg;
+          (*copy_.mutable_chunk()->mutable_data())[0] ^= 0x01;
+          methods->ModifySendMessage(&copy_);
+          active_ = false;
+        }
+      }
+      methods->Proceed();
+    }
+
+   private:
+    bool active_;
+    v1::ParameterMessage copy_;
+  };
+  std::atomic<int> remaining_;
+};
+
+// One round with one real worker process whose first two downloads arrive damaged.
+nlohmann::json round_with_damaged_downloads(int transfer_attempts, std::string& worker_log) {
+  const std::string dir = test::make_temp_dir("damaged");
+  const std::string spec_path = test::write_spec(
+      dir, test::small_spec(dir + "/out", 1, 1,
+                            {{"minFitClients", "1"}, {"minAvailableClients", "1"}, {"maxRoundAttempts", "2"},
+                             {"transferAttempts", std::to_string(transfer_attempts)}}));
+  const FederationSpec spec = load_spec(spec_path);
+  Coordinator coordinator(spec);
+  FederationService service(coordinator, spec.transport);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<DamageDownloads>(2));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  auto server = builder.BuildAndStart();
+  test::Process worker({test::bin("zk0-worker"), "--spec", spec_path, "--client", "c0", "--aggregator",
+                        "127.0.0.1:" + std::to_string(port)},
+                       dir + "/c0.log");
+  EXPECT_EQ(coordinator.run(), 0);
+  coordinator.drain(std::chrono::seconds(5));
+  EXPECT_EQ(worker.wait(std::chrono::seconds(20)), 0);
+  server->Shutdown();
+  worker_log = worker.log();
+  return test::read_json(dir + "/out/federated_metrics.json")["rounds"][1];
+}
+
+}  // namespace
+
+TEST(TransferAttempts, DamagedDownloadsAreRetriedWithinTheBound) {
+  std::string log;
+  const auto round = round_with_damaged_downloads(3, log);
+  EXPECT_EQ(round["attempts"], 1) << round.dump(2);  // two damaged streams, the third arrived intact
+  EXPECT_EQ(round["clients_accepted"], 1);
+  EXPECT_NE(log.find("event=download_failed round=1 attempt=2 error=\"chunk_checksum"), std::string::npos) << log;
+}
+
+TEST(TransferAttempts, ExhaustedAttemptsFailTheClientForTheRound) {
+  std::string log;
+  const auto round = round_with_damaged_downloads(2, log);
+  // Two attempts were both damaged: the worker reported the failure at once, the round lost its
+  // quorum and its second attempt (with intact downloads) succeeded.
+  ASSERT_EQ(round["attempts"], 2) << round.dump(2);
+  const auto& failed = round["failed_attempts"][0]["clients"][0];
+  EXPECT_EQ(failed["status"], "failed");
+  EXPECT_NE(failed["reason"].get<std::string>().find("download failed 2 times"), std::string::npos) << failed.dump();
+  EXPECT_EQ(round["clients_accepted"], 1);
+}

@@ -101,7 +101,9 @@ void WorkerClient::report_failure(int round, const std::string& reason, bool fat
   stub_->ReportFailure(&ctx, req, &ack);
 }
 
-bool WorkerClient::download(const v1::Instruction& ins, ParameterSet& out, double& seconds, uint64_t& bytes) {
+WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, ParameterSet& out, double& seconds,
+                                              uint64_t& bytes) {
+  std::string error;
   for (int attempt = 1; attempt <= spec_.transport.transfer_attempts; ++attempt) {
     const auto start = Clock::now();
     v1::DownloadRequest req;
@@ -114,7 +116,7 @@ bool WorkerClient::download(const v1::Instruction& ins, ParameterSet& out, doubl
     grpc::ClientContext ctx;
     auto reader = stub_->DownloadParameters(&ctx, req);
     ParameterReceiver receiver(trainer_->layout());
-    std::string error;
+    error.clear();
     try {
       receive_parameter_messages<v1::ParameterMessage>(*reader, receiver);
     } catch (const TransferError& e) {
@@ -125,7 +127,7 @@ bool WorkerClient::download(const v1::Instruction& ins, ParameterSet& out, doubl
     if (error.empty() && !s.ok()) {
       if (s.error_code() == grpc::StatusCode::ABORTED || s.error_code() == grpc::StatusCode::NOT_FOUND) {
         log_warn("download_refused", {kv("round", ins.round()), kv("status", describe(s))});
-        return false;
+        return {};
       }
       error = describe(s);
     }
@@ -137,18 +139,19 @@ bool WorkerClient::download(const v1::Instruction& ins, ParameterSet& out, doubl
                                                                    " is not the announced " + ins.parameters_digest());
         seconds = std::chrono::duration<double>(Clock::now() - start).count();
         bytes = receiver.bytes_received();
-        return true;
+        return {true, ""};
       } catch (const TransferError& e) {
         error = std::string(e.reason()) + ": " + e.what();
       }
     }
     log_warn("download_failed", {kv("round", ins.round()), kv("attempt", attempt), kv("error", error)});
   }
-  return false;
+  return {false, "download failed " + std::to_string(spec_.transport.transfer_attempts) + " times: " + error};
 }
 
-bool WorkerClient::upload(const v1::Instruction& ins, const RoundResult& result) {
+WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const RoundResult& result) {
   const Manifest manifest = build_manifest(result.update);
+  std::string last_error;
   for (int attempt = 1; attempt <= spec_.transport.transfer_attempts; ++attempt) {
     grpc::ClientContext ctx;
     v1::UploadReply reply;
@@ -182,16 +185,18 @@ bool WorkerClient::upload(const v1::Instruction& ins, const RoundResult& result)
     const grpc::Status s = writer->Finish();
     if (s.ok()) {
       log_info("update_uploaded", {kv("round", ins.round()), kv("digest", reply.digest()), kv("loss", r.loss)});
-      return true;
+      return {true, ""};
     }
     log_warn("upload_failed", {kv("round", ins.round()), kv("attempt", attempt), kv("status", describe(s))});
-    // Only a transfer that arrived damaged is worth sending again; a refused update is final.
-    if (s.error_code() != grpc::StatusCode::DATA_LOSS && s.error_code() != grpc::StatusCode::UNAVAILABLE) return false;
+    // Only a transfer that arrived damaged is worth sending again; a refused update is final and
+    // already counted by the aggregator.
+    if (s.error_code() != grpc::StatusCode::DATA_LOSS && s.error_code() != grpc::StatusCode::UNAVAILABLE) return {};
+    last_error = describe(s);
   }
-  return false;
+  return {false, "upload failed " + std::to_string(spec_.transport.transfer_attempts) + " times: " + last_error};
 }
 
-bool WorkerClient::train_round(const v1::Instruction& ins) {
+void WorkerClient::train_round(const v1::Instruction& ins) {
   const int round = static_cast<int>(ins.round());
   log_info("round_instructed", {kv("round", round), kv("local_steps", ins.config().local_steps()),
                                 kv("proximal_mu", ins.config().proximal_mu())});
@@ -205,9 +210,12 @@ bool WorkerClient::train_round(const v1::Instruction& ins) {
   ParameterSet global;
   double download_seconds = 0;
   uint64_t bytes = 0;
-  if (!download(ins, global, download_seconds, bytes)) {
+  const Transfer down = download(ins, global, download_seconds, bytes);
+  if (!down.done) {
+    // Tell the aggregator now rather than leave it waiting for the round's deadline.
+    if (!down.failure.empty()) report_failure(round, down.failure, false);
     set_state("idle");
-    return true;  // the round moved on or the transfer kept failing: wait for the next instruction
+    return;
   }
   set_state("training");
   RoundResult result;
@@ -217,7 +225,7 @@ bool WorkerClient::train_round(const v1::Instruction& ins) {
   } catch (const RoundAbandoned& e) {
     log_warn("round_abandoned", {kv("round", round), kv("detail", e.what())});
     set_state("idle");
-    return true;
+    return;
   }
   result.report.download_seconds = download_seconds;
   result.report.bytes_downloaded = bytes;
@@ -225,9 +233,9 @@ bool WorkerClient::train_round(const v1::Instruction& ins) {
                              kv("proximal_loss", result.report.proximal_loss), kv("update_norm", result.report.update_norm),
                              kv("seconds", result.report.train_seconds)});
   set_state("uploading");
-  upload(ins, result);
+  const Transfer up = upload(ins, result);
+  if (!up.done && !up.failure.empty()) report_failure(round, up.failure, false);
   set_state("idle");
-  return true;
 }
 
 int WorkerClient::run() {

@@ -23,9 +23,15 @@ class WorkerClient {
   bool connect_and_register(const std::string& open_error);
   void heartbeat_loop();
   void set_state(const std::string& s);
-  bool train_round(const v1::Instruction& ins);
-  bool download(const v1::Instruction& ins, ParameterSet& out, double& seconds, uint64_t& bytes);
-  bool upload(const v1::Instruction& ins, const RoundResult& result);
+  // What became of a transfer: done, refused because the round moved on (no failure), or
+  // failed transferAttempts times (failure says the last reason).
+  struct Transfer {
+    bool done = false;
+    std::string failure;
+  };
+  void train_round(const v1::Instruction& ins);
+  Transfer download(const v1::Instruction& ins, ParameterSet& out, double& seconds, uint64_t& bytes);
+  Transfer upload(const v1::Instruction& ins, const RoundResult& result);
   void report_failure(int round, const std::string& reason, bool fatal);
 
   FederationSpec spec_;
