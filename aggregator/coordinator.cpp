@@ -5,6 +5,7 @@
 
 #include "aggregator/checkpoint.h"
 #include "core/tensor/safetensors.h"
+#include "core/transport/parameter_stream.h"
 #include "core/util/log.h"
 
 namespace zk0 {
@@ -107,6 +108,7 @@ void Coordinator::set_global(ParameterSet parameters, int round) {
   auto g = std::make_shared<GlobalModel>();
   g->round = round;
   g->manifest = build_manifest(parameters);
+  g->chunk_checksums = chunk_checksums(parameters, spec_.transport.chunk_bytes);
   g->parameters = std::move(parameters);
   std::lock_guard<std::mutex> lock(mu_);
   global_ = std::move(g);

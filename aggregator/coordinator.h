@@ -46,6 +46,7 @@ struct GlobalModel {
   int round = 0;  // the round these parameters are the input of
   ParameterSet parameters;
   Manifest manifest;
+  std::vector<uint32_t> chunk_checksums;  // for spec.transport.chunkSize, shared by every download
 };
 
 class Coordinator {

@@ -110,7 +110,8 @@ grpc::Status FederationService::DownloadParameters(grpc::ServerContext* ctx, con
     const auto global = coordinator_.global_for(req->session_id(), static_cast<int>(req->round()), req->parameters_digest());
     const bool sent = send_parameter_messages<v1::ParameterMessage>(
         global->manifest, global->parameters, transport_.chunk_bytes,
-        [&](const v1::ParameterMessage& msg) { return !ctx->IsCancelled() && writer->Write(msg); });
+        [&](const v1::ParameterMessage& msg) { return !ctx->IsCancelled() && writer->Write(msg); },
+        &global->chunk_checksums);
     return sent ? grpc::Status::OK : grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled by the client");
   });
 }

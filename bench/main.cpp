@@ -50,7 +50,8 @@ class TransferService final : public v1::Federation::Service {
   grpc::Status DownloadParameters(grpc::ServerContext*, const v1::DownloadRequest*,
                                   grpc::ServerWriter<v1::ParameterMessage>* writer) override {
     const bool sent = send_parameter_messages<v1::ParameterMessage>(
-        *global_manifest, *global, chunk_bytes, [&](const v1::ParameterMessage& m) { return writer->Write(m); });
+        *global_manifest, *global, chunk_bytes, [&](const v1::ParameterMessage& m) { return writer->Write(m); },
+        global_checksums);
     return sent ? grpc::Status::OK : grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
   }
 
@@ -68,7 +69,9 @@ class TransferService final : public v1::Federation::Service {
   std::optional<Manifest> expected;
   ParameterSet received;
   const ParameterSet* global = nullptr;
-  const Manifest* global_manifest = nullptr;  // built once per round by the aggregator, not per download
+  // Built once per round by the aggregator, not per download.
+  const Manifest* global_manifest = nullptr;
+  const std::vector<uint32_t>* global_checksums = nullptr;
   uint64_t chunk_bytes = 4 << 20;
 };
 
@@ -94,8 +97,10 @@ struct Loopback {
 
 double grpc_download_seconds(const ParameterSet& global, const Manifest& manifest, const TransportSpec& transport) {
   Loopback loop(transport);
+  const std::vector<uint32_t> checksums = chunk_checksums(global, loop.service.chunk_bytes);
   loop.service.global = &global;
   loop.service.global_manifest = &manifest;
+  loop.service.global_checksums = &checksums;
   const auto start = Clock::now();
   grpc::ClientContext ctx;
   auto reader = loop.stub->DownloadParameters(&ctx, v1::DownloadRequest());

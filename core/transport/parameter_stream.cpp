@@ -73,13 +73,22 @@ Manifest manifest_from_proto(const v1::Manifest& proto) {
   return m;
 }
 
+std::vector<uint32_t> chunk_checksums(const ParameterSet& parameters, uint64_t chunk_bytes) {
+  std::vector<uint32_t> out;
+  for (const auto& t : parameters.tensors)
+    for (uint64_t offset = 0; offset < t.bytes.size(); offset += chunk_bytes)
+      out.push_back(crc32c(t.bytes.data() + offset, std::min<uint64_t>(chunk_bytes, t.bytes.size() - offset)));
+  return out;
+}
+
 bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, uint64_t chunk_bytes,
                      const std::function<bool(const v1::Manifest&)>& send_manifest,
-                     const std::function<bool(v1::Chunk&)>& send_chunk) {
+                     const std::function<bool(v1::Chunk&)>& send_chunk, const std::vector<uint32_t>* checksums) {
   v1::Manifest proto;
   manifest_to_proto(manifest, &proto);
   if (!send_manifest(proto)) return false;
   v1::Chunk chunk;
+  size_t chunk_index = 0;
   for (size_t i = 0; i < parameters.tensors.size(); ++i) {
     const Tensor& t = parameters.tensors[i];
     for (uint64_t offset = 0; offset < t.bytes.size(); offset += chunk_bytes) {
@@ -88,7 +97,7 @@ bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, u
       chunk.set_tensor_index(static_cast<uint32_t>(i));
       chunk.set_offset(offset);
       chunk.set_data(p, n);
-      chunk.set_crc32c(crc32c(p, n));
+      chunk.set_crc32c(checksums ? checksums->at(chunk_index++) : crc32c(p, n));
       if (!send_chunk(chunk)) return false;
     }
   }

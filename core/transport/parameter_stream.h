@@ -33,17 +33,23 @@ class TransferError : public std::runtime_error {
 void manifest_to_proto(const Manifest& manifest, v1::Manifest* out);
 Manifest manifest_from_proto(const v1::Manifest& proto);
 
+// The CRC32C of every chunk send_parameters cuts, in order. The aggregator computes them once
+// per round instead of once per download.
+std::vector<uint32_t> chunk_checksums(const ParameterSet& parameters, uint64_t chunk_bytes);
+
 // Sends `manifest` and then every tensor of `parameters` in chunks of at most `chunk_bytes`.
 // A chunk never spans two tensors. Returns false as soon as a send fails (the stream broke).
+// `checksums`, when given, must be chunk_checksums(parameters, chunk_bytes).
 bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, uint64_t chunk_bytes,
                      const std::function<bool(const v1::Manifest&)>& send_manifest,
-                     const std::function<bool(v1::Chunk&)>& send_chunk);
+                     const std::function<bool(v1::Chunk&)>& send_chunk,
+                     const std::vector<uint32_t>* checksums = nullptr);
 
 // send_parameters into a gRPC stream of Message (ParameterMessage or UploadMessage):
 // `write(const Message&)` returns false when the stream broke.
 template <typename Message, typename Write>
 bool send_parameter_messages(const Manifest& manifest, const ParameterSet& parameters, uint64_t chunk_bytes,
-                             Write&& write) {
+                             Write&& write, const std::vector<uint32_t>* checksums = nullptr) {
   Message msg;
   return send_parameters(
       manifest, parameters, chunk_bytes,
@@ -56,7 +62,8 @@ bool send_parameter_messages(const Manifest& manifest, const ParameterSet& param
         const bool ok = write(msg);
         msg.mutable_chunk()->Swap(&c);
         return ok;
-      });
+      },
+      checksums);
 }
 
 class ParameterReceiver;
