@@ -1,9 +1,11 @@
 // zk0: the command line of zk0.
 //   zk0 run FILE.yaml [--fresh]     run a FederationRun on this machine
 //   zk0 validate FILE.yaml          check a spec and print it with every default filled in
+//   zk0 dataset inspect PATH        look into a LeRobot dataset
 #include <iostream>
 #include <string>
 
+#include "cli/dataset_command.h"
 #include "cli/local_runtime.h"
 #include "core/spec/federation_spec.h"
 
@@ -13,7 +15,8 @@ namespace {
 int usage() {
   std::cerr << "usage:\n"
                "  zk0 run FILE.yaml [--fresh]   run a FederationRun locally (aggregator + one worker per client)\n"
-               "  zk0 validate FILE.yaml        check a FederationRun and print it resolved\n";
+               "  zk0 validate FILE.yaml        check a FederationRun and print it resolved\n"
+               "  zk0 dataset inspect PATH [--json]  look into a LeRobot dataset (v2.1, v3.0)\n";
   return 2;
 }
 }  // namespace
@@ -21,6 +24,7 @@ int usage() {
 int main(int argc, char** argv) {
   if (argc < 3) return usage();
   const std::string command = argv[1];
+  if (command == "dataset") return dataset_command(argc - 1, argv + 1);
   if (command == "validate" && argc == 3) {
     try {
       std::cout << to_yaml(load_spec(argv[2]));

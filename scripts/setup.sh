@@ -9,6 +9,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev nlohmann-json3-dev libssl-dev libcairo2-dev
   libgtest-dev libgmock-dev
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
+  python3-venv python3-pip
   openssl
 )
 
@@ -22,4 +24,14 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The project venv: pyarrow brings Arrow/Parquet C++ (Debian 12 has none). pip reuses ~/.cache/pip.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -x "$root/.venv/bin/python" ]; then
+  python3 -m venv "$root/.venv"
+fi
+if ! cmp -s "$root/scripts/requirements.txt" "$root/.venv/.requirements.installed"; then
+  "$root/.venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements.txt"
+  cp "$root/scripts/requirements.txt" "$root/.venv/.requirements.installed"
 fi

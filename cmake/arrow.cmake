@@ -1,0 +1,26 @@
+# Apache Arrow / Parquet C++. Debian 12 ships no Arrow packages, so local builds take the C++
+# libraries and headers that the pyarrow wheel carries (pinned in scripts/requirements.txt,
+# installed into .venv by scripts/setup.sh); container images use Apache's own packages.
+set(ZK0_PYTHON "${CMAKE_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH "Python of the project venv that holds pyarrow")
+execute_process(
+  COMMAND "${ZK0_PYTHON}" -c "import pyarrow as pa; print(pa.get_include()); print(pa.get_library_dirs()[0]); print(pa.__version__)"
+  OUTPUT_VARIABLE _pyarrow OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _pyarrow_rc)
+if(NOT _pyarrow_rc EQUAL 0)
+  message(FATAL_ERROR "pyarrow not found in ${ZK0_PYTHON}: run scripts/setup.sh (make does)")
+endif()
+string(REPLACE "\n" ";" _pyarrow "${_pyarrow}")
+list(GET _pyarrow 0 ARROW_INCLUDE_DIR)
+list(GET _pyarrow 1 ARROW_LIB_DIR)
+list(GET _pyarrow 2 ARROW_VERSION)
+string(REGEX REPLACE "^([0-9]+)\\.([0-9]+).*" "\\1\\2" _so "${ARROW_VERSION}")
+math(EXPR _so "${CMAKE_MATCH_1} * 100 + ${CMAKE_MATCH_2}")
+foreach(lib arrow parquet)
+  set(_path "${ARROW_LIB_DIR}/lib${lib}.so.${_so}")
+  if(NOT EXISTS "${_path}")
+    message(FATAL_ERROR "${_path} not found in the pyarrow wheel")
+  endif()
+  add_library(zk0::${lib} SHARED IMPORTED)
+  set_target_properties(zk0::${lib} PROPERTIES IMPORTED_LOCATION "${_path}" IMPORTED_NO_SONAME FALSE
+                                               INTERFACE_INCLUDE_DIRECTORIES "${ARROW_INCLUDE_DIR}")
+endforeach()
+message(STATUS "Arrow ${ARROW_VERSION} from pyarrow: ${ARROW_LIB_DIR}")

@@ -1,0 +1,157 @@
+#include "core/lerobot/parquet_table.h"
+
+#include <arrow/api.h>
+#include <arrow/io/file.h>
+#include <parquet/arrow/reader.h>
+#include <parquet/exception.h>
+
+#include <stdexcept>
+
+namespace zk0::lerobot {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) { throw std::runtime_error(path + ": " + what); }
+
+template <typename T>
+T check(arrow::Result<T> result, const std::string& path, const char* what) {
+  if (!result.ok()) fail(path, std::string(what) + ": " + result.status().ToString());
+  return std::move(result).ValueUnsafe();
+}
+
+std::unique_ptr<parquet::arrow::FileReader> open(const std::string& path) {
+  auto file = check(arrow::io::ReadableFile::Open(path), path, "cannot open");
+  try {
+    return check(parquet::arrow::OpenFile(file, arrow::default_memory_pool()), path, "not a readable parquet file");
+  } catch (const parquet::ParquetException& e) {
+    fail(path, std::string("not a readable parquet file: ") + e.what());
+  }
+}
+
+// Appends the float or double values of `array` (rows offset..offset+n) as float32.
+void append_numbers(const arrow::Array& array, int64_t offset, int64_t n, std::vector<float>& out, const std::string& where) {
+  switch (array.type_id()) {
+    case arrow::Type::FLOAT: {
+      const auto& a = static_cast<const arrow::FloatArray&>(array);
+      for (int64_t i = 0; i < n; ++i) out.push_back(a.Value(offset + i));
+      return;
+    }
+    case arrow::Type::DOUBLE: {
+      const auto& a = static_cast<const arrow::DoubleArray&>(array);
+      for (int64_t i = 0; i < n; ++i) out.push_back(static_cast<float>(a.Value(offset + i)));
+      return;
+    }
+    case arrow::Type::INT64: {  // statistics' counts
+      const auto& a = static_cast<const arrow::Int64Array&>(array);
+      for (int64_t i = 0; i < n; ++i) out.push_back(static_cast<float>(a.Value(offset + i)));
+      return;
+    }
+    default: throw std::runtime_error(where + ": values must be float32 or float64, not " + array.type()->ToString());
+  }
+}
+
+void read_float_column(const arrow::ChunkedArray& column, FloatColumn& out, const std::string& where) {
+  out.values.reserve(static_cast<size_t>(column.length()));
+  for (const auto& chunk : column.chunks()) {
+    if (chunk->null_count() > 0) throw std::runtime_error(where + ": has null rows");
+    const auto type = chunk->type_id();
+    if (type == arrow::Type::FLOAT || type == arrow::Type::DOUBLE) {
+      out.width = 1;
+      append_numbers(*chunk, 0, chunk->length(), out.values, where);
+      continue;
+    }
+    // list, large_list and fixed_size_list all expose value_offset / value_length per row.
+    const auto* list = dynamic_cast<const arrow::BaseListArray<arrow::ListType>*>(chunk.get());
+    const auto* large = dynamic_cast<const arrow::BaseListArray<arrow::LargeListType>*>(chunk.get());
+    const auto* fixed = dynamic_cast<const arrow::FixedSizeListArray*>(chunk.get());
+    if (!list && !large && !fixed) throw std::runtime_error(where + ": unsupported column type " + chunk->type()->ToString());
+    const arrow::Array& values = list ? *list->values() : large ? *large->values() : *fixed->values();
+    for (int64_t row = 0; row < chunk->length(); ++row) {
+      const int64_t begin = list ? list->value_offset(row) : large ? large->value_offset(row) : fixed->value_offset(row);
+      const int64_t length = list ? list->value_length(row) : large ? large->value_length(row) : fixed->value_length();
+      if (out.width == 0) out.width = length;
+      if (length != out.width)
+        throw std::runtime_error(where + ": row " + std::to_string(row) + " has " + std::to_string(length) +
+                                 " values, earlier rows " + std::to_string(out.width));
+      append_numbers(values, begin, length, out.values, where);
+    }
+  }
+}
+
+void read_int_column(const arrow::ChunkedArray& column, std::vector<int64_t>& out, const std::string& where) {
+  for (const auto& chunk : column.chunks()) {
+    if (chunk->null_count() > 0) throw std::runtime_error(where + ": has null rows");
+    if (chunk->type_id() != arrow::Type::INT64) throw std::runtime_error(where + ": must be int64, not " + chunk->type()->ToString());
+    const auto& a = static_cast<const arrow::Int64Array&>(*chunk);
+    for (int64_t i = 0; i < a.length(); ++i) out.push_back(a.Value(i));
+  }
+}
+
+void read_string_column(const arrow::ChunkedArray& column, std::vector<std::string>& out, const std::string& where) {
+  for (const auto& chunk : column.chunks()) {
+    if (chunk->type_id() == arrow::Type::STRING) {
+      const auto& a = static_cast<const arrow::StringArray&>(*chunk);
+      for (int64_t i = 0; i < a.length(); ++i) out.push_back(a.GetString(i));
+    } else if (chunk->type_id() == arrow::Type::LARGE_STRING) {
+      const auto& a = static_cast<const arrow::LargeStringArray&>(*chunk);
+      for (int64_t i = 0; i < a.length(); ++i) out.push_back(a.GetString(i));
+    } else {
+      throw std::runtime_error(where + ": must be a string column, not " + chunk->type()->ToString());
+    }
+  }
+}
+
+void read_string_list_column(const arrow::ChunkedArray& column, std::vector<std::vector<std::string>>& out,
+                             const std::string& where) {
+  for (const auto& chunk : column.chunks()) {
+    const auto* list = dynamic_cast<const arrow::ListArray*>(chunk.get());
+    if (!list) throw std::runtime_error(where + ": must be a list of strings, not " + chunk->type()->ToString());
+    std::vector<std::string> all;
+    read_string_column(arrow::ChunkedArray(list->values()), all, where);
+    for (int64_t row = 0; row < list->length(); ++row)
+      out.emplace_back(all.begin() + list->value_offset(row), all.begin() + list->value_offset(row) + list->value_length(row));
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> parquet_column_names(const std::string& path) {
+  auto reader = open(path);
+  std::shared_ptr<arrow::Schema> schema;
+  const auto status = reader->GetSchema(&schema);
+  if (!status.ok()) fail(path, "cannot read the schema: " + status.ToString());
+  return schema->field_names();
+}
+
+ParquetColumns read_parquet_columns(const std::string& path, const std::map<std::string, ColumnKind>& columns) {
+  auto reader = open(path);
+  std::shared_ptr<arrow::Schema> schema;
+  if (!reader->GetSchema(&schema).ok()) fail(path, "cannot read the schema");
+  std::vector<int> indices;
+  for (const auto& [name, kind] : columns) {
+    const int i = schema->GetFieldIndex(name);
+    if (i < 0) fail(path, "column '" + name + "' is missing");
+    indices.push_back(i);
+  }
+  std::shared_ptr<arrow::Table> table;
+  try {
+    table = check(reader->ReadTable(indices), path, "cannot read");
+  } catch (const parquet::ParquetException& e) {
+    fail(path, std::string("cannot read: ") + e.what());
+  }
+  ParquetColumns out;
+  out.rows = table->num_rows();
+  for (const auto& [name, kind] : columns) {
+    const auto column = table->GetColumnByName(name);
+    const std::string where = path + ": column '" + name + "'";
+    switch (kind) {
+      case ColumnKind::Int64: read_int_column(*column, out.ints[name], where); break;
+      case ColumnKind::Float: read_float_column(*column, out.floats[name], where); break;
+      case ColumnKind::String: read_string_column(*column, out.strings[name], where); break;
+      case ColumnKind::StringList: read_string_list_column(*column, out.string_lists[name], where); break;
+    }
+  }
+  return out;
+}
+
+}  // namespace zk0::lerobot

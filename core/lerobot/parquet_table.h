@@ -1,0 +1,34 @@
+#pragma once
+// Columns of a parquet file as plain vectors, read with Apache Arrow C++. Vector features may be
+// stored as list, large_list or fixed_size_list of float32 or float64 (LeRobot's writers and
+// pandas produce all of these); they come back as float32 rows of a fixed width.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace zk0::lerobot {
+
+struct FloatColumn {
+  int64_t width = 0;          // values per row (1 for scalars)
+  std::vector<float> values;  // rows * width, row-major
+};
+
+struct ParquetColumns {
+  int64_t rows = 0;
+  std::map<std::string, std::vector<int64_t>> ints;
+  std::map<std::string, FloatColumn> floats;
+  std::map<std::string, std::vector<std::string>> strings;
+  std::map<std::string, std::vector<std::vector<std::string>>> string_lists;
+};
+
+enum class ColumnKind { Int64, Float, String, StringList };
+
+// Reads the named columns (all of them must exist, with a kind they can be read as).
+// Throws std::runtime_error naming the file and column on any problem.
+ParquetColumns read_parquet_columns(const std::string& path, const std::map<std::string, ColumnKind>& columns);
+
+// The names of every column in the file's schema.
+std::vector<std::string> parquet_column_names(const std::string& path);
+
+}  // namespace zk0::lerobot
