@@ -73,7 +73,7 @@ nlohmann::json report_json(const TrainReport& r) {
 Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
   policy_ = make_policy(spec_.policy);
   strategy_ = make_strategy(spec_);
-  evaluator_ = std::make_unique<ServerEvaluator>(spec_.evaluation, policy_->chunk_size());
+  evaluator_ = std::make_unique<ServerEvaluator>(spec_.evaluation, *policy_);
   fingerprint_ = resume_fingerprint(spec_);
   frozen_digest_ = build_manifest(to_parameter_set(policy_->frozen_parameters())).digest_hex();
   outputs_ = std::make_unique<RunOutputs>(spec_, spec_.output_dir);

@@ -7,8 +7,8 @@
 
 namespace zk0 {
 
-ServerEvaluator::ServerEvaluator(const EvaluationSpec& spec, int64_t chunk_size)
-    : spec_(spec), dataset_(open_dataset(spec.dataset, chunk_size)) {
+ServerEvaluator::ServerEvaluator(const EvaluationSpec& spec, const Policy& policy)
+    : spec_(spec), dataset_(open_dataset(spec.dataset, policy.chunk_size(), policy.uses_images())) {
   batches_ = evaluation_batches(*dataset_, spec.mode, spec.batches, spec.batch_size, spec.seed);
 }
 

@@ -20,7 +20,7 @@ struct EvalResult {
 
 class ServerEvaluator {
  public:
-  ServerEvaluator(const EvaluationSpec& spec, int64_t chunk_size);
+  ServerEvaluator(const EvaluationSpec& spec, const Policy& policy);
   EvalResult evaluate(Policy& policy);
   const Dataset& dataset() const { return *dataset_; }
 

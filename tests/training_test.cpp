@@ -143,15 +143,15 @@ TEST(Evaluation, QuickCoversEveryEpisodeFullCoversEverySample) {
 TEST(Evaluation, DeterministicForFixedSeedAndWeights) {
   const FederationSpec spec = tiny_spec();
   auto policy = make_policy(spec.policy);
-  ServerEvaluator eval(spec.evaluation, policy->chunk_size());
+  ServerEvaluator eval(spec.evaluation, *policy);
   const double a = eval.evaluate(*policy).loss, b = eval.evaluate(*policy).loss;
   EXPECT_EQ(a, b);
   EvaluationSpec other = spec.evaluation;
   other.seed += 1;
-  EXPECT_NE(ServerEvaluator(other, policy->chunk_size()).evaluate(*policy).loss, a);
+  EXPECT_NE(ServerEvaluator(other, *policy).evaluate(*policy).loss, a);
   other = spec.evaluation;
   other.mode = EvalMode::Full;
-  const EvalResult full = ServerEvaluator(other, policy->chunk_size()).evaluate(*policy);
+  const EvalResult full = ServerEvaluator(other, *policy).evaluate(*policy);
   EXPECT_EQ(full.samples, 4 * 40);
 }
 

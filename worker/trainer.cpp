@@ -85,7 +85,7 @@ LocalTrainer::LocalTrainer(const FederationSpec& spec, const ClientSpec& client)
 LocalTrainer::~LocalTrainer() = default;
 
 void LocalTrainer::open_dataset() {
-  dataset_ = zk0::open_dataset(client_.dataset, policy_->chunk_size());
+  dataset_ = zk0::open_dataset(client_.dataset, policy_->chunk_size(), policy_->uses_images());
 }
 
 RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_steps, double proximal_mu, uint64_t seed,

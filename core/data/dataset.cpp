@@ -5,6 +5,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "core/data/lerobot_dataset.h"
 #include "core/data/synthetic_dataset.h"
 
 namespace zk0 {
@@ -32,11 +33,12 @@ Batch Batch::to(const at::Device& device) const {
   return b;
 }
 
-std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec, int64_t chunk_size) {
+std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec, int64_t chunk_size, bool images) {
   if (spec.synthetic) return std::make_unique<SyntheticDataset>(*spec.synthetic, spec.episodes, chunk_size, spec.describe());
+  if (!spec.path.empty()) return std::make_unique<LeRobotDataset>(spec.path, spec.episodes, chunk_size, images);
   throw std::runtime_error("dataset " + spec.describe() +
-                           ": reading LeRobot datasets from disk or the Hub is not available in this build yet; "
-                           "use a synthetic dataset");
+                           ": downloading from the Hugging Face Hub is not available in this build; "
+                           "download the dataset and name it by path");
 }
 
 Batch collate(const std::vector<Sample>& samples, const FeatureStats& state_stats, const FeatureStats& action_stats) {

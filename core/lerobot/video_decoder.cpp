@@ -8,6 +8,7 @@ extern "C" {
 }
 
 #include <cmath>
+#include <mutex>
 #include <stdexcept>
 
 namespace zk0::lerobot {
@@ -42,6 +43,8 @@ struct VideoDecoder::State {
 };
 
 VideoDecoder::VideoDecoder(const std::string& path, int threads) : path_(path), state_(std::make_unique<State>()) {
+  static std::once_flag quiet;
+  std::call_once(quiet, [] { av_log_set_level(AV_LOG_ERROR); });  // our errors carry the file name instead
   State& s = *state_;
   auto fail = [&](const std::string& what, int code) {
     throw std::runtime_error(path + ": " + what + (code ? " (" + av_error(code) + ")" : ""));

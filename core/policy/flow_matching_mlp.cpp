@@ -32,6 +32,7 @@ class FlowMatchingMlp final : public Policy, public torch::nn::Module {
 
   std::string type() const override { return "flow-matching-mlp"; }
   int64_t chunk_size() const override { return config_.chunk_size; }
+  bool uses_images() const override { return false; }
 
   NamedTensors parameters() override {
     NamedTensors out;

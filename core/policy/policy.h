@@ -21,6 +21,7 @@ class Policy {
   virtual ~Policy() = default;
   virtual std::string type() const = 0;
   virtual int64_t chunk_size() const = 0;
+  virtual bool uses_images() const = 0;
 
   // Every parameter in checkpoint order, and the subsets that train and stay frozen.
   virtual NamedTensors parameters() = 0;
