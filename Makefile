@@ -19,8 +19,10 @@ build: setup
 test: build
 	@cd $(BUILD) && ctest --output-on-failure --timeout 900
 
-# A federated run end to end on this machine: examples/quickstart.yaml, 4 clients, 10 rounds.
+# A federated run end to end on this machine: examples/quickstart.yaml, 4 clients, 10 rounds,
+# on LeRobot datasets that examples/quickstart-datasets.sh writes once.
 demo: build
+	@examples/quickstart-datasets.sh $(BUILD)/bin/zk0
 	@$(BUILD)/bin/zk0 run examples/quickstart.yaml --fresh
 
 bench: build

@@ -9,6 +9,7 @@
 #include "core/data/lerobot_dataset.h"
 #include "core/lerobot/inspect.h"
 #include "core/lerobot/parquet_table.h"
+#include "core/lerobot/synth.h"
 #include "core/lerobot/video_decoder.h"
 #include "core/util/fs.h"
 #include "support/test_support.h"
@@ -245,3 +246,64 @@ TEST(LeRobotBadInput, ErrorsNameTheFileAndEpisode) {
   write_file_atomic(dir + "/meta/info.json", info);
   EXPECT_NE(what_of([&] { load_metadata(dir); }).find("episodes.jsonl: missing"), std::string::npos);
 }
+
+namespace {
+struct SynthCase {
+  std::string version, codec;
+  int cameras;
+};
+void PrintTo(const SynthCase& c, std::ostream* os) { *os << c.version << "/" << c.codec << "/" << c.cameras; }
+}  // namespace
+
+class Synth : public ::testing::TestWithParam<SynthCase> {};
+
+TEST_P(Synth, WrittenDatasetReadsBackFrameForFrame) {
+  const SynthCase& c = GetParam();
+  lerobot::SynthOptions o;
+  o.root = test::make_temp_dir("synth") + "/ds";
+  o.version = c.version;
+  o.codec = c.codec;
+  o.cameras = c.cameras;
+  o.trajectories = {"stack the cubes", 4, 45, 3};
+  lerobot::write_synthetic_dataset(o);
+  const Metadata m = load_metadata(o.root);
+  EXPECT_EQ(m.version, c.version);
+  EXPECT_EQ(m.total_frames, 180);
+  EXPECT_EQ(inspect_dataset(m)["problems"].size(), 0u) << inspect_dataset(m)["problems"].dump();
+  if (c.cameras) EXPECT_EQ(m.feature(m.cameras()[0]).codec, c.codec);
+
+  LeRobotDataset ds(o.root, {1, 3}, 10);
+  const auto trajectories = generate_trajectories(o.trajectories, {1, 3});
+  ASSERT_EQ(ds.size(), 90);
+  std::vector<uint8_t> rendered;
+  double worst_mean_error = 0;
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    const Sample s = ds.get(i);
+    const Trajectory& t = trajectories[static_cast<size_t>(i / 45)];
+    const int64_t f = i % 45;
+    for (int j = 0; j < 6; ++j) ASSERT_EQ(s.state[j].item<float>(), t.states[static_cast<size_t>(f * 6 + j)]) << i;
+    EXPECT_EQ(s.task, "stack the cubes");
+    EXPECT_EQ(s.action_is_pad.sum().item<int64_t>(), std::max<int64_t>(0, f + 10 - 45));
+    for (int cam = 0; cam < c.cameras; ++cam) {
+      const at::Tensor image = s.images.at(m.cameras()[static_cast<size_t>(cam)]);  // cameras are sorted: front, top, wrist
+      const std::string name = m.cameras()[static_cast<size_t>(cam)];
+      const int index = name.find("front") != std::string::npos ? 0 : name.find("wrist") != std::string::npos ? 1 : 2;
+      lerobot::render_frame(&t.states[static_cast<size_t>(f * 6)], index, o.height, o.width, rendered);
+      const at::Tensor expected =
+          at::from_blob(rendered.data(), {o.height, o.width, 3}, at::kByte).permute({2, 0, 1}).to(at::kFloat) / 255.0;
+      worst_mean_error = std::max(worst_mean_error, (image - expected).abs().mean().item<double>());
+    }
+  }
+  // Lossy video: every decoded frame is the frame that was rendered for that row, not a neighbour.
+  EXPECT_LT(worst_mean_error, 4.0 / 255) << worst_mean_error * 255;
+  // Stats from the metadata equal the statistics of the rows.
+  const Stats s = m.stats("action", {1, 3});
+  double mean0 = 0;
+  for (const auto& t : trajectories)
+    for (int64_t f = 0; f < 45; ++f) mean0 += t.actions[static_cast<size_t>(f * 6)] / 90.0;
+  EXPECT_NEAR(s.mean[0], mean0, 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, Synth,
+                         ::testing::Values(SynthCase{"v2.1", "av1", 1}, SynthCase{"v3.0", "av1", 2}, SynthCase{"v3.0", "h264", 1},
+                                           SynthCase{"v2.1", "h264", 3}, SynthCase{"v3.0", "av1", 0}));

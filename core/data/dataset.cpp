@@ -17,12 +17,6 @@ uint64_t mix_seed(uint64_t a, uint64_t b) {
   return z ^ (z >> 31);
 }
 
-uint64_t hash_string(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 Batch Batch::to(const at::Device& device) const {
   Batch b;
   b.state = state.to(device);

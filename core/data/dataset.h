@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/data/trajectories.h"  // hash_string
 #include "core/spec/federation_spec.h"
 
 namespace zk0 {
@@ -101,6 +102,5 @@ std::vector<std::vector<int64_t>> evaluation_batches(const Dataset& dataset, Eva
 
 // 64-bit mixing (splitmix64) used to derive independent seeds from (seed, round, client, ...).
 uint64_t mix_seed(uint64_t a, uint64_t b);
-uint64_t hash_string(const std::string& s);
 
 }  // namespace zk0

@@ -8,7 +8,7 @@ namespace zk0 {
 
 class SyntheticDataset final : public Dataset {
  public:
-  static constexpr int64_t kJoints = 6;  // 5 joints + gripper, as SO-100/SO-101
+  static constexpr int64_t kJoints = 6;  // 5 joints + gripper, as SO-100/SO-101 (see trajectories.h)
 
   SyntheticDataset(const SyntheticDatasetSpec& spec, const std::vector<int64_t>& episode_subset,
                    int64_t chunk_size, std::string source);

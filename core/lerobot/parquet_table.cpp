@@ -3,6 +3,11 @@
 #include <arrow/api.h>
 #include <arrow/io/file.h>
 #include <parquet/arrow/reader.h>
+#include <parquet/arrow/writer.h>
+#include <arrow/util/key_value_metadata.h>
+
+#include <cstdio>
+#include <filesystem>
 #include <parquet/exception.h>
 
 #include <stdexcept>
@@ -55,7 +60,7 @@ void read_float_column(const arrow::ChunkedArray& column, FloatColumn& out, cons
   for (const auto& chunk : column.chunks()) {
     if (chunk->null_count() > 0) throw std::runtime_error(where + ": has null rows");
     const auto type = chunk->type_id();
-    if (type == arrow::Type::FLOAT || type == arrow::Type::DOUBLE) {
+    if (type == arrow::Type::FLOAT || type == arrow::Type::DOUBLE || type == arrow::Type::INT64) {
       out.width = 1;
       append_numbers(*chunk, 0, chunk->length(), out.values, where);
       continue;
@@ -152,6 +157,98 @@ ParquetColumns read_parquet_columns(const std::string& path, const std::map<std:
     }
   }
   return out;
+}
+
+namespace {
+
+std::shared_ptr<arrow::Array> build_column(const WriteColumn& c, int64_t rows, const std::string& where) {
+  auto ok = [&](const arrow::Status& st) {
+    if (!st.ok()) throw std::runtime_error(where + ": " + st.ToString());
+  };
+  std::shared_ptr<arrow::Array> out;
+  switch (c.kind) {
+    case ColumnKind::Int64:
+    case ColumnKind::Float: {
+      const bool is_int = c.kind == ColumnKind::Int64;
+      const size_t expected = static_cast<size_t>(rows * c.width);
+      if ((is_int ? c.ints.size() : c.numbers.size()) != expected)
+        throw std::runtime_error(where + ": holds the wrong number of values");
+      std::shared_ptr<arrow::ArrayBuilder> values;
+      if (is_int) values = std::make_shared<arrow::Int64Builder>();
+      else if (c.double_precision) values = std::make_shared<arrow::DoubleBuilder>();
+      else values = std::make_shared<arrow::FloatBuilder>();
+      auto append = [&](size_t i) {
+        if (is_int) return static_cast<arrow::Int64Builder&>(*values).Append(c.ints[i]);
+        if (c.double_precision) return static_cast<arrow::DoubleBuilder&>(*values).Append(c.numbers[i]);
+        return static_cast<arrow::FloatBuilder&>(*values).Append(static_cast<float>(c.numbers[i]));
+      };
+      if (c.width == 1) {
+        for (size_t i = 0; i < expected; ++i) ok(append(i));
+        ok(values->Finish(&out));
+        break;
+      }
+      arrow::FixedSizeListBuilder list(arrow::default_memory_pool(), values, static_cast<int32_t>(c.width));
+      for (int64_t r = 0; r < rows; ++r) {
+        ok(list.Append());
+        for (int64_t k = 0; k < c.width; ++k) ok(append(static_cast<size_t>(r * c.width + k)));
+      }
+      ok(list.Finish(&out));
+      break;
+    }
+    case ColumnKind::String: {
+      arrow::StringBuilder b;
+      for (const auto& v : c.strings) ok(b.Append(v));
+      ok(b.Finish(&out));
+      break;
+    }
+    case ColumnKind::StringList: {
+      auto values = std::make_shared<arrow::StringBuilder>();
+      arrow::ListBuilder list(arrow::default_memory_pool(), values);
+      for (const auto& row : c.string_lists) {
+        ok(list.Append());
+        for (const auto& v : row) ok(values->Append(v));
+      }
+      ok(list.Finish(&out));
+      break;
+    }
+  }
+  if (out->length() != rows) throw std::runtime_error(where + ": has " + std::to_string(out->length()) + " rows, not " + std::to_string(rows));
+  return out;
+}
+
+}  // namespace
+
+void write_parquet(const std::string& path, const std::vector<WriteColumn>& columns, int64_t rows,
+                   const std::vector<int64_t>& row_groups, const std::map<std::string, std::string>& metadata) {
+  std::vector<std::shared_ptr<arrow::Field>> fields;
+  std::vector<std::shared_ptr<arrow::Array>> arrays;
+  for (const auto& c : columns) {
+    arrays.push_back(build_column(c, rows, path + ": column '" + c.name + "'"));
+    fields.push_back(arrow::field(c.name, arrays.back()->type(), false));
+  }
+  std::vector<std::string> keys, values;
+  for (const auto& [k, v] : metadata) {
+    keys.push_back(k);
+    values.push_back(v);
+  }
+  auto schema = arrow::schema(fields)->WithMetadata(std::make_shared<arrow::KeyValueMetadata>(keys, values));
+  auto table = arrow::Table::Make(schema, arrays, rows);
+  const std::string tmp = path + ".tmp";
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  auto out = check(arrow::io::FileOutputStream::Open(tmp), path, "cannot create");
+  auto props = parquet::WriterProperties::Builder().compression(parquet::Compression::SNAPPY)->build();
+  auto arrow_props = parquet::ArrowWriterProperties::Builder().store_schema()->build();
+  auto writer = check(parquet::arrow::FileWriter::Open(*schema, arrow::default_memory_pool(), out, props, arrow_props), path,
+                      "cannot start writing");
+  int64_t offset = 0;
+  for (int64_t n : row_groups) {
+    const auto st = writer->WriteTable(*table->Slice(offset, n), n);
+    if (!st.ok()) fail(path, "cannot write: " + st.ToString());
+    offset += n;
+  }
+  if (offset != rows) fail(path, "row groups do not add up to the rows");
+  if (!writer->Close().ok() || !out->Close().ok()) fail(path, "cannot finish writing");
+  std::filesystem::rename(tmp, path);
 }
 
 }  // namespace zk0::lerobot

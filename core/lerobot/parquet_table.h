@@ -28,6 +28,25 @@ enum class ColumnKind { Int64, Float, String, StringList };
 // Throws std::runtime_error naming the file and column on any problem.
 ParquetColumns read_parquet_columns(const std::string& path, const std::map<std::string, ColumnKind>& columns);
 
+// A column to write. Numeric columns of width > 1 become fixed_size_list<...>[width], which is what
+// Hugging Face datasets writes for Sequence(length=N); width 1 is a plain value.
+struct WriteColumn {
+  std::string name;
+  ColumnKind kind = ColumnKind::Float;
+  int64_t width = 1;
+  bool double_precision = false;  // float64 instead of float32
+  std::vector<int64_t> ints;
+  std::vector<double> numbers;
+  std::vector<std::string> strings;
+  std::vector<std::vector<std::string>> string_lists;
+};
+
+// Writes `rows` rows split into row groups of the given sizes, Snappy-compressed, with the Arrow
+// schema stored and `metadata` as key-value metadata ("huggingface", "pandas", ...). Written to a
+// temporary file and renamed, so readers never see half a file.
+void write_parquet(const std::string& path, const std::vector<WriteColumn>& columns, int64_t rows,
+                   const std::vector<int64_t>& row_groups, const std::map<std::string, std::string>& metadata = {});
+
 // The names of every column in the file's schema.
 std::vector<std::string> parquet_column_names(const std::string& path);
 

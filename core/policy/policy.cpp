@@ -71,10 +71,28 @@ at::ScalarType scalar_type(DType d) {
     case DType::F16: return at::kHalf;
     case DType::F64: return at::kDouble;
     case DType::I64: return at::kLong;
+    case DType::BOOL: return at::kBool;
   }
   return at::kFloat;
 }
 }  // namespace
+
+Tensor copy_tensor(const std::string& name, const at::Tensor& tensor) {
+  const at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();
+  DType dtype;
+  switch (cpu.scalar_type()) {
+    case at::kFloat: dtype = DType::F32; break;
+    case at::kBFloat16: dtype = DType::BF16; break;
+    case at::kHalf: dtype = DType::F16; break;
+    case at::kDouble: dtype = DType::F64; break;
+    case at::kLong: dtype = DType::I64; break;
+    case at::kBool: dtype = DType::BOOL; break;
+    default: throw std::invalid_argument("tensor '" + name + "': unsupported dtype");
+  }
+  Tensor out = make_tensor(name, dtype, cpu.sizes().vec());
+  std::memcpy(out.bytes.data(), cpu.data_ptr(), out.bytes.size());
+  return out;
+}
 
 void load_parameter_set(const NamedTensors& into, const ParameterSet& from) {
   torch::NoGradGuard no_grad;

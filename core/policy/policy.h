@@ -50,6 +50,9 @@ class Policy {
 // parameter groups train. Throws SpecError with `spec.policy...` field paths for bad config.
 std::unique_ptr<Policy> make_policy(const PolicySpec& spec);
 
+// A copy of one tensor with its own dtype (F32, BF16, F16, F64, I64 or BOOL).
+Tensor copy_tensor(const std::string& name, const at::Tensor& tensor);
+
 // Copies of the named tensors as float32 bytes (what goes on the wire), and back.
 ParameterSet to_parameter_set(const NamedTensors& tensors);
 // Throws naming the tensor if a name is missing or a shape differs; copies under no_grad.

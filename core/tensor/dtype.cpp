@@ -11,6 +11,7 @@ size_t dtype_size(DType dtype) {
     case DType::F16: return 2;
     case DType::F64: return 8;
     case DType::I64: return 8;
+    case DType::BOOL: return 1;
   }
   throw std::invalid_argument("unknown dtype");
 }
@@ -22,6 +23,7 @@ const char* dtype_name(DType dtype) {
     case DType::F16: return "F16";
     case DType::F64: return "F64";
     case DType::I64: return "I64";
+    case DType::BOOL: return "BOOL";
   }
   throw std::invalid_argument("unknown dtype");
 }
@@ -32,6 +34,7 @@ DType dtype_from_name(const std::string& name) {
   if (name == "F16") return DType::F16;
   if (name == "F64") return DType::F64;
   if (name == "I64") return DType::I64;
+  if (name == "BOOL") return DType::BOOL;
   throw std::invalid_argument("unsupported dtype '" + name + "'");
 }
 

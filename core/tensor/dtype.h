@@ -6,7 +6,7 @@
 
 namespace zk0 {
 
-enum class DType : uint8_t { F32, BF16, F16, F64, I64 };
+enum class DType : uint8_t { F32, BF16, F16, F64, I64, BOOL };
 
 size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);          // "F32", "BF16", ...

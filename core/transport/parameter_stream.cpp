@@ -25,6 +25,7 @@ v1::DType to_proto(DType d) {
     case DType::F16: return v1::DTYPE_F16;
     case DType::F64: return v1::DTYPE_F64;
     case DType::I64: return v1::DTYPE_I64;
+    case DType::BOOL: return v1::DTYPE_BOOL;
   }
   return v1::DTYPE_UNSPECIFIED;
 }
@@ -36,6 +37,7 @@ DType from_proto(v1::DType d, const std::string& tensor) {
     case v1::DTYPE_F16: return DType::F16;
     case v1::DTYPE_F64: return DType::F64;
     case v1::DTYPE_I64: return DType::I64;
+    case v1::DTYPE_BOOL: return DType::BOOL;
     default: break;
   }
   throw TransferError(TransferError::Kind::BadManifest, "manifest: tensor '" + tensor + "' has no valid dtype");
