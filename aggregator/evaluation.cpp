@@ -1,5 +1,7 @@
 #include "aggregator/evaluation.h"
 
+#include "core/data/batch_loader.h"
+
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -19,10 +21,11 @@ EvalResult ServerEvaluator::evaluate(Policy& policy) {
   const at::Device device = policy.device();
   EvalResult r;
   double weighted = 0;
+  size_t issued = 0;
+  const int workers = BatchLoader::default_workers();
+  BatchLoader loader(*dataset_, [&] { return batches_[issued++]; }, static_cast<int64_t>(batches_.size()), workers, 2 * workers);
   for (size_t b = 0; b < batches_.size(); ++b) {
-    std::vector<Sample> samples;
-    for (int64_t i : batches_[b]) samples.push_back(dataset_->get(i));
-    const Batch batch = collate(samples, dataset_->state_stats(), dataset_->action_stats()).to(device);
+    const Batch batch = loader.next().to(device);
     auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(spec_.seed, b));
     const double loss = policy.loss(batch, gen).item<double>();
     weighted += loss * static_cast<double>(batch.size());

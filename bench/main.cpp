@@ -3,6 +3,9 @@
 //   transfer  a 100M-parameter fp32 update through the real gRPC upload path (SHA-256 manifest,
 //             CRC32C chunks, receiver verification) vs a plain loopback TCP copy of the bytes
 //   fedavg    FedAvg of 8 such updates vs memcpy of the same bytes
+//   decode    AV1 frames per second of our decoder vs the ffmpeg command line, same 480x640 file
+//   samples   SmolVLA-shaped batches (64 samples, 2 cameras at 480x640) from a LeRobot v3.0 dataset
+//             through the prefetching loader vs building the same batches on one thread
 // --smoke shrinks every size so CI can check that the benchmarks run; its figures mean nothing.
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
@@ -17,7 +20,13 @@
 #include <iostream>
 #include <thread>
 
+#include <filesystem>
+
 #include "aggregator/strategy.h"
+#include "core/data/batch_loader.h"
+#include "core/data/lerobot_dataset.h"
+#include "core/lerobot/synth.h"
+#include "core/lerobot/video_decoder.h"
 #include "core/transport/channel.h"
 #include "core/transport/parameter_stream.h"
 #include "zk0/v1/federation.grpc.pb.h"
@@ -226,6 +235,68 @@ void bench_fedavg(int64_t params, int clients) {
          best_copy / best_avg, "memcpy", 0.5);
 }
 
+// A LeRobot v3.0 dataset with 2 cameras, written once per run into a temporary folder.
+std::string bench_dataset(bool smoke) {
+  const std::string root = std::filesystem::temp_directory_path() / ("zk0-bench-" + std::to_string(getpid())) / "ds";
+  if (std::filesystem::exists(root)) return root;
+  lerobot::SynthOptions o;
+  o.root = root;
+  o.version = "v3.0";
+  o.cameras = 2;
+  o.height = smoke ? 96 : 480;
+  o.width = smoke ? 128 : 640;
+  o.trajectories = {"stack the cubes", smoke ? 2 : 4, smoke ? 20 : 100, 1};
+  std::filesystem::create_directories(std::filesystem::path(root).parent_path());
+  lerobot::write_synthetic_dataset(o);
+  return root;
+}
+
+void bench_decode(bool smoke) {
+  const std::string root = bench_dataset(smoke);
+  const std::string file = root + "/videos/observation.images.front/chunk-000/file-000.mp4";
+  double best_ours = 1e9, best_cli = 1e9;
+  int64_t frames = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    auto start = Clock::now();
+    lerobot::VideoDecoder decoder(file, 0);  // FFmpeg's automatic threading, as the CLI uses
+    frames = decoder.count_frames();
+    best_ours = std::min(best_ours, seconds_since(start));
+    start = Clock::now();
+    const std::string cmd = "ffmpeg -v error -i " + file + " -f rawvideo -pix_fmt rgb24 -y /dev/null";
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("ffmpeg failed: " + cmd);
+    best_cli = std::min(best_cli, seconds_since(start));
+  }
+  const double ours = static_cast<double>(frames) / best_ours, cli = static_cast<double>(frames) / best_cli;
+  report("decode", format("%.0f frames/s to RGB (%.0f frames", ours, static_cast<double>(frames)) + format("), ffmpeg CLI %.0f frames/s", cli, 0),
+         ours / cli, "ffmpeg CLI", 0.8);
+}
+
+void bench_samples(bool smoke) {
+  const std::string root = bench_dataset(smoke);
+  LeRobotDataset dataset(root, {}, 50);
+  const int64_t batch = smoke ? 8 : 64, batches = smoke ? 2 : 6;
+  const int workers = BatchLoader::default_workers();
+  ShuffledSampler sampler(dataset.size(), batch, 1);
+  auto start = Clock::now();
+  {
+    BatchLoader loader(dataset, [&] { return sampler.next_batch(); }, batches, workers, 2 * workers);
+    for (int64_t k = 0; k < batches; ++k) loader.next();
+  }
+  const double pooled = static_cast<double>(batch * batches) / seconds_since(start);
+  LeRobotDataset fresh(root, {}, 50);  // no decoder warmed up by the run above
+  ShuffledSampler again(fresh.size(), batch, 1);
+  start = Clock::now();
+  for (int64_t k = 0; k < batches; ++k) {
+    std::vector<Sample> samples;
+    for (int64_t i : again.next_batch()) samples.push_back(fresh.get(i));
+    collate(samples, fresh.state_stats(), fresh.action_stats());
+  }
+  const double serial = static_cast<double>(batch * batches) / seconds_since(start);
+  report("samples", format("%.0f samples/s, batches of %.0f", pooled, static_cast<double>(batch)) +
+                        format(" with 2 cameras, %.0f loader threads; one thread %.0f samples/s", workers, serial),
+         pooled / serial, "one thread", 1.0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -234,23 +305,27 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--smoke") smoke = true;
-    else if (a == "transfer" || a == "fedavg") cases.push_back(a);
+    else if (a == "transfer" || a == "fedavg" || a == "decode" || a == "samples") cases.push_back(a);
     else {
-      std::cerr << "usage: zk0-bench [--smoke] [transfer|fedavg]...\n";
+      std::cerr << "usage: zk0-bench [--smoke] [transfer|fedavg|decode|samples]...\n";
       return 2;
     }
   }
-  if (cases.empty()) cases = {"transfer", "fedavg"};
+  if (cases.empty()) cases = {"transfer", "fedavg", "decode", "samples"};
   const int64_t params = smoke ? 1'000'000 : 100'000'000;
   std::printf("zk0-bench: %lld fp32 parameters per update%s\n", static_cast<long long>(params), smoke ? " (smoke)" : "");
+  int rc = 0;
   try {
     for (const auto& c : cases) {
       if (c == "transfer") bench_transfer(params);
       if (c == "fedavg") bench_fedavg(params, smoke ? 2 : 8);
+      if (c == "decode") bench_decode(smoke);
+      if (c == "samples") bench_samples(smoke);
     }
   } catch (const std::exception& e) {
     std::cerr << "zk0-bench: " << e.what() << "\n";
-    return 1;
+    rc = 1;
   }
-  return 0;
+  std::filesystem::remove_all(std::filesystem::temp_directory_path() / ("zk0-bench-" + std::to_string(getpid())));
+  return rc;
 }

@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 
 #include "aggregator/evaluation.h"
+#include "core/data/batch_loader.h"
 #include "core/data/synthetic_dataset.h"
 #include "core/policy/flow_matching.h"
 #include "support/test_support.h"
@@ -253,4 +256,64 @@ TEST(Policy, ConfigTrainGroupsAndPretrained) {
   auto loaded = make_policy(spec.policy);
   EXPECT_EQ(build_manifest(to_parameter_set(loaded->parameters())).digest,
             build_manifest(to_parameter_set(wide->parameters())).digest);
+}
+
+namespace {
+// A dataset whose samples are slow and whose chosen index fails, to exercise the loader.
+class SlowDataset final : public Dataset {
+ public:
+  explicit SlowDataset(int64_t fail_at) : inner_({"x", 4, 30, 1}, {}, 5, "synthetic:x"), fail_at_(fail_at) {}
+  const DatasetInfo& info() const override { return inner_.info(); }
+  const std::vector<Episode>& episodes() const override { return inner_.episodes(); }
+  int64_t size() const override { return inner_.size(); }
+  Sample get(int64_t index) override {
+    std::this_thread::sleep_for(std::chrono::microseconds(200 * (index % 7)));
+    if (index == fail_at_) throw std::runtime_error("episode 2: bad frame");
+    ++gets;
+    return inner_.get(index);
+  }
+  const FeatureStats& state_stats() const override { return inner_.state_stats(); }
+  const FeatureStats& action_stats() const override { return inner_.action_stats(); }
+  std::atomic<int> gets{0};
+
+ private:
+  SyntheticDataset inner_;
+  int64_t fail_at_;
+};
+}  // namespace
+
+TEST(BatchLoader, BatchesArriveInSamplerOrderWhateverTheThreads) {
+  SlowDataset data(-1);
+  ShuffledSampler a(data.size(), 8, 5), b(data.size(), 8, 5);
+  BatchLoader loader(data, [&] { return a.next_batch(); }, 20, 3, 4);
+  for (int k = 0; k < 20; ++k) {
+    std::vector<Sample> samples;
+    for (int64_t i : b.next_batch()) samples.push_back(data.get(i));
+    const Batch expected = collate(samples, data.state_stats(), data.action_stats());
+    const Batch got = loader.next();
+    ASSERT_TRUE(at::equal(got.state, expected.state)) << k;
+    ASSERT_TRUE(at::equal(got.action, expected.action)) << k;
+  }
+  EXPECT_THROW(loader.next(), std::logic_error);
+}
+
+TEST(BatchLoader, PrefetchIsBoundedAndErrorsReachTheTrainer) {
+  SlowDataset data(-1);
+  ShuffledSampler s(data.size(), 4, 1);
+  {
+    BatchLoader loader(data, [&] { return s.next_batch(); }, 50, 2, 3);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_LE(data.gets.load(), 3 * 4);  // never more than `prefetch` batches ahead
+  }
+  SlowDataset broken(7);
+  std::vector<std::vector<int64_t>> batches = {{0, 1}, {5, 7}, {2, 3}};
+  size_t issued = 0;
+  BatchLoader loader(broken, [&] { return batches[issued++]; }, 3, 2, 2);
+  EXPECT_NO_THROW(loader.next());
+  try {
+    loader.next();
+    FAIL() << "expected the sample's error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "episode 2: bad frame");
+  }
 }

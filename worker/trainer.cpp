@@ -3,6 +3,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include "core/data/batch_loader.h"
+
 #include <chrono>
 #include <cmath>
 
@@ -101,14 +103,14 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_step
   }
   policy_->set_training(true);
   ShuffledSampler sampler(dataset_->size(), spec_.training.batch_size, seed);
+  const int workers = BatchLoader::default_workers();
+  BatchLoader loader(*dataset_, [&] { return sampler.next_batch(); }, local_steps, workers, 2 * workers);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, 0xF10));
   double loss_sum = 0, policy_sum = 0, prox_sum = 0, grad_sum = 0, data_seconds = 0, lr = 0;
   for (int step = 0; step < local_steps; ++step) {
     if (abandon && *abandon) throw RoundAbandoned("abandoned at local step " + std::to_string(step));
-    const auto data_start = Clock::now();
-    std::vector<Sample> samples;
-    for (int64_t i : sampler.next_batch()) samples.push_back(dataset_->get(i));
-    const Batch batch = collate(samples, dataset_->state_stats(), dataset_->action_stats()).to(device_);
+    const auto data_start = Clock::now();  // time the trainer waits for data, not the loaders' work
+    const Batch batch = loader.next().to(device_);
     data_seconds += std::chrono::duration<double>(Clock::now() - data_start).count();
 
     lr = learning_rate_at(spec_.training, step, local_steps);

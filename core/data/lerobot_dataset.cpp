@@ -109,22 +109,31 @@ LeRobotDataset::~LeRobotDataset() = default;
 at::Tensor LeRobotDataset::image(const std::string& camera, const lerobot::EpisodeMeta& episode, double timestamp) {
   const std::string file = meta_.video_file(episode, camera);
   const double shift = meta_.is_v3() ? episode.videos.at(camera).from_timestamp : 0.0;
-  std::lock_guard<std::mutex> lock(decoders_mu_);
-  auto& decoder = decoders_[file];
+  std::unique_ptr<lerobot::VideoDecoder> decoder;
+  {
+    std::lock_guard<std::mutex> lock(decoders_mu_);
+    if (auto it = idle_decoders_.find(file); it != idle_decoders_.end()) {
+      decoder = std::move(it->second);
+      idle_decoders_.erase(it);
+    }
+  }
   if (!decoder) {
     if (!std::filesystem::exists(file))
       throw std::runtime_error(file + ": video missing (episode " + std::to_string(episode.index) + ", " + camera + ")");
     decoder = std::make_unique<lerobot::VideoDecoder>(file);
   }
-  const lerobot::RgbFrame* frame;
+  at::Tensor chw;
   try {
-    frame = &decoder->frame_at(shift + timestamp, kToleranceSeconds);
+    const lerobot::RgbFrame& frame = decoder->frame_at(shift + timestamp, kToleranceSeconds);
+    // uint8 HWC -> float CHW in [0, 1], as LeRobot's decoders return frames.
+    const at::Tensor hwc = at::from_blob(const_cast<uint8_t*>(frame.rgb.data()), {frame.height, frame.width, 3}, at::kByte);
+    chw = hwc.permute({2, 0, 1}).to(at::kFloat).div_(255.0f).contiguous();
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string(e.what()) + " (episode " + std::to_string(episode.index) + ", " + camera + ")");
   }
-  // uint8 HWC -> float CHW in [0, 1], as LeRobot's decoders return frames.
-  at::Tensor hwc = at::from_blob(const_cast<uint8_t*>(frame->rgb.data()), {frame->height, frame->width, 3}, at::kByte);
-  return hwc.permute({2, 0, 1}).to(at::kFloat).div_(255.0f).contiguous();
+  std::lock_guard<std::mutex> lock(decoders_mu_);
+  if (idle_decoders_.size() < kMaxIdleDecoders) idle_decoders_.emplace(file, std::move(decoder));
+  return chw;
 }
 
 Sample LeRobotDataset::get(int64_t index) {

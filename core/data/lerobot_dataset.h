@@ -19,6 +19,7 @@ class VideoDecoder;
 class LeRobotDataset final : public Dataset {
  public:
   static constexpr double kToleranceSeconds = 1e-4;  // LeRobot's default tolerance_s
+  static constexpr size_t kMaxIdleDecoders = 16;     // bounds open files and decoder memory
 
   // episodes: a subset of episode indices, or all when empty. images: decode camera frames. Reads every selected episode's
   // rows; videos are decoded on demand. Throws naming the file and episode.
@@ -43,8 +44,10 @@ class LeRobotDataset final : public Dataset {
   std::vector<int32_t> episode_of_sample_;
   at::Tensor states_, actions_, timestamps_, task_index_;
   FeatureStats state_stats_, action_stats_;
+  // Idle decoders by file. A decode checks one out, so loader threads decode in parallel, and
+  // returns it, so the next request for nearby frames of that file continues where it stopped.
   std::mutex decoders_mu_;
-  std::map<std::string, std::unique_ptr<lerobot::VideoDecoder>> decoders_;  // by file
+  std::multimap<std::string, std::unique_ptr<lerobot::VideoDecoder>> idle_decoders_;
 };
 
 }  // namespace zk0

@@ -93,8 +93,15 @@ void VideoEncoder::drain(bool flush) {
   if (flush) avcodec_send_frame(s.codec, nullptr);
   for (;;) {
     const int rc = avcodec_receive_packet(s.codec, s.packet);
-    if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return;
+    if (rc == AVERROR_EOF) return;
+    // While flushing, SVT-AV1 may answer EAGAIN before its last packet is out: keep asking
+    // until it says EOF, or the final frame is lost.
+    if (rc == AVERROR(EAGAIN) && !flush) return;
+    if (rc == AVERROR(EAGAIN)) continue;
     if (rc < 0) throw std::runtime_error(path_ + ": encoding failed (" + av_error(rc) + ")");
+    // Every frame lasts 1/fps. SVT-AV1 leaves durations at 0, and the mp4 muxer's edit list would
+    // then cut the last frame off.
+    if (s.packet->duration == 0) s.packet->duration = 1;
     av_packet_rescale_ts(s.packet, s.codec->time_base, s.stream->time_base);
     s.packet->stream_index = s.stream->index;
     const int w = av_interleaved_write_frame(s.format, s.packet);
