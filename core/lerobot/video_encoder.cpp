@@ -1,3 +1,4 @@
+#include "core/lerobot/ffmpeg_error.h"
 #include "core/lerobot/video_encoder.h"
 
 extern "C" {
@@ -11,14 +12,6 @@ extern "C" {
 #include <stdexcept>
 
 namespace zk0::lerobot {
-
-namespace {
-std::string av_error(int code) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(code, buf, sizeof buf);
-  return buf;
-}
-}  // namespace
 
 struct VideoEncoder::State {
   AVFormatContext* format = nullptr;
