@@ -1,4 +1,3 @@
-#include "core/lerobot/ffmpeg_error.h"
 #include "core/lerobot/video_decoder.h"
 
 extern "C" {
@@ -7,6 +6,8 @@ extern "C" {
 #include <libavutil/imgutils.h>
 #include <libswscale/swscale.h>
 }
+
+#include "core/lerobot/ffmpeg_error.h"
 
 #include <cmath>
 #include <mutex>

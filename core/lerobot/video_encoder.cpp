@@ -1,4 +1,3 @@
-#include "core/lerobot/ffmpeg_error.h"
 #include "core/lerobot/video_encoder.h"
 
 extern "C" {
@@ -7,6 +6,8 @@ extern "C" {
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 }
+
+#include "core/lerobot/ffmpeg_error.h"
 
 #include <cstdlib>
 #include <stdexcept>
