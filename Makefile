@@ -4,19 +4,23 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all setup build test demo bench clean
+.PHONY: all setup setup-test build test demo bench clean
 
 all: build
 
 setup:
 	@scripts/setup.sh
 
+# The parity tests' reference implementation (Python LeRobot), only for `make test`.
+setup-test: setup
+	@scripts/setup-test.sh
+
 build: setup
 	@cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) > /dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Every test, through ctest. Tests start real processes and bind loopback ports.
-test: build
+test: build setup-test
 	@cd $(BUILD) && ctest --output-on-failure --timeout 900
 
 # A federated run end to end on this machine: examples/quickstart.yaml, 4 clients, 10 rounds,

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# What the tests need beyond the build: Python LeRobot (and with it torch) in .venv-lerobot, the
+# reference the parity tests compare against. Large (about 8 GB with torch's CUDA wheels, which
+# PyPI's torch always brings); pip reuses ~/.cache/pip, and a venv already at the pinned
+# requirements is left alone.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/.venv-lerobot"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+if ! cmp -s "$root/tests/parity/requirements.txt" "$venv/.requirements.installed"; then
+  echo "setup-test: installing $(grep -v '^#' "$root/tests/parity/requirements.txt" | xargs) into .venv-lerobot"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/parity/requirements.txt"
+  cp "$root/tests/parity/requirements.txt" "$venv/.requirements.installed"
+fi

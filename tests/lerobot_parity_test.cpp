@@ -1,0 +1,100 @@
+// Sample for sample against LeRobot itself (pinned in tests/parity/requirements.txt, installed
+// into .venv-lerobot by scripts/setup.sh): datasets written by LeRobot's recorder in both codecs,
+// our own synth output loaded by LeRobot, and a v2.1 dataset read by us directly and by LeRobot
+// after its own v2.1 -> v3.0 converter. State, action chunk, padding and task must be equal,
+// pixels within 1/255.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "core/data/lerobot_dataset.h"
+#include "core/lerobot/synth.h"
+#include "core/tensor/safetensors.h"
+#include "support/test_support.h"
+
+using namespace zk0;
+namespace fs = std::filesystem;
+
+namespace {
+
+void reference(const std::string& work, const std::string& args) {
+  const std::string cmd = "HF_LEROBOT_HOME=" + work + "/hf-home " + std::string(ZK0_PARITY_PYTHON) + " " +
+                          std::string(ZK0_SOURCE_DIR) + "/tests/parity/lerobot_reference.py " + args + " > " + work +
+                          "/reference.log 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << test::Process({"/bin/cat", work + "/reference.log"}, "/dev/null").log();
+}
+
+at::Tensor as_tensor(const ParameterSet& p, const std::string& name) {
+  const Tensor& t = p.at(name);
+  const auto type = t.dtype == DType::F32 ? at::kFloat : t.dtype == DType::BOOL ? at::kBool : at::kLong;
+  return at::from_blob(const_cast<uint8_t*>(t.bytes.data()), t.shape, type).clone();
+}
+
+// Loads `lerobot_root` with LeRobot, `ours_root` with our reader, and compares the samples.
+void expect_same_samples(const std::string& work, const std::string& lerobot_root, const std::string& ours_root,
+                         const std::vector<int64_t>& indices) {
+  std::string list;
+  for (int64_t i : indices) list += " " + std::to_string(i);
+  const std::string dump = work + "/dump.safetensors";
+  reference(work, "dump " + lerobot_root + " " + dump + list);
+  std::map<std::string, std::string> meta;
+  const ParameterSet ref = read_safetensors(dump, &meta);
+  LeRobotDataset ours(ours_root, {}, 50);
+  ASSERT_EQ(std::to_string(ours.size()), meta.at("size"));
+  for (int64_t i : indices) {
+    const std::string k = std::to_string(i) + "/";
+    const Sample s = ours.get(i);
+    SCOPED_TRACE("sample " + std::to_string(i) + " (LeRobot video backend " + meta.at("video_backend") + ")");
+    EXPECT_TRUE(at::equal(s.state, as_tensor(ref, k + "observation.state")));
+    EXPECT_TRUE(at::equal(s.action, as_tensor(ref, k + "action")));
+    EXPECT_TRUE(at::equal(s.action_is_pad, as_tensor(ref, k + "action_is_pad")));
+    EXPECT_EQ(s.task, meta.at(k + "task"));
+    EXPECT_EQ(s.episode, as_tensor(ref, k + "episode_index").item<int64_t>());
+    EXPECT_EQ(s.frame, as_tensor(ref, k + "frame_index").item<int64_t>());
+    for (const auto& [camera, image] : s.images) {
+      const at::Tensor theirs = as_tensor(ref, k + camera);
+      ASSERT_EQ(image.sizes(), theirs.sizes()) << camera;
+      EXPECT_LE((image - theirs).abs().max().item<double>(), 1.0 / 255 + 1e-6) << camera;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(LeRobotParity, RecordedByLeRobotInAv1) {
+  const std::string work = test::make_temp_dir("parity-av1");
+  reference(work, "write " + work + "/ds libsvtav1");
+  expect_same_samples(work, work + "/ds", work + "/ds", {0, 1, 20, 39, 40, 41, 55, 62, 63, 80, 93});
+}
+
+TEST(LeRobotParity, RecordedByLeRobotInH264) {
+  const std::string work = test::make_temp_dir("parity-h264");
+  reference(work, "write " + work + "/ds h264");
+  expect_same_samples(work, work + "/ds", work + "/ds", {0, 39, 40, 62, 63, 93});
+}
+
+TEST(LeRobotParity, OurSynthV30LoadsInLeRobot) {
+  const std::string work = test::make_temp_dir("parity-synth30");
+  lerobot::SynthOptions o;
+  o.root = work + "/ds";
+  o.version = "v3.0";
+  o.cameras = 2;
+  o.trajectories = {"stack the cubes", 3, 30, 4};
+  lerobot::write_synthetic_dataset(o);
+  expect_same_samples(work, o.root, o.root, {0, 29, 30, 45, 59, 60, 89});
+}
+
+TEST(LeRobotParity, OurV21ReaderAgreesWithLeRobotAfterItsConverter) {
+  const std::string work = test::make_temp_dir("parity-synth21");
+  lerobot::SynthOptions o;
+  o.root = work + "/ds21";
+  o.version = "v2.1";
+  o.cameras = 1;
+  o.codec = "h264";
+  o.trajectories = {"open the drawer", 3, 26, 9};
+  lerobot::write_synthetic_dataset(o);
+  fs::copy(o.root, work + "/converted", fs::copy_options::recursive);
+  reference(work, "convert " + work + "/converted");
+  expect_same_samples(work, work + "/converted", o.root, {0, 25, 26, 40, 51, 52, 77});
+}
