@@ -12,3 +12,9 @@ if ! cmp -s "$root/tests/parity/requirements.txt" "$venv/.requirements.installed
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/parity/requirements.txt"
   cp "$root/tests/parity/requirements.txt" "$venv/.requirements.installed"
 fi
+if ! cmp -s "$root/tests/parity/requirements-v21.txt" "$venv/lerobot-0.3.3/.requirements.installed"; then
+  rm -rf "$venv/lerobot-0.3.3"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --target "$venv/lerobot-0.3.3" \
+    -r "$root/tests/parity/requirements-v21.txt"
+  cp "$root/tests/parity/requirements-v21.txt" "$venv/lerobot-0.3.3/.requirements.installed"
+fi

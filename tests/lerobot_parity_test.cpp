@@ -1,7 +1,7 @@
-// Sample for sample against LeRobot itself (pinned in tests/parity/requirements.txt, installed
-// into .venv-lerobot by scripts/setup.sh): datasets written by LeRobot's recorder in both codecs,
-// our own synth output loaded by LeRobot, and a v2.1 dataset read by us directly and by LeRobot
-// after its own v2.1 -> v3.0 converter. State, action chunk, padding and task must be equal,
+// Sample for sample against LeRobot itself (pinned in tests/parity/, installed into .venv-lerobot
+// by scripts/setup-test.sh): datasets recorded by LeRobot in both codebase versions (v3.0 by
+// 0.4.4, v2.1 by 0.3.3) and both codecs, and our own synth output loaded by LeRobot. v2.1
+// datasets are read by us directly and by LeRobot 0.4.4 after its own v2.1 -> v3.0 converter. State, action chunk, padding and task must be equal,
 // pixels within 1/255.
 #include <gtest/gtest.h>
 
@@ -18,8 +18,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void reference(const std::string& work, const std::string& args) {
-  const std::string cmd = "HF_LEROBOT_HOME=" + work + "/hf-home " + std::string(ZK0_PARITY_PYTHON) + " " +
+// Runs tests/parity/lerobot_reference.py; `v21` puts LeRobot 0.3.3 (which records v2.1) first.
+void reference(const std::string& work, const std::string& args, bool v21 = false) {
+  const std::string python = ZK0_PARITY_PYTHON;
+  const std::string overlay = fs::path(python).parent_path().parent_path() / "lerobot-0.3.3";
+  const std::string cmd = (v21 ? "PYTHONPATH=" + overlay + " " : std::string()) + "HF_LEROBOT_HOME=" + work + "/hf-home " + python + " " +
                           std::string(ZK0_SOURCE_DIR) + "/tests/parity/lerobot_reference.py " + args + " > " + work +
                           "/reference.log 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << test::Process({"/bin/cat", work + "/reference.log"}, "/dev/null").log();
@@ -97,4 +100,20 @@ TEST(LeRobotParity, OurV21ReaderAgreesWithLeRobotAfterItsConverter) {
   fs::copy(o.root, work + "/converted", fs::copy_options::recursive);
   reference(work, "convert " + work + "/converted");
   expect_same_samples(work, work + "/converted", o.root, {0, 25, 26, 40, 51, 52, 77});
+}
+
+TEST(LeRobotParity, RecordedByLeRobotInV21Av1) {
+  const std::string work = test::make_temp_dir("parity-v21-av1");
+  reference(work, "write " + work + "/ds21 libsvtav1", true);
+  fs::copy(work + "/ds21", work + "/converted", fs::copy_options::recursive);
+  reference(work, "convert " + work + "/converted");
+  expect_same_samples(work, work + "/converted", work + "/ds21", {0, 1, 39, 40, 62, 63, 70, 93});
+}
+
+TEST(LeRobotParity, RecordedByLeRobotInV21H264) {
+  const std::string work = test::make_temp_dir("parity-v21-h264");
+  reference(work, "write " + work + "/ds21 h264", true);
+  fs::copy(work + "/ds21", work + "/converted", fs::copy_options::recursive);
+  reference(work, "convert " + work + "/converted");
+  expect_same_samples(work, work + "/converted", work + "/ds21", {0, 39, 40, 63, 93});
 }

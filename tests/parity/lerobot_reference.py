@@ -1,7 +1,9 @@
 """Reference samples from LeRobot itself, for tests/lerobot_parity_test.cpp.
 
-  write DIR CODEC        record a v3.0 dataset with LeRobotDataset.create / add_frame /
-                         save_episode (codec: libsvtav1 or h264), 3 episodes, 2 cameras
+  write DIR CODEC        record a dataset with LeRobotDataset.create / add_frame / save_episode
+                         (codec: libsvtav1 or h264), 3 episodes, 2 cameras, in the codebase
+                         version of the LeRobot on the path: v3.0 from the venv's LeRobot, v2.1
+                         with LeRobot 0.3.3 put first on PYTHONPATH
   convert ROOT           convert a v2.1 dataset in place with LeRobot's v2.1 -> v3.0 converter
   dump ROOT OUT I...     load ROOT with LeRobotDataset (action chunk of 50, as SmolVLA asks)
                          and write samples I... to OUT.safetensors
@@ -17,7 +19,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
+import lerobot.datasets.lerobot_dataset as lerobot_dataset  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
+
+V21 = lerobot_dataset.CODEBASE_VERSION == "v2.1"
 
 JOINTS = ["shoulder_pan.pos", "shoulder_lift.pos", "elbow_flex.pos", "wrist_flex.pos", "wrist_roll.pos", "gripper.pos"]
 FPS = 30
@@ -42,24 +47,35 @@ def write(root: str, codec: str) -> None:
         "observation.images.front": {"dtype": "video", "shape": (H, W, 3), "names": ["height", "width", "channels"]},
         "observation.images.wrist": {"dtype": "video", "shape": (H, W, 3), "names": ["height", "width", "channels"]},
     }
-    ds = LeRobotDataset.create("local/parity", fps=FPS, features=features, root=root, robot_type="so101_follower",
-                               use_videos=True, vcodec=codec)
+    if V21:  # LeRobot 0.3.3 always encodes with its default codec unless told otherwise here
+        import functools
+
+        lerobot_dataset.encode_video_frames = functools.partial(lerobot_dataset.encode_video_frames, vcodec=codec)
+        ds = LeRobotDataset.create("local/parity", fps=FPS, features=features, root=root, robot_type="so101_follower",
+                                   use_videos=True)
+    else:
+        ds = LeRobotDataset.create("local/parity", fps=FPS, features=features, root=root, robot_type="so101_follower",
+                                   use_videos=True, vcodec=codec)
     rng = np.random.default_rng(7)
     tasks = ["pick up the red cube", "open the drawer", "pick up the red cube"]
     for episode, length in enumerate([40, 23, 31]):
         state = rng.normal(size=6).astype(np.float32)
         for frame in range(length):
             action = (state + rng.normal(scale=0.1, size=6)).astype(np.float32)
-            ds.add_frame({
+            frame_data = {
                 "observation.state": state,
                 "action": action,
                 "observation.images.front": frame_image(episode, frame, 0),
                 "observation.images.wrist": frame_image(episode, frame, 1),
-                "task": tasks[episode],
-            })
+            }
+            if V21:
+                ds.add_frame(frame_data, task=tasks[episode])
+            else:
+                ds.add_frame({**frame_data, "task": tasks[episode]})
             state = action
         ds.save_episode()
-    ds.finalize()
+    if not V21:
+        ds.finalize()
 
 
 def convert(root: str) -> None:
