@@ -32,7 +32,6 @@ class LeRobotDataset final : public Dataset {
   Sample get(int64_t index) override;
   const FeatureStats& state_stats() const override { return state_stats_; }
   const FeatureStats& action_stats() const override { return action_stats_; }
-  const lerobot::Metadata& metadata() const { return meta_; }
 
  private:
   at::Tensor image(const std::string& camera, const lerobot::EpisodeMeta& episode, double timestamp);

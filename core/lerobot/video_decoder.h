@@ -29,7 +29,6 @@ class VideoDecoder {
   // Decodes every remaining frame from the start and counts them (for integrity checks).
   int64_t count_frames();
 
-  const std::string& path() const { return path_; }
   std::string codec() const;
   int width() const;
   int height() const;

@@ -91,7 +91,6 @@ class ParameterReceiver {
   ParameterSet finish();
 
   const Manifest& manifest() const { return manifest_; }
-  bool has_manifest() const { return has_manifest_; }
   uint64_t bytes_received() const { return bytes_; }
 
  private:

@@ -9,11 +9,9 @@ namespace zk0 {
 namespace {
 std::mutex log_mutex;
 std::string component_name = "zk0";
-LogLevel min_level = LogLevel::Info;
 
 const char* level_name(LogLevel l) {
   switch (l) {
-    case LogLevel::Debug: return "debug";
     case LogLevel::Info: return "info";
     case LogLevel::Warn: return "warn";
     case LogLevel::Error: return "error";
@@ -44,10 +42,7 @@ void set_log_component(std::string component) {
   component_name = std::move(component);
 }
 
-void set_log_level(LogLevel level) { min_level = level; }
-
 void log_event(LogLevel level, std::string_view event, const std::vector<LogField>& fields) {
-  if (level < min_level) return;
   const auto now = std::chrono::system_clock::now();
   const std::time_t secs = std::chrono::system_clock::to_time_t(now);
   const int millis = static_cast<int>(

@@ -9,10 +9,9 @@
 
 namespace zk0 {
 
-enum class LogLevel { Debug, Info, Warn, Error };
+enum class LogLevel { Info, Warn, Error };
 
 void set_log_component(std::string component);
-void set_log_level(LogLevel level);
 
 using LogField = std::pair<std::string, std::string>;
 
