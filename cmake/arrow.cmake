@@ -24,3 +24,10 @@ foreach(lib arrow parquet)
                                                INTERFACE_INCLUDE_DIRECTORIES "${ARROW_INCLUDE_DIR}")
 endforeach()
 message(STATUS "Arrow ${ARROW_VERSION} from pyarrow: ${ARROW_LIB_DIR}")
+
+# The pyarrow wheel's libparquet carries its own OpenSSL and exports all of it (EVP_*, SHA256_*).
+# Whatever comes first in an executable's DT_NEEDED list wins symbol lookup, so without this our
+# SHA-256 and gRPC's TLS would run on that copy (built without SHA-NI, and another version than
+# Debian's libssl expects). Naming Debian's libssl and libcrypto before everything else makes
+# them win.
+add_link_options(-Wl,--push-state,--no-as-needed -lssl -lcrypto -Wl,--pop-state)
