@@ -116,8 +116,24 @@ grpc::Status FederationService::DownloadParameters(grpc::ServerContext* ctx, con
   });
 }
 
-grpc::Status FederationService::UploadUpdate(grpc::ServerContext*, grpc::ServerReader<v1::UploadMessage>* reader,
+grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::ServerReader<v1::UploadMessage>* reader,
                                              v1::UploadReply* reply) {
+  {
+    std::unique_lock<std::mutex> lock(uploads_mu_);
+    upload_slot_.wait(lock, [&] { return uploads_in_progress_ < kConcurrentUploads || ctx->IsCancelled(); });
+    if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "upload cancelled while waiting for a slot"};
+    ++uploads_in_progress_;
+  }
+  struct Release {
+    FederationService& s;
+    ~Release() {
+      {
+        std::lock_guard<std::mutex> lock(s.uploads_mu_);
+        --s.uploads_in_progress_;
+      }
+      s.upload_slot_.notify_one();
+    }
+  } release{*this};
   const auto start = std::chrono::steady_clock::now();
   v1::UploadMessage msg;
   if (!reader->Read(&msg) || !msg.has_header())

@@ -1,6 +1,9 @@
 #pragma once
 // The gRPC face of the coordinator (proto/zk0/v1/federation.proto). Each handler checks its
 // input, turns it into one coordinator call and maps refusals to status codes.
+#include <condition_variable>
+#include <mutex>
+
 #include "aggregator/coordinator.h"
 #include "zk0/v1/federation.grpc.pb.h"
 
@@ -20,8 +23,16 @@ class FederationService final : public v1::Federation::Service {
   grpc::Status ReportFailure(grpc::ServerContext*, const v1::FailureReport*, v1::FailureAck*) override;
 
  private:
+  // A received update is held in memory until it is folded in; with dozens of clients uploading
+  // at once that would be dozens of 400 MB buffers. At most this many uploads are received at a
+  // time; the others wait, and gRPC's flow control holds their senders back.
+  static constexpr int kConcurrentUploads = 4;
+
   Coordinator& coordinator_;
   TransportSpec transport_;
+  std::mutex uploads_mu_;
+  std::condition_variable upload_slot_;
+  int uploads_in_progress_ = 0;
 };
 
 }  // namespace zk0
