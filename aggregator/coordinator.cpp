@@ -1,6 +1,7 @@
 #include "aggregator/coordinator.h"
 
 #include <cmath>
+#include <filesystem>
 #include <random>
 
 #include "aggregator/checkpoint.h"
@@ -96,6 +97,8 @@ Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
     throw std::runtime_error("checkpoint: global parameters do not hash to the digest recorded with them");
   layout_ = global_->manifest;
   current_round_ = start_round_ - 1;
+  metrics_.rounds_total_planned.Set(spec_.rounds);
+  metrics_.round.Set(current_round_);
   log_info("aggregator_ready", {kv("run", spec_.name), kv("policy", policy_->type()),
                                 kv("trainable_parameters", global_->parameters.total_elements()),
                                 kv("trainable_bytes", global_->parameters.total_bytes()), kv("frozen_digest", frozen_digest_),
@@ -238,6 +241,7 @@ void Coordinator::submit(const std::string& session, int round, const std::strin
       p.status = "rejected";
       p.reason = reason;
       ++rejections_[reason];
+      metrics_.rejected(reason);
       log_warn("update_rejected", {kv("client", name), kv("round", round), kv("reason", reason), kv("detail", message)});
       publish_status();
       changed_.notify_all();
@@ -266,6 +270,8 @@ void Coordinator::submit(const std::string& session, int round, const std::strin
   --r->in_flight;
   Participant& p = r->participants.at(name);
   p.status = "accepted";
+  metrics_.updates_accepted.Increment();
+  metrics_.transferred("upload", static_cast<double>(bytes_uploaded), upload_seconds);
   Client& c = clients_.at(name);
   c.last_loss = report.loss;
   c.state = "idle";
@@ -285,6 +291,7 @@ void Coordinator::record_rejection(const std::string& session, int round, const 
   } catch (const Refusal&) {
   }
   ++rejections_[reason];
+  metrics_.rejected(reason);
   if (open_ && open_->round == round) {
     auto it = open_->participants.find(name);
     if (it != open_->participants.end()) ++it->second.transfer_rejections;
@@ -303,6 +310,7 @@ void Coordinator::report_failure(const std::string& session, int round, const st
       it->second.reason = reason;
     }
   }
+  metrics_.client_failures.Increment();
   if (fatal) {
     c.failed = true;
     c.failure = reason;
@@ -369,6 +377,7 @@ void Coordinator::publish_status() {
     }
     clients[name] = j;
   }
+  metrics_.clients_connected.Set(ready);
   nlohmann::json status = {{"run", spec_.name},
                            {"phase", phase_},
                            {"round", current_round_},
@@ -386,6 +395,7 @@ std::optional<EvalResult> Coordinator::evaluate_if_due(int round) {
   if (round != 0 && round % spec_.evaluation.every_rounds != 0 && round != spec_.rounds) return std::nullopt;
   EvalResult r = evaluator_->evaluate(*policy_);
   strategy_->on_evaluation(round, r.loss);
+  metrics_.server_eval_loss.Set(r.loss);
   log_info("server_evaluated", {kv("round", round), kv("loss", r.loss), kv("batches", r.batches),
                                 kv("samples", r.samples), kv("seconds", r.seconds)});
   return r;
@@ -400,6 +410,8 @@ void Coordinator::checkpoint(int round) {
   state.strategy = strategy_->state();
   state.history = outputs_->history();
   const std::string dir = write_checkpoint(spec_.output_dir, *policy_, state, spec_.checkpoints.keep_last);
+  metrics_.checkpoint_timestamp.Set(unix_now());
+  metrics_.checkpoint_bytes.Set(static_cast<double>(std::filesystem::file_size(dir + "/model.safetensors")));
   log_info("checkpoint_written", {kv("round", round), kv("dir", dir)});
 }
 
@@ -417,6 +429,8 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
   for (const auto& n : r->plan.clients) selected += (selected.empty() ? "" : ",") + n;
   log_info("round_started", {kv("round", round), kv("attempt", attempt), kv("clients", selected),
                              kv("proximal_mu", r->plan.proximal_mu), kv("local_steps", r->plan.local_steps)});
+  metrics_.round.Set(round);
+  metrics_.clients_selected.Set(static_cast<double>(r->plan.clients.size()));
   open_ = std::move(r);
   publish_status();
   changed_.notify_all();
@@ -435,6 +449,7 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
       } else if (!alive(c, now)) {
         p.status = "dropped";
         p.reason = "no heartbeat for " + std::to_string(kHeartbeatTimeout.count() / 1000) + "s";
+        metrics_.dropouts.Increment();
         log_warn("client_dropped", {kv("client", name), kv("round", round)});
       } else {
         waiting = true;
@@ -446,6 +461,7 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
         if (p.status == "pending") {
           p.status = "timed_out";
           p.reason = "no update within roundTimeoutSeconds";
+          metrics_.stragglers.Increment();
           log_warn("client_straggled", {kv("client", name), kv("round", round)});
         }
       if (open_->in_flight == 0) break;
@@ -521,6 +537,7 @@ int Coordinator::run() {
       const auto agg_start = Clock::now();
       ParameterSet next = finished_round->aggregation->finish();
       const double aggregation_seconds = seconds_since(agg_start);
+      metrics_.aggregation_duration.Observe(aggregation_seconds);
       const double update_norm = std::sqrt(squared_distance(next, global_->parameters));
       load_parameter_set(policy_->trainable_parameters(), next);
       set_global(std::move(next), round + 1);
@@ -548,6 +565,8 @@ int Coordinator::run() {
       for (const auto& [name, p] : finished_round->participants) record["clients"].push_back(participant_json(name, p));
       outputs_->append_round(record);
       checkpoint(round);
+      metrics_.rounds_completed.Increment();
+      metrics_.round_duration.Observe(seconds_since(t0));
       log_info("round_completed", {kv("round", round), kv("accepted", finished_round->aggregation->count()),
                                    kv("server_eval_loss", eval ? std::to_string(eval->loss) : "-"),
                                    kv("seconds", seconds_since(t0))});

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "aggregator/evaluation.h"
+#include "aggregator/metrics.h"
 #include "aggregator/run_outputs.h"
 #include "aggregator/strategy.h"
 #include "core/metrics/train_report.h"
@@ -80,6 +81,9 @@ class Coordinator {
   void report_failure(const std::string& session, int round, const std::string& reason, bool fatal);
 
   int total_rounds() const { return spec_.rounds; }
+  // A download that was sent in full.
+  void record_download(uint64_t bytes, double seconds) { metrics_.transferred("download", static_cast<double>(bytes), seconds); }
+  const std::shared_ptr<prometheus::Registry>& metrics_registry() const { return registry_; }
   std::string frozen_digest() const { return frozen_digest_; }
 
  private:
@@ -124,6 +128,8 @@ class Coordinator {
   void checkpoint(int round);
 
   FederationSpec spec_;
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  AggregatorMetrics metrics_{*registry_};
   std::unique_ptr<Policy> policy_;
   std::unique_ptr<Strategy> strategy_;
   std::unique_ptr<ServerEvaluator> evaluator_;

@@ -9,6 +9,7 @@
 
 #include "aggregator/coordinator.h"
 #include "aggregator/service.h"
+#include "core/metrics/metrics_server.h"
 #include "core/transport/channel.h"
 #include "core/util/fs.h"
 #include "core/util/log.h"
@@ -17,19 +18,22 @@ using namespace zk0;
 
 namespace {
 int usage() {
-  std::cerr << "usage: zk0-aggregator --spec FILE [--listen HOST:PORT] [--port-file PATH]\n";
+  std::cerr << "usage: zk0-aggregator --spec FILE [--listen HOST:PORT] [--port-file PATH]\n"
+               "                      [--metrics-listen HOST:PORT] [--metrics-port-file PATH]\n";
   return 2;
 }
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string spec_path, listen = "0.0.0.0:50051", port_file;
+  std::string spec_path, listen = "0.0.0.0:50051", port_file, metrics_listen = "0.0.0.0:9464", metrics_port_file;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) return usage();
     if (a == "--spec") spec_path = argv[++i];
     else if (a == "--listen") listen = argv[++i];
     else if (a == "--port-file") port_file = argv[++i];
+    else if (a == "--metrics-listen") metrics_listen = argv[++i];
+    else if (a == "--metrics-port-file") metrics_port_file = argv[++i];
     else return usage();
   }
   if (spec_path.empty()) return usage();
@@ -46,6 +50,10 @@ int main(int argc, char** argv) {
   try {
     const FederationSpec spec = load_spec(spec_path);
     Coordinator coordinator(spec);
+    MetricsServer metrics("aggregator", metrics_listen);
+    metrics.serve(coordinator.metrics_registry());
+    log_info("metrics_listening", {kv("address", metrics_listen), kv("port", metrics.port())});
+    if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");
     FederationService service(coordinator, spec.transport);
     grpc::ServerBuilder builder;
     int port = 0;

@@ -108,11 +108,15 @@ grpc::Status FederationService::DownloadParameters(grpc::ServerContext* ctx, con
                                                    grpc::ServerWriter<v1::ParameterMessage>* writer) {
   return guarded([&] {
     const auto global = coordinator_.global_for(req->session_id(), static_cast<int>(req->round()), req->parameters_digest());
+    const auto start = std::chrono::steady_clock::now();
     const bool sent = send_parameter_messages<v1::ParameterMessage>(
         global->manifest, global->parameters, transport_.chunk_bytes,
         [&](const v1::ParameterMessage& msg) { return !ctx->IsCancelled() && writer->Write(msg); },
         &global->chunk_checksums);
-    return sent ? grpc::Status::OK : grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled by the client");
+    if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled by the client");
+    coordinator_.record_download(global->manifest.total_bytes(),
+                                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    return grpc::Status::OK;
   });
 }
 

@@ -122,8 +122,11 @@ int run_locally(const LocalRunOptions& options) {
 
   std::vector<Child> children;
   children.push_back({"aggregator", -1, (logs / "aggregator.log").string()});
+  const fs::path metrics_port_file = logs / "aggregator.metrics-port";
+  fs::remove(metrics_port_file);
   children[0].pid = spawn({(bin / "zk0-aggregator").string(), "--spec", spec_path.string(), "--listen", "127.0.0.1:0",
-                           "--port-file", port_file.string()},
+                           "--port-file", port_file.string(), "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
+                           metrics_port_file.string()},
                           children[0].log);
   std::cout << "zk0: run '" << spec.name << "': " << spec.clients.size() << " clients, " << spec.rounds
             << " rounds; logs in " << logs.string() << std::endl;
@@ -145,6 +148,11 @@ int run_locally(const LocalRunOptions& options) {
     }
   }
   const std::string address = "127.0.0.1:" + port;
+  if (fs::exists(metrics_port_file)) {
+    std::string metrics_port = read_file(metrics_port_file.string());
+    std::cout << "zk0: aggregator metrics at http://127.0.0.1:" << metrics_port.substr(0, metrics_port.find('\n')) << "/metrics"
+              << std::endl;
+  }
   for (const auto& c : spec.clients) {
     Child w{c.name, -1, (logs / (c.name + ".log")).string()};
     w.pid = spawn({(bin / "zk0-worker").string(), "--spec", spec_path.string(), "--client", c.name, "--aggregator", address},

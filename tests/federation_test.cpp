@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "core/tensor/hash.h"
 #include "core/util/fs.h"
@@ -281,4 +282,34 @@ TEST(Federation, InvalidSpecExitsWithTheFieldPath) {
   EXPECT_EQ(run.wait(20s), 2);
   EXPECT_NE(run.log().find("spec.rounds: must be at least 1"), std::string::npos) << run.log();
   EXPECT_NE(run.log().find("spec.clients: a non-empty list is required"), std::string::npos);
+}
+
+TEST(Federation, AggregatorExportsPrometheusMetrics) {
+  Federation f("metrics", 2, 2, {{"localSteps", "100"}});
+  const std::string port_file = f.dir + "/metrics.port";
+  f.aggregator = std::make_unique<Process>(std::vector<std::string>{bin("zk0-aggregator"), "--spec", f.spec, "--listen", f.address(),
+                                                                    "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file},
+                                           f.dir + "/aggregator.log");
+  ASSERT_TRUE(wait_until([&] { return file_exists(port_file) || !f.aggregator->running(); }, 30s) && file_exists(port_file))
+      << f.logs();
+  const int port = std::stoi(read_file(port_file));
+  f.start_worker("c0");
+  f.start_worker("c1");
+  std::string last;  // the newest scrape that answered
+  while (f.aggregator->running()) {
+    const std::string body = http_get(port, "/metrics");
+    if (!body.empty()) last = body;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(f.aggregator->wait(1s), 0) << f.logs();
+  ASSERT_FALSE(last.empty());
+  EXPECT_NE(last.find("zk0_build_info{component=\"aggregator\""), std::string::npos) << last;
+  EXPECT_NE(last.find("zk0_aggregator_rounds_completed_total 2"), std::string::npos) << last;
+  EXPECT_NE(last.find("zk0_aggregator_updates_accepted_total 4"), std::string::npos) << last;
+  EXPECT_NE(last.find("zk0_aggregator_transfer_bytes_total{direction=\"upload\"}"), std::string::npos);
+  EXPECT_NE(last.find("zk0_aggregator_server_eval_loss "), std::string::npos);
+  // Prometheus's own linter accepts the exposition.
+  std::ofstream(f.dir + "/metrics.txt") << last;
+  EXPECT_EQ(std::system(("promtool check metrics < " + f.dir + "/metrics.txt > " + f.dir + "/promtool.log 2>&1").c_str()), 0)
+      << read_file(f.dir + "/promtool.log");
 }

@@ -36,6 +36,9 @@ class Process {
   int exit_code_ = -1;
 };
 
+// The body of an HTTP/1.0 GET to 127.0.0.1:port; empty when nothing answers.
+std::string http_get(int port, const std::string& path);
+
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 nlohmann::json read_json(const std::string& path);  // throws if missing or not JSON
 bool file_exists(const std::string& path);

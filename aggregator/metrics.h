@@ -1,0 +1,36 @@
+#pragma once
+// The aggregator's Prometheus metrics. The coordinator and the service update them where the
+// events happen; nothing is derived at scrape time.
+#include <string>
+
+#include "core/metrics/metrics_server.h"
+
+namespace zk0 {
+
+struct AggregatorMetrics {
+  explicit AggregatorMetrics(prometheus::Registry& registry);
+
+  prometheus::Gauge& round;
+  prometheus::Gauge& rounds_total_planned;
+  prometheus::Counter& rounds_completed;
+  prometheus::Histogram& round_duration;
+  prometheus::Gauge& clients_connected;
+  prometheus::Gauge& clients_selected;
+  prometheus::Counter& updates_accepted;
+  prometheus::Family<prometheus::Counter>& updates_rejected;  // label reason
+  prometheus::Family<prometheus::Counter>& transfer_bytes;    // label direction
+  prometheus::Family<prometheus::Histogram>& transfer_duration;  // label direction
+  prometheus::Histogram& aggregation_duration;
+  prometheus::Counter& stragglers;
+  prometheus::Counter& dropouts;
+  prometheus::Counter& client_failures;
+  prometheus::Gauge& server_eval_loss;
+  prometheus::Gauge& checkpoint_timestamp;
+  prometheus::Gauge& checkpoint_bytes;
+  prometheus::Counter& hash_failures;
+
+  void rejected(const std::string& reason);
+  void transferred(const std::string& direction, double bytes, double seconds);
+};
+
+}  // namespace zk0
