@@ -155,7 +155,8 @@ int run_locally(const LocalRunOptions& options) {
   }
   for (const auto& c : spec.clients) {
     Child w{c.name, -1, (logs / (c.name + ".log")).string()};
-    w.pid = spawn({(bin / "zk0-worker").string(), "--spec", spec_path.string(), "--client", c.name, "--aggregator", address},
+    w.pid = spawn({(bin / "zk0-worker").string(), "--spec", spec_path.string(), "--client", c.name, "--aggregator", address,
+                   "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", (logs / (c.name + ".metrics-port")).string()},
                   w.log);
     children.push_back(w);
   }

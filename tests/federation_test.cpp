@@ -50,12 +50,14 @@ struct Federation {
   std::string address() const { return "127.0.0.1:" + std::to_string(port); }
   void start_aggregator() {
     aggregator = std::make_unique<Process>(
-        std::vector<std::string>{bin("zk0-aggregator"), "--spec", spec, "--listen", address()}, dir + "/aggregator.log");
+        std::vector<std::string>{bin("zk0-aggregator"), "--spec", spec, "--listen", address(), "--metrics-listen", "127.0.0.1:0"},
+        dir + "/aggregator.log");
   }
   void start_worker(const std::string& name, const std::string& spec_path = "") {
     workers[name] = std::make_unique<Process>(
         std::vector<std::string>{bin("zk0-worker"), "--spec", spec_path.empty() ? spec : spec_path, "--client", name,
-                                 "--aggregator", address()},
+                                 "--aggregator", address(), "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
+                                 dir + "/" + name + ".metrics-port"},
         dir + "/" + name + ".log");
   }
   nlohmann::json status() const { return read_json(out + "/status.json"); }
@@ -295,10 +297,14 @@ TEST(Federation, AggregatorExportsPrometheusMetrics) {
   const int port = std::stoi(read_file(port_file));
   f.start_worker("c0");
   f.start_worker("c1");
-  std::string last;  // the newest scrape that answered
+  std::string last, last_worker;  // the newest scrapes that answered
   while (f.aggregator->running()) {
     const std::string body = http_get(port, "/metrics");
     if (!body.empty()) last = body;
+    if (file_exists(f.dir + "/c0.metrics-port")) {
+      const std::string worker = http_get(std::stoi(read_file(f.dir + "/c0.metrics-port")), "/metrics");
+      if (!worker.empty()) last_worker = worker;
+    }
     std::this_thread::sleep_for(100ms);
   }
   EXPECT_EQ(f.aggregator->wait(1s), 0) << f.logs();
@@ -308,8 +314,13 @@ TEST(Federation, AggregatorExportsPrometheusMetrics) {
   EXPECT_NE(last.find("zk0_aggregator_updates_accepted_total 4"), std::string::npos) << last;
   EXPECT_NE(last.find("zk0_aggregator_transfer_bytes_total{direction=\"upload\"}"), std::string::npos);
   EXPECT_NE(last.find("zk0_aggregator_server_eval_loss "), std::string::npos);
-  // Prometheus's own linter accepts the exposition.
-  std::ofstream(f.dir + "/metrics.txt") << last;
-  EXPECT_EQ(std::system(("promtool check metrics < " + f.dir + "/metrics.txt > " + f.dir + "/promtool.log 2>&1").c_str()), 0)
-      << read_file(f.dir + "/promtool.log");
+  EXPECT_NE(last_worker.find("zk0_worker_rounds_trained_total 2"), std::string::npos) << last_worker;
+  EXPECT_NE(last_worker.find("zk0_worker_local_step_duration_seconds_count 200"), std::string::npos) << last_worker;
+  EXPECT_NE(last_worker.find("zk0_worker_transfer_bytes_total{direction=\"upload\"}"), std::string::npos);
+  // Prometheus's own linter accepts both expositions.
+  for (const auto& [name, text] : {std::pair<std::string, std::string>{"aggregator", last}, {"worker", last_worker}}) {
+    std::ofstream(f.dir + "/" + name + ".txt") << text;
+    EXPECT_EQ(std::system(("promtool check metrics < " + f.dir + "/" + name + ".txt > " + f.dir + "/promtool.log 2>&1").c_str()), 0)
+        << name << ": " << read_file(f.dir + "/promtool.log");
+  }
 }

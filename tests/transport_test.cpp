@@ -462,7 +462,7 @@ nlohmann::json round_with_damaged_downloads(int transfer_attempts, std::string& 
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   auto server = builder.BuildAndStart();
   test::Process worker({test::bin("zk0-worker"), "--spec", spec_path, "--client", "c0", "--aggregator",
-                        "127.0.0.1:" + std::to_string(port)},
+                        "127.0.0.1:" + std::to_string(port), "--metrics-listen", "127.0.0.1:0"},
                        dir + "/c0.log");
   EXPECT_EQ(coordinator.run(), 0);
   coordinator.drain(std::chrono::seconds(5));

@@ -139,6 +139,7 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
                                                                    " is not the announced " + ins.parameters_digest());
         seconds = std::chrono::duration<double>(Clock::now() - start).count();
         bytes = receiver.bytes_received();
+        metrics_.transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(bytes));
         return {true, ""};
       } catch (const TransferError& e) {
         error = std::string(e.reason()) + ": " + e.what();
@@ -185,6 +186,7 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     const grpc::Status s = writer->Finish();
     if (s.ok()) {
       log_info("update_uploaded", {kv("round", ins.round()), kv("digest", reply.digest()), kv("loss", r.loss)});
+      metrics_.transfer_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(manifest.total_bytes()));
       return {true, ""};
     }
     log_warn("upload_failed", {kv("round", ins.round()), kv("attempt", attempt), kv("status", describe(s))});
@@ -229,6 +231,7 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   }
   result.report.download_seconds = download_seconds;
   result.report.bytes_downloaded = bytes;
+  metrics_.trained(result.report, result.step_seconds);
   log_info("round_trained", {kv("round", round), kv("loss", result.report.loss), kv("policy_loss", result.report.policy_loss),
                              kv("proximal_loss", result.report.proximal_loss), kv("update_norm", result.report.update_norm),
                              kv("seconds", result.report.train_seconds)});

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 
+#include "worker/metrics.h"
 #include "worker/trainer.h"
 #include "zk0/v1/federation.grpc.pb.h"
 
@@ -18,6 +19,7 @@ class WorkerClient {
   // Returns the process exit code: 0 when the aggregator finished the run.
   int run();
   void request_stop() { stop_ = true; }
+  const std::shared_ptr<prometheus::Registry>& metrics_registry() const { return registry_; }
 
  private:
   bool connect_and_register(const std::string& open_error);
@@ -36,6 +38,8 @@ class WorkerClient {
 
   FederationSpec spec_;
   std::string name_;
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  WorkerMetrics metrics_{*registry_};
   std::unique_ptr<v1::Federation::Stub> stub_;
   std::unique_ptr<LocalTrainer> trainer_;
   std::mutex session_mu_;

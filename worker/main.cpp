@@ -5,22 +5,27 @@
 #include <iostream>
 #include <thread>
 
+#include "core/metrics/metrics_server.h"
+#include "core/util/fs.h"
 #include "core/util/log.h"
 #include "worker/client.h"
 
 using namespace zk0;
 
 int main(int argc, char** argv) {
-  std::string spec_path, client, address;
+  std::string spec_path, client, address, metrics_listen = "0.0.0.0:9465", metrics_port_file;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--spec") spec_path = argv[i + 1];
     else if (a == "--client") client = argv[i + 1];
     else if (a == "--aggregator") address = argv[i + 1];
+    else if (a == "--metrics-listen") metrics_listen = argv[i + 1];
+    else if (a == "--metrics-port-file") metrics_port_file = argv[i + 1];
     else spec_path.clear(), i = argc;
   }
   if (spec_path.empty() || client.empty() || address.empty() || argc % 2 == 0) {
-    std::cerr << "usage: zk0-worker --spec FILE --client NAME --aggregator HOST:PORT\n";
+    std::cerr << "usage: zk0-worker --spec FILE --client NAME --aggregator HOST:PORT\n"
+                 "                  [--metrics-listen HOST:PORT] [--metrics-port-file PATH]\n";
     return 2;
   }
   set_log_component("worker/" + client);
@@ -33,6 +38,9 @@ int main(int argc, char** argv) {
     const FederationSpec spec = load_spec(spec_path);
     spec.client(client);
     WorkerClient worker(spec, client, address);
+    MetricsServer metrics("worker", metrics_listen);
+    metrics.serve(worker.metrics_registry());
+    if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");
     std::thread([&] {
       int sig = 0;
       sigwait(&signals, &sig);

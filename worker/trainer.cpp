@@ -107,7 +107,9 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_step
   BatchLoader loader(*dataset_, [&] { return sampler.next_batch(); }, local_steps, workers, 2 * workers);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, 0xF10));
   double loss_sum = 0, policy_sum = 0, prox_sum = 0, grad_sum = 0, data_seconds = 0, lr = 0;
+  RoundResult out;
   for (int step = 0; step < local_steps; ++step) {
+    const auto step_start = Clock::now();
     if (abandon && *abandon) throw RoundAbandoned("abandoned at local step " + std::to_string(step));
     const auto data_start = Clock::now();  // time the trainer waits for data, not the loaders' work
     const Batch batch = loader.next().to(device_);
@@ -137,8 +139,8 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_step
     policy_sum += policy_loss.item<double>();
     prox_sum += proximal.item<double>();
     grad_sum += grad_norm;
+    out.step_seconds.push_back(std::chrono::duration<double>(Clock::now() - step_start).count());
   }
-  RoundResult out;
   double update_sq = 0;
   {
     torch::NoGradGuard no_grad;

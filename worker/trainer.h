@@ -22,6 +22,7 @@ namespace zk0 {
 struct RoundResult {
   ParameterSet update;  // the trainable parameters after local training
   TrainReport report;
+  std::vector<double> step_seconds;  // wall time of each local step, data wait included
 };
 
 // Learning rate at `step` (0-based) of a round of `steps`: linear warmup, then constant or cosine

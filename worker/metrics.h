@@ -1,0 +1,26 @@
+#pragma once
+// The worker's Prometheus metrics, updated after each round of local training and each transfer.
+#include "core/metrics/metrics_server.h"
+#include "core/metrics/train_report.h"
+
+#include <vector>
+
+namespace zk0 {
+
+struct WorkerMetrics {
+  explicit WorkerMetrics(prometheus::Registry& registry);
+
+  prometheus::Gauge& train_loss;
+  prometheus::Gauge& policy_loss;
+  prometheus::Gauge& proximal_loss;
+  prometheus::Gauge& update_norm;
+  prometheus::Gauge& samples_per_second;
+  prometheus::Histogram& step_duration;
+  prometheus::Counter& data_wait;
+  prometheus::Counter& rounds_trained;
+  prometheus::Family<prometheus::Counter>& transfer_bytes;  // label direction
+
+  void trained(const TrainReport& report, const std::vector<double>& step_seconds);
+};
+
+}  // namespace zk0
