@@ -2,26 +2,14 @@
 
 namespace zk0 {
 
-namespace {
-prometheus::Gauge& gauge(prometheus::Registry& r, const char* name, const char* help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
-}
-prometheus::Counter& counter(prometheus::Registry& r, const char* name, const char* help) {
-  return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
-}
-prometheus::Histogram& histogram(prometheus::Registry& r, const char* name, const char* help) {
-  return prometheus::BuildHistogram().Name(name).Help(help).Register(r).Add({}, duration_buckets());
-}
-}  // namespace
-
 AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
-    : round(gauge(r, "zk0_aggregator_round", "Round in progress (0 before the first)")),
-      rounds_total_planned(gauge(r, "zk0_aggregator_rounds", "Rounds the run is to complete")),
-      rounds_completed(counter(r, "zk0_aggregator_rounds_completed_total", "Rounds aggregated")),
-      round_duration(histogram(r, "zk0_aggregator_round_duration_seconds", "Wall time of a round, all attempts")),
-      clients_connected(gauge(r, "zk0_aggregator_clients_connected", "Clients registered and heartbeating")),
-      clients_selected(gauge(r, "zk0_aggregator_clients_selected", "Clients selected for the round in progress")),
-      updates_accepted(counter(r, "zk0_aggregator_updates_accepted_total", "Updates verified and aggregated")),
+    : round(add_gauge(r, "zk0_aggregator_round", "Round in progress (0 before the first)")),
+      rounds_total_planned(add_gauge(r, "zk0_aggregator_rounds", "Rounds the run is to complete")),
+      rounds_completed(add_counter(r, "zk0_aggregator_rounds_completed_total", "Rounds aggregated")),
+      round_duration(add_duration_histogram(r, "zk0_aggregator_round_duration_seconds", "Wall time of a round, all attempts")),
+      clients_connected(add_gauge(r, "zk0_aggregator_clients_connected", "Clients registered and heartbeating")),
+      clients_selected(add_gauge(r, "zk0_aggregator_clients_selected", "Clients selected for the round in progress")),
+      updates_accepted(add_counter(r, "zk0_aggregator_updates_accepted_total", "Updates verified and aggregated")),
       updates_rejected(prometheus::BuildCounter()
                            .Name("zk0_aggregator_updates_rejected_total")
                            .Help("Updates refused, by reason")
@@ -34,14 +22,14 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
                             .Name("zk0_aggregator_transfer_duration_seconds")
                             .Help("Duration of one parameter transfer, by direction")
                             .Register(r)),
-      aggregation_duration(histogram(r, "zk0_aggregator_aggregation_duration_seconds", "Time to finish an aggregation")),
-      stragglers(counter(r, "zk0_aggregator_stragglers_total", "Selected clients without an update at the round deadline")),
-      dropouts(counter(r, "zk0_aggregator_dropouts_total", "Selected clients that stopped heartbeating mid-round")),
-      client_failures(counter(r, "zk0_aggregator_client_failures_total", "Failures reported by workers")),
-      server_eval_loss(gauge(r, "zk0_aggregator_server_eval_loss", "Latest loss of the global policy on the held-out dataset")),
-      checkpoint_timestamp(gauge(r, "zk0_aggregator_checkpoint_timestamp_seconds", "Unix time of the latest checkpoint")),
-      checkpoint_bytes(gauge(r, "zk0_aggregator_checkpoint_bytes", "Size of the latest checkpoint's weights")),
-      hash_failures(counter(r, "zk0_aggregator_hash_failures_total", "Transfers failing a CRC32C or SHA-256 check")) {}
+      aggregation_duration(add_duration_histogram(r, "zk0_aggregator_aggregation_duration_seconds", "Time to finish an aggregation")),
+      stragglers(add_counter(r, "zk0_aggregator_stragglers_total", "Selected clients without an update at the round deadline")),
+      dropouts(add_counter(r, "zk0_aggregator_dropouts_total", "Selected clients that stopped heartbeating mid-round")),
+      client_failures(add_counter(r, "zk0_aggregator_client_failures_total", "Failures reported by workers")),
+      server_eval_loss(add_gauge(r, "zk0_aggregator_server_eval_loss", "Latest loss of the global policy on the held-out dataset")),
+      checkpoint_timestamp(add_gauge(r, "zk0_aggregator_checkpoint_timestamp_seconds", "Unix time of the latest checkpoint")),
+      checkpoint_bytes(add_gauge(r, "zk0_aggregator_checkpoint_bytes", "Size of the latest checkpoint's weights")),
+      hash_failures(add_counter(r, "zk0_aggregator_hash_failures_total", "Transfers failing a CRC32C or SHA-256 check")) {}
 
 void AggregatorMetrics::rejected(const std::string& reason) {
   updates_rejected.Add({{"reason", reason}}).Increment();

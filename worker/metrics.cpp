@@ -2,29 +2,16 @@
 
 namespace zk0 {
 
-namespace {
-prometheus::Gauge& gauge(prometheus::Registry& r, const char* name, const char* help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
-}
-}  // namespace
-
 WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
-    : train_loss(gauge(r, "zk0_worker_train_loss", "Mean loss (policy + proximal) of the latest round")),
-      policy_loss(gauge(r, "zk0_worker_policy_loss", "Mean flow-matching loss of the latest round")),
-      proximal_loss(gauge(r, "zk0_worker_proximal_loss", "Mean FedProx term of the latest round")),
-      update_norm(gauge(r, "zk0_worker_update_norm", "L2 distance of the latest update from its global parameters")),
-      samples_per_second(gauge(r, "zk0_worker_samples_per_second", "Training throughput of the latest round")),
-      step_duration(prometheus::BuildHistogram()
-                        .Name("zk0_worker_local_step_duration_seconds")
-                        .Help("Wall time of one local optimizer step, data wait included")
-                        .Register(r)
-                        .Add({}, duration_buckets())),
-      data_wait(prometheus::BuildCounter()
-                    .Name("zk0_worker_data_wait_seconds_total")
-                    .Help("Time the trainer waited for batches")
-                    .Register(r)
-                    .Add({})),
-      rounds_trained(prometheus::BuildCounter().Name("zk0_worker_rounds_trained_total").Help("Rounds of local training").Register(r).Add({})),
+    : train_loss(add_gauge(r, "zk0_worker_train_loss", "Mean loss (policy + proximal) of the latest round")),
+      policy_loss(add_gauge(r, "zk0_worker_policy_loss", "Mean flow-matching loss of the latest round")),
+      proximal_loss(add_gauge(r, "zk0_worker_proximal_loss", "Mean FedProx term of the latest round")),
+      update_norm(add_gauge(r, "zk0_worker_update_norm", "L2 distance of the latest update from its global parameters")),
+      samples_per_second(add_gauge(r, "zk0_worker_samples_per_second", "Training throughput of the latest round")),
+      step_duration(add_duration_histogram(r, "zk0_worker_local_step_duration_seconds",
+                                           "Wall time of one local optimizer step, data wait included")),
+      data_wait(add_counter(r, "zk0_worker_data_wait_seconds_total", "Time the trainer waited for batches")),
+      rounds_trained(add_counter(r, "zk0_worker_rounds_trained_total", "Rounds of local training")),
       transfer_bytes(prometheus::BuildCounter()
                          .Name("zk0_worker_transfer_bytes_total")
                          .Help("Parameter bytes moved, by direction")

@@ -46,4 +46,9 @@ class MetricsServer {
 // Buckets for durations from milliseconds to an hour.
 prometheus::Histogram::BucketBoundaries duration_buckets();
 
+// A metric without labels, registered in one call.
+prometheus::Gauge& add_gauge(prometheus::Registry& registry, const char* name, const char* help);
+prometheus::Counter& add_counter(prometheus::Registry& registry, const char* name, const char* help);
+prometheus::Histogram& add_duration_histogram(prometheus::Registry& registry, const char* name, const char* help);
+
 }  // namespace zk0
