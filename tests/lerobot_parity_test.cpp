@@ -77,29 +77,32 @@ TEST(LeRobotParity, RecordedByLeRobotInH264) {
   expect_same_samples(work, work + "/ds", work + "/ds", {0, 39, 40, 62, 63, 93});
 }
 
+namespace {
+std::string write_synth(const std::string& root, const std::string& version, int cameras, const std::string& codec,
+                        const SyntheticDatasetSpec& trajectories) {
+  lerobot::SynthOptions o;
+  o.root = root;
+  o.version = version;
+  o.cameras = cameras;
+  o.codec = codec;
+  o.trajectories = trajectories;
+  lerobot::write_synthetic_dataset(o);
+  return root;
+}
+}  // namespace
+
 TEST(LeRobotParity, OurSynthV30LoadsInLeRobot) {
   const std::string work = test::make_temp_dir("parity-synth30");
-  lerobot::SynthOptions o;
-  o.root = work + "/ds";
-  o.version = "v3.0";
-  o.cameras = 2;
-  o.trajectories = {"stack the cubes", 3, 30, 4};
-  lerobot::write_synthetic_dataset(o);
-  expect_same_samples(work, o.root, o.root, {0, 29, 30, 45, 59, 60, 89});
+  const std::string root = write_synth(work + "/ds", "v3.0", 2, "av1", {"stack the cubes", 3, 30, 4});
+  expect_same_samples(work, root, root, {0, 29, 30, 45, 59, 60, 89});
 }
 
 TEST(LeRobotParity, OurV21ReaderAgreesWithLeRobotAfterItsConverter) {
   const std::string work = test::make_temp_dir("parity-synth21");
-  lerobot::SynthOptions o;
-  o.root = work + "/ds21";
-  o.version = "v2.1";
-  o.cameras = 1;
-  o.codec = "h264";
-  o.trajectories = {"open the drawer", 3, 26, 9};
-  lerobot::write_synthetic_dataset(o);
-  fs::copy(o.root, work + "/converted", fs::copy_options::recursive);
+  const std::string root = write_synth(work + "/ds21", "v2.1", 1, "h264", {"open the drawer", 3, 26, 9});
+  fs::copy(root, work + "/converted", fs::copy_options::recursive);
   reference(work, "convert " + work + "/converted");
-  expect_same_samples(work, work + "/converted", o.root, {0, 25, 26, 40, 51, 52, 77});
+  expect_same_samples(work, work + "/converted", root, {0, 25, 26, 40, 51, 52, 77});
 }
 
 namespace {
