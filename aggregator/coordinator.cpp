@@ -389,6 +389,13 @@ void Coordinator::publish_status() {
   if (last_eval_loss_) status["last_server_eval_loss"] = *last_eval_loss_;
   if (!message_.empty()) status["message"] = message_;
   outputs_->write_status(status);
+  std::lock_guard<std::mutex> lock(status_mu_);
+  last_status_ = status.dump();
+}
+
+std::string Coordinator::status_json() const {
+  std::lock_guard<std::mutex> lock(status_mu_);
+  return last_status_;
 }
 
 std::optional<EvalResult> Coordinator::evaluate_if_due(int round) {
@@ -474,7 +481,7 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
 }
 
 int Coordinator::run() {
-  const auto fail = [&](const std::string& why) {
+  const auto fail = [&](const std::string& why, int exit_code) {
     log_error("run_failed", {kv("reason", why)});
     std::lock_guard<std::mutex> lock(mu_);
     phase_ = "Failed";
@@ -482,7 +489,7 @@ int Coordinator::run() {
     finished_ = true;  // workers polling now are told to finish
     publish_status();
     changed_.notify_all();
-    return 1;
+    return exit_code;
   };
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -512,12 +519,12 @@ int Coordinator::run() {
                                               " clients available within startTimeoutSeconds (" +
                                               std::to_string(available_clients().size()) + " up)";
           lock.unlock();
-          return fail(why);
+          return fail(why, kExitRunFailed);
         }
         run_round_attempt(round, attempt, lock);
         if (stop_) {
           lock.unlock();
-          return fail("stopped");
+          return fail("stopped", kExitError);
         }
         if (static_cast<int>(open_->aggregation->count()) >= spec_.strategy.min_fit_clients) break;
         log_warn("quorum_lost", {kv("round", round), kv("attempt", attempt), kv("accepted", open_->aggregation->count()),
@@ -528,7 +535,7 @@ int Coordinator::run() {
         if (attempt >= spec_.strategy.max_round_attempts) {
           lock.unlock();
           return fail("round " + std::to_string(round) + ": quorum of " + std::to_string(spec_.strategy.min_fit_clients) +
-                      " updates not reached in " + std::to_string(attempt) + " attempts");
+                      " updates not reached in " + std::to_string(attempt) + " attempts", kExitRunFailed);
         }
       }
       std::unique_ptr<OpenRound> finished_round = std::move(open_);
@@ -574,7 +581,7 @@ int Coordinator::run() {
       publish_status();
     }
   } catch (const std::exception& e) {
-    return fail(e.what());
+    return fail(e.what(), kExitError);
   }
   std::unique_lock<std::mutex> lock(mu_);
   finished_ = true;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "aggregator/evaluation.h"
+#include "core/util/exit_codes.h"
 #include "aggregator/metrics.h"
 #include "aggregator/run_outputs.h"
 #include "aggregator/strategy.h"
@@ -58,8 +59,12 @@ class Coordinator {
   explicit Coordinator(const FederationSpec& spec);
   ~Coordinator();
 
-  // Runs every round to the end. Returns 0 on success; on failure logs why and returns 1.
+  // Runs every round to the end. Returns an exit code (core/util/exit_codes.h): kExitOk, or on
+  // failure, logged with its reason, kExitRunFailed (quorum, start timeout) or kExitError.
   int run();
+
+  // The latest status.json document: the operator reads it from GET /status.
+  std::string status_json() const;
   // Lets a running run() stop at the next wait (SIGTERM).
   void request_stop();
   // After run(): waits until every reachable worker has been told to finish, at most `timeout`.
@@ -123,6 +128,8 @@ class Coordinator {
   void run_round_attempt(int round, int attempt, std::unique_lock<std::mutex>& lock);
   nlohmann::json participant_json(const std::string& name, const Participant& p) const;
   void publish_status();  // writes status.json; requires mu_
+  mutable std::mutex status_mu_;
+  std::string last_status_ = "{}";
   void set_global(ParameterSet parameters, int round);
   std::optional<EvalResult> evaluate_if_due(int round);
   void checkpoint(int round);

@@ -12,6 +12,7 @@
 #include "core/metrics/metrics_server.h"
 #include "core/transport/channel.h"
 #include "core/util/fs.h"
+#include "core/util/exit_codes.h"
 #include "core/util/log.h"
 
 using namespace zk0;
@@ -20,7 +21,7 @@ namespace {
 int usage() {
   std::cerr << "usage: zk0-aggregator --spec FILE [--listen HOST:PORT] [--port-file PATH]\n"
                "                      [--metrics-listen HOST:PORT] [--metrics-port-file PATH]\n";
-  return 2;
+  return kExitInvalidInput;
 }
 }  // namespace
 
@@ -50,8 +51,9 @@ int main(int argc, char** argv) {
   try {
     const FederationSpec spec = load_spec(spec_path);
     Coordinator coordinator(spec);
-    MetricsServer metrics("aggregator", metrics_listen);
+    MetricsServer metrics("aggregator", metrics_listen, {{"run", spec.name}});
     metrics.serve(coordinator.metrics_registry());
+    metrics.serve_json("/status", [&coordinator] { return coordinator.status_json(); });
     log_info("metrics_listening", {kv("address", metrics_listen), kv("port", metrics.port())});
     if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");
     FederationService service(coordinator, spec.transport);
@@ -63,7 +65,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     if (!server || port == 0) {
       log_error("listen_failed", {kv("address", listen)});
-      return 1;
+      return kExitError;
     }
     log_info("listening", {kv("address", listen), kv("port", port), kv("tls", spec.transport.tls.enabled()),
                            kv("mutual_tls", spec.transport.tls.mutual)});
@@ -84,9 +86,9 @@ int main(int argc, char** argv) {
     return rc;
   } catch (const SpecError& e) {
     std::cerr << "zk0-aggregator: invalid spec " << spec_path << ":\n" << e.what() << "\n";
-    return 2;
+    return kExitInvalidInput;
   } catch (const std::exception& e) {
     log_error("aggregator_failed", {kv("error", e.what())});
-    return 1;
+    return kExitError;
   }
 }

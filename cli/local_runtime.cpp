@@ -107,6 +107,25 @@ int run_locally(const LocalRunOptions& options) {
     std::cerr << "zk0: invalid spec " << options.spec_path << ":\n" << e.what() << "\n";
     return 2;
   }
+  // On one machine there is no Secret or volume claim to mount: those sources need the operator.
+  std::vector<std::string> needs_cluster;
+  if (!spec.transport.tls.secret_name.empty()) needs_cluster.push_back("spec.transport.tls.secretName: set caFile, certFile and keyFile instead");
+  for (size_t i = 0; i < spec.clients.size(); ++i)
+    if (spec.clients[i].dataset.volume_claim)
+      needs_cluster.push_back("spec.clients[" + std::to_string(i) + "].dataset.volumeClaim: name the dataset by path on this machine");
+  if (spec.evaluation.dataset.volume_claim)
+    needs_cluster.push_back("spec.evaluation.dataset.volumeClaim: name the dataset by path on this machine");
+  if (!needs_cluster.empty()) {
+    std::cerr << "zk0: " << options.spec_path << " needs a cluster (kubectl apply) for:\n";
+    for (const auto& n : needs_cluster) std::cerr << "  " << n << "\n";
+    return 2;
+  }
+  const auto ignored = cluster_only_fields(spec);
+  if (!ignored.empty()) {
+    std::string list;
+    for (const auto& f : ignored) list += (list.empty() ? "" : ",") + f;
+    std::cout << "zk0: ignored on this machine (cluster only): " << list << std::endl;
+  }
   const fs::path spec_path = fs::absolute(options.spec_path);
   const fs::path out = fs::absolute(spec.output_dir);
   if (options.fresh) fs::remove_all(out);

@@ -1,6 +1,18 @@
 # Apache Arrow / Parquet C++. Debian 12 ships no Arrow packages, so local builds take the C++
 # libraries and headers that the pyarrow wheel carries (pinned in scripts/requirements.txt,
-# installed into .venv by scripts/setup.sh); container images use Apache's own packages.
+# installed into .venv by scripts/setup.sh); container images use Apache's own packages
+# (ZK0_ARROW_FROM=system, see docker/).
+set(ZK0_ARROW_FROM "wheel" CACHE STRING "Where Arrow/Parquet C++ come from: wheel (pyarrow in .venv) or system")
+if(ZK0_ARROW_FROM STREQUAL "system")
+  find_package(Arrow CONFIG REQUIRED)
+  find_package(Parquet CONFIG REQUIRED)
+  add_library(zk0::arrow INTERFACE IMPORTED)
+  set_target_properties(zk0::arrow PROPERTIES INTERFACE_LINK_LIBRARIES Arrow::arrow_shared)
+  add_library(zk0::parquet INTERFACE IMPORTED)
+  set_target_properties(zk0::parquet PROPERTIES INTERFACE_LINK_LIBRARIES Parquet::parquet_shared)
+  message(STATUS "Arrow ${Arrow_VERSION} from the system")
+  return()
+endif()
 set(ZK0_PYTHON "${CMAKE_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH "Python of the project venv that holds pyarrow")
 execute_process(
   COMMAND "${ZK0_PYTHON}" -c "import pyarrow as pa; print(pa.get_include()); print(pa.get_library_dirs()[0]); print(pa.__version__)"

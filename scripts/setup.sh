@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
   python3-venv python3-pip
-  prometheus-cpp-dev prometheus
+  prometheus-cpp-dev prometheus libcpprest-dev
   openssl
 )
 

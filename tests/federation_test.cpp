@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/tensor/hash.h"
+#include "core/util/exit_codes.h"
 #include "core/util/fs.h"
 #include "support/test_support.h"
 
@@ -213,7 +214,7 @@ TEST(Federation, UnauthenticatedClientRefusedUnderMutualTls) {
       << f.logs();
   EXPECT_EQ(f.aggregator->log().find("client=c1"), std::string::npos);
   // Without enough trusted clients the run ends at the start timeout instead of waiting forever.
-  EXPECT_EQ(f.aggregator->wait(60s), 1);
+  EXPECT_EQ(f.aggregator->wait(60s), kExitRunFailed);
   EXPECT_EQ(f.status()["phase"], "Failed");
   EXPECT_NE(f.status()["message"].get<std::string>().find("startTimeoutSeconds"), std::string::npos);
 }
@@ -254,7 +255,7 @@ TEST(Federation, RoundWithoutQuorumIsRetriedThenTheRunFails) {
   f.start_aggregator();
   f.start_worker("c0");
   f.start_worker("c1");
-  EXPECT_EQ(f.aggregator->wait(90s), 1) << f.logs();
+  EXPECT_EQ(f.aggregator->wait(90s), kExitRunFailed) << f.logs();
   const std::string log = f.aggregator->log();
   EXPECT_NE(log.find("event=quorum_lost round=1 attempt=1"), std::string::npos) << log;
   EXPECT_NE(log.find("event=quorum_lost round=1 attempt=2"), std::string::npos);

@@ -7,6 +7,7 @@
 
 #include "core/metrics/metrics_server.h"
 #include "core/util/fs.h"
+#include "core/util/exit_codes.h"
 #include "core/util/log.h"
 #include "worker/client.h"
 
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
   if (spec_path.empty() || client.empty() || address.empty() || argc % 2 == 0) {
     std::cerr << "usage: zk0-worker --spec FILE --client NAME --aggregator HOST:PORT\n"
                  "                  [--metrics-listen HOST:PORT] [--metrics-port-file PATH]\n";
-    return 2;
+    return kExitInvalidInput;
   }
   set_log_component("worker/" + client);
   sigset_t signals;
@@ -38,7 +39,7 @@ int main(int argc, char** argv) {
     const FederationSpec spec = load_spec(spec_path);
     spec.client(client);
     WorkerClient worker(spec, client, address);
-    MetricsServer metrics("worker", metrics_listen);
+    MetricsServer metrics("worker", metrics_listen, {{"run", spec.name}, {"client", client}});
     metrics.serve(worker.metrics_registry());
     if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");
     std::thread([&] {
@@ -50,9 +51,9 @@ int main(int argc, char** argv) {
     return worker.run();
   } catch (const SpecError& e) {
     std::cerr << "zk0-worker: invalid spec " << spec_path << ":\n" << e.what() << "\n";
-    return 2;
+    return kExitInvalidInput;
   } catch (const std::exception& e) {
     log_error("worker_failed", {kv("error", e.what())});
-    return 1;
+    return kExitError;
   }
 }

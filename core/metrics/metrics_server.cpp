@@ -12,7 +12,9 @@
 
 namespace zk0 {
 
-MetricsServer::MetricsServer(const std::string& component, const std::string& address) {
+MetricsServer::MetricsServer(const std::string& component, const std::string& address,
+                             std::map<std::string, std::string> constant_labels)
+    : constant_labels_(std::move(constant_labels)) {
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos) throw std::runtime_error("metrics: address must be host:port, not '" + address + "'");
   sockaddr_in addr{};
@@ -62,7 +64,15 @@ std::string MetricsServer::exposition() {
       families.insert(families.end(), collected.begin(), collected.end());
     }
   }
+  for (auto& family : families)
+    for (auto& metric : family.metric)
+      for (const auto& [name, value] : constant_labels_) metric.label.push_back({name, value});
   return prometheus::TextSerializer().Serialize(families);
+}
+
+void MetricsServer::serve_json(const std::string& path, std::function<std::string()> provider) {
+  std::lock_guard<std::mutex> lock(mu_);
+  json_routes_[path] = std::move(provider);
 }
 
 void MetricsServer::accept_loop() {
@@ -75,14 +85,33 @@ void MetricsServer::accept_loop() {
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     char request[2048];
     const ssize_t n = read(fd, request, sizeof request - 1);
-    std::string response;
-    if (n > 0 && std::strncmp(request, "GET /metrics", 12) == 0) {
-      const std::string body = exposition();
-      response = "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: " +
-                 std::to_string(body.size()) + "\r\n\r\n" + body;
-    } else {
-      response = "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    request[n > 0 ? n : 0] = '\0';
+    std::string path;
+    if (std::strncmp(request, "GET ", 4) == 0) {
+      const char* start = request + 4;
+      const char* end = std::strpbrk(start, " ?\r\n");
+      path.assign(start, end ? static_cast<size_t>(end - start) : 0);
     }
+    std::string body, content_type;
+    if (path == "/metrics") {
+      body = exposition();
+      content_type = "text/plain; version=0.0.4; charset=utf-8";
+    } else {
+      std::function<std::string()> provider;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = json_routes_.find(path);
+        if (it != json_routes_.end()) provider = it->second;
+      }
+      if (provider) {
+        body = provider();
+        content_type = "application/json";
+      }
+    }
+    const std::string response =
+        content_type.empty() ? "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+                             : "HTTP/1.0 200 OK\r\nContent-Type: " + content_type + "\r\nContent-Length: " +
+                                   std::to_string(body.size()) + "\r\n\r\n" + body;
     for (size_t sent = 0; sent < response.size();) {
       const ssize_t w = send(fd, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
       if (w <= 0) break;

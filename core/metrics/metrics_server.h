@@ -12,6 +12,8 @@
 #include <prometheus/registry.h>
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,13 +24,17 @@ namespace zk0 {
 
 class MetricsServer {
  public:
-  // address: host:port; port 0 picks a free one (see port()).
-  MetricsServer(const std::string& component, const std::string& address);
+  // address: host:port; port 0 picks a free one (see port()). constant_labels go on every series
+  // (the run and client names: dashboards filter by them however Prometheus scrapes).
+  MetricsServer(const std::string& component, const std::string& address,
+                std::map<std::string, std::string> constant_labels = {});
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
   void serve(const std::shared_ptr<prometheus::Registry>& registry);  // adds a component's metrics
+  // GET path answers provider()'s JSON: the aggregator's /status, which the operator reads.
+  void serve_json(const std::string& path, std::function<std::string()> provider);
   int port() const { return port_; }
   std::string exposition();  // what GET /metrics answers
 
@@ -37,6 +43,8 @@ class MetricsServer {
 
   std::mutex mu_;
   std::vector<std::shared_ptr<prometheus::Registry>> registries_;
+  std::map<std::string, std::string> constant_labels_;
+  std::map<std::string, std::function<std::string()>> json_routes_;
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};

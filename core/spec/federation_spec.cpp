@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <functional>
@@ -145,6 +146,15 @@ DatasetSpec read_dataset(const YAML::Node& node, const std::string& path, std::v
   }
   Fields f(node, path, problems);
   f.get("path", d.path);
+  if (f.has("volumeClaim")) {
+    VolumeClaimSource v;
+    Fields vf(f.node("volumeClaim"), f.path("volumeClaim"), problems);
+    vf.get("claimName", v.claim_name, true);
+    vf.get("subPath", v.sub_path);
+    if (!v.sub_path.empty() && (v.sub_path.front() == '/' || v.sub_path.find("..") != std::string::npos))
+      vf.problem(vf.path("subPath"), "must be a relative path inside the volume");
+    d.volume_claim = v;
+  }
   f.get("repoId", d.repo_id);
   f.get("revision", d.revision);
   f.get_list("episodes", d.episodes);
@@ -159,9 +169,9 @@ DatasetSpec read_dataset(const YAML::Node& node, const std::string& path, std::v
     require(s.episode_length >= 2, sf, "episodeLength", "must be at least 2");
     d.synthetic = s;
   }
-  const int sources = !d.path.empty() + !d.repo_id.empty() + d.synthetic.has_value();
-  if (sources == 0) problems.push_back(path + ": one of path, repoId or synthetic is required");
-  if (sources > 1) problems.push_back(path + ": set only one of path, repoId or synthetic");
+  const int sources = !d.path.empty() + d.volume_claim.has_value() + !d.repo_id.empty() + d.synthetic.has_value();
+  if (sources == 0) problems.push_back(path + ": one of path, volumeClaim, repoId or synthetic is required");
+  if (sources > 1) problems.push_back(path + ": set only one of path, volumeClaim, repoId or synthetic");
   if (!d.revision.empty() && d.repo_id.empty()) f.problem(f.path("revision"), "only applies with repoId");
   if (!d.repo_id.empty() && d.repo_id.find('/') == std::string::npos)
     f.problem(f.path("repoId"), "must look like owner/name (got '" + d.repo_id + "')");
@@ -173,6 +183,57 @@ DatasetSpec read_dataset(const YAML::Node& node, const std::string& path, std::v
       problems.push_back(path + ".episodes[" + std::to_string(i) + "]: episode " + std::to_string(d.episodes[i]) + " is listed twice");
   }
   return d;
+}
+
+// Kubernetes resource quantity in its common forms: 512Mi, 32Gi, 1.5G, 1000000.
+bool valid_quantity(const std::string& q) {
+  size_t i = 0;
+  while (i < q.size() && (std::isdigit(static_cast<unsigned char>(q[i])) || q[i] == '.')) ++i;
+  if (i == 0 || std::count(q.begin(), q.begin() + i, '.') > 1) return false;
+  static const std::set<std::string> suffixes{"", "Ki", "Mi", "Gi", "Ti", "Pi", "k", "M", "G", "T", "P"};
+  return suffixes.count(q.substr(i)) > 0;
+}
+
+ResourcesSpec read_resources(Fields& parent, bool gpu_allowed, std::vector<std::string>& problems) {
+  ResourcesSpec r;
+  if (!parent.has("resources")) return r;
+  Fields f(parent.node("resources"), parent.path("resources"), problems);
+  f.get("cpu", r.cpu);
+  require(r.cpu >= 0, f, "cpu", "must not be negative");
+  if (gpu_allowed) {
+    f.get("gpu", r.gpu);
+    require(r.gpu >= 0, f, "gpu", "must not be negative");
+  }
+  f.get("memory", r.memory);
+  if (!r.memory.empty() && !valid_quantity(r.memory))
+    f.problem(f.path("memory"), "must be a quantity such as 32Gi (got '" + r.memory + "')");
+  return r;
+}
+
+nlohmann::json yaml_to_json(const YAML::Node& n, const std::string& path, std::vector<std::string>& problems);
+
+PodPlacementSpec read_placement(Fields& parent, std::vector<std::string>& problems) {
+  PodPlacementSpec p;
+  if (!parent.has("pod")) return p;
+  Fields f(parent.node("pod"), parent.path("pod"), problems);
+  auto read = [&](const char* key, nlohmann::json& out, bool list) {
+    if (!f.has(key)) return;
+    const YAML::Node n = f.node(key);
+    if (list ? !n.IsSequence() : !n.IsMap()) {
+      f.problem(f.path(key), list ? "must be a list" : "must be a mapping");
+      return;
+    }
+    out = yaml_to_json(n, f.path(key), problems);
+  };
+  read("nodeSelector", p.node_selector, false);
+  read("tolerations", p.tolerations, true);
+  read("affinity", p.affinity, false);
+  read("overrides", p.overrides, false);
+  for (auto it = p.node_selector.begin(); it != p.node_selector.end(); ++it)
+    if (!it.value().is_string()) f.problem(f.path("nodeSelector") + "." + it.key(), "must be a string");
+  for (size_t i = 0; i < p.tolerations.size(); ++i)
+    if (!p.tolerations[i].is_object()) f.problem(f.path("tolerations") + "[" + std::to_string(i) + "]", "must be a mapping");
+  return p;
 }
 
 bool valid_name(const std::string& n) {
@@ -254,6 +315,7 @@ const char* to_string(MuScheduleType v) {
 
 std::string DatasetSpec::describe() const {
   if (synthetic) return "synthetic:" + synthetic->task;
+  if (volume_claim) return "pvc:" + volume_claim->claim_name + (volume_claim->sub_path.empty() ? "" : "/" + volume_claim->sub_path);
   if (!repo_id.empty()) return "hub:" + repo_id + "@" + revision;
   return "path:" + path;
 }
@@ -318,13 +380,8 @@ FederationSpec parse_spec(const std::string& yaml_text) {
       if (!c.name.empty() && !names.insert(c.name).second)
         problems.push_back(path + ".name: '" + c.name + "' is used by another client");
       c.dataset = read_dataset(cf.node("dataset"), path + ".dataset", problems);
-      if (cf.has("resources")) {
-        Fields rf(cf.node("resources"), cf.path("resources"), problems);
-        rf.get("cpu", c.resources.cpu);
-        rf.get("gpu", c.resources.gpu);
-        require(c.resources.cpu >= 0, rf, "cpu", "must not be negative");
-        require(c.resources.gpu >= 0, rf, "gpu", "must not be negative");
-      }
+      c.resources = read_resources(cf, true, problems);
+      c.pod = read_placement(cf, problems);
       spec.clients.push_back(std::move(c));
     }
   }
@@ -468,11 +525,51 @@ FederationSpec parse_spec(const std::string& yaml_text) {
     require(t.transfer_attempts >= 1, f, "transferAttempts", "must be at least 1");
     if (f.has("tls")) {
       Fields tf(f.node("tls"), f.path("tls"), problems);
-      tf.get("caFile", t.tls.ca_file, true);
-      tf.get("certFile", t.tls.cert_file, true);
-      tf.get("keyFile", t.tls.key_file, true);
+      tf.get("secretName", t.tls.secret_name);
+      const bool files = t.tls.secret_name.empty();  // a Secret on a cluster, or files
+      tf.get("caFile", t.tls.ca_file, files);
+      tf.get("certFile", t.tls.cert_file, files);
+      tf.get("keyFile", t.tls.key_file, files);
+      if (!files)
+        for (const char* k : {"caFile", "certFile", "keyFile"})
+          if (tf.has(k)) tf.problem(tf.path(k), "set either secretName or the three files");
       tf.get("mutual", t.tls.mutual);
     }
+  }
+
+  // aggregator (cluster)
+  if (s.has("aggregator")) {
+    Fields f(s.node("aggregator"), "spec.aggregator", problems);
+    auto& a = spec.aggregator;
+    a.resources = read_resources(f, false, problems);
+    a.pod = read_placement(f, problems);
+    if (f.has("storage")) {
+      Fields sf(f.node("storage"), f.path("storage"), problems);
+      sf.get("size", a.storage_size);
+      sf.get("storageClassName", a.storage_class);
+      if (!valid_quantity(a.storage_size)) sf.problem(sf.path("size"), "must be a quantity such as 10Gi (got '" + a.storage_size + "')");
+    }
+  }
+
+  // runPolicy (cluster)
+  {
+    Fields f(s.node("runPolicy"), "spec.runPolicy", problems);
+    auto& r = spec.run_policy;
+    f.get("backoffLimit", r.backoff_limit);
+    f.get("activeDeadlineSeconds", r.active_deadline_seconds);
+    f.get("ttlSecondsAfterFinished", r.ttl_seconds_after_finished);
+    f.get("suspend", r.suspend);
+    require(r.backoff_limit >= 0, f, "backoffLimit", "must not be negative");
+    require(r.active_deadline_seconds >= 0, f, "activeDeadlineSeconds", "must not be negative (0 = none)");
+    require(r.ttl_seconds_after_finished >= -1, f, "ttlSecondsAfterFinished", "must be -1 (keep) or more");
+  }
+
+  if (s.has("hubTokenSecret")) {
+    Fields f(s.node("hubTokenSecret"), "spec.hubTokenSecret", problems);
+    SecretKeyRef ref{"", "token"};
+    f.get("name", ref.name, true);
+    f.get("key", ref.key);
+    spec.hub_token_secret = ref;
   }
   }
   if (!problems.empty()) throw SpecError(problems);
@@ -493,6 +590,10 @@ namespace {
 
 void emit_dataset(YAML::Node n, const DatasetSpec& d) {
   if (!d.path.empty()) n["path"] = d.path;
+  if (d.volume_claim) {
+    n["volumeClaim"]["claimName"] = d.volume_claim->claim_name;
+    if (!d.volume_claim->sub_path.empty()) n["volumeClaim"]["subPath"] = d.volume_claim->sub_path;
+  }
   if (!d.repo_id.empty()) {
     n["repoId"] = d.repo_id;
     n["revision"] = d.revision;
@@ -507,6 +608,19 @@ void emit_dataset(YAML::Node n, const DatasetSpec& d) {
     n["episodes"] = d.episodes;
     n["episodes"].SetStyle(YAML::EmitterStyle::Flow);
   }
+}
+
+void emit_resources(YAML::Node parent, const ResourcesSpec& r) {
+  if (r.cpu > 0) parent["resources"]["cpu"] = r.cpu;
+  if (r.gpu > 0) parent["resources"]["gpu"] = r.gpu;
+  if (!r.memory.empty()) parent["resources"]["memory"] = r.memory;
+}
+
+void emit_placement(YAML::Node parent, const PodPlacementSpec& p) {
+  if (!p.node_selector.empty()) parent["pod"]["nodeSelector"] = json_to_yaml(p.node_selector);
+  if (!p.tolerations.empty()) parent["pod"]["tolerations"] = json_to_yaml(p.tolerations);
+  if (!p.affinity.empty()) parent["pod"]["affinity"] = json_to_yaml(p.affinity);
+  if (!p.overrides.empty()) parent["pod"]["overrides"] = json_to_yaml(p.overrides);
 }
 
 std::string quantity(uint64_t bytes) {
@@ -530,8 +644,8 @@ std::string to_yaml(const FederationSpec& spec) {
     YAML::Node cn;
     cn["name"] = c.name;
     emit_dataset(cn["dataset"], c.dataset);
-    if (c.resources.cpu > 0) cn["resources"]["cpu"] = c.resources.cpu;
-    if (c.resources.gpu > 0) cn["resources"]["gpu"] = c.resources.gpu;
+    emit_resources(cn, c.resources);
+    emit_placement(cn, c.pod);
     s["clients"].push_back(cn);
   }
   const auto& e = spec.evaluation;
@@ -586,11 +700,29 @@ std::string to_yaml(const FederationSpec& spec) {
   xn["chunkSize"] = quantity(spec.transport.chunk_bytes);
   xn["maxMessageSize"] = quantity(spec.transport.max_message_bytes);
   xn["transferAttempts"] = spec.transport.transfer_attempts;
-  if (spec.transport.tls.enabled()) {
+  if (!spec.transport.tls.secret_name.empty()) {
+    xn["tls"]["secretName"] = spec.transport.tls.secret_name;
+    xn["tls"]["mutual"] = spec.transport.tls.mutual;
+  } else if (spec.transport.tls.enabled()) {
     xn["tls"]["caFile"] = spec.transport.tls.ca_file;
     xn["tls"]["certFile"] = spec.transport.tls.cert_file;
     xn["tls"]["keyFile"] = spec.transport.tls.key_file;
     xn["tls"]["mutual"] = spec.transport.tls.mutual;
+  }
+  const auto& a = spec.aggregator;
+  YAML::Node an = s["aggregator"];
+  emit_resources(an, a.resources);
+  emit_placement(an, a.pod);
+  an["storage"]["size"] = a.storage_size;
+  if (!a.storage_class.empty()) an["storage"]["storageClassName"] = a.storage_class;
+  const auto& r = spec.run_policy;
+  s["runPolicy"]["backoffLimit"] = r.backoff_limit;
+  s["runPolicy"]["activeDeadlineSeconds"] = r.active_deadline_seconds;
+  s["runPolicy"]["ttlSecondsAfterFinished"] = r.ttl_seconds_after_finished;
+  s["runPolicy"]["suspend"] = r.suspend;
+  if (spec.hub_token_secret) {
+    s["hubTokenSecret"]["name"] = spec.hub_token_secret->name;
+    s["hubTokenSecret"]["key"] = spec.hub_token_secret->key;
   }
   YAML::Emitter out;
   out.SetDoublePrecision(17);
@@ -598,8 +730,34 @@ std::string to_yaml(const FederationSpec& spec) {
   return std::string(out.c_str()) + "\n";
 }
 
+std::vector<std::string> cluster_only_fields(const FederationSpec& spec) {
+  std::vector<std::string> fields;
+  for (size_t i = 0; i < spec.clients.size(); ++i) {
+    const auto& c = spec.clients[i];
+    const std::string p = "spec.clients[" + std::to_string(i) + "]";
+    if (!c.pod.empty()) fields.push_back(p + ".pod");
+    if (!c.resources.memory.empty()) fields.push_back(p + ".resources.memory");
+  }
+  const auto& a = spec.aggregator;
+  const AggregatorSpec default_aggregator;
+  if (a.resources.cpu > 0 || !a.resources.memory.empty() || !a.pod.empty() || a.storage_size != default_aggregator.storage_size ||
+      !a.storage_class.empty())
+    fields.push_back("spec.aggregator");
+  const RunPolicySpec default_policy;
+  const auto& r = spec.run_policy;
+  if (r.backoff_limit != default_policy.backoff_limit || r.active_deadline_seconds || r.ttl_seconds_after_finished != -1 || r.suspend)
+    fields.push_back("spec.runPolicy");
+  if (spec.hub_token_secret) fields.push_back("spec.hubTokenSecret");
+  return fields;
+}
+
 std::string resume_fingerprint(const FederationSpec& spec) {
+  // runPolicy (suspend, deadlines) and where pods run change how a run is operated, not what it
+  // computes, so a suspended run resumes from its checkpoint.
   FederationSpec copy = spec;
+  copy.run_policy = RunPolicySpec{};
+  copy.aggregator = AggregatorSpec{};
+  for (auto& c : copy.clients) c.pod = PodPlacementSpec{};
   copy.rounds = 1;
   const std::string text = to_yaml(copy);
   return to_hex(sha256(text.data(), text.size()));

@@ -30,9 +30,16 @@ struct SyntheticDatasetSpec {
   uint64_t seed = 0;
 };
 
+// A dataset on a PersistentVolumeClaim (cluster only): the operator mounts it read-only.
+struct VolumeClaimSource {
+  std::string claim_name;
+  std::string sub_path;  // folder inside the volume; empty = the volume's root
+};
+
 struct DatasetSpec {
-  std::string path;      // a LeRobot dataset on local disk
-  std::string repo_id;   // or a Hugging Face Hub dataset
+  std::string path;  // a LeRobot dataset on local disk; on a cluster, a host path on the pod's node
+  std::optional<VolumeClaimSource> volume_claim;
+  std::string repo_id;   // or a Hugging Face Hub dataset, read from the Hub's cache layout
   std::string revision;  // Hub revision; "main" when repo_id is set and this is empty
   std::optional<SyntheticDatasetSpec> synthetic;
   std::vector<int64_t> episodes;  // subset of episode indices; empty means all
@@ -41,14 +48,48 @@ struct DatasetSpec {
 };
 
 struct ResourcesSpec {
-  double cpu = 0;  // cores: the worker's compute threads (and the pod's CPU request). 0 = unset
-  int gpu = 0;     // GPUs: the worker trains on CUDA device 0 (and the pod requests nvidia.com/gpu)
+  double cpu = 0;      // cores: the process's compute threads (and the pod's CPU request). 0 = unset
+  int gpu = 0;         // GPUs: the worker trains on CUDA device 0 (and the pod requests nvidia.com/gpu)
+  std::string memory;  // cluster: the pod's memory request and limit, a quantity such as 32Gi
+};
+
+// Where a pod may run, on a cluster (`zk0 run` has one machine and ignores it). Kubernetes' own
+// shapes, passed through to the pod.
+struct PodPlacementSpec {
+  nlohmann::json node_selector = nlohmann::json::object();  // label -> value
+  nlohmann::json tolerations = nlohmann::json::array();
+  nlohmann::json affinity = nlohmann::json::object();
+  nlohmann::json overrides = nlohmann::json::object();  // JSON merge patch onto the generated pod
+
+  bool empty() const { return node_selector.empty() && tolerations.empty() && affinity.empty() && overrides.empty(); }
 };
 
 struct ClientSpec {
   std::string name;
   DatasetSpec dataset;
   ResourcesSpec resources;
+  PodPlacementSpec pod;
+};
+
+// The aggregator's pod on a cluster: checkpoints and outputs live on a PersistentVolumeClaim.
+struct AggregatorSpec {
+  ResourcesSpec resources;  // cpu and memory; the aggregator evaluates on CPU
+  PodPlacementSpec pod;
+  std::string storage_size = "10Gi";
+  std::string storage_class;  // empty = the cluster's default StorageClass
+};
+
+// How the operator treats failures and time on a cluster.
+struct RunPolicySpec {
+  int backoff_limit = 3;                    // per client and for the aggregator: pod recreations + container restarts
+  int64_t active_deadline_seconds = 0;      // 0 = no deadline for the whole run
+  int64_t ttl_seconds_after_finished = -1;  // the run is deleted this long after it ends; -1 = kept
+  bool suspend = false;                     // deletes the pods, keeps checkpoints; unsuspend resumes
+};
+
+struct SecretKeyRef {
+  std::string name;
+  std::string key;
 };
 
 enum class EvalMode { Quick, Full };
@@ -110,12 +151,13 @@ struct CheckpointSpec {
 };
 
 struct TlsSpec {
-  std::string ca_file;    // verifies the peer
+  std::string secret_name;  // cluster: a Secret with ca.crt, tls.crt, tls.key (as cert-manager writes)
+  std::string ca_file;      // verifies the peer
   std::string cert_file;  // this side's certificate
   std::string key_file;
   bool mutual = false;  // aggregator demands and verifies client certificates
 
-  bool enabled() const { return !cert_file.empty() || !ca_file.empty(); }
+  bool enabled() const { return !cert_file.empty() || !ca_file.empty() || !secret_name.empty(); }
 };
 
 struct TransportSpec {
@@ -137,6 +179,9 @@ struct FederationSpec {
   PolicySpec policy;
   CheckpointSpec checkpoints;
   TransportSpec transport;
+  AggregatorSpec aggregator;
+  RunPolicySpec run_policy;
+  std::optional<SecretKeyRef> hub_token_secret;  // cluster: token for private Hub datasets
 
   const ClientSpec& client(const std::string& name) const;  // throws std::out_of_range
 };
@@ -144,6 +189,9 @@ struct FederationSpec {
 // Parses and validates; throws SpecError listing every problem with its field path.
 FederationSpec parse_spec(const std::string& yaml_text);
 FederationSpec load_spec(const std::string& path);
+
+// Fields that only a cluster gives meaning to, by path: `zk0 run` names them in one log line.
+std::vector<std::string> cluster_only_fields(const FederationSpec& spec);
 
 // The spec with every default filled in, as YAML that parse_spec reads back to an equal spec.
 std::string to_yaml(const FederationSpec& spec);

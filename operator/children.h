@@ -1,0 +1,59 @@
+#pragma once
+// The objects a FederationRun owns, as the operator wants them to be: a pure function of the
+// run, its parsed spec and the operator's settings, so that tests can check every manifest
+// against Kubernetes' schemas without a cluster.
+//
+//   <run>-spec          ConfigMap  the spec as the pods read it (paths rewritten to mounts)
+//   <run>-checkpoints   PVC        the aggregator's outputDir: checkpoints, history, charts
+//   <run>-aggregator    Service    gRPC (50051) and metrics (9464) of the aggregator pod
+//   <run>-aggregator    Pod
+//   <run>-worker-<client> Pod      one per client dataset, with its GPU request and placement
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/spec/federation_spec.h"
+
+namespace zk0::op {
+
+struct OperatorSettings {
+  std::string aggregator_image = "ghcr.io/zk0/aggregator:0.1.0";
+  std::string worker_image = "ghcr.io/zk0/worker:0.1.0";
+  std::string hub_download_image = "ghcr.io/zk0/hub-download:0.1.0";
+  bool mutual_tls = false;  // runs without a TLS block get mutual TLS from the Secret <run>-tls
+  int grpc_port = 50051;
+  int aggregator_metrics_port = 9464;
+  int worker_metrics_port = 9465;
+};
+
+// Labels on every child; the chart's PodMonitor selects managed-by, dashboards filter by run.
+namespace labels {
+constexpr const char* kRun = "zk0.io/run";
+constexpr const char* kClient = "zk0.io/client";
+constexpr const char* kComponent = "app.kubernetes.io/component";
+constexpr const char* kManagedBy = "app.kubernetes.io/managed-by";
+constexpr const char* kManager = "zk0-operator";
+}  // namespace labels
+
+// The annotation holding a pod's attempt number (1 for the first pod of a client).
+constexpr const char* kAttemptAnnotation = "zk0.io/attempt";
+
+std::string config_map_name(const std::string& run);
+std::string claim_name(const std::string& run);
+std::string aggregator_name(const std::string& run);
+std::string worker_name(const std::string& run, const std::string& client);
+// The Secret with ca.crt, tls.crt and tls.key; empty when the run has no TLS.
+std::string tls_secret_name(const FederationSpec& spec, const OperatorSettings& settings);
+
+// The spec as pods read it: outputDir on the claim, datasets at their mount points, TLS files
+// from the Secret's mount.
+FederationSpec in_pod_spec(const FederationSpec& spec, const OperatorSettings& settings);
+
+nlohmann::json owner_reference(const nlohmann::json& run);
+nlohmann::json spec_config_map(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings);
+nlohmann::json checkpoint_claim(const nlohmann::json& run, const FederationSpec& spec);
+nlohmann::json aggregator_service(const nlohmann::json& run, const OperatorSettings& settings);
+nlohmann::json aggregator_pod(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings, int attempt);
+nlohmann::json worker_pod(const nlohmann::json& run, const FederationSpec& spec, const ClientSpec& client,
+                          const OperatorSettings& settings, int attempt);
+
+}  // namespace zk0::op

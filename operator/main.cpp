@@ -1,0 +1,174 @@
+// zk0-operator: reconciles FederationRuns (zk0.io/v1alpha1) into an aggregator pod, one worker
+// pod per client dataset and their ConfigMap, Service and checkpoint claim.
+//
+//   zk0-operator [--kubeconfig PATH] [--watch-namespace NS] [--leader-election-namespace NS]
+//                [--leader-election-id NAME] [--identity ID] [--metrics-listen HOST:PORT]
+//                [--aggregator-image IMG] [--worker-image IMG] [--hub-download-image IMG]
+//                [--mutual-tls] [--workers N] [--aggregator-metrics-port PORT]
+//
+// Only the replica holding the Lease reconciles; SIGTERM stops the workers, releases the Lease
+// and exits 0.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+#include "core/metrics/metrics_server.h"
+#include "core/util/exit_codes.h"
+#include "core/util/log.h"
+#include "operator/kube/client.h"
+#include "operator/kube/informer.h"
+#include "operator/kube/leader_election.h"
+#include "operator/kube/work_queue.h"
+#include "operator/metrics.h"
+#include "operator/reconciler.h"
+
+using namespace zk0;
+
+namespace {
+
+int usage() {
+  std::cerr << "usage: zk0-operator [--kubeconfig PATH] [--watch-namespace NS] [--leader-election-namespace NS]\n"
+               "                    [--leader-election-id NAME] [--identity ID] [--metrics-listen HOST:PORT]\n"
+               "                    [--aggregator-image IMG] [--worker-image IMG] [--hub-download-image IMG]\n"
+               "                    [--mutual-tls] [--workers N] [--aggregator-metrics-port PORT]\n";
+  return kExitInvalidInput;
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  set_log_component("operator");
+  std::string kubeconfig, watch_namespace, lease_namespace, lease_name = "zk0-operator", identity = hostname();
+  std::string metrics_listen = "0.0.0.0:8080";
+  int workers = 4;
+  op::OperatorSettings settings;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i], value;
+    const auto eq = a.find('=');
+    if (eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    } else if (a != "--mutual-tls") {
+      if (i + 1 >= argc) return usage();
+      value = argv[++i];
+    }
+    try {
+      if (a == "--kubeconfig") kubeconfig = value;
+      else if (a == "--watch-namespace") watch_namespace = value;
+      else if (a == "--leader-election-namespace") lease_namespace = value;
+      else if (a == "--leader-election-id") lease_name = value;
+      else if (a == "--identity") identity = value;
+      else if (a == "--metrics-listen") metrics_listen = value;
+      else if (a == "--aggregator-image") settings.aggregator_image = value;
+      else if (a == "--worker-image") settings.worker_image = value;
+      else if (a == "--hub-download-image") settings.hub_download_image = value;
+      else if (a == "--mutual-tls") settings.mutual_tls = true;
+      else if (a == "--workers") workers = std::stoi(value);
+      else if (a == "--aggregator-metrics-port") settings.aggregator_metrics_port = std::stoi(value);
+      else return usage();
+    } catch (const std::exception&) {
+      return usage();
+    }
+  }
+  if (workers < 1) return usage();
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::atomic<bool> stop{false};
+
+  try {
+    kube::KubeClient client(kubeconfig.empty() ? kube::KubeConfig::in_cluster() : kube::KubeConfig::from_kubeconfig(kubeconfig));
+    if (lease_namespace.empty()) lease_namespace = client.config().namespace_;
+    op::OperatorMetrics metrics;
+    MetricsServer metrics_server("operator", metrics_listen);
+    metrics_server.serve(metrics.registry);
+    log_info("started", {kv("server", client.config().server), kv("watch_namespace", watch_namespace.empty() ? "*" : watch_namespace),
+                         kv("identity", identity), kv("metrics_port", metrics_server.port()), kv("mutual_tls", settings.mutual_tls)});
+
+    std::thread signal_thread([&] {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      log_info("signal_received", {kv("signal", strsignal(sig))});
+      stop = true;
+    });
+    signal_thread.detach();
+
+    kube::LeaderElector elector(client, {lease_namespace, lease_name, identity});
+    if (!elector.acquire(stop)) return kExitOk;
+    metrics.leader.Set(1);
+
+    kube::WorkQueue queue;
+    const std::string scope = watch_namespace.empty() ? "" : "/namespaces/" + watch_namespace;
+    kube::Informer runs(
+        client, std::string(op::Reconciler::kGroupVersionPath) + scope + "/federationruns", "",
+        [&](const nlohmann::json& run, bool) { queue.add(kube::object_key(run)); },
+        [&](const std::string& reason) { metrics.watch_restarted("federationruns", reason); });
+    kube::Informer pods(
+        client, "/api/v1" + scope + "/pods", std::string(op::labels::kManagedBy) + "=" + op::labels::kManager,
+        [&](const nlohmann::json& pod, bool) {
+          const auto& m = pod["metadata"];
+          const std::string run = m.value("labels", nlohmann::json::object()).value(op::labels::kRun, "");
+          if (!run.empty()) queue.add(m.value("namespace", "") + "/" + run);
+        },
+        [&](const std::string& reason) { metrics.watch_restarted("pods", reason); });
+    pods.start();
+    runs.start();
+    op::Reconciler reconciler(client, settings, metrics, runs, pods, op::http_aggregator_status_reader());
+
+    std::vector<std::thread> threads;
+    for (int w = 0; w < workers; ++w) {
+      threads.emplace_back([&] {
+        // Pods before runs: a reconcile must see the run's pods, or it would create them twice.
+        pods.wait_synced(std::chrono::minutes(10));
+        while (auto key = queue.get()) {
+          const auto t0 = std::chrono::steady_clock::now();
+          std::string result = "success";
+          try {
+            const auto again = reconciler.reconcile(*key);
+            queue.forget(*key);
+            if (again.count() > 0) {
+              queue.add_after(*key, again);
+              result = "requeue";
+            }
+          } catch (const std::exception& e) {
+            result = "error";
+            log_warn("reconcile_failed", {kv("run", *key), kv("error", e.what())});
+            queue.add_rate_limited(*key);
+          }
+          queue.done(*key);
+          metrics.reconciled(result, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          std::map<std::string, int> phases;
+          for (const auto& r : runs.list([](const nlohmann::json&) { return true; }))
+            ++phases[r.value("status", nlohmann::json::object()).value("phase", "Pending")];
+          metrics.set_runs_by_phase(phases);
+        }
+      });
+    }
+    const bool released = elector.hold(stop);  // returns when stopped or when the Lease is lost
+    metrics.leader.Set(0);
+    stop = true;
+    queue.shut_down();
+    for (auto& t : threads) t.join();
+    runs.stop();
+    pods.stop();
+    log_info("stopped", {kv("lease_released", released)});
+    return released ? kExitOk : kExitError;
+  } catch (const std::exception& e) {
+    log_error("operator_failed", {kv("error", e.what())});
+    return kExitError;
+  }
+}

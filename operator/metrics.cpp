@@ -1,0 +1,41 @@
+#include "operator/metrics.h"
+
+#include "core/metrics/metrics_server.h"
+
+namespace zk0::op {
+
+OperatorMetrics::OperatorMetrics()
+    : registry(std::make_shared<prometheus::Registry>()),
+      reconcile_total(prometheus::BuildCounter()
+                          .Name("zk0_operator_reconcile_total")
+                          .Help("Reconciles of FederationRuns by result (success, requeue, error)")
+                          .Register(*registry)),
+      reconcile_duration(add_duration_histogram(*registry, "zk0_operator_reconcile_duration_seconds",
+                                                "Time to reconcile one FederationRun")),
+      runs(prometheus::BuildGauge().Name("zk0_operator_runs").Help("FederationRuns by phase").Register(*registry)),
+      leader(add_gauge(*registry, "zk0_operator_leader", "1 while this replica holds the leader Lease")),
+      watch_restarts(prometheus::BuildCounter()
+                         .Name("zk0_operator_watch_restarts_total")
+                         .Help("Watches re-established (reason reconnect) or relisted after 410 Gone (reason gone)")
+                         .Register(*registry)) {
+  for (const char* r : {"success", "requeue", "error"}) reconcile_total.Add({{"result", r}});
+  for (const char* p : {"Pending", "Running", "Suspended", "Succeeded", "Failed"}) runs.Add({{"phase", p}});
+}
+
+void OperatorMetrics::reconciled(const std::string& result, double seconds) {
+  reconcile_total.Add({{"result", result}}).Increment();
+  reconcile_duration.Observe(seconds);
+}
+
+void OperatorMetrics::set_runs_by_phase(const std::map<std::string, int>& counts) {
+  for (const char* p : {"Pending", "Running", "Suspended", "Succeeded", "Failed"}) {
+    auto it = counts.find(p);
+    runs.Add({{"phase", p}}).Set(it == counts.end() ? 0 : it->second);
+  }
+}
+
+void OperatorMetrics::watch_restarted(const std::string& resource, const std::string& reason) {
+  watch_restarts.Add({{"resource", resource}, {"reason", reason}}).Increment();
+}
+
+}  // namespace zk0::op

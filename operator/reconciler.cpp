@@ -1,0 +1,546 @@
+#include "operator/reconciler.h"
+
+#include <cpprest/http_client.h>
+
+#include <sstream>
+
+#include "core/util/exit_codes.h"
+#include "core/util/log.h"
+#include "operator/kube/time_format.h"
+
+namespace zk0::op {
+
+using json = nlohmann::json;
+using Clock = std::chrono::system_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+const char* kPhasePending = "Pending";
+const char* kPhaseRunning = "Running";
+const char* kPhaseSuspended = "Suspended";
+const char* kPhaseSucceeded = "Succeeded";
+const char* kPhaseFailed = "Failed";
+
+std::string runs_path(const std::string& ns) { return std::string(Reconciler::kGroupVersionPath) + "/namespaces/" + ns + "/federationruns"; }
+std::string core_path(const std::string& ns, const std::string& plural) { return "/api/v1/namespaces/" + ns + "/" + plural; }
+
+bool is_terminal(const std::string& phase) { return phase == kPhaseSucceeded || phase == kPhaseFailed; }
+
+int restarts_of(const json& pod) {
+  int n = 0;
+  for (const auto& s : pod.value("status", json::object()).value("containerStatuses", json::array())) n += s.value("restartCount", 0);
+  return n;
+}
+
+// The exit code and reason of the pod's main (first) container, when it terminated.
+std::optional<std::pair<int, std::string>> termination_of(const json& pod) {
+  for (const auto& s : pod.value("status", json::object()).value("containerStatuses", json::array())) {
+    const auto state = s.value("state", json::object());
+    if (state.contains("terminated"))
+      return std::make_pair(state["terminated"].value("exitCode", -1), state["terminated"].value("reason", ""));
+  }
+  return std::nullopt;
+}
+
+std::string pod_phase(const json& pod) { return pod.value("status", json::object()).value("phase", "Pending"); }
+
+uint64_t version_number(const json& object) {
+  try {
+    return std::stoull(object.at("metadata").value("resourceVersion", "0"));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+void set_condition(json& conditions, const std::string& type, bool status, const std::string& reason, const std::string& message,
+                   int64_t generation, const std::string& now) {
+  if (!conditions.is_array()) conditions = json::array();
+  const std::string value = status ? "True" : "False";
+  for (auto& c : conditions) {
+    if (c.value("type", "") != type) continue;
+    if (c.value("status", "") != value) c["lastTransitionTime"] = now;
+    c["status"] = value;
+    c["reason"] = reason;
+    c["message"] = message;
+    c["observedGeneration"] = generation;
+    return;
+  }
+  conditions.push_back({{"type", type}, {"status", value}, {"reason", reason}, {"message", message},
+                        {"observedGeneration", generation}, {"lastTransitionTime", now}});
+}
+
+AggregatorStatusReader http_aggregator_status_reader() {
+  return [](const std::string& ip, int port) -> std::optional<json> {
+    try {
+      web::http::client::http_client_config cfg;
+      cfg.set_timeout(std::chrono::seconds(2));
+      const std::string host = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
+      web::http::client::http_client http("http://" + host + ":" + std::to_string(port), cfg);
+      auto resp = http.request(web::http::methods::GET, "/status").get();
+      if (resp.status_code() != 200) return std::nullopt;
+      return json::parse(resp.extract_utf8string(true).get());
+    } catch (const std::exception& e) {
+      log_warn("aggregator_status_unavailable", {kv("address", ip + ":" + std::to_string(port)), kv("error", e.what())});
+      return std::nullopt;
+    }
+  };
+}
+
+struct Reconciler::Context {
+  json run;
+  std::string ns, name;
+  int64_t generation = 0;
+  FederationSpec spec;
+  json status;
+  json original_status;
+  std::string now;
+  std::vector<json> pods;
+  milliseconds requeue{0};
+  std::vector<std::tuple<std::string, std::string, std::string>> events;  // type, reason, message
+
+  std::optional<json> pod(const std::string& pod_name) const {
+    for (const auto& p : pods)
+      if (p["metadata"].value("name", "") == pod_name) return p;
+    return std::nullopt;
+  }
+  void requeue_within(milliseconds d) {
+    if (d.count() <= 0) d = milliseconds(1);
+    if (requeue.count() == 0 || d < requeue) requeue = d;
+  }
+  void warn(const std::string& reason, const std::string& message) { events.emplace_back("Warning", reason, message); }
+  void note(const std::string& reason, const std::string& message) { events.emplace_back("Normal", reason, message); }
+};
+
+Reconciler::Reconciler(kube::KubeClient& client, OperatorSettings settings, OperatorMetrics& metrics, kube::Informer& runs,
+                       kube::Informer& pods, AggregatorStatusReader read_aggregator_status)
+    : client_(client),
+      settings_(std::move(settings)),
+      metrics_(metrics),
+      runs_(runs),
+      pods_(pods),
+      read_aggregator_status_(std::move(read_aggregator_status)) {}
+
+json Reconciler::freshest(const json& cached) {
+  // Our own status write may not have reached the informer yet; acting on the older copy would
+  // count the same pod failure twice.
+  std::lock_guard<std::mutex> lock(written_mu_);
+  auto it = written_.find(kube::object_key(cached));
+  if (it == written_.end()) return cached;
+  if (it->second["metadata"].value("uid", "") != cached["metadata"].value("uid", "") || version_number(cached) >= version_number(it->second)) {
+    written_.erase(it);
+    return cached;
+  }
+  json merged = cached;
+  merged["status"] = it->second.value("status", json::object());
+  return merged;
+}
+
+milliseconds Reconciler::reconcile(const std::string& key) {
+  const auto slash = key.find('/');
+  const std::string ns = key.substr(0, slash), name = key.substr(slash + 1);
+  auto cached = runs_.get(ns, name);
+  if (!cached) {
+    std::lock_guard<std::mutex> lock(written_mu_);
+    written_.erase(key);
+    return milliseconds(0);  // deleted: its children go with it (ownerReferences)
+  }
+  if (cached->at("metadata").contains("deletionTimestamp")) return milliseconds(0);
+  Context c;
+  c.run = freshest(*cached);
+  c.ns = ns;
+  c.name = name;
+  c.generation = c.run["metadata"].value("generation", 1);
+  c.status = c.run.value("status", json::object());
+  c.original_status = c.status;
+  c.now = kube::rfc3339_now();
+  const std::string run_name = name;
+  c.pods = pods_.list([&](const json& p) {
+    const auto& m = p["metadata"];
+    return m.value("namespace", "") == ns && m.value("labels", json::object()).value(labels::kRun, "") == run_name;
+  });
+  const auto requeue = reconcile_run(c);
+  write_status(c);
+  for (const auto& [type, reason, message] : c.events) event(c.run, type, reason, message);
+  return requeue;
+}
+
+milliseconds Reconciler::reconcile_run(Context& c) {
+  auto& st = c.status;
+  st["observedGeneration"] = c.generation;
+  if (!st.contains("phase")) st["phase"] = kPhasePending;
+  if (!st.contains("conditions")) st["conditions"] = json::array();
+
+  // The spec: the same parser and validation as `zk0 run` and the binaries in the pods.
+  try {
+    json doc = {{"apiVersion", "zk0.io/v1alpha1"},
+                {"kind", "FederationRun"},
+                {"metadata", {{"name", c.name}, {"namespace", c.ns}}},
+                {"spec", c.run.value("spec", json::object())}};
+    c.spec = parse_spec(doc.dump());
+  } catch (const SpecError& e) {
+    if (st.value("phase", "") != kPhaseFailed) c.warn("InvalidSpec", e.what());
+    st["phase"] = kPhaseFailed;
+    st["message"] = e.what();
+    if (!st.contains("completionTime")) st["completionTime"] = c.now;
+    set_condition(st["conditions"], "Failed", true, "InvalidSpec", e.what(), c.generation, c.now);
+    set_condition(st["conditions"], "Ready", false, "InvalidSpec", "the spec is invalid", c.generation, c.now);
+    return milliseconds(0);
+  }
+  const auto& policy = c.spec.run_policy;
+  st["rounds"] = c.spec.rounds;
+
+  if (is_terminal(st.value("phase", ""))) {
+    delete_active_pods(c);
+    if (policy.ttl_seconds_after_finished >= 0 && st.contains("completionTime")) {
+      const auto expires = kube::parse_rfc3339(st["completionTime"].get<std::string>()) + std::chrono::seconds(policy.ttl_seconds_after_finished);
+      const auto left = std::chrono::duration_cast<milliseconds>(expires - Clock::now());
+      if (left.count() <= 0) {
+        log_info("run_expired", {kv("run", c.ns + "/" + c.name), kv("ttl_seconds", policy.ttl_seconds_after_finished)});
+        try {
+          client_.remove(runs_path(c.ns) + "/" + c.name);
+        } catch (const kube::ApiError& e) {
+          if (!e.not_found()) throw;
+        }
+        return milliseconds(0);
+      }
+      c.requeue_within(left + milliseconds(100));
+    }
+    return c.requeue;
+  }
+
+  if (policy.suspend) {
+    delete_active_pods(c);
+    for (const auto& p : c.pods) {  // finished pods too: a resumed run starts every member afresh
+      try {
+        client_.remove(core_path(c.ns, "pods") + "/" + p["metadata"].value("name", ""));
+      } catch (const kube::ApiError& e) {
+        if (!e.not_found()) throw;
+      }
+    }
+    if (st.value("phase", "") != kPhaseSuspended) c.note("Suspended", "pods deleted; checkpoints kept on " + claim_name(c.name));
+    // Members stopped by the suspension are not failures: after resuming, each starts again.
+    const auto suspend_member = [](json& record) {
+      if (record.value("state", "") == "Excluded") return;
+      record["state"] = "Suspended";
+      record["podPhase"] = "";
+    };
+    if (st.contains("aggregator")) suspend_member(st["aggregator"]);
+    if (st.contains("clients"))
+      for (auto& record : st["clients"]) suspend_member(record);
+    st["phase"] = kPhaseSuspended;
+    set_condition(st["conditions"], "Suspended", true, "Suspended", "spec.runPolicy.suspend is true", c.generation, c.now);
+    set_condition(st["conditions"], "Running", false, "Suspended", "suspended", c.generation, c.now);
+    set_condition(st["conditions"], "Ready", false, "Suspended", "suspended", c.generation, c.now);
+    return milliseconds(0);
+  }
+  if (st.value("phase", "") == kPhaseSuspended) {
+    c.note("Resumed", "the aggregator resumes from its last checkpoint");
+    st["phase"] = kPhasePending;
+  }
+  set_condition(st["conditions"], "Suspended", false, st.contains("startTime") ? "Resumed" : "NotSuspended", "", c.generation, c.now);
+
+  if (!st.contains("startTime")) st["startTime"] = c.now;
+  if (policy.active_deadline_seconds > 0) {
+    const auto deadline = kube::parse_rfc3339(st["startTime"].get<std::string>()) + std::chrono::seconds(policy.active_deadline_seconds);
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      finish(c, kPhaseFailed, "DeadlineExceeded",
+             "the run exceeded spec.runPolicy.activeDeadlineSeconds (" + std::to_string(policy.active_deadline_seconds) + " s)");
+      return milliseconds(0);
+    }
+    c.requeue_within(left + milliseconds(100));
+  }
+
+  // Secrets the pods mount: without them pods would hang in ContainerCreating, so wait visibly.
+  std::vector<std::string> missing;
+  const std::string tls = tls_secret_name(c.spec, settings_);
+  if (!tls.empty() && !secret_exists(c.ns, tls)) missing.push_back(tls);
+  if (c.spec.hub_token_secret && !secret_exists(c.ns, c.spec.hub_token_secret->name)) missing.push_back(c.spec.hub_token_secret->name);
+  if (!missing.empty()) {
+    std::string list;
+    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+    const std::string message = "waiting for Secret " + list + " in namespace " + c.ns;
+    bool was_waiting = false;
+    for (const auto& cond : st["conditions"])
+      if (cond.value("type", "") == "Ready" && cond.value("reason", "") == "SecretMissing") was_waiting = true;
+    if (!was_waiting) c.warn("SecretMissing", message);
+    set_condition(st["conditions"], "Ready", false, "SecretMissing", message, c.generation, c.now);
+    c.requeue_within(std::chrono::seconds(10));
+    return c.requeue;
+  }
+
+  ensure_owned_objects(c);
+
+  // The aggregator first: without it no client can do anything.
+  if (!st.contains("aggregator")) st["aggregator"] = json::object();
+  const auto aggregator = c.pod(aggregator_name(c.name));
+  reconcile_member(c, st["aggregator"], aggregator, [&](int attempt) { return aggregator_pod(c.run, c.spec, settings_, attempt); },
+                   "aggregator");
+  const std::string aggregator_state = st["aggregator"].value("state", "");
+  if (aggregator_state == "Failed") {
+    finish(c, kPhaseFailed, st["aggregator"].value("reason", "AggregatorFailed"), st["aggregator"].value("message", "the aggregator failed"));
+    return c.requeue;
+  }
+  if (aggregator_state == "Succeeded") {
+    read_aggregator(c, aggregator);
+    finish(c, kPhaseSucceeded, "RoundsCompleted", "all " + std::to_string(c.spec.rounds) + " rounds completed");
+    return c.requeue;
+  }
+
+  // Clients: status.clients keeps one record per client, in the spec's order.
+  json previous = st.value("clients", json::array());
+  json clients = json::array();
+  int usable = 0, running = 0;
+  for (const auto& client : c.spec.clients) {
+    json record = {{"name", client.name}};
+    for (const auto& p : previous)
+      if (p.value("name", "") == client.name) record = p;
+    reconcile_member(c, record, c.pod(worker_name(c.name, client.name)),
+                     [&](int attempt) { return worker_pod(c.run, c.spec, client, settings_, attempt); }, "client " + client.name);
+    const std::string state = record.value("state", "");
+    usable += state != "Excluded";
+    running += state == "Running";
+    clients.push_back(record);
+  }
+  st["clients"] = clients;
+  if (usable < c.spec.strategy.min_fit_clients) {
+    const std::string message = std::to_string(usable) + " clients left, fewer than strategy.minFitClients (" +
+                                std::to_string(c.spec.strategy.min_fit_clients) + ")";
+    set_condition(st["conditions"], "QuorumLost", true, "ClientsExcluded", message, c.generation, c.now);
+    finish(c, kPhaseFailed, "QuorumLost", message);
+    return c.requeue;
+  }
+  set_condition(st["conditions"], "QuorumLost", false, "QuorumHolds",
+                std::to_string(usable) + " of " + std::to_string(c.spec.clients.size()) + " clients usable", c.generation, c.now);
+
+  const bool aggregator_running = aggregator_state == "Running";
+  st["readyClients"] = running;
+  if (aggregator_running) read_aggregator(c, aggregator);
+  const int ready = st.value("readyClients", 0);
+  st["phase"] = aggregator_running ? kPhaseRunning : kPhasePending;
+  set_condition(st["conditions"], "Running", aggregator_running, aggregator_running ? "AggregatorRunning" : "AggregatorPending",
+                aggregator_running ? "round " + std::to_string(st.value("currentRound", 0)) + " of " + std::to_string(c.spec.rounds)
+                                   : "waiting for the aggregator pod",
+                c.generation, c.now);
+  const bool is_ready = aggregator_running && ready >= c.spec.strategy.min_available_clients;
+  set_condition(st["conditions"], "Ready", is_ready, is_ready ? "QuorumAvailable" : (aggregator_running ? "WaitingForClients" : "WaitingForAggregator"),
+                std::to_string(ready) + " clients ready, " + std::to_string(c.spec.strategy.min_available_clients) + " needed",
+                c.generation, c.now);
+  set_condition(st["conditions"], "Succeeded", false, "Running", "", c.generation, c.now);
+  set_condition(st["conditions"], "Failed", false, "Running", "", c.generation, c.now);
+  // Rounds advance inside the aggregator; look again while it runs.
+  if (aggregator_running) c.requeue_within(std::chrono::seconds(10));
+  return c.requeue;
+}
+
+void Reconciler::ensure_owned_objects(Context& c) {
+  // Server-side apply: creates or updates to exactly this content, a no-op when unchanged.
+  const auto apply = [&](const std::string& plural, const json& object) {
+    client_.patch(core_path(c.ns, plural) + "/" + object["metadata"]["name"].get<std::string>(), object, kube::PatchType::Apply);
+  };
+  apply("configmaps", spec_config_map(c.run, c.spec, settings_));
+  apply("persistentvolumeclaims", checkpoint_claim(c.run, c.spec));
+  apply("services", aggregator_service(c.run, settings_));
+  if (!c.status.contains("childrenCreated")) {
+    c.status["childrenCreated"] = true;
+    c.note("Created", "created ConfigMap " + config_map_name(c.name) + ", PVC " + claim_name(c.name) + " and Service " +
+                          aggregator_name(c.name) + "; starting the aggregator and " + std::to_string(c.spec.clients.size()) + " workers");
+  }
+}
+
+void Reconciler::reconcile_member(Context& c, json& record, const std::optional<json>& pod,
+                                  const std::function<json(int attempt)>& desired_pod, const std::string& member) {
+  const int limit = c.spec.run_policy.backoff_limit;
+  const bool is_aggregator = member == "aggregator";
+  const std::string pod_name = desired_pod(1)["metadata"]["name"];
+  const std::string state = record.value("state", "");
+  const auto remove_pod = [&] {
+    try {
+      client_.remove(core_path(c.ns, "pods") + "/" + pod_name);
+    } catch (const kube::ApiError& e) {
+      if (!e.not_found()) throw;
+    }
+  };
+  if (state == "Excluded" || state == "Failed") {
+    if (pod && (pod_phase(*pod) == "Pending" || pod_phase(*pod) == "Running")) remove_pod();
+    return;
+  }
+  if (!pod) {
+    if (state == "Succeeded") return;
+    const int attempt = record.value("attempts", 0) + 1;
+    try {
+      client_.create(core_path(c.ns, "pods"), desired_pod(attempt));
+      record["attempts"] = attempt;
+    } catch (const kube::ApiError& e) {
+      if (!e.conflict()) throw;  // already there: the informer has not shown it yet
+    }
+    record["state"] = "Pending";
+    record["podPhase"] = "Pending";
+    return;
+  }
+  const std::string phase = pod_phase(*pod);
+  const int restarts = restarts_of(*pod);
+  record["podPhase"] = phase;
+  record["restarts"] = record.value("restartsBefore", 0) + restarts;
+  if (pod->at("metadata").contains("annotations")) {
+    try {
+      record["attempts"] = std::max(record.value("attempts", 0), std::stoi(pod->at("metadata")["annotations"].value(kAttemptAnnotation, "0")));
+    } catch (const std::exception&) {
+    }
+  }
+  if (phase == "Succeeded") {
+    record["state"] = "Succeeded";
+    return;
+  }
+  const std::string uid = pod->at("metadata").value("uid", "");
+  if (phase == "Failed") {
+    const auto termination = termination_of(*pod);
+    const int exit_code = termination ? termination->first : -1;
+    const std::string why = termination ? (termination->second.empty() ? "exit code " + std::to_string(exit_code)
+                                                                        : termination->second + ", exit code " + std::to_string(exit_code))
+                                        : pod->value("status", json::object()).value("reason", "pod failed");
+    if (record.value("lastFailedPod", "") != uid) {  // count each failed pod once
+      record["lastFailedPod"] = uid;
+      record["failures"] = record.value("failures", 0) + 1;
+      record["restartsBefore"] = record.value("restartsBefore", 0) + restarts;
+      record["message"] = why;
+      c.warn(is_aggregator ? "AggregatorPodFailed" : "ClientPodFailed", member + ": pod " + pod_name + " failed (" + why + ")");
+    }
+    const int used = record.value("failures", 0) + record.value("restartsBefore", 0);
+    const bool final_exit = exit_code == kExitInvalidInput || exit_code == kExitRunFailed;
+    if (final_exit || used > limit) {
+      const std::string reason = final_exit ? (exit_code == kExitRunFailed ? "RunFailed" : "InvalidInput") : "BackoffLimitExceeded";
+      record["state"] = is_aggregator ? "Failed" : "Excluded";
+      record["reason"] = reason;
+      record["message"] = member + ": " + why + (final_exit ? "; not retried" : "; " + std::to_string(used) + " failures exceed backoffLimit " + std::to_string(limit));
+      if (!is_aggregator) c.warn("ClientExcluded", record["message"].get<std::string>());
+      return;  // the failed pod stays for its logs
+    }
+    record["state"] = "Restarting";
+    remove_pod();  // its deletion event brings the next reconcile, which creates the next attempt
+    return;
+  }
+  // Container restarts in place (a pod override may set restartPolicy) count as well.
+  const int used = record.value("failures", 0) + record.value("restartsBefore", 0) + restarts;
+  if (used > limit) {
+    record["state"] = is_aggregator ? "Failed" : "Excluded";
+    record["reason"] = "BackoffLimitExceeded";
+    record["message"] = member + ": " + std::to_string(used) + " failures and restarts exceed backoffLimit " + std::to_string(limit);
+    if (!is_aggregator) c.warn("ClientExcluded", record["message"].get<std::string>());
+    remove_pod();
+    return;
+  }
+  record["state"] = phase;  // Pending or Running
+}
+
+void Reconciler::read_aggregator(Context& c, const std::optional<json>& pod) {
+  if (!pod) return;
+  const std::string ip = pod->value("status", json::object()).value("podIP", "");
+  if (ip.empty()) return;
+  const auto s = read_aggregator_status_(ip, settings_.aggregator_metrics_port);
+  if (!s) return;
+  auto& st = c.status;
+  const int round = s->value("round", 0);
+  const int previous = st.value("currentRound", 0);
+  st["currentRound"] = round;
+  st["readyClients"] = s->value("ready_clients", st.value("readyClients", 0));
+  if (s->contains("last_server_eval_loss")) st["serverEvalLoss"] = (*s)["last_server_eval_loss"];
+  if (round > previous && previous > 0) {
+    std::string message = "round " + std::to_string(previous) + " of " + std::to_string(c.spec.rounds) + " completed";
+    if (s->contains("last_server_eval_loss")) message += "; server eval loss " + (*s)["last_server_eval_loss"].dump();
+    c.note("RoundCompleted", message);
+  }
+  const auto reported = s->value("clients", json::object());
+  for (auto& record : st["clients"]) {
+    const auto it = reported.find(record.value("name", ""));
+    if (it == reported.end()) continue;
+    if (it->contains("last_loss")) record["lastLoss"] = (*it)["last_loss"];
+    record["aggregatorState"] = it->value("state", "");
+  }
+}
+
+void Reconciler::finish(Context& c, const std::string& phase, const std::string& reason, const std::string& message) {
+  auto& st = c.status;
+  const bool changed = st.value("phase", "") != phase;
+  st["phase"] = phase;
+  st["message"] = message;
+  if (!st.contains("completionTime")) st["completionTime"] = c.now;
+  const bool ok = phase == kPhaseSucceeded;
+  set_condition(st["conditions"], "Succeeded", ok, ok ? reason : "Failed", ok ? message : "", c.generation, c.now);
+  set_condition(st["conditions"], "Failed", !ok, ok ? "Succeeded" : reason, ok ? "" : message, c.generation, c.now);
+  set_condition(st["conditions"], "Running", false, "Finished", message, c.generation, c.now);
+  set_condition(st["conditions"], "Ready", false, "Finished", message, c.generation, c.now);
+  if (changed) {
+    if (ok) c.note("Succeeded", message);
+    else c.warn("Failed", reason + ": " + message);
+  }
+  delete_active_pods(c);
+  if (c.spec.run_policy.ttl_seconds_after_finished >= 0)
+    c.requeue_within(std::chrono::seconds(c.spec.run_policy.ttl_seconds_after_finished) + milliseconds(100));
+}
+
+void Reconciler::delete_active_pods(Context& c) {
+  // Finished pods stay for their logs until the run is deleted; running ones hold GPUs.
+  for (const auto& p : c.pods) {
+    const std::string phase = pod_phase(p);
+    if (phase != "Pending" && phase != "Running") continue;
+    if (p["metadata"].contains("deletionTimestamp")) continue;
+    try {
+      client_.remove(core_path(c.ns, "pods") + "/" + p["metadata"].value("name", ""));
+    } catch (const kube::ApiError& e) {
+      if (!e.not_found()) throw;
+    }
+  }
+}
+
+bool Reconciler::secret_exists(const std::string& ns, const std::string& name) {
+  try {
+    client_.get(core_path(ns, "secrets") + "/" + name);
+    return true;
+  } catch (const kube::ApiError& e) {
+    if (e.not_found()) return false;
+    throw;
+  }
+}
+
+void Reconciler::write_status(Context& c) {
+  if (c.status == c.original_status) return;
+  const json patch = {{"status", c.status}};
+  const json updated = client_.patch(runs_path(c.ns) + "/" + c.name + "/status", patch, kube::PatchType::Merge);
+  std::lock_guard<std::mutex> lock(written_mu_);
+  written_[c.ns + "/" + c.name] = updated;
+}
+
+void Reconciler::event(const json& run, const std::string& type, const std::string& reason, const std::string& message) {
+  const auto& m = run["metadata"];
+  const std::string ns = m.value("namespace", "default");
+  const std::string now = kube::rfc3339_now();
+  std::ostringstream name;
+  name << m.value("name", "") << "." << std::hex << std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  const json e = {{"apiVersion", "v1"},
+                  {"kind", "Event"},
+                  {"metadata", {{"name", name.str()}, {"namespace", ns}}},
+                  {"involvedObject",
+                   {{"apiVersion", "zk0.io/v1alpha1"}, {"kind", "FederationRun"}, {"name", m.value("name", "")},
+                    {"namespace", ns}, {"uid", m.value("uid", "")}}},
+                  {"reason", reason},
+                  {"message", message.substr(0, 1024)},
+                  {"type", type},
+                  {"source", {{"component", "zk0-operator"}}},
+                  {"reportingComponent", "zk0.io/operator"},
+                  {"reportingInstance", "zk0-operator"},
+                  {"firstTimestamp", now},
+                  {"lastTimestamp", now},
+                  {"count", 1}};
+  log_info("event", {kv("run", ns + "/" + m.value("name", "")), kv("type", type), kv("reason", reason), kv("message", message)});
+  try {
+    client_.create(core_path(ns, "events"), e);
+  } catch (const kube::ApiError& err) {
+    log_warn("event_not_recorded", {kv("reason", reason), kv("error", err.what())});  // events are best effort
+  }
+}
+
+}  // namespace zk0::op

@@ -1,0 +1,72 @@
+#pragma once
+// The reconcile loop of FederationRuns, level-based as controller-runtime's: each call observes
+// the run and its pods as they are now, compares them with what the spec wants, acts
+// idempotently (create what is missing, replace failed pods within the retry budget, delete what
+// must go) and reports status, conditions and events. Nothing depends on having seen an event.
+//
+// Retry accounting, per client and for the aggregator: every failed pod and every container
+// restart counts against spec.runPolicy.backoffLimit. Exit codes 2 (invalid input) and 3 (the
+// run failed by its own rules) are not retried. A client out of retries is excluded; the run goes
+// on while the clients left can still form a quorum (strategy.minFitClients).
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/spec/federation_spec.h"
+#include "operator/children.h"
+#include "operator/kube/client.h"
+#include "operator/kube/informer.h"
+#include "operator/metrics.h"
+
+namespace zk0::op {
+
+// Reads the aggregator's GET /status (its status.json) at http://IP:PORT/status.
+using AggregatorStatusReader = std::function<std::optional<nlohmann::json>(const std::string& ip, int port)>;
+AggregatorStatusReader http_aggregator_status_reader();
+
+class Reconciler {
+ public:
+  Reconciler(kube::KubeClient& client, OperatorSettings settings, OperatorMetrics& metrics, kube::Informer& runs,
+             kube::Informer& pods, AggregatorStatusReader read_aggregator_status);
+
+  // key: "namespace/name". Returns when to look again without an event (zero: only on events).
+  // Throws kube::ApiError when the API server refused an action; the caller retries with backoff.
+  std::chrono::milliseconds reconcile(const std::string& key);
+
+  static constexpr const char* kGroupVersionPath = "/apis/zk0.io/v1alpha1";
+
+ private:
+  struct Context;
+  std::chrono::milliseconds reconcile_run(Context& c);
+  void ensure_owned_objects(Context& c);
+  // Observes a member's pod (the aggregator or a client), counts failures, replaces or excludes.
+  void reconcile_member(Context& c, nlohmann::json& record, const std::optional<nlohmann::json>& pod,
+                        const std::function<nlohmann::json(int attempt)>& desired_pod, const std::string& member);
+  void read_aggregator(Context& c, const std::optional<nlohmann::json>& pod);
+  void finish(Context& c, const std::string& phase, const std::string& reason, const std::string& message);
+  void delete_active_pods(Context& c);
+  bool secret_exists(const std::string& ns, const std::string& name);
+  void write_status(Context& c);
+  void event(const nlohmann::json& run, const std::string& type, const std::string& reason, const std::string& message);
+  nlohmann::json freshest(const nlohmann::json& cached);
+
+  kube::KubeClient& client_;
+  OperatorSettings settings_;
+  OperatorMetrics& metrics_;
+  kube::Informer& runs_;
+  kube::Informer& pods_;
+  AggregatorStatusReader read_aggregator_status_;
+  std::mutex written_mu_;
+  std::map<std::string, nlohmann::json> written_;  // the run as our last status write returned it
+};
+
+// Sets a metav1.Condition in conditions: lastTransitionTime changes only when status flips.
+void set_condition(nlohmann::json& conditions, const std::string& type, bool status, const std::string& reason,
+                   const std::string& message, int64_t generation, const std::string& now);
+
+}  // namespace zk0::op

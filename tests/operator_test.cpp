@@ -1,0 +1,456 @@
+// The operator against a real kube-apiserver (with etcd and the garbage collector) on loopback:
+// the tests apply FederationRuns with the real kubectl and play the kubelet by writing pod status.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <memory>
+
+#include "core/metrics/metrics_server.h"
+#include "core/spec/federation_spec.h"
+#include "core/util/fs.h"
+#include "operator/kube/client.h"
+#include "support/kube_cluster.h"
+
+using namespace zk0;
+using namespace zk0::test;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+KubeCluster* cluster = nullptr;
+
+class ClusterEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    // Without the cluster every test would be skipped, which must not pass: fail the binary.
+    const auto fail = [](const std::string& why) {
+      std::cerr << "cluster setup failed: " << why << "\n";
+      std::exit(1);
+    };
+    try {
+      cluster = new KubeCluster("kube");
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+    std::string out;
+    if (cluster->kubectl("apply --server-side -f " + std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationruns.yaml", &out) != 0)
+      fail("the CRD was refused: " + out);
+    if (cluster->kubectl("wait --for=condition=Established crd/federationruns.zk0.io --timeout=60s", &out) != 0) fail(out);
+  }
+  void TearDown() override { delete cluster; }
+};
+const auto* const environment = ::testing::AddGlobalTestEnvironment(new ClusterEnvironment);
+
+std::string example(const std::string& name) { return std::string(ZK0_SOURCE_DIR) + "/examples/k8s/" + name; }
+
+// One namespace, one operator process, one fake aggregator status endpoint per test.
+class OperatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ns = "t-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    for (char& c : ns) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    ns = ns.substr(0, 24);  // short: service-account user names go into certificate CNs (64 bytes)
+    ASSERT_EQ(cluster->kubectl("create namespace " + ns), 0);
+    api = std::make_unique<kube::KubeClient>(kube::KubeConfig::from_kubeconfig(cluster->admin_kubeconfig()));
+    aggregator_status = json{{"phase", "Running"}, {"round", 0}, {"rounds", 30}, {"ready_clients", 0}, {"clients", json::object()}};
+    aggregator = std::make_unique<MetricsServer>("fake-aggregator", "127.0.0.1:0");
+    aggregator->serve_json("/status", [this] {
+      std::lock_guard<std::mutex> lock(status_mu);
+      return aggregator_status.dump();
+    });
+  }
+  void TearDown() override {
+    operators.clear();
+    cluster->kubectl("delete namespace " + ns + " --wait=false");
+  }
+
+  Process& start_operator(const std::string& identity, std::vector<std::string> extra = {},
+                          const std::string& kubeconfig = "") {
+    std::vector<std::string> argv{bin("zk0-operator"), "--kubeconfig", kubeconfig.empty() ? cluster->admin_kubeconfig() : kubeconfig,
+                                  "--watch-namespace", ns, "--leader-election-namespace", ns, "--identity", identity,
+                                  "--metrics-listen", "127.0.0.1:0", "--aggregator-metrics-port", std::to_string(aggregator->port()),
+                                  "--aggregator-image", "zk0/aggregator:test", "--worker-image", "zk0/worker:test"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    operators.push_back(std::make_unique<Process>(argv, cluster->dir() + "/operator-" + ns + "-" + identity + ".log"));
+    return *operators.back();
+  }
+
+  std::string kubectl(const std::string& args) {
+    std::string out;
+    EXPECT_EQ(cluster->kubectl("-n " + ns + " " + args, &out), 0) << args << "\n" << out;
+    return out;
+  }
+  std::optional<json> get(const std::string& path) {
+    try {
+      return api->get(path);
+    } catch (const kube::ApiError& e) {
+      if (e.not_found()) return std::nullopt;
+      throw;
+    }
+  }
+  std::optional<json> pod(const std::string& name) { return get("/api/v1/namespaces/" + ns + "/pods/" + name); }
+  json run(const std::string& name) { return api->get("/apis/zk0.io/v1alpha1/namespaces/" + ns + "/federationruns/" + name); }
+  std::string condition(const json& r, const std::string& type, std::string* reason = nullptr) {
+    for (const auto& c : r.value("status", json::object()).value("conditions", json::array()))
+      if (c.value("type", "") == type) {
+        if (reason) *reason = c.value("reason", "");
+        return c.value("status", "");
+      }
+    return "";
+  }
+  // Plays the kubelet: sets a pod's phase, IP and main container state.
+  void set_pod_status(const std::string& name, const std::string& phase, int exit_code = 0, int restarts = 0) {
+    json state = phase == "Running" ? json{{"running", {{"startedAt", "2026-01-01T00:00:00Z"}}}}
+                 : phase == "Pending" ? json{{"waiting", {{"reason", "ContainerCreating"}}}}
+                                      : json{{"terminated", {{"exitCode", exit_code}, {"reason", exit_code ? "Error" : "Completed"},
+                                                             {"startedAt", "2026-01-01T00:00:00Z"}, {"finishedAt", "2026-01-01T00:01:00Z"}}}};
+    const auto p = pod(name);
+    ASSERT_TRUE(p) << name;
+    const std::string container = (*p)["spec"]["containers"][0]["name"];
+    const json patch = {{"status",
+                         {{"phase", phase},
+                          {"podIP", "127.0.0.1"},
+                          {"podIPs", json::array({{{"ip", "127.0.0.1"}}})},
+                          {"containerStatuses",
+                           json::array({{{"name", container}, {"image", (*p)["spec"]["containers"][0]["image"]}, {"imageID", ""},
+                                         {"ready", phase == "Running"}, {"restartCount", restarts}, {"state", state}}})}}}};
+    api->patch("/api/v1/namespaces/" + ns + "/pods/" + name + "/status", patch, kube::PatchType::Merge);
+  }
+  std::string uid_of(const std::string& pod_name) {
+    const auto p = pod(pod_name);
+    return p ? (*p)["metadata"].value("uid", "") : "";
+  }
+  std::vector<std::string> events(const std::string& reason) {
+    std::vector<std::string> messages;
+    const json list = api->get("/api/v1/namespaces/" + ns + "/events");
+    for (const auto& e : list["items"])
+      if (e.value("reason", "") == reason) messages.push_back(e.value("message", ""));
+    return messages;
+  }
+  void create_tls_secret(const std::string& name) {
+    const Certificates certs = generate_certificates(make_temp_dir("tls-" + ns));
+    kubectl("create secret generic " + name + " --from-file=ca.crt=" + certs.ca + " --from-file=tls.crt=" + certs.server_cert +
+            " --from-file=tls.key=" + certs.server_key);
+  }
+  void apply(const std::string& yaml) {
+    const std::string path = cluster->dir() + "/" + ns + "-run.yaml";
+    std::ofstream(path) << yaml;
+    kubectl("apply -f " + path);
+  }
+  std::string logs() {
+    std::string all;
+    for (const auto& o : operators) all += "--- " + o->log_path() + "\n" + o->log();
+    return all;
+  }
+
+  std::string ns;
+  std::unique_ptr<kube::KubeClient> api;
+  std::mutex status_mu;
+  json aggregator_status;
+  std::unique_ptr<MetricsServer> aggregator;
+  std::vector<std::unique_ptr<Process>> operators;
+};
+
+// A small run: three synthetic clients, quorum of two.
+std::string small_run(const std::string& name, const std::string& run_policy = "{backoffLimit: 2}") {
+  return "apiVersion: zk0.io/v1alpha1\nkind: FederationRun\nmetadata: {name: " + name + "}\nspec:\n  rounds: 5\n  clients:\n" +
+         "    - {name: c0, dataset: {synthetic: {task: a}}}\n    - {name: c1, dataset: {synthetic: {task: b}}}\n" +
+         "    - {name: c2, dataset: {synthetic: {task: c}}}\n  evaluation: {dataset: {synthetic: {task: d}}}\n" +
+         "  strategy: {minFitClients: 2, minAvailableClients: 2}\n  runPolicy: " + run_policy + "\n";
+}
+
+}  // namespace
+
+TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretExists) {
+  start_operator("op-1", {"--mutual-tls"});
+  kubectl("apply -f " + example("federationrun.yaml"));
+  const std::string name = "so100-pick-place";
+  // With mutual TLS and no Secret yet, the run waits visibly instead of creating pods that hang.
+  std::string reason;
+  ASSERT_TRUE(wait_until([&] { return condition(run(name), "Ready", &reason) == "False" && reason == "SecretMissing"; }, 30s)) << logs();
+  EXPECT_FALSE(pod(name + "-aggregator"));
+  EXPECT_FALSE(events("SecretMissing").empty());
+  create_tls_secret(name + "-tls");
+  ASSERT_TRUE(wait_until([&] { return pod(name + "-worker-owner-c").has_value(); }, 60s)) << logs();
+
+  const json r = run(name);
+  const json cm = *get("/api/v1/namespaces/" + ns + "/configmaps/" + name + "-spec");
+  const json agg = *pod(name + "-aggregator");
+  const json a = *pod(name + "-worker-owner-a");
+  const json b = *pod(name + "-worker-owner-b");
+  const json c = *pod(name + "-worker-owner-c");
+  const json svc = *get("/api/v1/namespaces/" + ns + "/services/" + name + "-aggregator");
+  const json pvc = *get("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + name + "-checkpoints");
+  for (const json* o : {&cm, &agg, &a, &b, &c, &svc, &pvc}) {
+    const auto& refs = (*o)["metadata"]["ownerReferences"];
+    ASSERT_EQ(refs.size(), 1u) << o->dump();
+    EXPECT_EQ(refs[0]["uid"], r["metadata"]["uid"]);
+    EXPECT_TRUE(refs[0]["controller"].get<bool>());
+    EXPECT_EQ((*o)["metadata"]["labels"]["app.kubernetes.io/managed-by"], "zk0-operator");
+  }
+  // The spec the pods read: in-pod paths, TLS from the Secret's mount, parsed by the same parser.
+  const FederationSpec in_pod = parse_spec(cm["data"]["run.yaml"].get<std::string>());
+  EXPECT_EQ(in_pod.output_dir, "/var/lib/zk0");
+  EXPECT_EQ(in_pod.clients[0].dataset.path, "/data/clients/owner-a");
+  EXPECT_EQ(in_pod.clients[1].dataset.path, "/data/clients/owner-b");
+  EXPECT_EQ(in_pod.clients[2].dataset.repo_id, "lerobot/svla_so101_pickplace");
+  EXPECT_TRUE(in_pod.transport.tls.mutual);
+  EXPECT_EQ(in_pod.transport.tls.cert_file, "/etc/zk0/tls/tls.crt");
+
+  // GPU request, placement, security defaults, dataset sources.
+  const auto& wc = a["spec"]["containers"][0];
+  EXPECT_EQ(wc["resources"]["limits"]["nvidia.com/gpu"], "1");
+  EXPECT_EQ(wc["resources"]["requests"]["memory"], "32Gi");
+  EXPECT_EQ(a["spec"]["nodeSelector"]["zk0.io/robot-owner"], "owner-a");
+  EXPECT_EQ(a["spec"]["tolerations"][0]["key"], "nvidia.com/gpu");
+  EXPECT_FALSE(a["spec"]["automountServiceAccountToken"].get<bool>());
+  EXPECT_TRUE(a["spec"]["securityContext"]["runAsNonRoot"].get<bool>());
+  EXPECT_TRUE(wc["securityContext"]["readOnlyRootFilesystem"].get<bool>());
+  EXPECT_FALSE(wc["securityContext"]["allowPrivilegeEscalation"].get<bool>());
+  EXPECT_EQ(wc["securityContext"]["capabilities"]["drop"][0], "ALL");
+  EXPECT_EQ(a["spec"]["restartPolicy"], "Never");
+  const std::string volumes_a = a["spec"]["volumes"].dump(), volumes_b = b["spec"]["volumes"].dump();
+  EXPECT_NE(volumes_a.find("\"hostPath\":{\"path\":\"/srv/lerobot/so100-pick-a\""), std::string::npos) << volumes_a;
+  EXPECT_NE(volumes_b.find("\"claimName\":\"owner-b-datasets\""), std::string::npos) << volumes_b;
+  EXPECT_NE(b["spec"]["containers"][0]["volumeMounts"].dump().find("\"subPath\":\"so100-pick-b\""), std::string::npos);
+  ASSERT_EQ(c["spec"]["initContainers"].size(), 1u);
+  EXPECT_NE(c["spec"]["initContainers"][0]["args"].dump().find("lerobot/svla_so101_pickplace"), std::string::npos);
+  EXPECT_NE(c["spec"]["affinity"].dump().find("NVIDIA-H100-80GB-HBM3"), std::string::npos);
+  EXPECT_NE(agg["spec"]["volumes"].dump().find("\"secretName\":\"so100-pick-place-tls\""), std::string::npos);
+  EXPECT_NE(agg["spec"]["volumes"].dump().find("so100-pick-place-checkpoints"), std::string::npos);
+  EXPECT_EQ(pvc["spec"]["resources"]["requests"]["storage"], "20Gi");
+  EXPECT_EQ(svc["spec"]["ports"][0]["port"], 50051);
+
+  // Every child against Kubernetes' strict JSON schemas.
+  const std::string objects = cluster->dir() + "/" + ns + "-children.json";
+  {
+    std::string out;
+    ASSERT_EQ(cluster->kubectl("-n " + ns + " get pods,services,configmaps,persistentvolumeclaims -l app.kubernetes.io/managed-by=zk0-operator -o json", &out), 0);
+    std::ofstream(objects) << out;
+  }
+  int code = 0;
+  const std::string report = run_command(std::string(ZK0_SOURCE_DIR) + "/.venv/bin/python " + ZK0_SOURCE_DIR +
+                                             "/tests/kube/validate_manifests.py " + objects, &code);
+  EXPECT_EQ(code, 0) << report;
+  EXPECT_NE(report.find("checked 7 manifests, 0 problems"), std::string::npos) << report;
+}
+
+TEST_F(OperatorTest, StatusFollowsPodsAndTheAggregatorUntilSuccess) {
+  start_operator("op-1");
+  apply(small_run("r1"));
+  ASSERT_TRUE(wait_until([&] { return pod("r1-worker-c2").has_value(); }, 60s)) << logs();
+  EXPECT_EQ(run("r1")["status"]["phase"], "Pending");
+  EXPECT_TRUE(wait_until([&] { return !events("Created").empty(); }, 10s));
+  // The kubelet starts the pods; the aggregator reports round 3 and its evaluation loss.
+  {
+    std::lock_guard<std::mutex> lock(status_mu);
+    aggregator_status["round"] = 3;
+    aggregator_status["ready_clients"] = 3;
+    aggregator_status["last_server_eval_loss"] = 0.5;
+    aggregator_status["clients"] = {{"c0", {{"state", "training"}, {"last_loss", 0.25}}}};
+  }
+  set_pod_status("r1-aggregator", "Running");
+  for (const char* c : {"c0", "c1", "c2"}) set_pod_status(std::string("r1-worker-") + c, "Running");
+  ASSERT_TRUE(wait_until([&] { return run("r1")["status"].value("currentRound", 0) == 3; }, 30s)) << logs();
+  json r = run("r1");
+  EXPECT_EQ(r["status"]["phase"], "Running");
+  EXPECT_EQ(r["status"]["readyClients"], 3);
+  EXPECT_DOUBLE_EQ(r["status"]["serverEvalLoss"].get<double>(), 0.5);
+  EXPECT_EQ(condition(r, "Running"), "True");
+  EXPECT_EQ(condition(r, "Ready"), "True");
+  EXPECT_EQ(condition(r, "QuorumLost"), "False");
+  EXPECT_EQ(r["status"]["clients"][0]["lastLoss"], 0.25);
+  EXPECT_EQ(r["status"]["observedGeneration"], r["metadata"]["generation"]);
+  for (const auto& c : r["status"]["conditions"]) EXPECT_EQ(c["observedGeneration"], r["metadata"]["generation"]);
+  // kubectl's printer columns.
+  const std::string table = kubectl("get fedrun r1");
+  EXPECT_NE(table.find("Running"), std::string::npos) << table;
+  EXPECT_NE(table.find("0.5"), std::string::npos) << table;
+
+  {
+    std::lock_guard<std::mutex> lock(status_mu);
+    aggregator_status["round"] = 4;
+  }
+  ASSERT_TRUE(wait_until([&] { return !events("RoundCompleted").empty(); }, 30s)) << logs();
+  EXPECT_NE(events("RoundCompleted")[0].find("round 3 of 5 completed"), std::string::npos);
+
+  // The aggregator exits 0 after the last round: the run succeeds and running workers go.
+  set_pod_status("r1-aggregator", "Succeeded");
+  ASSERT_TRUE(wait_until([&] { return run("r1")["status"].value("phase", "") == "Succeeded"; }, 30s)) << logs();
+  r = run("r1");
+  EXPECT_EQ(condition(r, "Succeeded"), "True");
+  EXPECT_EQ(condition(r, "Failed"), "False");
+  EXPECT_TRUE(r["status"].contains("completionTime"));
+  EXPECT_TRUE(wait_until([&] { return !pod("r1-worker-c0") && !pod("r1-worker-c1") && !pod("r1-worker-c2"); }, 30s));
+  EXPECT_TRUE(pod("r1-aggregator").has_value()) << "the finished aggregator stays for its logs";
+}
+
+TEST_F(OperatorTest, FailedPodsAreReplacedUntilTheBackoffLimitThenTheClientIsExcluded) {
+  start_operator("op-1");
+  apply(small_run("r2", "{backoffLimit: 2}"));
+  ASSERT_TRUE(wait_until([&] { return pod("r2-worker-c0").has_value(); }, 60s)) << logs();
+  // Two failures are within the limit: each failed pod is replaced by a new one.
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    const std::string uid = uid_of("r2-worker-c0");
+    ASSERT_FALSE(uid.empty());
+    EXPECT_EQ((*pod("r2-worker-c0"))["metadata"]["annotations"]["zk0.io/attempt"], std::to_string(attempt));
+    set_pod_status("r2-worker-c0", "Failed", 1);
+    if (attempt < 3) {
+      ASSERT_TRUE(wait_until([&] { const auto u = uid_of("r2-worker-c0"); return !u.empty() && u != uid; }, 30s)) << logs();
+    }
+  }
+  // The third failure exceeds backoffLimit 2: excluded, not replaced; the run goes on (quorum 2).
+  ASSERT_TRUE(wait_until([&] { return run("r2")["status"]["clients"][0].value("state", "") == "Excluded"; }, 30s)) << logs();
+  json r = run("r2");
+  EXPECT_EQ(r["status"]["clients"][0]["failures"], 3);
+  EXPECT_EQ(r["status"]["clients"][0]["reason"], "BackoffLimitExceeded");
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ((*pod("r2-worker-c0"))["status"]["phase"], "Failed") << "the last failed pod stays for its logs";
+  EXPECT_EQ(events("ClientPodFailed").size(), 3u);
+  EXPECT_EQ(events("ClientExcluded").size(), 1u);
+  EXPECT_NE(r["status"]["phase"], "Failed");
+
+  // Container restarts count too: c1 restarting in place three times is excluded as well.
+  set_pod_status("r2-worker-c1", "Running", 0, 3);
+  ASSERT_TRUE(wait_until([&] { return run("r2")["status"]["clients"][1].value("state", "") == "Excluded"; }, 30s)) << logs();
+  // One usable client is fewer than minFitClients: quorum lost, the run fails and its pods go.
+  ASSERT_TRUE(wait_until([&] { return run("r2")["status"].value("phase", "") == "Failed"; }, 30s)) << logs();
+  r = run("r2");
+  EXPECT_EQ(condition(r, "QuorumLost"), "True");
+  std::string reason;
+  EXPECT_EQ(condition(r, "Failed", &reason), "True");
+  EXPECT_EQ(reason, "QuorumLost");
+  EXPECT_TRUE(wait_until([&] { return !pod("r2-worker-c2") && !pod("r2-aggregator"); }, 30s));
+}
+
+TEST_F(OperatorTest, ExitCodeForInvalidInputIsNotRetried) {
+  start_operator("op-1");
+  apply(small_run("r3", "{backoffLimit: 5}"));
+  ASSERT_TRUE(wait_until([&] { return pod("r3-aggregator").has_value(); }, 60s)) << logs();
+  set_pod_status("r3-aggregator", "Failed", 3);  // the run failed by its own rules (quorum)
+  ASSERT_TRUE(wait_until([&] { return run("r3")["status"].value("phase", "") == "Failed"; }, 30s)) << logs();
+  std::string reason;
+  EXPECT_EQ(condition(run("r3"), "Failed", &reason), "True");
+  EXPECT_EQ(reason, "RunFailed");
+  EXPECT_EQ(run("r3")["status"]["aggregator"]["attempts"], 1);
+}
+
+TEST_F(OperatorTest, SuspendDeletesPodsKeepsCheckpointsAndResumeRecreatesThem) {
+  start_operator("op-1");
+  apply(small_run("r4"));
+  ASSERT_TRUE(wait_until([&] { return pod("r4-worker-c2").has_value(); }, 60s)) << logs();
+  kubectl("patch fedrun r4 --type merge -p '{\"spec\":{\"runPolicy\":{\"suspend\":true}}}'");
+  ASSERT_TRUE(wait_until([&] { return run("r4")["status"].value("phase", "") == "Suspended"; }, 30s)) << logs();
+  EXPECT_TRUE(wait_until([&] { return !pod("r4-aggregator") && !pod("r4-worker-c0"); }, 30s));
+  EXPECT_TRUE(get("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/r4-checkpoints").has_value());
+  EXPECT_EQ(condition(run("r4"), "Suspended"), "True");
+  kubectl("patch fedrun r4 --type merge -p '{\"spec\":{\"runPolicy\":{\"suspend\":false}}}'");
+  ASSERT_TRUE(wait_until([&] { return pod("r4-aggregator").has_value() && pod("r4-worker-c2").has_value(); }, 30s)) << logs();
+  const json r = run("r4");
+  EXPECT_EQ(condition(r, "Suspended"), "False");
+  EXPECT_EQ(r["status"]["aggregator"].value("failures", 0), 0) << "a suspension is not a failure";
+  EXPECT_FALSE(events("Resumed").empty());
+}
+
+TEST_F(OperatorTest, DeletingTheRunDeletesItsChildren) {
+  start_operator("op-1");
+  apply(small_run("r5"));
+  ASSERT_TRUE(wait_until([&] { return pod("r5-worker-c2").has_value(); }, 60s)) << logs();
+  kubectl("delete fedrun r5 --wait=false");
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return !pod("r5-aggregator") && !pod("r5-worker-c0") && !get("/api/v1/namespaces/" + ns + "/configmaps/r5-spec") &&
+               !get("/api/v1/namespaces/" + ns + "/services/r5-aggregator");
+      },
+      60s));
+}
+
+TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed) {
+  start_operator("op-1");
+  // The CRD's schema and CEL rules refuse what they can express, at kubectl apply.
+  const std::string path = cluster->dir() + "/" + ns + "-bad.yaml";
+  std::string yaml = small_run("r6");
+  yaml.replace(yaml.find("rounds: 5"), 9, "rounds: 5\n  training: {localSteps: 0}");
+  std::ofstream(path) << yaml;
+  std::string out;
+  EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0);
+  EXPECT_NE(out.find("spec.training.localSteps"), std::string::npos) << out;
+  yaml = small_run("r6");
+  yaml.replace(yaml.find("{synthetic: {task: a}}"), 22, "{synthetic: {task: a}, path: /data/a}");
+  std::ofstream(path) << yaml;
+  EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0);
+  EXPECT_NE(out.find("set exactly one of path, volumeClaim, repoId or synthetic"), std::string::npos) << out;
+  // The rest the operator finds with the same parser as `zk0 run`, and names the field.
+  yaml = small_run("r6");
+  yaml.replace(yaml.find("strategy: {"), 11, "strategy: {type: fedavg, proximalMu: 0.1, ");
+  apply(yaml);
+  ASSERT_TRUE(wait_until([&] { return run("r6")["status"].value("phase", "") == "Failed"; }, 30s)) << logs();
+  EXPECT_NE(run("r6")["status"]["message"].get<std::string>().find("spec.strategy.proximalMu: only applies to fedprox"), std::string::npos)
+      << run("r6")["status"].dump();
+  EXPECT_TRUE(wait_until([&] { return !events("InvalidSpec").empty(); }, 10s));
+  EXPECT_FALSE(pod("r6-aggregator"));
+}
+
+TEST_F(OperatorTest, WatchesRecoverWhenTheApiServerRestarts) {
+  Process& op = start_operator("op-1");
+  apply(small_run("r7"));
+  ASSERT_TRUE(wait_until([&] { return pod("r7-worker-c2").has_value(); }, 60s)) << logs();
+  cluster->restart_apiserver();
+  apply(small_run("r8"));
+  ASSERT_TRUE(wait_until([&] { return pod("r8-worker-c2").has_value(); }, 90s)) << logs();
+  EXPECT_TRUE(op.running());
+  EXPECT_NE(op.log().find("event=watch_failed"), std::string::npos) << op.log();
+}
+
+TEST_F(OperatorTest, OnlyTheLeaseHolderActsAndAStandbyTakesOver) {
+  Process& first = start_operator("op-a");
+  ASSERT_TRUE(wait_until([&] { return first.log().find("event=leader_elected") != std::string::npos; }, 30s)) << logs();
+  Process& second = start_operator("op-b");
+  apply(small_run("r9"));
+  ASSERT_TRUE(wait_until([&] { return pod("r9-worker-c2").has_value(); }, 60s)) << logs();
+  const json lease = api->get("/apis/coordination.k8s.io/v1/namespaces/" + ns + "/leases/zk0-operator");
+  EXPECT_EQ(lease["spec"]["holderIdentity"], "op-a");
+  EXPECT_EQ(second.log().find("event=leader_elected"), std::string::npos) << second.log();
+  EXPECT_EQ(second.log().find("event=event "), std::string::npos) << "the standby must not act";
+  // A graceful stop releases the Lease; the standby takes over well before it would expire.
+  first.signal(SIGTERM);
+  EXPECT_EQ(first.wait(30s), 0) << first.log();
+  ASSERT_TRUE(wait_until([&] { return second.log().find("event=leader_elected") != std::string::npos; }, 10s)) << logs();
+  apply(small_run("r10"));
+  ASSERT_TRUE(wait_until([&] { return pod("r10-worker-c2").has_value(); }, 60s)) << logs();
+}
+
+TEST_F(OperatorTest, WorksWithExactlyTheChartsPermissions) {
+  // The chart's RBAC, rendered by the real helm and bound to the operator's service account.
+  const std::string rendered = cluster->dir() + "/" + ns + "-rbac.yaml";
+  run_command("(" + cluster->tool("helm") + " template zk0 " + ZK0_SOURCE_DIR + "/helm/zk0 --namespace " + ns +
+              " --show-only templates/rbac.yaml 2>/dev/null) > " + rendered);
+  kubectl("apply -f " + rendered);
+  std::string sa_user;
+  const json bindings = api->get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings");  // kept alive for the loop
+  for (const auto& b : bindings["items"])
+    for (const auto& s : b.value("subjects", json::array()))
+      if (s.value("kind", "") == "ServiceAccount" && s.value("namespace", "") == ns)
+        sa_user = "system:serviceaccount:" + ns + ":" + s.value("name", "");
+  ASSERT_FALSE(sa_user.empty()) << "no ClusterRoleBinding to a ServiceAccount in " << ns;
+  const std::string kubeconfig = cluster->kubeconfig_for(sa_user);
+  create_tls_secret("r11-tls");
+  start_operator("op-rbac", {"--mutual-tls"}, kubeconfig);
+  apply(small_run("r11"));
+  ASSERT_TRUE(wait_until([&] { return pod("r11-worker-c2").has_value(); }, 60s)) << logs();
+  set_pod_status("r11-aggregator", "Succeeded");
+  ASSERT_TRUE(wait_until([&] { return run("r11")["status"].value("phase", "") == "Succeeded"; }, 30s)) << logs();
+  EXPECT_FALSE(events("Succeeded").empty());
+  EXPECT_EQ(logs().find("Forbidden"), std::string::npos) << logs();
+  // And without those permissions, a stranger cannot even read runs.
+  const std::string stranger = cluster->kubeconfig_for("system:serviceaccount:" + ns + ":stranger");
+  kube::KubeClient client(kube::KubeConfig::from_kubeconfig(stranger));
+  try {
+    client.get("/apis/zk0.io/v1alpha1/namespaces/" + ns + "/federationruns");
+    ADD_FAILURE() << "a user without RBAC bindings read runs";
+  } catch (const kube::ApiError& e) {
+    EXPECT_EQ(e.status(), 403);
+  }
+}
