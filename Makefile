@@ -11,9 +11,11 @@ all: build
 setup:
 	@scripts/setup.sh
 
-# The parity tests' reference implementation (Python LeRobot), only for `make test`.
+# What only `make test` needs: the parity tests' reference implementation (Python LeRobot), and
+# kube-apiserver, kube-controller-manager, etcd, kubectl and helm built from their Go modules.
 setup-test: setup
 	@scripts/setup-test.sh
+	@tests/kube/build-tools.sh > /dev/null
 
 build: setup
 	@cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) > /dev/null

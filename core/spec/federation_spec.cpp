@@ -12,6 +12,7 @@
 
 #include "core/tensor/hash.h"
 #include "core/util/fs.h"
+#include "core/util/yaml_json.h"
 
 namespace zk0 {
 
@@ -210,8 +211,6 @@ ResourcesSpec read_resources(Fields& parent, bool gpu_allowed, std::vector<std::
   return r;
 }
 
-nlohmann::json yaml_to_json(const YAML::Node& n, const std::string& path, std::vector<std::string>& problems);
-
 PodPlacementSpec read_placement(Fields& parent, std::vector<std::string>& problems) {
   PodPlacementSpec p;
   if (!parent.has("pod")) return p;
@@ -223,7 +222,7 @@ PodPlacementSpec read_placement(Fields& parent, std::vector<std::string>& proble
       f.problem(f.path(key), list ? "must be a list" : "must be a mapping");
       return;
     }
-    out = yaml_to_json(n, f.path(key), problems);
+    out = yaml_to_json(n);
   };
   read("nodeSelector", p.node_selector, false);
   read("tolerations", p.tolerations, true);
@@ -242,50 +241,6 @@ bool valid_name(const std::string& n) {
   for (char c : n)
     if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-')) return false;
   return n.front() != '-' && n.back() != '-';
-}
-
-YAML::Node json_to_yaml(const nlohmann::json& j) {
-  if (j.is_object()) {
-    YAML::Node n(YAML::NodeType::Map);
-    for (auto it = j.begin(); it != j.end(); ++it) n[it.key()] = json_to_yaml(it.value());
-    return n;
-  }
-  if (j.is_array()) {
-    YAML::Node n(YAML::NodeType::Sequence);
-    for (const auto& v : j) n.push_back(json_to_yaml(v));
-    return n;
-  }
-  if (j.is_string()) return YAML::Node(j.get<std::string>());
-  if (j.is_boolean()) return YAML::Node(j.get<bool>());
-  if (j.is_number_integer()) return YAML::Node(j.get<int64_t>());
-  if (j.is_number()) return YAML::Node(j.get<double>());
-  return YAML::Node();
-}
-
-nlohmann::json yaml_to_json(const YAML::Node& n, const std::string& path, std::vector<std::string>& problems) {
-  if (n.IsMap()) {
-    nlohmann::json j = nlohmann::json::object();
-    for (const auto& kv : n) j[kv.first.as<std::string>()] = yaml_to_json(kv.second, path + "." + kv.first.as<std::string>(), problems);
-    return j;
-  }
-  if (n.IsSequence()) {
-    nlohmann::json j = nlohmann::json::array();
-    for (size_t i = 0; i < n.size(); ++i) j.push_back(yaml_to_json(n[i], path + "[" + std::to_string(i) + "]", problems));
-    return j;
-  }
-  if (n.IsScalar()) {
-    const std::string& s = n.Scalar();
-    if (n.Tag() != "!") {  // unquoted: a number or boolean where it reads as one
-      int64_t i;
-      double d;
-      bool b;
-      if (YAML::convert<int64_t>::decode(n, i)) return i;
-      if (YAML::convert<double>::decode(n, d)) return d;
-      if (YAML::convert<bool>::decode(n, b)) return b;
-    }
-    return s;
-  }
-  return nullptr;
 }
 
 template <typename E>
@@ -494,7 +449,7 @@ FederationSpec parse_spec(const std::string& yaml_text) {
     f.get_list("train", p.train);
     if (f.has("config")) {
       if (!f.node("config").IsMap()) f.problem(f.path("config"), "must be a mapping");
-      else p.config = yaml_to_json(f.node("config"), f.path("config"), problems);
+      else p.config = yaml_to_json(f.node("config"));
     }
     if (p.type != "flow-matching-mlp" && p.type != "smolvla")
       f.problem(f.path("type"), "must be one of flow-matching-mlp, smolvla (got '" + p.type + "')");

@@ -1,0 +1,194 @@
+// The FederationRun CRD (crds/) against the C++ spec type (core/spec): every field the C++ type
+// writes exists in the CRD's schema with the same type, every field of the schema is one the C++
+// type reads and writes, and the enums agree. The two are written by hand; this keeps them one.
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <set>
+
+#include "core/spec/federation_spec.h"
+#include "core/util/yaml_json.h"
+
+using namespace zk0;
+using nlohmann::json;
+
+namespace {
+
+json crd_spec_schema() {
+  const json crd = yaml_to_json(YAML::LoadFile(std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationruns.yaml"));
+  return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+}
+
+bool opaque(const json& schema) { return schema.value("x-kubernetes-preserve-unknown-fields", false); }
+
+// Every path (a.b[].c) of a value, and whether its JSON type fits the schema there.
+void check_value(const json& value, const json& schema, const std::string& path, std::set<std::string>& seen) {
+  seen.insert(path);
+  if (opaque(schema)) return;
+  const std::string type = schema.value("type", schema.value("x-kubernetes-int-or-string", false) ? "int-or-string" : "");
+  if (value.is_object()) {
+    ASSERT_EQ(type, "object") << path;
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      const std::string child = path + "." + it.key();
+      if (schema.contains("additionalProperties")) {
+        check_value(it.value(), schema["additionalProperties"], path + ".*", seen);
+        continue;
+      }
+      ASSERT_TRUE(schema.value("properties", json::object()).contains(it.key())) << child << " is written by C++ but not in the CRD";
+      check_value(it.value(), schema["properties"][it.key()], child, seen);
+    }
+  } else if (value.is_array()) {
+    ASSERT_EQ(type, "array") << path;
+    for (const auto& v : value) check_value(v, schema["items"], path + "[]", seen);
+  } else if (value.is_boolean()) {
+    EXPECT_EQ(type, "boolean") << path;
+  } else if (value.is_number_integer()) {
+    EXPECT_TRUE(type == "integer" || type == "number" || type == "int-or-string") << path << " is " << type;
+  } else if (value.is_number()) {
+    EXPECT_EQ(type, "number") << path;
+  } else if (value.is_string()) {
+    EXPECT_TRUE(type == "string" || type == "int-or-string") << path << " is " << type;
+    if (schema.contains("enum")) {
+      bool listed = false;
+      for (const auto& e : schema["enum"]) listed = listed || e == value;
+      EXPECT_TRUE(listed) << path << ": C++ writes '" << value.get<std::string>() << "', the CRD does not list it";
+    }
+  }
+}
+
+void schema_paths(const json& schema, const std::string& path, std::set<std::string>& out) {
+  out.insert(path);
+  if (opaque(schema)) return;
+  if (schema.contains("additionalProperties")) schema_paths(schema["additionalProperties"], path + ".*", out);
+  const json properties = schema.value("properties", json::object());
+  for (auto it = properties.begin(); it != properties.end(); ++it) schema_paths(it.value(), path + "." + it.key(), out);
+  if (schema.contains("items")) schema_paths(schema["items"], path + "[]", out);
+}
+
+// Between them, these set every field the spec has (some fields exclude others).
+const char* kMaximalSpecs[] = {
+    R"(apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata: {name: every-field}
+spec:
+  rounds: 3
+  outputDir: out
+  clients:
+    - name: a
+      dataset: {path: /data/a, episodes: [0, 1]}
+      resources: {cpu: 2, gpu: 1, memory: 8Gi}
+      pod:
+        nodeSelector: {robot: a}
+        tolerations: [{key: gpu, operator: Exists, effect: NoSchedule, tolerationSeconds: 5, value: x}]
+        affinity: {nodeAffinity: {}}
+        overrides: {metadata: {labels: {x: y}}}
+    - name: b
+      dataset: {volumeClaim: {claimName: data, subPath: b}}
+    - name: c
+      dataset: {repoId: owner/set, revision: v1}
+    - name: d
+      dataset: {synthetic: {task: t, episodes: 3, episodeLength: 10, seed: 1}}
+  evaluation: {dataset: {synthetic: {task: e}}, everyRounds: 1, mode: quick, batches: 2, batchSize: 4, seed: 3}
+  training:
+    localSteps: 5
+    batchSize: 4
+    optimizer: {type: adamw, lr: 0.001, betas: [0.9, 0.95], eps: 1.0e-8, weightDecay: 0.0}
+    gradClipNorm: 1
+    lrSchedule: {type: cosine, minLrRatio: 0.1, warmupSteps: 2}
+    precision: bf16
+    seed: 1
+  strategy:
+    type: fedprox
+    proximalMu: 0.1
+    muSchedule: {type: step, everyRounds: 2, factor: 0.5}
+    fractionFit: 1.0
+    minFitClients: 2
+    minAvailableClients: 2
+    startTimeoutSeconds: 10
+    roundTimeoutSeconds: 10
+    maxRoundAttempts: 2
+  policy: {type: flow-matching-mlp, config: {hiddenDim: 8}, pretrained: /models/x, train: [all]}
+  checkpoints: {everyRounds: 1, keepLast: 2}
+  transport: {chunkSize: 1Mi, maxMessageSize: 2Mi, transferAttempts: 2, tls: {caFile: ca, certFile: c, keyFile: k, mutual: true}}
+  aggregator:
+    resources: {cpu: 1, memory: 4Gi}
+    pod:
+      nodeSelector: {a: b}
+      tolerations: [{key: k, operator: Equal, value: v, effect: NoExecute, tolerationSeconds: 1}]
+      affinity: {podAffinity: {}}
+      overrides: {spec: {priorityClassName: high}}
+    storage: {size: 5Gi, storageClassName: fast}
+  runPolicy: {backoffLimit: 1, activeDeadlineSeconds: 60, ttlSecondsAfterFinished: 60, suspend: true}
+  hubTokenSecret: {name: hf, key: token}
+)",
+    R"(apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata: {name: tls-secret}
+spec:
+  rounds: 1
+  clients: [{name: a, dataset: {path: /a}}]
+  evaluation: {dataset: {repoId: owner/eval, revision: main, episodes: [3]}, mode: full}
+  strategy: {minFitClients: 1, minAvailableClients: 1}
+  transport: {tls: {secretName: run-tls, mutual: true}}
+)"};
+
+
+// The evaluation dataset in the two forms the specs above leave out.
+std::string with_evaluation_dataset(const std::string& dataset) {
+  std::string text = kMaximalSpecs[1];
+  const std::string from = "{repoId: owner/eval, revision: main, episodes: [3]}";
+  return text.replace(text.find(from), from.size(), dataset);
+}
+
+}  // namespace
+
+TEST(Crd, EveryFieldTheSpecWritesIsInTheSchemaAndEveryFieldOfTheSchemaIsWritten) {
+  const json schema = crd_spec_schema();
+  std::set<std::string> written;
+  std::vector<std::string> specs(std::begin(kMaximalSpecs), std::end(kMaximalSpecs));
+  specs.push_back(with_evaluation_dataset("{volumeClaim: {claimName: eval, subPath: e}}"));
+  specs.push_back(with_evaluation_dataset("{path: /e}"));
+  for (const auto& text : specs) {
+    const json resolved = yaml_to_json(YAML::Load(to_yaml(parse_spec(text))));
+    check_value(resolved["spec"], schema, "spec", written);
+  }
+  std::set<std::string> declared;
+  schema_paths(schema, "spec", declared);
+  for (const auto& path : declared) EXPECT_TRUE(written.count(path)) << path << " is in the CRD but the C++ spec never writes it";
+}
+
+TEST(Crd, EnumsListExactlyTheValuesTheSpecAccepts) {
+  const json schema = crd_spec_schema()["properties"];
+  const auto values = [](const json& s) {
+    std::set<std::string> v;
+    for (const auto& e : s["enum"]) v.insert(e.get<std::string>());
+    return v;
+  };
+  using S = std::set<std::string>;
+  EXPECT_EQ(values(schema["evaluation"]["properties"]["mode"]), (S{to_string(EvalMode::Quick), to_string(EvalMode::Full)}));
+  EXPECT_EQ(values(schema["training"]["properties"]["precision"]), (S{to_string(Precision::FP32), to_string(Precision::BF16)}));
+  EXPECT_EQ(values(schema["training"]["properties"]["lrSchedule"]["properties"]["type"]),
+            (S{to_string(LrScheduleType::Constant), to_string(LrScheduleType::Cosine)}));
+  EXPECT_EQ(values(schema["strategy"]["properties"]["type"]), (S{to_string(StrategyType::FedAvg), to_string(StrategyType::FedProx)}));
+  EXPECT_EQ(values(schema["strategy"]["properties"]["muSchedule"]["properties"]["type"]),
+            (S{to_string(MuScheduleType::Constant), to_string(MuScheduleType::Step), to_string(MuScheduleType::Adaptive)}));
+  // Every policy type the CRD lists parses, and one it does not list is refused by C++ too.
+  for (const auto& type : values(schema["policy"]["properties"]["type"])) {
+    std::string text = kMaximalSpecs[1];
+    text += "  policy: {type: " + type + "}\n";
+    EXPECT_NO_THROW(parse_spec(text)) << type;
+  }
+  EXPECT_THROW(parse_spec(std::string(kMaximalSpecs[1]) + "  policy: {type: transformer}\n"), SpecError);
+}
+
+TEST(Crd, RequiredFieldsAreRequiredByBoth) {
+  const json schema = crd_spec_schema();
+  for (const auto& field : schema["required"]) {
+    YAML::Node doc = YAML::Load(kMaximalSpecs[1]);
+    doc["spec"].remove(field.get<std::string>());
+    YAML::Emitter out;
+    out << doc;
+    EXPECT_THROW(parse_spec(out.c_str()), SpecError) << "spec." << field << " is required by the CRD but not by C++";
+  }
+}
