@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "aggregator/coordinator.h"
+#include "aggregator/grpc_metrics.h"
 #include "aggregator/service.h"
 #include "core/metrics/metrics_server.h"
 #include "core/transport/channel.h"
@@ -57,7 +58,13 @@ int main(int argc, char** argv) {
     log_info("metrics_listening", {kv("address", metrics_listen), kv("port", metrics.port())});
     if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");
     FederationService service(coordinator, spec.transport);
+    auto grpc_registry = std::make_shared<prometheus::Registry>();
+    GrpcServerMetrics grpc_metrics(*grpc_registry);
+    metrics.serve(grpc_registry);
     grpc::ServerBuilder builder;
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    interceptors.push_back(grpc_metrics.interceptor_factory());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
     int port = 0;
     builder.AddListeningPort(listen, make_server_credentials(spec.transport.tls), &port);
     configure_server_limits(builder, spec.transport);

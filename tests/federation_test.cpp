@@ -25,18 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 struct Federation {
   std::string dir, spec, out;
   int port = free_port();
@@ -298,10 +286,12 @@ TEST(Federation, AggregatorExportsPrometheusMetrics) {
   const int port = std::stoi(read_file(port_file));
   f.start_worker("c0");
   f.start_worker("c1");
-  std::string last, last_worker;  // the newest scrapes that answered
+  std::string last, last_worker, last_status;  // the newest scrapes that answered
   while (f.aggregator->running()) {
     const std::string body = http_get(port, "/metrics");
     if (!body.empty()) last = body;
+    const std::string status = http_get(port, "/status");  // what the operator reads
+    if (!status.empty()) last_status = status;
     if (file_exists(f.dir + "/c0.metrics-port")) {
       const std::string worker = http_get(std::stoi(read_file(f.dir + "/c0.metrics-port")), "/metrics");
       if (!worker.empty()) last_worker = worker;
@@ -311,13 +301,27 @@ TEST(Federation, AggregatorExportsPrometheusMetrics) {
   EXPECT_EQ(f.aggregator->wait(1s), 0) << f.logs();
   ASSERT_FALSE(last.empty());
   EXPECT_NE(last.find("zk0_build_info{component=\"aggregator\""), std::string::npos) << last;
-  EXPECT_NE(last.find("zk0_aggregator_rounds_completed_total 2"), std::string::npos) << last;
-  EXPECT_NE(last.find("zk0_aggregator_updates_accepted_total 4"), std::string::npos) << last;
-  EXPECT_NE(last.find("zk0_aggregator_transfer_bytes_total{direction=\"upload\"}"), std::string::npos);
-  EXPECT_NE(last.find("zk0_aggregator_server_eval_loss "), std::string::npos);
-  EXPECT_NE(last_worker.find("zk0_worker_rounds_trained_total 2"), std::string::npos) << last_worker;
-  EXPECT_NE(last_worker.find("zk0_worker_local_step_duration_seconds_count 200"), std::string::npos) << last_worker;
-  EXPECT_NE(last_worker.find("zk0_worker_transfer_bytes_total{direction=\"upload\"}"), std::string::npos);
+  // Every series names its run (and, from workers, its client): dashboards filter by them.
+  const std::string run = "run=\"test-run\"";
+  EXPECT_NE(last.find("zk0_aggregator_rounds_completed_total{" + run + "} 2"), std::string::npos) << last;
+  EXPECT_NE(last.find("zk0_aggregator_updates_accepted_total{" + run + "} 4"), std::string::npos) << last;
+  EXPECT_NE(last.find("zk0_aggregator_transfer_bytes_total{direction=\"upload\"," + run + "}"), std::string::npos);
+  EXPECT_NE(last.find("zk0_aggregator_server_eval_loss{" + run + "} "), std::string::npos);
+  // gRPC server metrics from the interceptor: every worker registered once, with status OK.
+  EXPECT_NE(last.find("grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Register\",grpc_service=\"zk0.v1.Federation\","
+                      "grpc_type=\"unary\"," + run + "} 2"),
+            std::string::npos)
+      << last;
+  EXPECT_NE(last.find("grpc_server_handling_seconds_count{grpc_method=\"Register\""), std::string::npos);
+  const std::string worker_labels = "client=\"c0\"," + run;
+  EXPECT_NE(last_worker.find("zk0_worker_rounds_trained_total{" + worker_labels + "} 2"), std::string::npos) << last_worker;
+  EXPECT_NE(last_worker.find("zk0_worker_local_step_duration_seconds_count{" + worker_labels + "} 200"), std::string::npos)
+      << last_worker;
+  EXPECT_NE(last_worker.find("zk0_worker_transfer_bytes_total{direction=\"upload\"," + worker_labels + "}"), std::string::npos);
+  // GET /status answers the status.json document.
+  const auto status = nlohmann::json::parse(last_status);
+  EXPECT_EQ(status["run"], "test-run");
+  EXPECT_EQ(status["rounds"], 2);
   // Prometheus's own linter accepts both expositions.
   for (const auto& [name, text] : {std::pair<std::string, std::string>{"aggregator", last}, {"worker", last_worker}}) {
     std::ofstream(f.dir + "/" + name + ".txt") << text;

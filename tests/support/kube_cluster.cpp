@@ -1,12 +1,5 @@
 #include "support/kube_cluster.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
-#include <cstdio>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -14,33 +7,6 @@
 #include "core/util/fs.h"
 
 namespace zk0::test {
-
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
-
-std::string run_command(const std::string& command, int* exit_code) {
-  std::string out;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) throw std::runtime_error("cannot run " + command);
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (exit_code) *exit_code = code;
-  else if (code != 0) throw std::runtime_error("failed (" + std::to_string(code) + "): " + command + "\n" + out);
-  return out;
-}
 
 namespace {
 

@@ -38,7 +38,4 @@ class KubeCluster {
   std::unique_ptr<Process> etcd_, apiserver_, controller_manager_;
 };
 
-int free_port();
-std::string run_command(const std::string& command, int* exit_code = nullptr);  // stdout + stderr
-
 }  // namespace zk0::test

@@ -39,6 +39,11 @@ class Process {
 // The body of an HTTP/1.0 GET to 127.0.0.1:port; empty when nothing answers.
 std::string http_get(int port, const std::string& path);
 
+int free_port();  // a loopback TCP port free a moment ago
+// Runs a shell command; returns stdout and stderr together. Without exit_code, a non-zero exit
+// throws with the output.
+std::string run_command(const std::string& command, int* exit_code = nullptr);
+
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 nlohmann::json read_json(const std::string& path);  // throws if missing or not JSON
 bool file_exists(const std::string& path);
