@@ -29,7 +29,14 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
       server_eval_loss(add_gauge(r, "zk0_aggregator_server_eval_loss", "Latest loss of the global policy on the held-out dataset")),
       checkpoint_timestamp(add_gauge(r, "zk0_aggregator_checkpoint_timestamp_seconds", "Unix time of the latest checkpoint")),
       checkpoint_bytes(add_gauge(r, "zk0_aggregator_checkpoint_bytes", "Size of the latest checkpoint's weights")),
-      hash_failures(add_counter(r, "zk0_aggregator_hash_failures_total", "Transfers failing a CRC32C or SHA-256 check")) {}
+      hash_failures(add_counter(r, "zk0_aggregator_hash_failures_total", "Transfers failing a CRC32C or SHA-256 check")) {
+  // Every label value starts at 0, so dashboards and alerts see the series before the first event.
+  for (const char* reason : kUpdateRejectionReasons) updates_rejected.Add({{"reason", reason}});
+  for (const char* direction : {"upload", "download"}) {
+    transfer_bytes.Add({{"direction", direction}});
+    transfer_duration.Add({{"direction", direction}}, duration_buckets());
+  }
+}
 
 void AggregatorMetrics::rejected(const std::string& reason) {
   updates_rejected.Add({{"reason", reason}}).Increment();

@@ -7,6 +7,12 @@
 
 namespace zk0 {
 
+// Why an update can be refused: the transport's verification (TransferError::reason) and the
+// coordinator's checks on the update's content.
+constexpr const char* kUpdateRejectionReasons[] = {"bad_manifest", "layout_mismatch", "chunk_checksum", "tensor_hash",
+                                                   "incomplete",   "out_of_order",    "no_samples",     "non_finite",
+                                                   "stale_base"};
+
 struct AggregatorMetrics {
   explicit AggregatorMetrics(prometheus::Registry& registry);
 

@@ -310,9 +310,11 @@ def transport():
                         f"(rate(grpc_server_handling_seconds_bucket{{{RUN}}}[$__rate_interval])))",
                         "{{grpc_method}}")], unit="s", min_=0), 12, 8)
     b.add(timeseries("Error ratio by method", "Share of handled RPCs with a code other than OK.",
-                     [t(f'sum by (grpc_method) (rate(grpc_server_handled_total{{{RUN},grpc_code!="OK"}}'
-                        "[$__rate_interval])) / sum by (grpc_method) (rate(grpc_server_handled_total"
-                        f"{{{RUN}}}[$__rate_interval]))", "{{grpc_method}}")],
+                     # "or ... * 0": methods without errors show 0, not a gap.
+                     [t(f'(sum by (grpc_method) (rate(grpc_server_handled_total{{{RUN},grpc_code!="OK"}}'
+                        "[$__rate_interval])) or sum by (grpc_method) (rate(grpc_server_handled_total"
+                        f"{{{RUN}}}[$__rate_interval])) * 0) / sum by (grpc_method) (rate("
+                        f"grpc_server_handled_total{{{RUN}}}[$__rate_interval]))", "{{grpc_method}}")],
                      unit="percentunit", min_=0), 12, 8)
     b.add(timeseries("RPCs in flight by method", "RPCs started and not yet handled (open "
                      "streams included).",

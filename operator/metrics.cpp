@@ -20,6 +20,8 @@ OperatorMetrics::OperatorMetrics()
                          .Register(*registry)) {
   for (const char* r : {"success", "requeue", "error"}) reconcile_total.Add({{"result", r}});
   for (const char* p : {"Pending", "Running", "Suspended", "Succeeded", "Failed"}) runs.Add({{"phase", p}});
+  for (const char* resource : {"federationruns", "pods"})
+    for (const char* reason : {"reconnect", "gone"}) watch_restarts.Add({{"resource", resource}, {"reason", reason}});
 }
 
 void OperatorMetrics::reconciled(const std::string& result, double seconds) {

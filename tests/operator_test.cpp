@@ -3,8 +3,13 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <set>
+#include <sstream>
 
 #include "core/metrics/metrics_server.h"
 #include "core/spec/federation_spec.h"
@@ -453,4 +458,132 @@ TEST_F(OperatorTest, WorksWithExactlyTheChartsPermissions) {
   } catch (const kube::ApiError& e) {
     EXPECT_EQ(e.status(), 403);
   }
+}
+
+namespace {
+
+// Prometheus's HTTP API: GET /api/v1/query.
+json prometheus_query(int port, const std::string& promql, const std::string& at = "") {
+  std::string escaped;
+  for (unsigned char c : promql) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') escaped += static_cast<char>(c);
+    else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      escaped += buf;
+    }
+  }
+  const std::string body = http_get(port, "/api/v1/query?query=" + escaped + (at.empty() ? "" : "&time=" + at));
+  return body.empty() ? json() : json::parse(body);
+}
+
+struct PanelQuery {
+  std::string dashboard, panel, description, expr;
+};
+
+std::vector<PanelQuery> dashboard_queries(const std::string& run) {
+  std::vector<PanelQuery> queries;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(ZK0_SOURCE_DIR) + "/helm/zk0/dashboards")) {
+    const json board = json::parse(read_file(entry.path().string()));
+    std::function<void(const json&)> walk = [&](const json& panels) {
+      for (const auto& p : panels) {
+        if (p.contains("panels")) walk(p["panels"]);
+        for (const auto& t : p.value("targets", json::array())) {
+          std::string expr = t.value("expr", "");
+          for (const auto& [var, value] : std::vector<std::pair<std::string, std::string>>{
+                   {"$__rate_interval", "1m"}, {"$__interval", "1m"}, {"$__range", "5m"}, {"$run", run}}) {
+            for (size_t at; (at = expr.find(var)) != std::string::npos;) expr.replace(at, var.size(), value);
+          }
+          queries.push_back({board.value("title", ""), p.value("title", ""), p.value("description", ""), expr});
+        }
+      }
+    };
+    walk(board["panels"]);
+  }
+  return queries;
+}
+
+}  // namespace
+
+// A real Prometheus (Debian's) scrapes a local federation run (`zk0 run`: aggregator and three
+// workers) and the operator; then every PromQL expression of every dashboard panel runs through
+// Prometheus's HTTP API and must return data. The only panels allowed to be empty are the GPU
+// panels, which need NVIDIA's DCGM exporter on a GPU node.
+TEST_F(OperatorTest, EveryDashboardQueryReturnsDataFromARealPrometheus) {
+  const int operator_port = free_port();
+  start_operator("op-1", {"--metrics-listen", "127.0.0.1:" + std::to_string(operator_port)});
+  apply(small_run("r12"));
+  const std::string dir = make_temp_dir("dashboards");
+  const std::string out = dir + "/out";
+  const std::string spec = write_spec(dir, small_spec(out, 3, 10, {{"localSteps", "1500"}, {"minFitClients", "3"}, {"minAvailableClients", "3"}}));
+  Process run({bin("zk0"), "run", spec}, dir + "/zk0-run.log");
+  const std::vector<std::string> components{"aggregator", "c0", "c1", "c2"};
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& c : components)
+      if (!file_exists(out + "/logs/" + c + ".metrics-port")) return false;
+    return true;
+  }, 60s)) << run.log();
+  std::string targets;
+  for (const auto& c : components)
+    targets += std::string(targets.empty() ? "" : ", ") + "'127.0.0.1:" + std::to_string(std::stoi(read_file(out + "/logs/" + c + ".metrics-port"))) + "'";
+  const int prometheus_port = free_port();
+  std::ofstream(dir + "/prometheus.yml") << "global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n"
+                                         << "  - job_name: zk0-run\n    static_configs: [{targets: [" << targets << "]}]\n"
+                                         << "  - job_name: zk0-operator\n    static_configs: [{targets: ['127.0.0.1:" << operator_port << "']}]\n";
+  Process prometheus({"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml", "--storage.tsdb.path=" + dir + "/tsdb",
+                      "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
+                     dir + "/prometheus.log");
+  // Wait until the run is well under way: rounds completed, every target scraped several times.
+  ASSERT_TRUE(wait_until([&] {
+    const json r = prometheus_query(prometheus_port, "min(zk0_aggregator_rounds_completed_total{run=\"test-run\"}) >= 2 and on() count(up == 1) == 5");
+    return r.is_object() && !r["data"]["result"].empty();
+  }, 120s)) << prometheus.log() << run.log();
+  std::this_thread::sleep_for(3s);
+
+  std::vector<std::string> empty, failed;
+  int with_data = 0;
+  for (const auto& q : dashboard_queries("test-run")) {
+    const json r = prometheus_query(prometheus_port, q.expr);
+    if (!r.is_object() || r.value("status", "") != "success") {
+      failed.push_back(q.dashboard + " / " + q.panel + ": " + q.expr + " -> " + (r.is_object() ? r.dump() : "no answer"));
+      continue;
+    }
+    const bool gpu = q.description.rfind("Needs the DCGM exporter", 0) == 0;
+    const bool has_data = !r["data"]["result"].empty();
+    if (has_data) ++with_data;
+    if (!has_data && !gpu) empty.push_back(q.dashboard + " / " + q.panel + ": " + q.expr);
+    if (has_data && gpu) ADD_FAILURE() << "a DCGM panel returned data on a machine without GPUs: " << q.expr;
+  }
+  EXPECT_TRUE(failed.empty()) << "queries Prometheus refused:\n" << [&] { std::string s; for (auto& f : failed) s += f + "\n"; return s; }();
+  EXPECT_TRUE(empty.empty()) << "queries without data:\n" << [&] { std::string s; for (auto& e : empty) s += e + "\n"; return s; }();
+  EXPECT_GT(with_data, 40);
+
+  // The run's outputs and `zk0 run`'s progress show the numbers the metrics carry.
+  EXPECT_EQ(run.wait(300s), 0) << run.log();
+  const json history = read_json(out + "/federated_metrics.json")["rounds"];
+  std::vector<double> losses;
+  for (const auto& r : history)
+    if (r.contains("server_eval_loss") && !r["server_eval_loss"].is_null()) losses.push_back(r["server_eval_loss"].get<double>());
+  const auto is_round_loss = [&](double v, double tolerance) {
+    for (double l : losses)
+      if (std::abs(l - v) <= tolerance * std::abs(l)) return true;
+    return false;
+  };
+  const json samples = prometheus_query(prometheus_port, "zk0_aggregator_server_eval_loss{run=\"test-run\"}[10m]");
+  ASSERT_FALSE(samples["data"]["result"].empty()) << samples.dump();
+  std::set<double> seen;
+  for (const auto& v : samples["data"]["result"][0]["values"]) seen.insert(std::stod(v[1].get<std::string>()));
+  EXPECT_GE(seen.size(), 2u);
+  for (double v : seen) EXPECT_TRUE(is_round_loss(v, 1e-12)) << "the metric showed a loss no round has: " << v;
+  const json completed = prometheus_query(prometheus_port, "max_over_time(zk0_aggregator_rounds_completed_total{run=\"test-run\"}[10m])");
+  EXPECT_LE(std::stod(completed["data"]["result"][0]["value"][1].get<std::string>()), static_cast<double>(history.size() - 1));
+  int progress_losses = 0;
+  std::istringstream lines(run.log());
+  for (std::string line; std::getline(lines, line);) {
+    const auto at = line.find("server_loss=");
+    if (at == std::string::npos) continue;
+    ++progress_losses;
+    EXPECT_TRUE(is_round_loss(std::stod(line.substr(at + 12)), 1e-5)) << line;
+  }
+  EXPECT_GT(progress_losses, 0) << run.log();
 }
