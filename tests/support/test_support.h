@@ -27,6 +27,7 @@ class Process {
   // Exit code (128 + signal when killed), or -1 if still running at the timeout.
   int wait(std::chrono::milliseconds timeout);
   bool running();
+  pid_t pid() const { return pid_; }
   const std::string& log_path() const { return log_; }
   std::string log() const;
 
