@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include "core/data/lerobot_dataset.h"
+#include "core/data/dataset.h"
+#include "core/lerobot/hub_cache.h"
 #include "core/lerobot/inspect.h"
 #include "core/lerobot/parquet_table.h"
 #include "core/lerobot/synth.h"
@@ -313,3 +315,35 @@ TEST_P(Synth, WrittenDatasetReadsBackFrameForFrame) {
 INSTANTIATE_TEST_SUITE_P(Versions, Synth,
                          ::testing::Values(SynthCase{"v2.1", "av1", 1}, SynthCase{"v3.0", "av1", 2}, SynthCase{"v3.0", "h264", 1},
                                            SynthCase{"v2.1", "h264", 3}, SynthCase{"v3.0", "av1", 0}));
+
+// A dataset named by repoId is read from the Hugging Face Hub's cache layout, by branch or commit.
+TEST(HubCache, RepoIdResolvesThroughRefsToTheSnapshot) {
+  const std::string cache = test::make_temp_dir("hub-cache") + "/hub";
+  const std::string commit = "0123456789abcdef0123456789abcdef01234567";
+  const std::string repo = cache + "/datasets--owner--so100-set";
+  lerobot::SynthOptions o;
+  o.root = repo + "/snapshots/" + commit;
+  o.version = "v3.0";
+  o.cameras = 0;
+  o.trajectories = {"pick", 3, 20, 1};
+  lerobot::write_synthetic_dataset(o);
+  std::filesystem::create_directories(repo + "/refs");
+  std::ofstream(repo + "/refs/main") << commit;  // huggingface_hub writes the hash without a newline
+  EXPECT_EQ(hub_snapshot_path("owner/so100-set", "main", cache), o.root);
+  EXPECT_EQ(hub_snapshot_path("owner/so100-set", commit, cache), o.root);
+  ::setenv("HF_HUB_CACHE", cache.c_str(), 1);
+  DatasetSpec spec;
+  spec.repo_id = "owner/so100-set";
+  spec.revision = "main";
+  EXPECT_EQ(open_dataset(spec, 10, false)->size(), 60);
+  // Missing revision or dataset: the error names the folder and the command that fills it.
+  try {
+    hub_snapshot_path("owner/so100-set", "v2", cache);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(repo + "/refs/v2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("huggingface-cli download --repo-type dataset owner/so100-set --revision v2"), std::string::npos);
+  }
+  EXPECT_THROW(hub_snapshot_path("owner/other", "main", cache), std::runtime_error);
+  ::unsetenv("HF_HUB_CACHE");
+}
