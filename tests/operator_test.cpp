@@ -399,7 +399,8 @@ TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed
 }
 
 TEST_F(OperatorTest, WatchesRecoverWhenTheApiServerRestarts) {
-  Process& op = start_operator("op-1");
+  const int metrics_port = free_port();
+  Process& op = start_operator("op-1", {"--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)});
   apply(small_run("r7"));
   ASSERT_TRUE(wait_until([&] { return pod("r7-worker-c2").has_value(); }, 60s)) << logs();
   cluster->restart_apiserver();
@@ -407,6 +408,15 @@ TEST_F(OperatorTest, WatchesRecoverWhenTheApiServerRestarts) {
   ASSERT_TRUE(wait_until([&] { return pod("r8-worker-c2").has_value(); }, 90s)) << logs();
   EXPECT_TRUE(op.running());
   EXPECT_NE(op.log().find("event=watch_failed"), std::string::npos) << op.log();
+  // The restarted server's watch cache begins after the versions the operator had seen, so its
+  // re-watch gets 410 Gone and the informers relist: both recoveries happened.
+  const std::string metrics = http_get(metrics_port, "/metrics");
+  const auto counted = [&](const std::string& resource) {
+    const std::string series = "zk0_operator_watch_restarts_total{reason=\"gone\",resource=\"" + resource + "\"} ";
+    const auto at = metrics.find(series);
+    return at == std::string::npos ? 0.0 : std::stod(metrics.substr(at + series.size()));
+  };
+  EXPECT_GE(counted("federationruns") + counted("pods"), 1.0) << metrics;
 }
 
 TEST_F(OperatorTest, OnlyTheLeaseHolderActsAndAStandbyTakesOver) {
@@ -557,6 +567,12 @@ TEST_F(OperatorTest, EveryDashboardQueryReturnsDataFromARealPrometheus) {
   EXPECT_TRUE(failed.empty()) << "queries Prometheus refused:\n" << [&] { std::string s; for (auto& f : failed) s += f + "\n"; return s; }();
   EXPECT_TRUE(empty.empty()) << "queries without data:\n" << [&] { std::string s; for (auto& e : empty) s += e + "\n"; return s; }();
   EXPECT_GT(with_data, 40);
+  // Prometheus's linter accepts the operator's exposition (the aggregator's and workers' are
+  // checked in federation_test).
+  std::ofstream(dir + "/operator.prom") << http_get(operator_port, "/metrics");
+  int lint = 0;
+  const std::string lint_out = run_command("promtool check metrics < " + dir + "/operator.prom", &lint);
+  EXPECT_EQ(lint, 0) << lint_out;
 
   // The run's outputs and `zk0 run`'s progress show the numbers the metrics carry.
   EXPECT_EQ(run.wait(300s), 0) << run.log();
@@ -586,4 +602,19 @@ TEST_F(OperatorTest, EveryDashboardQueryReturnsDataFromARealPrometheus) {
     EXPECT_TRUE(is_round_loss(std::stod(line.substr(at + 12)), 1e-5)) << line;
   }
   EXPECT_GT(progress_losses, 0) << run.log();
+}
+
+TEST_F(OperatorTest, ActiveDeadlineFailsTheRunAndTtlDeletesItAfterwards) {
+  start_operator("op-1");
+  apply(small_run("r13", "{activeDeadlineSeconds: 3, ttlSecondsAfterFinished: 2}"));
+  ASSERT_TRUE(wait_until([&] { return pod("r13-worker-c2").has_value(); }, 60s)) << logs();
+  set_pod_status("r13-aggregator", "Running");
+  ASSERT_TRUE(wait_until([&] { return run("r13")["status"].value("phase", "") == "Failed"; }, 30s)) << logs();
+  std::string reason;
+  EXPECT_EQ(condition(run("r13"), "Failed", &reason), "True");
+  EXPECT_EQ(reason, "DeadlineExceeded");
+  EXPECT_TRUE(wait_until([&] { return !pod("r13-aggregator") && !pod("r13-worker-c0"); }, 30s)) << "running pods go at the deadline";
+  // Two seconds after it ended the run is deleted, and its children with it.
+  EXPECT_TRUE(wait_until([&] { return !get("/apis/zk0.io/v1alpha1/namespaces/" + ns + "/federationruns/r13"); }, 30s)) << logs();
+  EXPECT_TRUE(wait_until([&] { return !get("/api/v1/namespaces/" + ns + "/configmaps/r13-spec"); }, 60s));
 }
