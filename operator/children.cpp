@@ -218,6 +218,21 @@ json aggregator_service(const json& run, const OperatorSettings& settings) {
                                     {"protocol", "TCP"}}})}}}};
 }
 
+json aggregator_network_policy(const json& run, const OperatorSettings& settings) {
+  const std::string name = run_name(run);
+  return {{"apiVersion", "networking.k8s.io/v1"},
+          {"kind", "NetworkPolicy"},
+          {"metadata", child_metadata(run, aggregator_name(name), "aggregator")},
+          {"spec",
+           {{"podSelector", {{"matchLabels", {{labels::kRun, name}, {labels::kComponent, "aggregator"}}}}},
+            {"policyTypes", json::array({"Ingress"})},
+            {"ingress",
+             json::array({{{"from", json::array({{{"podSelector", {{"matchLabels", {{labels::kRun, name}, {labels::kComponent, "worker"}}}}}}})},
+                           {"ports", json::array({{{"port", settings.grpc_port}, {"protocol", "TCP"}}})}},
+                          // Prometheus and the operator (status) live elsewhere in the cluster.
+                          {{"ports", json::array({{{"port", settings.aggregator_metrics_port}, {"protocol", "TCP"}}})}}})}}}};
+}
+
 json aggregator_pod(const json& run, const FederationSpec& spec, const OperatorSettings& settings, int attempt) {
   const std::string name = run_name(run);
   json pod = base_pod(run, aggregator_name(name), "aggregator", spec.aggregator.pod, attempt);

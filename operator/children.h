@@ -7,6 +7,7 @@
 //   <run>-checkpoints   PVC        the aggregator's outputDir: checkpoints, history, charts
 //   <run>-aggregator    Service    gRPC (50051) and metrics (9464) of the aggregator pod
 //   <run>-aggregator    Pod
+//   <run>-aggregator    NetworkPolicy  gRPC only from the run's own workers; metrics from anywhere
 //   <run>-worker-<client> Pod      one per client dataset, with its GPU request and placement
 #include <nlohmann/json.hpp>
 #include <string>
@@ -52,6 +53,7 @@ nlohmann::json owner_reference(const nlohmann::json& run);
 nlohmann::json spec_config_map(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings);
 nlohmann::json checkpoint_claim(const nlohmann::json& run, const FederationSpec& spec);
 nlohmann::json aggregator_service(const nlohmann::json& run, const OperatorSettings& settings);
+nlohmann::json aggregator_network_policy(const nlohmann::json& run, const OperatorSettings& settings);
 nlohmann::json aggregator_pod(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings, int attempt);
 nlohmann::json worker_pod(const nlohmann::json& run, const FederationSpec& spec, const ClientSpec& client,
                           const OperatorSettings& settings, int attempt);

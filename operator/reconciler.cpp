@@ -143,8 +143,12 @@ milliseconds Reconciler::reconcile(const std::string& key) {
   const std::string ns = key.substr(0, slash), name = key.substr(slash + 1);
   auto cached = runs_.get(ns, name);
   if (!cached) {
-    std::lock_guard<std::mutex> lock(written_mu_);
-    written_.erase(key);
+    {
+      std::lock_guard<std::mutex> lock(written_mu_);
+      written_.erase(key);
+    }
+    std::lock_guard<std::mutex> lock(applied_mu_);
+    applied_.erase(key);
     return milliseconds(0);  // deleted: its children go with it (ownerReferences)
   }
   if (cached->at("metadata").contains("deletionTimestamp")) return milliseconds(0);
@@ -337,16 +341,29 @@ milliseconds Reconciler::reconcile_run(Context& c) {
 }
 
 void Reconciler::ensure_owned_objects(Context& c) {
-  // Server-side apply: creates or updates to exactly this content, a no-op when unchanged.
-  const auto apply = [&](const std::string& plural, const json& object) {
-    client_.patch(core_path(c.ns, plural) + "/" + object["metadata"]["name"].get<std::string>(), object, kube::PatchType::Apply);
+  // Server-side apply is idempotent but still a write; skip objects this process applied with the
+  // same content recently. The resync period bounds how long a hand edit of a child survives.
+  const auto apply = [&](const std::string& collection, const json& object) {
+    const std::string path = collection + "/" + object["metadata"]["name"].get<std::string>();
+    const std::string content = object.dump();
+    const auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard<std::mutex> lock(applied_mu_);
+      const auto& run_children = applied_[c.ns + "/" + c.name];
+      auto it = run_children.find(path);
+      if (it != run_children.end() && it->second.first == content && now - it->second.second < kChildResyncPeriod) return;
+    }
+    client_.patch(path, object, kube::PatchType::Apply);
+    std::lock_guard<std::mutex> lock(applied_mu_);
+    applied_[c.ns + "/" + c.name][path] = {content, now};
   };
-  apply("configmaps", spec_config_map(c.run, c.spec, settings_));
-  apply("persistentvolumeclaims", checkpoint_claim(c.run, c.spec));
-  apply("services", aggregator_service(c.run, settings_));
+  apply(core_path(c.ns, "configmaps"), spec_config_map(c.run, c.spec, settings_));
+  apply(core_path(c.ns, "persistentvolumeclaims"), checkpoint_claim(c.run, c.spec));
+  apply(core_path(c.ns, "services"), aggregator_service(c.run, settings_));
+  apply("/apis/networking.k8s.io/v1/namespaces/" + c.ns + "/networkpolicies", aggregator_network_policy(c.run, settings_));
   if (!c.status.contains("childrenCreated")) {
     c.status["childrenCreated"] = true;
-    c.note("Created", "created ConfigMap " + config_map_name(c.name) + ", PVC " + claim_name(c.name) + " and Service " +
+    c.note("Created", "created ConfigMap " + config_map_name(c.name) + ", PVC " + claim_name(c.name) + ", Service and NetworkPolicy " +
                           aggregator_name(c.name) + "; starting the aggregator and " + std::to_string(c.spec.clients.size()) + " workers");
   }
 }

@@ -63,6 +63,10 @@ class Reconciler {
   AggregatorStatusReader read_aggregator_status_;
   std::mutex written_mu_;
   std::map<std::string, nlohmann::json> written_;  // the run as our last status write returned it
+  static constexpr std::chrono::minutes kChildResyncPeriod{10};
+  std::mutex applied_mu_;
+  // run key -> child path -> (content, when applied)
+  std::map<std::string, std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>>> applied_;
 };
 
 // Sets a metav1.Condition in conditions: lastTransitionTime changes only when status flips.

@@ -188,7 +188,8 @@ TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretExists) {
   const json c = *pod(name + "-worker-owner-c");
   const json svc = *get("/api/v1/namespaces/" + ns + "/services/" + name + "-aggregator");
   const json pvc = *get("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + name + "-checkpoints");
-  for (const json* o : {&cm, &agg, &a, &b, &c, &svc, &pvc}) {
+  const json policy = *get("/apis/networking.k8s.io/v1/namespaces/" + ns + "/networkpolicies/" + name + "-aggregator");
+  for (const json* o : {&cm, &agg, &a, &b, &c, &svc, &pvc, &policy}) {
     const auto& refs = (*o)["metadata"]["ownerReferences"];
     ASSERT_EQ(refs.size(), 1u) << o->dump();
     EXPECT_EQ(refs[0]["uid"], r["metadata"]["uid"]);
@@ -227,19 +228,23 @@ TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretExists) {
   EXPECT_NE(agg["spec"]["volumes"].dump().find("so100-pick-place-checkpoints"), std::string::npos);
   EXPECT_EQ(pvc["spec"]["resources"]["requests"]["storage"], "20Gi");
   EXPECT_EQ(svc["spec"]["ports"][0]["port"], 50051);
+  // gRPC reaches the aggregator only from this run's workers.
+  EXPECT_EQ(policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["zk0.io/run"], name);
+  EXPECT_EQ(policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "worker");
+  EXPECT_EQ(policy["spec"]["ingress"][0]["ports"][0]["port"], 50051);
 
   // Every child against Kubernetes' strict JSON schemas.
   const std::string objects = cluster->dir() + "/" + ns + "-children.json";
   {
     std::string out;
-    ASSERT_EQ(cluster->kubectl("-n " + ns + " get pods,services,configmaps,persistentvolumeclaims -l app.kubernetes.io/managed-by=zk0-operator -o json", &out), 0);
+    ASSERT_EQ(cluster->kubectl("-n " + ns + " get pods,services,configmaps,persistentvolumeclaims,networkpolicies -l app.kubernetes.io/managed-by=zk0-operator -o json", &out), 0);
     std::ofstream(objects) << out;
   }
   int code = 0;
   const std::string report = run_command(std::string(ZK0_SOURCE_DIR) + "/.venv/bin/python " + ZK0_SOURCE_DIR +
                                              "/tests/kube/validate_manifests.py " + objects, &code);
   EXPECT_EQ(code, 0) << report;
-  EXPECT_NE(report.find("checked 7 manifests, 0 problems"), std::string::npos) << report;
+  EXPECT_NE(report.find("checked 8 manifests, 0 problems"), std::string::npos) << report;
 }
 
 TEST_F(OperatorTest, StatusFollowsPodsAndTheAggregatorUntilSuccess) {
@@ -367,7 +372,9 @@ TEST_F(OperatorTest, DeletingTheRunDeletesItsChildren) {
   EXPECT_TRUE(wait_until(
       [&] {
         return !pod("r5-aggregator") && !pod("r5-worker-c0") && !get("/api/v1/namespaces/" + ns + "/configmaps/r5-spec") &&
-               !get("/api/v1/namespaces/" + ns + "/services/r5-aggregator");
+               !get("/api/v1/namespaces/" + ns + "/services/r5-aggregator") &&
+               !get("/apis/networking.k8s.io/v1/namespaces/" + ns + "/networkpolicies/r5-aggregator") &&
+               !get("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/r5-checkpoints");
       },
       60s));
 }

@@ -48,10 +48,11 @@ KubeCluster::KubeCluster(const std::string& tag) : dir_(make_temp_dir(tag)) {
       dir_ + "/etcd.log");
   start_apiserver();
   wait_ready();
-  // The garbage collector deletes a run's children when the run goes (ownerReferences).
+  // The garbage collector deletes a run's children when the run goes (ownerReferences); the
+  // PVC protection controller lets a deleted claim go once no pod uses it.
   controller_manager_ = std::make_unique<Process>(
       std::vector<std::string>{tool("kube-controller-manager"), "--kubeconfig", admin_kubeconfig_, "--controllers",
-                               "garbagecollector,namespace", "--leader-elect=false", "--secure-port=0",
+                               "garbagecollector,namespace,pvc-protection", "--leader-elect=false", "--secure-port=0",
                                "--use-service-account-credentials=false", "--concurrent-gc-syncs=5"},
       dir_ + "/controller-manager.log");
 }
