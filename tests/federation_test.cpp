@@ -275,6 +275,27 @@ TEST(Federation, InvalidSpecExitsWithTheFieldPath) {
   EXPECT_NE(run.log().find("spec.clients: a non-empty list is required"), std::string::npos);
 }
 
+// The same file runs on a cluster: `zk0 run` says which cluster-only fields it ignores, and
+// refuses the sources only a cluster can mount.
+TEST(Federation, LocalRunIgnoresPlacementAndRefusesClusterOnlySources) {
+  const std::string dir = make_temp_dir("cluster-fields");
+  std::string yaml = small_spec(dir + "/out", 2, 1, {{"clientExtra", "      pod: {nodeSelector: {robot: a}}\n"}});
+  yaml += "  runPolicy: {backoffLimit: 5}\n";
+  Process ok({bin("zk0"), "run", write_spec(dir, yaml)}, dir + "/ok.log");
+  EXPECT_EQ(ok.wait(120s), 0) << ok.log();
+  EXPECT_NE(ok.log().find("ignored on this machine (cluster only): spec.clients[0].pod,spec.clients[1].pod,spec.runPolicy"),
+            std::string::npos)
+      << ok.log();
+  std::string claim = small_spec(dir + "/out2", 2, 1);
+  const std::string source = "{synthetic: {task: \"task 1\"";
+  claim.replace(claim.find(source), claim.find("}}", claim.find(source)) + 2 - claim.find(source), "{volumeClaim: {claimName: robot-b}}");
+  std::ofstream(dir + "/claim.yaml") << claim;
+  Process refused({bin("zk0"), "run", dir + "/claim.yaml"}, dir + "/refused.log");
+  EXPECT_EQ(refused.wait(20s), kExitInvalidInput);
+  EXPECT_NE(refused.log().find("spec.clients[1].dataset.volumeClaim: name the dataset by path on this machine"), std::string::npos)
+      << refused.log();
+}
+
 TEST(Federation, AggregatorExportsPrometheusMetrics) {
   Federation f("metrics", 2, 2, {{"localSteps", "100"}});
   const std::string port_file = f.dir + "/metrics.port";
