@@ -50,13 +50,8 @@ std::string peak_rss(pid_t pid) {
 int main(int argc, char** argv) {
   const bool smoke = argc > 1 && std::string(argv[1]) == "--smoke";
   const int runs = smoke ? 3 : 100, clients = smoke ? 3 : 10;
-  KubeCluster cluster("operator-bench");
+  KubeCluster cluster("operator-bench", {std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationruns.yaml"});
   std::string out;
-  if (cluster.kubectl("apply --server-side -f " + std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationruns.yaml", &out) != 0 ||
-      cluster.kubectl("wait --for=condition=Established crd/federationruns.zk0.io --timeout=60s", &out) != 0) {
-    std::cerr << out;
-    return 1;
-  }
   for (const char* ns : {"bench", "baseline"}) cluster.kubectl(std::string("create namespace ") + ns);
   kube::KubeClient api(kube::KubeConfig::from_kubeconfig(cluster.admin_kubeconfig()));
   op::OperatorSettings settings;

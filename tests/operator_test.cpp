@@ -35,14 +35,10 @@ class ClusterEnvironment : public ::testing::Environment {
       std::exit(1);
     };
     try {
-      cluster = new KubeCluster("kube");
+      cluster = new KubeCluster("kube", {std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationruns.yaml"});
     } catch (const std::exception& e) {
       fail(e.what());
     }
-    std::string out;
-    if (cluster->kubectl("apply --server-side -f " + std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationruns.yaml", &out) != 0)
-      fail("the CRD was refused: " + out);
-    if (cluster->kubectl("wait --for=condition=Established crd/federationruns.zk0.io --timeout=60s", &out) != 0) fail(out);
   }
   void TearDown() override { delete cluster; }
 };
@@ -251,7 +247,8 @@ TEST_F(OperatorTest, StatusFollowsPodsAndTheAggregatorUntilSuccess) {
   start_operator("op-1");
   apply(small_run("r1"));
   ASSERT_TRUE(wait_until([&] { return pod("r1-worker-c2").has_value(); }, 60s)) << logs();
-  EXPECT_EQ(run("r1")["status"]["phase"], "Pending");
+  // The status is written at the end of the reconcile that created the pods.
+  EXPECT_TRUE(wait_until([&] { return run("r1")["status"].value("phase", "") == "Pending"; }, 10s)) << run("r1").dump();
   EXPECT_TRUE(wait_until([&] { return !events("Created").empty(); }, 10s));
   // The kubelet starts the pods; the aggregator reports round 3 and its evaluation loss.
   {

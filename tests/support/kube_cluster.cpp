@@ -21,7 +21,7 @@ std::string kubeconfig_text(int port, const std::string& dir, const std::string&
 
 }  // namespace
 
-KubeCluster::KubeCluster(const std::string& tag) : dir_(make_temp_dir(tag)) {
+KubeCluster::KubeCluster(const std::string& tag, const std::vector<std::string>& crds) : dir_(make_temp_dir(tag)) {
   std::string tools = run_command(std::string(ZK0_SOURCE_DIR) + "/tests/kube/build-tools.sh 2>/dev/null");
   while (!tools.empty() && (tools.back() == '\n' || tools.back() == ' ')) tools.pop_back();
   tools_ = tools.substr(tools.rfind('\n') == std::string::npos ? 0 : tools.rfind('\n') + 1);
@@ -48,6 +48,12 @@ KubeCluster::KubeCluster(const std::string& tag) : dir_(make_temp_dir(tag)) {
       dir_ + "/etcd.log");
   start_apiserver();
   wait_ready();
+  for (const auto& crd : crds) {
+    std::string out;
+    if (kubectl("apply --server-side -f " + crd, &out) != 0) throw std::runtime_error("CRD " + crd + " refused: " + out);
+    const std::string name = run_command(tool("kubectl") + " --kubeconfig " + admin_kubeconfig_ + " get -f " + crd + " -o name");
+    if (kubectl("wait --for=condition=Established --timeout=60s " + name, &out) != 0) throw std::runtime_error(out);
+  }
   // The garbage collector deletes a run's children when the run goes (ownerReferences); the
   // PVC protection controller lets a deleted claim go once no pod uses it.
   controller_manager_ = std::make_unique<Process>(

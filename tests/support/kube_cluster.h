@@ -14,7 +14,10 @@ namespace zk0::test {
 
 class KubeCluster {
  public:
-  explicit KubeCluster(const std::string& tag);
+  // crds: CustomResourceDefinition files installed (and established) before the controller
+  // manager starts, so that its garbage collector watches those kinds from its first sync
+  // instead of discovering them at a resync half a minute later.
+  KubeCluster(const std::string& tag, const std::vector<std::string>& crds);
   ~KubeCluster();
 
   const std::string& dir() const { return dir_; }
