@@ -355,8 +355,8 @@ TEST_F(OperatorTest, SuspendDeletesPodsKeepsCheckpointsAndResumeRecreatesThem) {
   EXPECT_EQ(condition(run("r4"), "Suspended"), "True");
   kubectl("patch fedrun r4 --type merge -p '{\"spec\":{\"runPolicy\":{\"suspend\":false}}}'");
   ASSERT_TRUE(wait_until([&] { return pod("r4-aggregator").has_value() && pod("r4-worker-c2").has_value(); }, 30s)) << logs();
+  EXPECT_TRUE(wait_until([&] { return condition(run("r4"), "Suspended") == "False"; }, 10s)) << run("r4").dump();
   const json r = run("r4");
-  EXPECT_EQ(condition(r, "Suspended"), "False");
   EXPECT_EQ(r["status"]["aggregator"].value("failures", 0), 0) << "a suspension is not a failure";
   EXPECT_FALSE(events("Resumed").empty());
 }
