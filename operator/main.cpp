@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
     op::OperatorMetrics metrics;
     MetricsServer metrics_server("operator", metrics_listen);
     metrics_server.serve(metrics.registry);
+    metrics_server.serve(metrics.runs_by_phase);
     log_info("started", {kv("server", client.config().server), kv("watch_namespace", watch_namespace.empty() ? "*" : watch_namespace),
                          kv("identity", identity), kv("metrics_port", metrics_server.port()), kv("mutual_tls", settings.mutual_tls)});
 
@@ -120,11 +121,20 @@ int main(int argc, char** argv) {
     kube::Informer pods(
         client, "/api/v1" + scope + "/pods", std::string(op::labels::kManagedBy) + "=" + op::labels::kManager,
         [&](const nlohmann::json& pod, bool) {
-          const auto& m = pod["metadata"];
-          const std::string run = m.value("labels", nlohmann::json::object()).value(op::labels::kRun, "");
-          if (!run.empty()) queue.add(m.value("namespace", "") + "/" + run);
+          const std::string run = op::run_key_of_pod(pod);
+          if (!run.empty()) queue.add(run);
         },
-        [&](const std::string& reason) { metrics.watch_restarted("pods", reason); });
+        [&](const std::string& reason) { metrics.watch_restarted("pods", reason); }, op::run_key_of_pod);
+    metrics.runs_by_phase->count_with([&runs] {
+      std::map<std::string, int> phases;
+      for (const auto& r : runs.list([](const nlohmann::json&) { return true; }))
+        ++phases[r.value("status", nlohmann::json::object()).value("phase", "Pending")];
+      return phases;
+    });
+    struct StopCounting {  // before `runs` goes, on every way out of this scope
+      op::OperatorMetrics& metrics;
+      ~StopCounting() { metrics.runs_by_phase->count_with({}); }
+    } stop_counting{metrics};
     pods.start();
     runs.start();
     op::Reconciler reconciler(client, settings, metrics, runs, pods, op::http_aggregator_status_reader());
@@ -151,10 +161,6 @@ int main(int argc, char** argv) {
           }
           queue.done(*key);
           metrics.reconciled(result, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-          std::map<std::string, int> phases;
-          for (const auto& r : runs.list([](const nlohmann::json&) { return true; }))
-            ++phases[r.value("status", nlohmann::json::object()).value("phase", "Pending")];
-          metrics.set_runs_by_phase(phases);
         }
       });
     }

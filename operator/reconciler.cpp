@@ -72,6 +72,12 @@ void set_condition(json& conditions, const std::string& type, bool status, const
                         {"observedGeneration", generation}, {"lastTransitionTime", now}});
 }
 
+std::string run_key_of_pod(const json& pod) {
+  const auto& m = pod.at("metadata");
+  const std::string run = m.value("labels", json::object()).value(labels::kRun, "");
+  return run.empty() ? "" : m.value("namespace", "") + "/" + run;
+}
+
 AggregatorStatusReader http_aggregator_status_reader() {
   return [](const std::string& ip, int port) -> std::optional<json> {
     try {
@@ -160,11 +166,7 @@ milliseconds Reconciler::reconcile(const std::string& key) {
   c.status = c.run.value("status", json::object());
   c.original_status = c.status;
   c.now = kube::rfc3339_now();
-  const std::string run_name = name;
-  c.pods = pods_.list([&](const json& p) {
-    const auto& m = p["metadata"];
-    return m.value("namespace", "") == ns && m.value("labels", json::object()).value(labels::kRun, "") == run_name;
-  });
+  c.pods = pods_.by_index(key);
   const auto requeue = reconcile_run(c);
   write_status(c);
   for (const auto& [type, reason, message] : c.events) event(c.run, type, reason, message);
@@ -197,17 +199,13 @@ milliseconds Reconciler::reconcile_run(Context& c) {
   st["rounds"] = c.spec.rounds;
 
   if (is_terminal(st.value("phase", ""))) {
-    delete_active_pods(c);
+    delete_pods(c, true);
     if (policy.ttl_seconds_after_finished >= 0 && st.contains("completionTime")) {
       const auto expires = kube::parse_rfc3339(st["completionTime"].get<std::string>()) + std::chrono::seconds(policy.ttl_seconds_after_finished);
       const auto left = std::chrono::duration_cast<milliseconds>(expires - Clock::now());
       if (left.count() <= 0) {
         log_info("run_expired", {kv("run", c.ns + "/" + c.name), kv("ttl_seconds", policy.ttl_seconds_after_finished)});
-        try {
-          client_.remove(runs_path(c.ns) + "/" + c.name);
-        } catch (const kube::ApiError& e) {
-          if (!e.not_found()) throw;
-        }
+        remove_if_present(runs_path(c.ns) + "/" + c.name);
         return milliseconds(0);
       }
       c.requeue_within(left + milliseconds(100));
@@ -216,14 +214,7 @@ milliseconds Reconciler::reconcile_run(Context& c) {
   }
 
   if (policy.suspend) {
-    delete_active_pods(c);
-    for (const auto& p : c.pods) {  // finished pods too: a resumed run starts every member afresh
-      try {
-        client_.remove(core_path(c.ns, "pods") + "/" + p["metadata"].value("name", ""));
-      } catch (const kube::ApiError& e) {
-        if (!e.not_found()) throw;
-      }
-    }
+    delete_pods(c, false);  // finished pods too: a resumed run starts every member afresh
     if (st.value("phase", "") != kPhaseSuspended) c.note("Suspended", "pods deleted; checkpoints kept on " + claim_name(c.name));
     // Members stopped by the suspension are not failures: after resuming, each starts again.
     const auto suspend_member = [](json& record) {
@@ -281,8 +272,8 @@ milliseconds Reconciler::reconcile_run(Context& c) {
   // The aggregator first: without it no client can do anything.
   if (!st.contains("aggregator")) st["aggregator"] = json::object();
   const auto aggregator = c.pod(aggregator_name(c.name));
-  reconcile_member(c, st["aggregator"], aggregator, [&](int attempt) { return aggregator_pod(c.run, c.spec, settings_, attempt); },
-                   "aggregator");
+  reconcile_member(c, st["aggregator"], aggregator_name(c.name), aggregator,
+                   [&](int attempt) { return aggregator_pod(c.run, c.spec, settings_, attempt); }, "aggregator");
   const std::string aggregator_state = st["aggregator"].value("state", "");
   if (aggregator_state == "Failed") {
     finish(c, kPhaseFailed, st["aggregator"].value("reason", "AggregatorFailed"), st["aggregator"].value("message", "the aggregator failed"));
@@ -302,7 +293,8 @@ milliseconds Reconciler::reconcile_run(Context& c) {
     json record = {{"name", client.name}};
     for (const auto& p : previous)
       if (p.value("name", "") == client.name) record = p;
-    reconcile_member(c, record, c.pod(worker_name(c.name, client.name)),
+    const std::string pod_name = worker_name(c.name, client.name);
+    reconcile_member(c, record, pod_name, c.pod(pod_name),
                      [&](int attempt) { return worker_pod(c.run, c.spec, client, settings_, attempt); }, "client " + client.name);
     const std::string state = record.value("state", "");
     usable += state != "Excluded";
@@ -368,19 +360,12 @@ void Reconciler::ensure_owned_objects(Context& c) {
   }
 }
 
-void Reconciler::reconcile_member(Context& c, json& record, const std::optional<json>& pod,
+void Reconciler::reconcile_member(Context& c, json& record, const std::string& pod_name, const std::optional<json>& pod,
                                   const std::function<json(int attempt)>& desired_pod, const std::string& member) {
   const int limit = c.spec.run_policy.backoff_limit;
   const bool is_aggregator = member == "aggregator";
-  const std::string pod_name = desired_pod(1)["metadata"]["name"];
   const std::string state = record.value("state", "");
-  const auto remove_pod = [&] {
-    try {
-      client_.remove(core_path(c.ns, "pods") + "/" + pod_name);
-    } catch (const kube::ApiError& e) {
-      if (!e.not_found()) throw;
-    }
-  };
+  const auto remove_pod = [&] { remove_if_present(core_path(c.ns, "pods") + "/" + pod_name); };
   if (state == "Excluded" || state == "Failed") {
     if (pod && (pod_phase(*pod) == "Pending" || pod_phase(*pod) == "Running")) remove_pod();
     return;
@@ -494,22 +479,25 @@ void Reconciler::finish(Context& c, const std::string& phase, const std::string&
     if (ok) c.note("Succeeded", message);
     else c.warn("Failed", reason + ": " + message);
   }
-  delete_active_pods(c);
+  delete_pods(c, true);
   if (c.spec.run_policy.ttl_seconds_after_finished >= 0)
     c.requeue_within(std::chrono::seconds(c.spec.run_policy.ttl_seconds_after_finished) + milliseconds(100));
 }
 
-void Reconciler::delete_active_pods(Context& c) {
-  // Finished pods stay for their logs until the run is deleted; running ones hold GPUs.
+void Reconciler::delete_pods(Context& c, bool only_active) {
   for (const auto& p : c.pods) {
     const std::string phase = pod_phase(p);
-    if (phase != "Pending" && phase != "Running") continue;
+    if (only_active && phase != "Pending" && phase != "Running") continue;
     if (p["metadata"].contains("deletionTimestamp")) continue;
-    try {
-      client_.remove(core_path(c.ns, "pods") + "/" + p["metadata"].value("name", ""));
-    } catch (const kube::ApiError& e) {
-      if (!e.not_found()) throw;
-    }
+    remove_if_present(core_path(c.ns, "pods") + "/" + p["metadata"].value("name", ""));
+  }
+}
+
+void Reconciler::remove_if_present(const std::string& path) {
+  try {
+    client_.remove(path);
+  } catch (const kube::ApiError& e) {
+    if (!e.not_found()) throw;  // already gone is what we wanted
   }
 }
 

@@ -25,6 +25,10 @@
 
 namespace zk0::op {
 
+// "namespace/run" of a pod the operator created (empty for others): the key of its run in the work
+// queue, and the pod informer's index, which the reconciler reads a run's pods from.
+std::string run_key_of_pod(const nlohmann::json& pod);
+
 // Reads the aggregator's GET /status (its status.json) at http://IP:PORT/status.
 using AggregatorStatusReader = std::function<std::optional<nlohmann::json>(const std::string& ip, int port)>;
 AggregatorStatusReader http_aggregator_status_reader();
@@ -45,11 +49,13 @@ class Reconciler {
   std::chrono::milliseconds reconcile_run(Context& c);
   void ensure_owned_objects(Context& c);
   // Observes a member's pod (the aggregator or a client), counts failures, replaces or excludes.
-  void reconcile_member(Context& c, nlohmann::json& record, const std::optional<nlohmann::json>& pod,
+  void reconcile_member(Context& c, nlohmann::json& record, const std::string& pod_name, const std::optional<nlohmann::json>& pod,
                         const std::function<nlohmann::json(int attempt)>& desired_pod, const std::string& member);
   void read_aggregator(Context& c, const std::optional<nlohmann::json>& pod);
   void finish(Context& c, const std::string& phase, const std::string& reason, const std::string& message);
-  void delete_active_pods(Context& c);
+  // Deletes the run's pods; only_active keeps finished ones for their logs (running ones hold GPUs).
+  void delete_pods(Context& c, bool only_active);
+  void remove_if_present(const std::string& path);
   bool secret_exists(const std::string& ns, const std::string& name);
   void write_status(Context& c);
   void event(const nlohmann::json& run, const std::string& type, const std::string& reason, const std::string& message);

@@ -50,16 +50,16 @@ MetricsServer::~MetricsServer() {
   close(listen_fd_);
 }
 
-void MetricsServer::serve(const std::shared_ptr<prometheus::Registry>& registry) {
+void MetricsServer::serve(const std::shared_ptr<prometheus::Collectable>& metrics) {
   std::lock_guard<std::mutex> lock(mu_);
-  registries_.push_back(registry);
+  collectables_.push_back(metrics);
 }
 
 std::string MetricsServer::exposition() {
   std::vector<prometheus::MetricFamily> families;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& r : registries_) {
+    for (const auto& r : collectables_) {
       auto collected = r->Collect();
       families.insert(families.end(), collected.begin(), collected.end());
     }

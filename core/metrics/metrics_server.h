@@ -32,7 +32,7 @@ class MetricsServer {
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
-  void serve(const std::shared_ptr<prometheus::Registry>& registry);  // adds a component's metrics
+  void serve(const std::shared_ptr<prometheus::Collectable>& metrics);  // a registry, or a collector
   // GET path answers provider()'s JSON: the aggregator's /status, which the operator reads.
   void serve_json(const std::string& path, std::function<std::string()> provider);
   int port() const { return port_; }
@@ -42,7 +42,7 @@ class MetricsServer {
   void accept_loop();
 
   std::mutex mu_;
-  std::vector<std::shared_ptr<prometheus::Registry>> registries_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
   std::map<std::string, std::string> constant_labels_;
   std::map<std::string, std::function<std::string()>> json_routes_;
   int listen_fd_ = -1;

@@ -1,7 +1,6 @@
 #include "operator/kube/client.h"
 
 #include <cpprest/http_client.h>
-#include <cpprest/rawptrstream.h>
 #include <cpprest/containerstream.h>
 
 #include <chrono>

@@ -13,12 +13,13 @@ std::string object_key(const nlohmann::json& o) {
 }
 
 Informer::Informer(KubeClient& client, std::string list_path, std::string label_selector, Handler handler,
-                   std::function<void(const std::string&)> on_restart)
+                   std::function<void(const std::string&)> on_restart, IndexKey index_key)
     : client_(client),
       list_path_(std::move(list_path)),
       label_selector_(std::move(label_selector)),
       handler_(std::move(handler)),
-      on_restart_(std::move(on_restart)) {}
+      on_restart_(std::move(on_restart)),
+      index_key_(std::move(index_key)) {}
 
 Informer::~Informer() { stop(); }
 
@@ -50,11 +51,29 @@ std::vector<nlohmann::json> Informer::list(const std::function<bool(const nlohma
   return out;
 }
 
+std::vector<nlohmann::json> Informer::by_index(const std::string& key) const {
+  std::vector<nlohmann::json> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(key);
+  if (it == index_.end()) return out;
+  for (const auto& k : it->second) out.push_back(objects_.at(k));
+  return out;
+}
+
 void Informer::apply(const nlohmann::json& object, bool deleted) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (deleted) objects_.erase(object_key(object));
-    else objects_[object_key(object)] = object;
+    const std::string key = object_key(object);
+    if (index_key_) {
+      if (auto old = objects_.find(key); old != objects_.end()) {
+        auto entry = index_.find(index_key_(old->second));
+        if (entry != index_.end() && entry->second.erase(key) && entry->second.empty()) index_.erase(entry);
+      }
+      const std::string index = index_key_(object);
+      if (!deleted && !index.empty()) index_[index].insert(key);
+    }
+    if (deleted) objects_.erase(key);
+    else objects_[key] = object;
   }
   handler_(object, deleted);
 }

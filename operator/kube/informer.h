@@ -9,6 +9,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,9 +23,11 @@ class Informer {
   // handler(object, deleted) runs on the informer's thread for every change.
   using Handler = std::function<void(const nlohmann::json& object, bool deleted)>;
   // list_path: a collection, e.g. /api/v1/pods; label_selector may be empty.
-  // on_restart(reason) counts re-watches and relists ("reconnect", "gone").
+  // on_restart(reason) counts re-watches and relists ("reconnect", "gone"). index_key, when
+  // given, files each object under a key (empty: none) that by_index answers without a scan.
+  using IndexKey = std::function<std::string(const nlohmann::json& object)>;
   Informer(KubeClient& client, std::string list_path, std::string label_selector, Handler handler,
-           std::function<void(const std::string& reason)> on_restart = {});
+           std::function<void(const std::string& reason)> on_restart = {}, IndexKey index_key = {});
   ~Informer();
 
   void start();
@@ -33,6 +36,7 @@ class Informer {
 
   std::optional<nlohmann::json> get(const std::string& namespace_, const std::string& name) const;
   std::vector<nlohmann::json> list(const std::function<bool(const nlohmann::json&)>& keep) const;
+  std::vector<nlohmann::json> by_index(const std::string& key) const;
 
  private:
   void run();
@@ -44,8 +48,10 @@ class Informer {
   std::string label_selector_;
   Handler handler_;
   std::function<void(const std::string&)> on_restart_;
+  IndexKey index_key_;
   mutable std::mutex mu_;
   std::map<std::string, nlohmann::json> objects_;  // "namespace/name" -> object
+  std::map<std::string, std::set<std::string>> index_;  // index key -> object keys
   std::string resource_version_;
   std::atomic<bool> synced_{false};
   std::atomic<bool> stop_{false};
