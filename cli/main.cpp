@@ -2,11 +2,14 @@
 //   zk0 run FILE.yaml [--fresh]     run a FederationRun on this machine
 //   zk0 validate FILE.yaml          check a spec and print it with every default filled in
 //   zk0 dataset inspect PATH        look into a LeRobot dataset
+//   zk0 policy run ...              run a SmolVLA checkpoint on recorded inputs
 #include <iostream>
 #include <string>
 
 #include "cli/dataset_command.h"
 #include "cli/local_runtime.h"
+#include "cli/policy_command.h"
+#include "core/util/exit_codes.h"
 #include "core/spec/federation_spec.h"
 
 using namespace zk0;
@@ -16,7 +19,9 @@ int usage() {
   std::cerr << "usage:\n"
                "  zk0 run FILE.yaml [--fresh]   run a FederationRun locally (aggregator + one worker per client)\n"
                "  zk0 validate FILE.yaml        check a FederationRun and print it resolved\n"
-               "  zk0 dataset inspect PATH [--json]  look into a LeRobot dataset (v2.1, v3.0)\n";
+               "  zk0 dataset inspect PATH [--json]  look into a LeRobot dataset (v2.1, v3.0)\n"
+               "  zk0 policy run --pretrained DIR --inputs IN.safetensors --output OUT.safetensors\n"
+               "                                run a SmolVLA checkpoint on recorded inputs\n";
   return 2;
 }
 }  // namespace
@@ -25,6 +30,17 @@ int main(int argc, char** argv) {
   if (argc < 3) return usage();
   const std::string command = argv[1];
   if (command == "dataset") return dataset_command(argc - 1, argv + 1);
+  if (command == "policy") {
+    try {
+      return policy_command(argc - 1, argv + 1);
+    } catch (const SpecError& e) {
+      std::cerr << "zk0 policy: " << e.what() << "\n";
+      return kExitInvalidInput;
+    } catch (const std::exception& e) {
+      std::cerr << "zk0 policy: " << e.what() << "\n";
+      return kExitError;
+    }
+  }
   if (command == "validate" && argc == 3) {
     try {
       std::cout << to_yaml(load_spec(argv[2]));

@@ -38,6 +38,12 @@ RUN curl -fsSL -o /tmp/libtorch.zip "${LIBTORCH_URL}" \
  && unzip -q /tmp/libtorch.zip -d /opt \
  && rm /tmp/libtorch.zip
 
+# Rust for core/tokenizer (Hugging Face tokenizers as a static library): Ubuntu's rustc is older
+# than the crate needs. Cargo fetches the crates Cargo.lock pins.
+ARG RUST_VERSION=1.85.0
+ENV RUSTUP_HOME=/opt/rustup CARGO_HOME=/opt/cargo PATH=/opt/cargo/bin:${PATH}
+RUN curl -fsSL https://sh.rustup.rs | sh -s -- -y --no-modify-path --profile minimal --default-toolchain "${RUST_VERSION}"
+
 WORKDIR /src
 COPY . .
 # No GPU in the build: name the architectures instead of letting LibTorch's CMake probe for one.

@@ -58,6 +58,23 @@ json restricted_security_context() {
           {"runAsNonRoot", true}};
 }
 
+// An init container that runs `huggingface-cli download ARGS...` into the pod's Hub cache.
+json hub_download(const std::string& name, const std::vector<std::string>& args, const FederationSpec& spec,
+                  const OperatorSettings& settings) {
+  json env = json::array({{{"name", "HF_HOME"}, {"value", kHubHome}}, {{"name", "HF_HUB_DISABLE_TELEMETRY"}, {"value", "1"}}});
+  if (spec.hub_token_secret)
+    env.push_back({{"name", "HF_TOKEN"},
+                   {"valueFrom", {{"secretKeyRef", {{"name", spec.hub_token_secret->name}, {"key", spec.hub_token_secret->key}}}}}});
+  json command_args = json::array({"download"});
+  for (const auto& a : args) command_args.push_back(a);
+  return {{"name", name},
+          {"image", settings.hub_download_image},
+          {"args", command_args},
+          {"env", env},
+          {"securityContext", restricted_security_context()},
+          {"volumeMounts", json::array({{{"name", "hub-cache"}, {"mountPath", kHubHome}}, {{"name", "tmp"}, {"mountPath", "/tmp"}}})}};
+}
+
 // Volumes, mounts and init containers a pod needs for one dataset.
 struct DatasetMount {
   json volumes = json::array();
@@ -79,18 +96,27 @@ DatasetMount mount_dataset(const DatasetSpec& d, const std::string& volume, cons
     m.mounts.push_back(mount);
   } else if (!d.repo_id.empty()) {
     m.uses_hub = true;
-    json env = json::array({{{"name", "HF_HOME"}, {"value", kHubHome}}, {{"name", "HF_HUB_DISABLE_TELEMETRY"}, {"value", "1"}}});
-    if (spec.hub_token_secret)
-      env.push_back({{"name", "HF_TOKEN"},
-                     {"valueFrom", {{"secretKeyRef", {{"name", spec.hub_token_secret->name}, {"key", spec.hub_token_secret->key}}}}}});
-    m.init_containers.push_back({{"name", "download-" + volume},
-                                 {"image", settings.hub_download_image},
-                                 {"args", json::array({"download", "--repo-type", "dataset", d.repo_id, "--revision", d.revision})},
-                                 {"env", env},
-                                 {"securityContext", restricted_security_context()},
-                                 {"volumeMounts", json::array({{{"name", "hub-cache"}, {"mountPath", kHubHome}},
-                                                               {{"name", "tmp"}, {"mountPath", "/tmp"}}})}});
+    m.init_containers.push_back(hub_download("download-" + volume, {"--repo-type", "dataset", d.repo_id, "--revision", d.revision},
+                                             spec, settings));
   }
+  return m;
+}
+
+// A SmolVLA policy named by Hub id (lerobot/smolvla_base) and the backbone whose config and
+// tokenizer it reads (vlm_model_name) come into the pod's Hub cache as the datasets do.
+DatasetMount mount_policy(const FederationSpec& spec, const OperatorSettings& settings) {
+  DatasetMount m;
+  if (spec.policy.type != "smolvla") return m;
+  const auto is_hub_id = [](const std::string& s) {
+    return !s.empty() && s.front() != '/' && s.front() != '.' && s.find('/') != std::string::npos;
+  };
+  if (is_hub_id(spec.policy.pretrained))
+    m.init_containers.push_back(hub_download("download-policy", {spec.policy.pretrained}, spec, settings));
+  const std::string backbone = spec.policy.config.value("vlm_model_name", "HuggingFaceTB/SmolVLM2-500M-Video-Instruct");
+  if (is_hub_id(backbone))
+    m.init_containers.push_back(hub_download(
+        "download-backbone", {backbone, "config.json", "tokenizer.json", "tokenizer_config.json"}, spec, settings));
+  m.uses_hub = !m.init_containers.empty();
   return m;
 }
 
@@ -248,7 +274,8 @@ json aggregator_pod(const json& run, const FederationSpec& spec, const OperatorS
       {"env", json::array()},
       {"resources", container_resources(spec.aggregator.resources)},
       {"readinessProbe", {{"tcpSocket", {{"port", "grpc"}}}, {"periodSeconds", 5}}}};
-  std::vector<DatasetMount> datasets{mount_dataset(spec.evaluation.dataset, "evaluation-data", kEvaluationMount, spec, settings)};
+  std::vector<DatasetMount> datasets{mount_dataset(spec.evaluation.dataset, "evaluation-data", kEvaluationMount, spec, settings),
+                                     mount_policy(spec, settings)};
   json done = finish_pod(pod, container, datasets, spec, settings, spec.aggregator.pod);
   done["spec"]["containers"][0]["volumeMounts"].push_back({{"name", "outputs"}, {"mountPath", kOutputMount}});
   return done;
@@ -269,7 +296,8 @@ json worker_pod(const json& run, const FederationSpec& spec, const ClientSpec& c
       {"ports", json::array({metrics_port(settings.worker_metrics_port)})},
       {"env", json::array()},
       {"resources", container_resources(client.resources)}};
-  std::vector<DatasetMount> datasets{mount_dataset(client.dataset, "dataset", client_mount(client.name), spec, settings)};
+  std::vector<DatasetMount> datasets{mount_dataset(client.dataset, "dataset", client_mount(client.name), spec, settings),
+                                     mount_policy(spec, settings)};
   return finish_pod(pod, container, datasets, spec, settings, client.pod);
 }
 

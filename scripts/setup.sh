@@ -12,7 +12,7 @@ packages=(
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
   python3-venv python3-pip
   prometheus-cpp-dev prometheus libcpprest-dev
-  openssl
+  openssl curl ca-certificates
 )
 
 missing=()
@@ -35,4 +35,22 @@ fi
 if ! cmp -s "$root/scripts/requirements.txt" "$root/.venv/.requirements.installed"; then
   "$root/.venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements.txt"
   cp "$root/scripts/requirements.txt" "$root/.venv/.requirements.installed"
+fi
+
+# Rust >= 1.85 for core/tokenizer (Hugging Face tokenizers); Debian 12's rustc is 1.63. rustup's
+# minimal profile into ~/.cargo when no recent enough cargo is on PATH; cargo caches crates there.
+need_rust() {
+  local cargo
+  cargo="$(command -v cargo || echo "$HOME/.cargo/bin/cargo")"
+  [ -x "$cargo" ] || return 0
+  local version
+  version="$("$cargo" --version | awk '{print $2}')"
+  [ "$(printf '%s\n1.85.0\n' "$version" | sort -V | head -1)" != "1.85.0" ]
+}
+if need_rust; then
+  echo "setup: installing Rust (rustup, minimal profile) into ~/.cargo"
+  curl -fsSL -o /tmp/rustup-init https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init
+  chmod +x /tmp/rustup-init
+  /tmp/rustup-init -y -q --no-modify-path --profile minimal --default-toolchain stable
+  rm -f /tmp/rustup-init
 fi

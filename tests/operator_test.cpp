@@ -217,8 +217,16 @@ TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretExists) {
   EXPECT_NE(volumes_a.find("\"hostPath\":{\"path\":\"/srv/lerobot/so100-pick-a\""), std::string::npos) << volumes_a;
   EXPECT_NE(volumes_b.find("\"claimName\":\"owner-b-datasets\""), std::string::npos) << volumes_b;
   EXPECT_NE(b["spec"]["containers"][0]["volumeMounts"].dump().find("\"subPath\":\"so100-pick-b\""), std::string::npos);
-  ASSERT_EQ(c["spec"]["initContainers"].size(), 1u);
+  // Hub sources come through init containers: c's dataset, and for every pod SmolVLA's
+  // checkpoint and its backbone's config and tokenizer.
+  ASSERT_EQ(c["spec"]["initContainers"].size(), 3u);
   EXPECT_NE(c["spec"]["initContainers"][0]["args"].dump().find("lerobot/svla_so101_pickplace"), std::string::npos);
+  for (const json* p : {&a, &agg}) {
+    const std::string init = (*p)["spec"]["initContainers"].dump();
+    EXPECT_NE(init.find(R"(["download","lerobot/smolvla_base"])"), std::string::npos) << init;
+    EXPECT_NE(init.find(R"(["download","HuggingFaceTB/SmolVLM2-500M-Video-Instruct","config.json","tokenizer.json","tokenizer_config.json"])"),
+              std::string::npos) << init;
+  }
   EXPECT_NE(c["spec"]["affinity"].dump().find("NVIDIA-H100-80GB-HBM3"), std::string::npos);
   EXPECT_NE(agg["spec"]["volumes"].dump().find("\"secretName\":\"so100-pick-place-tls\""), std::string::npos);
   EXPECT_NE(agg["spec"]["volumes"].dump().find("so100-pick-place-checkpoints"), std::string::npos);

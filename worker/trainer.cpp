@@ -74,9 +74,11 @@ LocalTrainer::LocalTrainer(const FederationSpec& spec, const ClientSpec& client)
     : spec_(spec), client_(client), device_(pick_device(client, client_index(spec, client.name))) {
   if (client.resources.cpu > 0) at::set_num_threads(std::max(1, static_cast<int>(std::ceil(client.resources.cpu))));
   policy_ = make_policy(spec.policy);
+  // Before moving: on CUDA a policy may keep its frozen part in bfloat16, and the digest must
+  // name the weights as the spec gives them, as the aggregator computes it on its CPU.
+  frozen_digest_ = build_manifest(to_parameter_set(policy_->frozen_parameters())).digest_hex();
   policy_->to(device_);
   layout_ = build_manifest(to_parameter_set(policy_->trainable_parameters()));
-  frozen_digest_ = build_manifest(to_parameter_set(policy_->frozen_parameters())).digest_hex();
   std::vector<at::Tensor> params;
   for (auto& [name, t] : policy_->trainable_parameters()) params.push_back(t);
   const auto& t = spec.training;

@@ -30,24 +30,27 @@ bool is_commit_hash(const std::string& s) {
 
 }  // namespace
 
-std::string hub_snapshot_path(const std::string& repo_id, const std::string& revision, const std::string& cache_root) {
+std::string hub_snapshot_path(const std::string& repo_id, const std::string& revision, const std::string& cache_root,
+                              HubRepoType type) {
+  const std::string kind = type == HubRepoType::Dataset ? "dataset" : "model";
   const auto slash = repo_id.find('/');
-  if (slash == std::string::npos) throw std::invalid_argument("hub dataset '" + repo_id + "': must look like owner/name");
-  const fs::path repo = fs::path(cache_root) / ("datasets--" + repo_id.substr(0, slash) + "--" + repo_id.substr(slash + 1));
-  const std::string hint = "; fill the cache with: huggingface-cli download --repo-type dataset " + repo_id +
+  if (slash == std::string::npos) throw std::invalid_argument("hub " + kind + " '" + repo_id + "': must look like owner/name");
+  const fs::path repo =
+      fs::path(cache_root) / (kind + "s--" + repo_id.substr(0, slash) + "--" + repo_id.substr(slash + 1));
+  const std::string hint = "; fill the cache with: huggingface-cli download --repo-type " + kind + " " + repo_id +
                            " --revision " + revision + " (HF_HUB_CACHE=" + cache_root + ")";
   std::string commit = revision;
   if (!is_commit_hash(revision)) {
     const fs::path ref = repo / "refs" / revision;
-    if (!fs::exists(ref)) throw std::runtime_error("hub dataset " + repo_id + "@" + revision + ": no " + ref.string() + hint);
+    if (!fs::exists(ref)) throw std::runtime_error("hub " + kind + " " + repo_id + "@" + revision + ": no " + ref.string() + hint);
     commit = read_file(ref.string());
     while (!commit.empty() && std::isspace(static_cast<unsigned char>(commit.back()))) commit.pop_back();
     if (!is_commit_hash(commit))
-      throw std::runtime_error("hub dataset " + repo_id + "@" + revision + ": " + ref.string() + " does not hold a commit hash");
+      throw std::runtime_error("hub " + kind + " " + repo_id + "@" + revision + ": " + ref.string() + " does not hold a commit hash");
   }
   const fs::path snapshot = repo / "snapshots" / commit;
   if (!fs::is_directory(snapshot))
-    throw std::runtime_error("hub dataset " + repo_id + "@" + revision + ": no snapshot folder " + snapshot.string() + hint);
+    throw std::runtime_error("hub " + kind + " " + repo_id + "@" + revision + ": no snapshot folder " + snapshot.string() + hint);
   return snapshot.string();
 }
 

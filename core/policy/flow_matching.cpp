@@ -6,10 +6,11 @@ namespace zk0 {
 
 FlowMatchingDraw draw_flow_matching(const at::Tensor& action, at::Generator generator) {
   FlowMatchingDraw d;
-  const auto opts = action.options().dtype(at::kFloat);
-  d.noise = at::normal(0.0, 1.0, action.sizes(), generator, opts);
+  // Drawn on the CPU from the CPU generator, so a seed gives the same draw on any device.
+  const auto cpu = at::TensorOptions().dtype(at::kFloat);
+  d.noise = at::normal(0.0, 1.0, action.sizes(), generator, cpu).to(action.device());
   // Beta(a, 1) by inversion: its CDF is x^a, so U^(1/a) has that law.
-  const at::Tensor u = at::empty({action.size(0)}, opts).uniform_(0.0, 1.0, generator);
+  const at::Tensor u = at::empty({action.size(0)}, cpu).uniform_(0.0, 1.0, generator).to(action.device());
   d.time = u.pow(1.0 / 1.5) * 0.999 + 0.001;
   const at::Tensor t = d.time.view({-1, 1, 1});
   d.x_t = t * d.noise + (1 - t) * action;

@@ -51,7 +51,8 @@ class FlowMatchingMlp final : public Policy, public torch::nn::Module {
     torch::NoGradGuard no_grad;
     const int64_t b = batch.state.size(0);
     at::Tensor x = at::normal(0.0, 1.0, {b, config_.chunk_size, config_.action_dim}, generator,
-                              batch.state.options().dtype(at::kFloat));
+                              at::TensorOptions().dtype(at::kFloat))
+                       .to(batch.state.device());
     const double dt = -1.0 / static_cast<double>(config_.num_steps);
     const at::Tensor state_embedding = encode_state(batch.state);  // the "prefix": computed once
     for (int64_t step = 0; step < config_.num_steps; ++step) {

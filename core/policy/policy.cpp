@@ -5,7 +5,9 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/lerobot/hub_cache.h"
 #include "core/policy/flow_matching_mlp.h"
+#include "core/policy/smolvla/smolvla_policy.h"
 #include "core/tensor/safetensors.h"
 #include "core/util/fs.h"
 
@@ -36,20 +38,47 @@ at::Device Policy::device() {
   return params.empty() ? at::Device(at::kCPU) : params.front().second.device();
 }
 
-std::unique_ptr<Policy> make_policy(const PolicySpec& spec) {
+namespace {
+// A folder, or a Hub model id read from the Hugging Face cache (lerobot/smolvla_base).
+std::string resolve_pretrained(const std::string& pretrained) {
+  if (pretrained.empty() || std::filesystem::is_directory(pretrained)) return pretrained;
+  if (pretrained.find('/') != std::string::npos && pretrained.front() != '/' && pretrained.front() != '.') {
+    try {
+      return hub_snapshot_path(pretrained, "main", hub_cache_root(), HubRepoType::Model);
+    } catch (const std::exception& e) {
+      throw SpecError({"spec.policy.pretrained: '" + pretrained + "' is not a folder, and " + e.what()});
+    }
+  }
+  throw SpecError({"spec.policy.pretrained: " + pretrained + " is not a folder"});
+}
+}  // namespace
+
+std::unique_ptr<Policy> make_policy(const PolicySpec& requested) {
+  PolicySpec spec = requested;
+  spec.pretrained = resolve_pretrained(requested.pretrained);
   std::unique_ptr<Policy> policy;
   if (spec.type == "flow-matching-mlp") {
     policy = make_flow_matching_mlp(FlowMatchingMlpConfig::from_json(spec.config), spec.train);
+  } else if (spec.type == "smolvla") {
+    policy = smolvla::make_smolvla(spec);
   } else {
-    throw SpecError({"spec.policy.type: '" + spec.type + "' is not available in this build"});
+    throw SpecError({"spec.policy.type: '" + spec.type + "' is not available in this build (flow-matching-mlp, smolvla)"});
   }
   for (auto& [name, t] : policy->parameters()) t.set_requires_grad(policy->is_trainable(name));
   if (!spec.pretrained.empty()) {
     const std::string file = (std::filesystem::path(spec.pretrained) / "model.safetensors").string();
-    load_parameter_set(policy->parameters(), read_safetensors(file));
+    try {
+      policy->load_checkpoint(read_safetensors(file));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(file + ": " + e.what());
+    }
   }
   return policy;
 }
+
+ParameterSet Policy::checkpoint_tensors() { return to_parameter_set(parameters()); }
+
+void Policy::load_checkpoint(const ParameterSet& checkpoint) { load_parameter_set(parameters(), checkpoint); }
 
 ParameterSet to_parameter_set(const NamedTensors& tensors) {
   ParameterSet out;
@@ -63,8 +92,7 @@ ParameterSet to_parameter_set(const NamedTensors& tensors) {
   return out;
 }
 
-namespace {
-at::ScalarType scalar_type(DType d) {
+at::ScalarType aten_dtype(DType d) {
   switch (d) {
     case DType::F32: return at::kFloat;
     case DType::BF16: return at::kBFloat16;
@@ -75,7 +103,11 @@ at::ScalarType scalar_type(DType d) {
   }
   return at::kFloat;
 }
-}  // namespace
+
+at::Tensor to_aten(const Tensor& t) {
+  return at::from_blob(const_cast<uint8_t*>(t.bytes.data()), t.shape, at::TensorOptions().dtype(aten_dtype(t.dtype)))
+      .clone();
+}
 
 Tensor copy_tensor(const std::string& name, const at::Tensor& tensor) {
   const at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();
@@ -103,14 +135,14 @@ void load_parameter_set(const NamedTensors& into, const ParameterSet& from) {
       throw std::runtime_error("parameter '" + name + "': expected shape " + shape_string(t.sizes().vec()) + ", got " +
                                shape_string(src->shape));
     const at::Tensor view = at::from_blob(const_cast<uint8_t*>(src->bytes.data()), src->shape,
-                                          at::TensorOptions().dtype(scalar_type(src->dtype)));
+                                          at::TensorOptions().dtype(aten_dtype(src->dtype)));
     t.copy_(view);
   }
 }
 
 void save_pretrained(Policy& policy, const std::string& dir) {
   std::filesystem::create_directories(dir);
-  write_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), to_parameter_set(policy.parameters()),
+  write_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), policy.checkpoint_tensors(),
                     {{"format", "pt"}});
   nlohmann::json config = policy.config_json();
   config["type"] = policy.type();

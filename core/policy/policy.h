@@ -42,6 +42,11 @@ class Policy {
   // The policy's configuration as written to config.json.
   virtual nlohmann::json config_json() const = 0;
 
+  // model.safetensors' content: every parameter, float32 unless the policy keeps other dtypes.
+  virtual ParameterSet checkpoint_tensors();
+  // Loads a model.safetensors; throws naming a missing tensor or a shape that differs.
+  virtual void load_checkpoint(const ParameterSet& checkpoint);
+
  protected:
   std::vector<std::string> trainable_groups_;  // parameter name prefixes that train
 };
@@ -52,6 +57,10 @@ std::unique_ptr<Policy> make_policy(const PolicySpec& spec);
 
 // A copy of one tensor with its own dtype (F32, BF16, F16, F64, I64 or BOOL).
 Tensor copy_tensor(const std::string& name, const at::Tensor& tensor);
+
+at::ScalarType aten_dtype(DType dtype);
+// An owning tensor with the bytes, dtype and shape of `tensor`.
+at::Tensor to_aten(const Tensor& tensor);
 
 // Copies of the named tensors as float32 bytes (what goes on the wire), and back.
 ParameterSet to_parameter_set(const NamedTensors& tensors);

@@ -1,0 +1,60 @@
+#pragma once
+// The frozen-prefix cache. Image and language tokens never attend to the state or the actions,
+// and the VLM is frozen, so their keys and values at every layer depend only on the frames and
+// the task: computed once per sample, they serve every later step, epoch and round. Per training
+// step only the state token and the expert then run. Bounded in memory (LRU) with an optional
+// bounded disk tier that survives restarts; an entry is keyed by the content it was computed from
+// and a fingerprint of the frozen weights, so a stale entry can never be served.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/policy/smolvla/config.h"
+
+namespace zk0::smolvla {
+
+// One sample's image and (valid) language tokens: keys after RoPE and values at every layer.
+struct CachedPrefix {
+  std::vector<at::Tensor> keys, values;  // per layer [T, kv_heads, head_dim]
+  at::Tensor pad_mask;                   // [T] bool
+  int64_t bytes() const;
+};
+
+struct PrefixCacheStats {
+  int64_t memory_hits = 0, disk_hits = 0, misses = 0;
+  int64_t memory_bytes = 0, disk_bytes = 0, memory_entries = 0, disk_entries = 0;
+};
+
+class PrefixCache {
+ public:
+  explicit PrefixCache(const PrefixCacheConfig& config);
+
+  // The entry for `key` on `device`, from memory or else disk (then kept in memory too).
+  std::optional<CachedPrefix> get(const std::string& key, const at::Device& device);
+  void put(const std::string& key, const CachedPrefix& entry);
+  const PrefixCacheStats& stats() const { return stats_; }
+
+ private:
+  struct MemoryEntry {
+    CachedPrefix value;
+    std::list<std::string>::iterator lru;
+  };
+  void put_memory(const std::string& key, const CachedPrefix& entry);
+  void put_disk(const std::string& key, const CachedPrefix& entry);
+  std::optional<CachedPrefix> read_disk(const std::string& key);
+  std::string disk_path(const std::string& key) const;
+
+  PrefixCacheConfig config_;
+  PrefixCacheStats stats_;
+  std::list<std::string> memory_lru_;  // most recent first
+  std::map<std::string, MemoryEntry> memory_;
+  std::list<std::string> disk_lru_;
+  std::map<std::string, std::pair<int64_t, std::list<std::string>::iterator>> disk_;  // key -> (bytes, lru)
+};
+
+}  // namespace zk0::smolvla

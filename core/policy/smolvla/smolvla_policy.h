@@ -1,0 +1,61 @@
+#pragma once
+// SmolVLA behind zk0's policy interface: LeRobot's preprocessing (image resize and padding,
+// prompt tokenization, state/action padding), the flow-matching loss with the frozen-prefix cache,
+// sampling, and checkpoints in LeRobot's names and dtypes.
+#include <memory>
+#include <optional>
+
+#include "core/policy/policy.h"
+#include "core/policy/smolvla/model.h"
+#include "core/policy/smolvla/prefix_cache.h"
+#include "core/tokenizer/tokenizer.h"
+
+namespace zk0::smolvla {
+
+class SmolVLAPolicy final : public Policy {
+ public:
+  SmolVLAPolicy(const Config& config, std::vector<std::string> trainable_groups);
+
+  std::string type() const override { return "smolvla"; }
+  int64_t chunk_size() const override { return model_.config().chunk_size; }
+  bool uses_images() const override { return true; }
+  NamedTensors parameters() override { return model_.parameters(); }
+  at::Tensor loss(const Batch& batch, at::Generator generator) override;
+  at::Tensor sample_actions(const Batch& batch, at::Generator generator) override;
+  void to(const at::Device& device) override;
+  void set_training(bool) override {}  // no dropout or batch norm anywhere in SmolVLA
+  nlohmann::json config_json() const override { return model_.config().to_lerobot_json(); }
+  ParameterSet checkpoint_tensors() override;
+  void load_checkpoint(const ParameterSet& checkpoint) override;
+
+  Model& model() { return model_; }
+  // Images resized, padded and mapped to [-1, 1]; tasks tokenized unless token ids and their
+  // mask are given; state padded (§3.2, §4).
+  PrefixInputs prepare(const Batch& batch, const std::pair<at::Tensor, at::Tensor>* tokens = nullptr) const;
+  // The token ids and mask of prompts as LeRobot's tokenizer step makes them.
+  std::pair<at::Tensor, at::Tensor> tokenize(const std::vector<std::string>& tasks) const;
+  // Flow-matching velocity for given noise and time; uses the prefix cache when `use_cache`.
+  at::Tensor velocity(const PrefixInputs& inputs, const at::Tensor& x_t, const at::Tensor& time, bool use_cache);
+  // Pads [B, H, action_dim] to max_action_dim with zeros.
+  at::Tensor pad_action(const at::Tensor& action) const;
+  bool prefix_cache_enabled() const { return cache_.has_value(); }
+  const PrefixCacheStats* prefix_cache_stats() const { return cache_ ? &cache_->stats() : nullptr; }
+
+ private:
+  // The cached image/language keys and values of a batch (computing and storing misses), padded
+  // to the longest sample, and how many prefix tokens they cover.
+  KVCache cached_prefix(const PrefixInputs& inputs, at::Tensor& pad_mask);
+  std::string frozen_fingerprint();
+
+  Model model_;
+  std::optional<Tokenizer> tokenizer_;
+  bool truncate_left_ = false;
+  int64_t pad_token_id_ = 0;
+  std::optional<PrefixCache> cache_;
+  std::string fingerprint_;
+  int64_t fingerprint_version_ = -1;
+};
+
+std::unique_ptr<Policy> make_smolvla(const PolicySpec& spec);
+
+}  // namespace zk0::smolvla
