@@ -103,7 +103,7 @@ int policy_command(int argc, char** argv) {
     const at::Tensor noise = in.at("noise").to(at::kFloat), time = in.at("time").to(at::kFloat);
     const at::Tensor t = time.view({-1, 1, 1});
     const at::Tensor x_t = t * noise + (1 - t) * action, target = noise - action;
-    const at::Tensor v = policy.velocity(inputs, x_t, time, /*use_cache=*/false);
+    const at::Tensor v = policy.velocity(inputs, x_t, time, smolvla::SmolVLAPolicy::PrefixPath::Joint);
     const at::Tensor is_pad = in.count("action_is_pad") ? in.at("action_is_pad").to(at::kBool) : at::Tensor();
     const at::Tensor masked = flow_matching_loss(v.narrow(-1, 0, c.action_dim), target.narrow(-1, 0, c.action_dim),
                                                  is_pad, LossReduction::Masked);

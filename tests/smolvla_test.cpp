@@ -83,7 +83,7 @@ TEST(SmolVLA, PrefixCacheGivesTheSameLossAndGradients) {
   auto cached = make_policy(tiny_spec());
   auto uncached = make_policy(tiny_spec({{"prefix_cache", {{"enabled", false}}}}));
   const Batch batch = tiny_batch(3, 1);
-  const at::Tensor expected = loss_of(*uncached, batch, 9);
+  const at::Tensor expected = loss_of(*uncached, batch, 9);  // the prefix recomputed without autograd
   const at::Tensor first = loss_of(*cached, batch, 9);  // fills the cache
   EXPECT_NEAR(first.item<double>(), expected.item<double>(), 1e-5 * std::abs(expected.item<double>()));
   const at::Tensor second = loss_of(*cached, batch, 9);  // served from it
@@ -92,6 +92,14 @@ TEST(SmolVLA, PrefixCacheGivesTheSameLossAndGradients) {
   ASSERT_NE(stats, nullptr);
   EXPECT_EQ(stats->misses, 3);
   EXPECT_EQ(stats->memory_hits, 3);
+
+  // A batch read from a dataset is keyed by its samples' ids, not by hashing its frames.
+  Batch with_ids = batch;
+  with_ids.sample_ids = {"path:/d#0:0", "path:/d#0:1", "path:/d#3:7"};
+  EXPECT_NEAR(loss_of(*cached, with_ids, 9).item<double>(), expected.item<double>(), 1e-5 * std::abs(expected.item<double>()));
+  EXPECT_EQ(stats->misses, 6);
+  loss_of(*cached, with_ids, 9);
+  EXPECT_EQ(stats->memory_hits, 6);
 
   // Gradients reach state_proj through the frozen VLM layers the state token still runs.
   second.backward();
@@ -106,6 +114,32 @@ TEST(SmolVLA, PrefixCacheGivesTheSameLossAndGradients) {
     ASSERT_TRUE(a.defined() && b.defined()) << name;
     EXPECT_GT(b.abs().max().item<double>(), 0) << name;
     EXPECT_LE((a - b).abs().max().item<double>(), 1e-4 * b.abs().max().item<double>()) << name;
+  }
+}
+
+TEST(SmolVLA, EveryPrefixPathGivesTheSameVelocityAndGradients) {
+  using Path = smolvla::SmolVLAPolicy::PrefixPath;
+  std::vector<std::pair<at::Tensor, at::Tensor>> results;  // velocity, action_in_proj gradient
+  for (Path path : {Path::Joint, Path::Recompute, Path::Cached, Path::Cached}) {
+    auto policy = make_policy(tiny_spec());
+    auto& p = dynamic_cast<smolvla::SmolVLAPolicy&>(*policy);
+    const Batch batch = tiny_batch(3, 6);
+    at::manual_seed(3);
+    const at::Tensor noise = at::randn({3, 8, 32}), time = at::rand({3});
+    const at::Tensor t = time.view({-1, 1, 1});
+    const at::Tensor x_t = t * noise + (1 - t) * p.pad_action(batch.action);
+    at::Tensor v = p.velocity(p.prepare(batch), x_t, time, path);
+    if (path == Path::Cached) v = p.velocity(p.prepare(batch), x_t, time, path);  // from the cache
+    v.pow(2).mean().backward();
+    at::Tensor grad;
+    for (auto& [name, param] : p.parameters())
+      if (name == "model.state_proj.weight") grad = param.grad();
+    results.emplace_back(v.detach(), grad);
+  }
+  for (size_t i = 1; i < results.size(); ++i) {
+    EXPECT_LE((results[i].first - results[0].first).abs().max().item<double>(), 1e-5 * results[0].first.abs().max().item<double>());
+    EXPECT_LE((results[i].second - results[0].second).abs().max().item<double>(),
+              1e-4 * results[0].second.abs().max().item<double>());
   }
 }
 

@@ -24,6 +24,7 @@ Batch Batch::to(const at::Device& device) const {
   b.action = action.to(device);
   b.action_is_pad = action_is_pad.to(device);
   b.task = task;
+  b.sample_ids = sample_ids;
   for (const auto& [k, v] : images) b.images[k] = v.to(device);
   return b;
 }
@@ -46,6 +47,7 @@ Batch collate(const std::vector<Sample>& samples, const FeatureStats& state_stat
     actions.push_back(s.action);
     pads.push_back(s.action_is_pad);
     b.task.push_back(s.task);
+    b.sample_ids.push_back(s.source + "#" + std::to_string(s.episode) + ":" + std::to_string(s.frame));
   }
   b.state = (at::stack(states) - state_stats.mean) / state_stats.std;
   b.action = (at::stack(actions) - action_stats.mean) / action_stats.std;

@@ -22,6 +22,7 @@ struct Sample {
   at::Tensor action_is_pad;  // [chunk] bool
   std::string task;
   std::map<std::string, at::Tensor> images;  // camera key -> [3, H, W] float32 in [0, 1]
+  std::string source;  // the dataset's DatasetInfo::source
   int64_t episode = 0;
   int64_t frame = 0;
 };
@@ -32,6 +33,9 @@ struct Batch {
   at::Tensor action_is_pad;  // [B, chunk]
   std::vector<std::string> task;
   std::map<std::string, at::Tensor> images;  // camera key -> [B, 3, H, W]
+  // "<source>#<episode>:<frame>" per sample: names a sample across steps, rounds and processes
+  // (SmolVLA's prefix cache keys on it); empty for batches not read from a dataset.
+  std::vector<std::string> sample_ids;
 
   int64_t size() const { return state.size(0); }
   Batch to(const at::Device& device) const;

@@ -156,6 +156,7 @@ Sample LeRobotDataset::get(int64_t index) {
     throw std::runtime_error(meta_.data_file(*episode_meta_[k]) + ": episode " + std::to_string(ep.index) + " uses task_index " +
                              std::to_string(task) + ", which the task table lacks");
   out.task = t->second;
+  out.source = info_.source;
   out.episode = ep.index;
   out.frame = index - ep.first_frame;
   const double timestamp = timestamps_[index].item<float>();

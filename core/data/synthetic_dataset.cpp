@@ -49,6 +49,7 @@ Sample SyntheticDataset::get(int64_t index) {
     out.action.narrow(0, valid, chunk - valid).copy_(actions_[last].expand({chunk - valid, kJoints}));
   out.action_is_pad = at::arange(chunk) >= valid;
   out.task = task_;
+  out.source = info_.source;
   out.episode = ep.index;
   out.frame = index - ep.first_frame;
   return out;

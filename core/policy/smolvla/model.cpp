@@ -305,25 +305,31 @@ at::Tensor Model::run_layers(const KVCache* cached, at::Tensor x_p, at::Tensor x
       const LayerKV& c = (*cached)[li];
       return LayerKV{at::cat({c.key.to(k.scalar_type()), k}, 1), at::cat({c.value.to(v.scalar_type()), v}, 1)};
     };
+    // After the last layer only the expert's stream is read: the prefix gives its keys and
+    // values there and nothing else.
+    const bool prefix_queries = x_p.defined() && li + 1 < text_layers_.size();
     if (fill || !config_.is_cross_attention_layer(layer)) {
       // Self-attention: both streams' tokens in one sequence under the joint mask.
       std::vector<at::Tensor> qs, ks, vs;
       if (x_p.defined()) {
         const at::Tensor h = rms_norm(x_p, vl.input_norm, b.rms_norm_eps);
-        qs.push_back(heads(vl.q, h)), ks.push_back(heads(vl.k, h)), vs.push_back(heads(vl.v, h));
+        if (prefix_queries) qs.push_back(heads(vl.q, h));
+        ks.push_back(heads(vl.k, h)), vs.push_back(heads(vl.v, h));
       }
       if (el) {
         const at::Tensor h = rms_norm(x_s, el->input_norm, b.rms_norm_eps);
         qs.push_back(heads(el->q, h)), ks.push_back(heads(el->k, h)), vs.push_back(heads(el->v, h));
       }
-      const int64_t lq = n_prefix + (el ? n_suffix : 0);
-      const at::Tensor pos = positions.narrow(1, 0, lq);
-      const at::Tensor q = rope(at::cat(qs, 1), pos);
-      const LayerKV kv = prefix_kv(rope(at::cat(ks, 1), pos), at::cat(vs, 1));
+      const int64_t lk = n_prefix + (el ? n_suffix : 0);
+      const int64_t q_from = prefix_queries ? 0 : n_prefix, lq = lk - q_from;
+      const LayerKV kv = prefix_kv(rope(at::cat(ks, 1), positions.narrow(1, 0, lk)), at::cat(vs, 1));
       if (fill) (*fill)[li] = kv;
-      const at::Tensor att = attention(q, kv.key, kv.value, mask.narrow(1, 0, lq).narrow(2, 0, cached_len + lq));
-      if (x_p.defined()) att_p = att.narrow(1, 0, n_prefix);
-      if (el) att_s = att.narrow(1, n_prefix, n_suffix);
+      if (lq > 0) {
+        const at::Tensor q = rope(at::cat(qs, 1), positions.narrow(1, q_from, lq));
+        const at::Tensor att = attention(q, kv.key, kv.value, mask.narrow(1, q_from, lq).narrow(2, 0, cached_len + lk));
+        if (prefix_queries) att_p = att.narrow(1, 0, n_prefix);
+        if (el) att_s = att.narrow(1, prefix_queries ? n_prefix : 0, n_suffix);
+      }
     } else {
       // Cross-attention: the prefix attends to itself; the expert's queries attend to this
       // layer's VLM keys/values through its own k/v projections (keys not re-rotated).
@@ -331,9 +337,10 @@ at::Tensor Model::run_layers(const KVCache* cached, at::Tensor x_p, at::Tensor x
       if (x_p.defined()) {
         const at::Tensor h = rms_norm(x_p, vl.input_norm, b.rms_norm_eps);
         const at::Tensor pos = positions.narrow(1, 0, n_prefix);
-        const at::Tensor q = rope(heads(vl.q, h), pos);
         kv = prefix_kv(rope(heads(vl.k, h), pos), heads(vl.v, h));
-        att_p = attention(q, kv.key, kv.value, mask.narrow(1, 0, n_prefix).narrow(2, 0, cached_len + n_prefix));
+        if (prefix_queries)
+          att_p = attention(rope(heads(vl.q, h), pos), kv.key, kv.value,
+                            mask.narrow(1, 0, n_prefix).narrow(2, 0, cached_len + n_prefix));
       }
       if (el) {
         const int64_t lk = kv.key.size(1);
@@ -350,7 +357,7 @@ at::Tensor Model::run_layers(const KVCache* cached, at::Tensor x_p, at::Tensor x
       const at::Tensor h = x + project(att, l.o.weight);
       return h + mlp(l, rms_norm(h, l.post_norm, b.rms_norm_eps));
     };
-    if (x_p.defined()) x_p = residual_block(vl, x_p, att_p);
+    if (prefix_queries) x_p = residual_block(vl, x_p, att_p);
     if (el) x_s = residual_block(*el, x_s, att_s);
   }
   return x_s.defined() ? rms_norm(x_s, expert_norm_, b.rms_norm_eps) : at::Tensor();

@@ -37,6 +37,7 @@ struct PrefixInputs {
   at::Tensor lang_tokens;               // [B, L] int64
   at::Tensor lang_mask;                 // [B, L] bool
   at::Tensor state;                     // [B, max_state_dim]
+  std::vector<std::string> sample_ids;  // Batch::sample_ids, when the batch came from a dataset
 };
 
 class Model {

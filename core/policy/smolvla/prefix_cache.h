@@ -3,8 +3,10 @@
 // and the VLM is frozen, so their keys and values at every layer depend only on the frames and
 // the task: computed once per sample, they serve every later step, epoch and round. Per training
 // step only the state token and the expert then run. Bounded in memory (LRU) with an optional
-// bounded disk tier that survives restarts; an entry is keyed by the content it was computed from
-// and a fingerprint of the frozen weights, so a stale entry can never be served.
+// bounded disk tier that survives restarts. An entry is keyed by a fingerprint of the frozen
+// weights, the task's tokens and the sample: its dataset id (source, episode, frame) when the
+// batch came from a dataset, else its frames' content. A dataset rewritten in place under the
+// same source needs a fresh disk tier (another dir).
 #include <ATen/ATen.h>
 
 #include <cstdint>

@@ -128,6 +128,7 @@ PrefixInputs SmolVLAPolicy::prepare(const Batch& batch, const std::pair<at::Tens
     throw std::invalid_argument("smolvla: state has " + std::to_string(batch.state.size(-1)) +
                                 " dimensions, more than max_state_dim " + std::to_string(c.max_state_dim));
   in.state = pad_last_dim(batch.state.to(at::kFloat), c.max_state_dim);
+  in.sample_ids = batch.sample_ids;
   return in;
 }
 
@@ -150,6 +151,25 @@ std::string SmolVLAPolicy::frozen_fingerprint() {
   return fingerprint_;
 }
 
+KVCache SmolVLAPolicy::frozen_prefix(const PrefixInputs& in, const at::Tensor& index, at::Tensor& pad_mask) {
+  at::NoGradGuard no_grad;
+  const auto pick = [&](const at::Tensor& t) { return index.defined() ? t.index_select(0, index) : t; };
+  std::vector<at::Tensor> embeddings, pads;
+  for (size_t c = 0; c < in.images.size(); ++c) {
+    const at::Tensor e = model_.embed_image(pick(in.images[c]));
+    embeddings.push_back(e);
+    pads.push_back(pick(in.image_masks[c]).unsqueeze(1).expand({e.size(0), e.size(1)}));
+  }
+  embeddings.push_back(model_.embed_language(pick(in.lang_tokens)));
+  pads.push_back(pick(in.lang_mask));
+  Prefix p;
+  p.embeddings = at::cat(embeddings, 1);
+  p.pad_mask = at::cat(pads, 1).to(at::kBool);
+  p.att_flags = at::zeros(p.pad_mask.sizes(), p.pad_mask.options().dtype(at::kLong));
+  pad_mask = p.pad_mask;
+  return model_.prefill(p);
+}
+
 KVCache SmolVLAPolicy::cached_prefix(const PrefixInputs& in, at::Tensor& pad_mask) {
   const int64_t b = in.state.size(0);
   const at::Device device = in.state.device();
@@ -166,7 +186,15 @@ KVCache SmolVLAPolicy::cached_prefix(const PrefixInputs& in, at::Tensor& pad_mas
     lengths[static_cast<size_t>(i)] = image_tokens + lang_len;
     Sha256 h;
     h.update(fingerprint.data(), fingerprint.size());
-    for (size_t c = 0; c < in.images.size(); ++c) hash_tensor(h, in.images[c][i]), hash_tensor(h, in.image_masks[c][i]);
+    // A dataset sample is named by its id, which costs nothing to hash; anything else by its
+    // frames (megabytes per sample at full size).
+    if (!in.sample_ids.empty()) {
+      const std::string& id = in.sample_ids[static_cast<size_t>(i)];
+      h.update(id.data(), id.size());
+      for (const auto& mask : in.image_masks) hash_tensor(h, mask[i]);
+    } else {
+      for (size_t c = 0; c < in.images.size(); ++c) hash_tensor(h, in.images[c][i]), hash_tensor(h, in.image_masks[c][i]);
+    }
     hash_tensor(h, in.lang_tokens[i].narrow(0, 0, lang_len));
     hash_tensor(h, lang_mask_cpu[i].narrow(0, 0, lang_len));
     keys[static_cast<size_t>(i)] = to_hex(h.finish());
@@ -178,21 +206,8 @@ KVCache SmolVLAPolicy::cached_prefix(const PrefixInputs& in, at::Tensor& pad_mas
     if (!entries[static_cast<size_t>(i)]) misses.push_back(i);
   }
   if (!misses.empty()) {
-    at::NoGradGuard no_grad;
-    const at::Tensor index = at::tensor(misses, at::kLong).to(device);
-    std::vector<at::Tensor> embeddings, pads;
-    for (size_t c = 0; c < in.images.size(); ++c) {
-      const at::Tensor e = model_.embed_image(in.images[c].index_select(0, index));
-      embeddings.push_back(e);
-      pads.push_back(in.image_masks[c].index_select(0, index).unsqueeze(1).expand({e.size(0), e.size(1)}));
-    }
-    embeddings.push_back(model_.embed_language(in.lang_tokens.index_select(0, index)));
-    pads.push_back(in.lang_mask.index_select(0, index));
-    Prefix p;
-    p.embeddings = at::cat(embeddings, 1);
-    p.pad_mask = at::cat(pads, 1).to(at::kBool);
-    p.att_flags = at::zeros(p.pad_mask.sizes(), p.pad_mask.options().dtype(at::kLong));
-    const KVCache kv = model_.prefill(p);
+    at::Tensor miss_pad;
+    const KVCache kv = frozen_prefix(in, at::tensor(misses, at::kLong).to(device), miss_pad);
     const at::ScalarType dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
     for (size_t j = 0; j < misses.size(); ++j) {
       const int64_t i = misses[j], len = lengths[static_cast<size_t>(i)];
@@ -201,7 +216,7 @@ KVCache SmolVLAPolicy::cached_prefix(const PrefixInputs& in, at::Tensor& pad_mas
         entry.keys.push_back(layer.key[static_cast<int64_t>(j)].narrow(0, 0, len).to(dtype).clone());
         entry.values.push_back(layer.value[static_cast<int64_t>(j)].narrow(0, 0, len).to(dtype).clone());
       }
-      entry.pad_mask = p.pad_mask[static_cast<int64_t>(j)].narrow(0, 0, len).clone();
+      entry.pad_mask = miss_pad[static_cast<int64_t>(j)].narrow(0, 0, len).clone();
       cache_->put(keys[static_cast<size_t>(i)], entry);
       entries[static_cast<size_t>(i)] = std::move(entry);
     }
@@ -224,10 +239,12 @@ KVCache SmolVLAPolicy::cached_prefix(const PrefixInputs& in, at::Tensor& pad_mas
   return out;
 }
 
-at::Tensor SmolVLAPolicy::velocity(const PrefixInputs& in, const at::Tensor& x_t, const at::Tensor& time, bool use_cache) {
-  if (!use_cache || !cache_) return model_.velocity(model_.embed_prefix(in), nullptr, 0, x_t, time);
+at::Tensor SmolVLAPolicy::velocity(const PrefixInputs& in, const at::Tensor& x_t, const at::Tensor& time, PrefixPath path) {
+  if (path == PrefixPath::Joint || model_.config().prefix_length > 0)
+    return model_.velocity(model_.embed_prefix(in), nullptr, 0, x_t, time);
+  if (path == PrefixPath::Cached && !cache_) throw std::logic_error("smolvla: the prefix cache is off");
   at::Tensor frozen_pad;
-  const KVCache kv = cached_prefix(in, frozen_pad);
+  const KVCache kv = path == PrefixPath::Cached ? cached_prefix(in, frozen_pad) : frozen_prefix(in, {}, frozen_pad);
   const int64_t b = in.state.size(0), cached_len = frozen_pad.size(1);
   Prefix p;  // only the state token runs through the VLM now
   p.embeddings = model_.embed_state(in.state);
@@ -241,7 +258,7 @@ at::Tensor SmolVLAPolicy::loss(const Batch& batch, at::Generator generator) {
   const Config& c = model_.config();
   const PrefixInputs in = prepare(batch);
   const FlowMatchingDraw d = draw_flow_matching(pad_action(batch.action), generator);
-  const at::Tensor v = velocity(in, d.x_t, d.time, true);
+  const at::Tensor v = velocity(in, d.x_t, d.time, training_path());
   if (c.reduction == LossReduction::Unmasked) return flow_matching_loss(v, d.target, {}, LossReduction::Unmasked);
   return flow_matching_loss(v.narrow(-1, 0, c.action_dim), d.target.narrow(-1, 0, c.action_dim), batch.action_is_pad,
                             LossReduction::Masked);

@@ -34,16 +34,28 @@ class SmolVLAPolicy final : public Policy {
   PrefixInputs prepare(const Batch& batch, const std::pair<at::Tensor, at::Tensor>* tokens = nullptr) const;
   // The token ids and mask of prompts as LeRobot's tokenizer step makes them.
   std::pair<at::Tensor, at::Tensor> tokenize(const std::vector<std::string>& tasks) const;
-  // Flow-matching velocity for given noise and time; uses the prefix cache when `use_cache`.
-  at::Tensor velocity(const PrefixInputs& inputs, const at::Tensor& x_t, const at::Tensor& time, bool use_cache);
+  // How the image and language tokens' keys and values are had. They never depend on the state,
+  // the actions or a trainable weight, so all three give the same velocity and gradients:
+  enum class PrefixPath {
+    Joint,      // LeRobot's single pass over [prefix | actions], with autograd through the prefix
+    Recompute,  // computed first without autograd; then only the state token and the expert
+    Cached,     // Recompute, served from and stored in the prefix cache
+  };
+  // Flow-matching velocity for given noise and time.
+  at::Tensor velocity(const PrefixInputs& inputs, const at::Tensor& x_t, const at::Tensor& time, PrefixPath path);
+  // What loss() uses: Cached when the cache is on, else Recompute.
+  PrefixPath training_path() const { return cache_ ? PrefixPath::Cached : PrefixPath::Recompute; }
   // Pads [B, H, action_dim] to max_action_dim with zeros.
   at::Tensor pad_action(const at::Tensor& action) const;
   bool prefix_cache_enabled() const { return cache_.has_value(); }
   const PrefixCacheStats* prefix_cache_stats() const { return cache_ ? &cache_->stats() : nullptr; }
 
  private:
-  // The cached image/language keys and values of a batch (computing and storing misses), padded
-  // to the longest sample, and how many prefix tokens they cover.
+  // The image/language keys and values of the samples `index` selects (all when undefined),
+  // computed without autograd, and their pad mask.
+  KVCache frozen_prefix(const PrefixInputs& inputs, const at::Tensor& index, at::Tensor& pad_mask);
+  // The same from the cache (computing and storing misses), each sample's entry padded to the
+  // longest.
   KVCache cached_prefix(const PrefixInputs& inputs, at::Tensor& pad_mask);
   std::string frozen_fingerprint();
 
