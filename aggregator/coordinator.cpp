@@ -75,6 +75,8 @@ Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
   policy_ = make_policy(spec_.policy);
   strategy_ = make_strategy(spec_);
   evaluator_ = std::make_unique<ServerEvaluator>(spec_.evaluation, *policy_);
+  // Checkpoints carry the statistics the server evaluates with (LeRobot's processor files).
+  policy_->set_normalization(evaluator_->dataset().state_stats(), evaluator_->dataset().action_stats());
   fingerprint_ = resume_fingerprint(spec_);
   frozen_digest_ = build_manifest(to_parameter_set(policy_->frozen_parameters())).digest_hex();
   outputs_ = std::make_unique<RunOutputs>(spec_, spec_.output_dir);

@@ -10,7 +10,9 @@
 #include <fstream>
 #include <map>
 
+#include "core/data/dataset.h"
 #include "core/policy/policy.h"
+#include "core/policy/smolvla/smolvla_policy.h"
 #include "core/tensor/safetensors.h"
 #include "support/test_support.h"
 
@@ -133,6 +135,26 @@ TEST(SmolVLAFederation, TrainsOnVideoDatasetsAndItsCheckpointLoadsInLeRobot) {
   reference("run " + checkpoint + " " + inputs + " " + dir + "/lerobot.safetensors");
   expect_same(load(dir + "/lerobot.safetensors"), ours(checkpoint, inputs, dir + "/zk0.safetensors"),
               "the aggregator's checkpoint");
+
+  // Its processor files: LeRobot's own pipelines load them, normalise with the evaluation
+  // dataset's statistics and tokenize the prompt as zk0's tokenizer does.
+  reference("processors " + checkpoint + " " + dir + "/processed.safetensors");
+  const auto processed = load(dir + "/processed.safetensors");
+  DatasetSpec eval_spec;
+  eval_spec.path = dir + "/eval";
+  const auto eval = open_dataset(eval_spec, 6, false);
+  const at::Tensor state = at::arange(1, 7, at::kFloat), action = at::arange(1, 7, at::kFloat);
+  const at::Tensor expected_state = (state - eval->state_stats().mean) / eval->state_stats().std;
+  const at::Tensor expected_action = action * eval->action_stats().std + eval->action_stats().mean;
+  EXPECT_TRUE(processed.at("observation.state").reshape({-1}).allclose(expected_state, 1e-4, 1e-5))
+      << processed.at("observation.state") << expected_state;
+  EXPECT_TRUE(processed.at("action").reshape({-1}).allclose(expected_action, 1e-4, 1e-5));
+  PolicySpec reloaded;
+  reloaded.type = "smolvla";
+  reloaded.pretrained = checkpoint;
+  auto policy = make_policy(reloaded);
+  const auto [ids, mask] = dynamic_cast<smolvla::SmolVLAPolicy&>(*policy).tokenize({"pick up the cube"});
+  EXPECT_TRUE(ids.equal(processed.at("observation.language.tokens"))) << ids << processed.at("observation.language.tokens");
   std::filesystem::remove_all(dir);
 }
 

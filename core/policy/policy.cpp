@@ -147,6 +147,7 @@ void save_pretrained(Policy& policy, const std::string& dir) {
   nlohmann::json config = policy.config_json();
   config["type"] = policy.type();
   write_file_atomic((std::filesystem::path(dir) / "config.json").string(), config.dump(2) + "\n");
+  policy.write_extra_files(dir);
 }
 
 }  // namespace zk0

@@ -42,6 +42,12 @@ class Policy {
   // The policy's configuration as written to config.json.
   virtual nlohmann::json config_json() const = 0;
 
+  // The statistics inputs are normalised with (on the aggregator: its evaluation dataset's), for
+  // policies whose checkpoints carry them; the others ignore them.
+  virtual void set_normalization(const FeatureStats& state, const FeatureStats& action) {}
+  // Files a checkpoint folder holds beside model.safetensors and config.json.
+  virtual void write_extra_files(const std::string& dir) {}
+
   // model.safetensors' content: every parameter, float32 unless the policy keeps other dtypes.
   virtual ParameterSet checkpoint_tensors();
   // Loads a model.safetensors; throws naming a missing tensor or a shape that differs.

@@ -10,6 +10,8 @@
   bench DIR BATCH STEPS DEVICE
                            LeRobot's training step (forward, backward, gradient clip, AdamW on the
                            trainable parameters) on DIR's policy: prints samples/s as JSON
+  processors DIR OUT       load DIR's processor files with LeRobot's pipelines and write the
+                           normalised observation.state [1..S] and the unnormalised action [1..A]
   run DIR INPUTS OUT       load DIR with SmolVLAPolicy.from_pretrained and write what zk0 policy
                            run writes: prefix embeddings, per-layer keys/values, the velocity
                            (denoise_step), elementwise losses (VLAFlowMatching.forward), losses,
@@ -251,6 +253,29 @@ def bench(path, batch_size, steps, device):
     print(json.dumps({"samples_per_second": b * int(steps) / seconds, "threads": torch.get_num_threads()}))
 
 
+def processors(path, out):
+    from lerobot.processor import PolicyProcessorPipeline
+    from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
+
+    policy = load(path)
+    cfg = policy.config
+    pre = PolicyProcessorPipeline.from_pretrained(path, config_filename="policy_preprocessor.json")
+    post = PolicyProcessorPipeline.from_pretrained(path, config_filename="policy_postprocessor.json",
+                                                   to_transition=policy_action_to_transition,
+                                                   to_output=transition_to_policy_action)
+    size = cfg.resize_imgs_with_padding[0]
+    state_dim = cfg.input_features["observation.state"].shape[0]
+    action_dim = cfg.output_features["action"].shape[0]
+    batch = {key: torch.rand(3, size, size) for key in cfg.image_features if "empty_camera" not in key}
+    batch["observation.state"] = torch.arange(1, state_dim + 1, dtype=torch.float32)
+    batch["task"] = "pick up the cube"
+    processed = pre(batch)
+    action = post(torch.arange(1, action_dim + 1, dtype=torch.float32)[None])
+    save_file({"observation.state": processed["observation.state"].contiguous(),
+               "observation.language.tokens": processed["observation.language.tokens"].contiguous(),
+               "action": action.contiguous()}, out)
+
+
 if __name__ == "__main__":
     command = sys.argv[1]
     if command == "backbone":
@@ -261,6 +286,8 @@ if __name__ == "__main__":
         make_inputs(sys.argv[2], sys.argv[3], sys.argv[4])
     elif command == "bench":
         bench(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    elif command == "processors":
+        processors(sys.argv[2], sys.argv[3])
     elif command == "run":
         run(sys.argv[2], sys.argv[3], sys.argv[4])
     else:

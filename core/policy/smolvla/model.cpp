@@ -258,9 +258,10 @@ at::Tensor Model::attention(const at::Tensor& q, const at::Tensor& k, const at::
   const int64_t batch = q.size(0), lq = q.size(1), heads = q.size(2), d = q.size(3);
   const int64_t kv_heads = k.size(2), groups = heads / kv_heads, lk = k.size(1);
 #if TORCH_VERSION_MAJOR >= 2
-  // Fused attention (flash / memory-efficient kernels) with an additive finite mask.
-  const at::Tensor bias = at::zeros({batch, 1, lq, lk}, q.options())
-                              .masked_fill(mask.logical_not().unsqueeze(1), std::numeric_limits<float>::lowest());
+  // Fused attention (flash / memory-efficient kernels) with an additive finite mask: -1e30 is
+  // finite in bfloat16 too (float32's lowest would round to -inf there) and still gives masked
+  // keys a probability of exactly 0.
+  const at::Tensor bias = at::zeros({batch, 1, lq, lk}, q.options()).masked_fill(mask.logical_not().unsqueeze(1), -1e30);
   const at::Tensor out = at::scaled_dot_product_attention(q.transpose(1, 2), k.repeat_interleave(groups, 2).transpose(1, 2),
                                                           v.repeat_interleave(groups, 2).transpose(1, 2), bias);
   return out.transpose(1, 2).reshape({batch, lq, heads * d});

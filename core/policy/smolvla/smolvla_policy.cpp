@@ -274,6 +274,10 @@ at::Tensor SmolVLAPolicy::sample_actions(const Batch& batch, at::Generator gener
   return model_.sample_actions(model_.embed_prefix(in), noise).narrow(-1, 0, c.action_dim);
 }
 
+void SmolVLAPolicy::write_extra_files(const std::string& dir) {
+  if (stats_) write_processor_files(dir, model_.config(), *stats_);
+}
+
 ParameterSet SmolVLAPolicy::checkpoint_tensors() {
   // Frozen tensors keep the dtype they came in (BF16 for smolvla_base's backbone): they never
   // change, so nothing is lost. Trained tensors are written as the float32 they train in, so a
@@ -302,6 +306,8 @@ std::unique_ptr<Policy> make_smolvla(const PolicySpec& spec) {
   const Config config = config_from_spec(spec.config, spec.pretrained);
   std::vector<std::string> groups = spec.train.empty() ? default_trainable_groups(config) : spec.train;
   auto policy = std::make_unique<SmolVLAPolicy>(config, groups);
+  if (!spec.pretrained.empty())
+    if (auto stats = read_processor_stats(spec.pretrained)) policy->set_normalization(stats->state, stats->action);
   std::vector<std::string> problems;
   for (size_t i = 0; i < spec.train.size(); ++i) {
     bool matches = false;

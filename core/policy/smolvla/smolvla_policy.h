@@ -8,6 +8,7 @@
 #include "core/policy/policy.h"
 #include "core/policy/smolvla/model.h"
 #include "core/policy/smolvla/prefix_cache.h"
+#include "core/policy/smolvla/processor_files.h"
 #include "core/tokenizer/tokenizer.h"
 
 namespace zk0::smolvla {
@@ -25,6 +26,11 @@ class SmolVLAPolicy final : public Policy {
   void to(const at::Device& device) override;
   void set_training(bool) override {}  // no dropout or batch norm anywhere in SmolVLA
   nlohmann::json config_json() const override { return model_.config().to_lerobot_json(); }
+  void set_normalization(const FeatureStats& state, const FeatureStats& action) override {
+    stats_ = NormalizationStats{state, action};
+  }
+  // LeRobot's processor files, when normalisation statistics are known.
+  void write_extra_files(const std::string& dir) override;
   ParameterSet checkpoint_tensors() override;
   void load_checkpoint(const ParameterSet& checkpoint) override;
 
@@ -64,6 +70,7 @@ class SmolVLAPolicy final : public Policy {
   bool truncate_left_ = false;
   int64_t pad_token_id_ = 0;
   std::optional<PrefixCache> cache_;
+  std::optional<NormalizationStats> stats_;
   std::string fingerprint_;
   int64_t fingerprint_version_ = -1;
 };
