@@ -112,7 +112,10 @@ DatasetMount mount_policy(const FederationSpec& spec, const OperatorSettings& se
   };
   if (is_hub_id(spec.policy.pretrained))
     m.init_containers.push_back(hub_download("download-policy", {spec.policy.pretrained}, spec, settings));
-  const std::string backbone = spec.policy.config.value("vlm_model_name", "HuggingFaceTB/SmolVLM2-500M-Video-Instruct");
+  const auto& config = spec.policy.config;
+  const std::string backbone = config.is_object() && config.contains("vlm_model_name") && config["vlm_model_name"].is_string()
+                                   ? config["vlm_model_name"].get<std::string>()
+                                   : "HuggingFaceTB/SmolVLM2-500M-Video-Instruct";
   if (is_hub_id(backbone))
     m.init_containers.push_back(hub_download(
         "download-backbone", {backbone, "config.json", "tokenizer.json", "tokenizer_config.json"}, spec, settings));

@@ -92,7 +92,13 @@ class OperatorTest : public ::testing::Test {
     }
   }
   std::optional<json> pod(const std::string& name) { return get("/api/v1/namespaces/" + ns + "/pods/" + name); }
-  json run(const std::string& name) { return api->get("/apis/zk0.io/v1alpha1/namespaces/" + ns + "/federationruns/" + name); }
+  // The run, with an empty status object until the operator writes one (its first status comes
+  // at the end of the reconcile that created the pods, a moment after they appear).
+  json run(const std::string& name) {
+    json r = api->get("/apis/zk0.io/v1alpha1/namespaces/" + ns + "/federationruns/" + name);
+    if (!r.contains("status") || !r["status"].is_object()) r["status"] = json::object();
+    return r;
+  }
   std::string condition(const json& r, const std::string& type, std::string* reason = nullptr) {
     for (const auto& c : r.value("status", json::object()).value("conditions", json::array()))
       if (c.value("type", "") == type) {
