@@ -99,18 +99,16 @@ int policy_command(int argc, char** argv) {
     put("actions", policy.model().sample_actions(prefix, noise).narrow(-1, 0, c.action_dim));
   }
   if (in.count("action") && in.count("noise") && in.count("time")) {
-    const at::Tensor action = policy.pad_action(in.at("action"));
-    const at::Tensor noise = in.at("noise").to(at::kFloat), time = in.at("time").to(at::kFloat);
-    const at::Tensor t = time.view({-1, 1, 1});
-    const at::Tensor x_t = t * noise + (1 - t) * action, target = noise - action;
-    const at::Tensor v = policy.velocity(inputs, x_t, time, smolvla::SmolVLAPolicy::PrefixPath::Joint);
+    const FlowMatchingDraw d = flow_matching_at(policy.pad_action(in.at("action")), in.at("noise").to(at::kFloat),
+                                                in.at("time").to(at::kFloat));
+    const at::Tensor v = policy.velocity(inputs, d.x_t, d.time, smolvla::SmolVLAPolicy::PrefixPath::Joint);
     const at::Tensor is_pad = in.count("action_is_pad") ? in.at("action_is_pad").to(at::kBool) : at::Tensor();
-    const at::Tensor masked = flow_matching_loss(v.narrow(-1, 0, c.action_dim), target.narrow(-1, 0, c.action_dim),
+    const at::Tensor masked = flow_matching_loss(v.narrow(-1, 0, c.action_dim), d.target.narrow(-1, 0, c.action_dim),
                                                  is_pad, LossReduction::Masked);
-    const at::Tensor unmasked = flow_matching_loss(v, target, {}, LossReduction::Unmasked);
+    const at::Tensor unmasked = flow_matching_loss(v, d.target, {}, LossReduction::Unmasked);
     const at::Tensor loss = c.reduction == LossReduction::Masked ? masked : unmasked;
     put("velocity", v);
-    put("losses", (target - v).pow(2));
+    put("losses", (d.target - v).pow(2));
     put("loss.masked", masked);
     put("loss.unmasked", unmasked);
     put("loss", loss);

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "core/lerobot/hub_cache.h"
+
 namespace zk0::op {
 
 namespace {
@@ -107,16 +109,13 @@ DatasetMount mount_dataset(const DatasetSpec& d, const std::string& volume, cons
 DatasetMount mount_policy(const FederationSpec& spec, const OperatorSettings& settings) {
   DatasetMount m;
   if (spec.policy.type != "smolvla") return m;
-  const auto is_hub_id = [](const std::string& s) {
-    return !s.empty() && s.front() != '/' && s.front() != '.' && s.find('/') != std::string::npos;
-  };
-  if (is_hub_id(spec.policy.pretrained))
+  if (looks_like_hub_id(spec.policy.pretrained))
     m.init_containers.push_back(hub_download("download-policy", {spec.policy.pretrained}, spec, settings));
   const auto& config = spec.policy.config;
   const std::string backbone = config.is_object() && config.contains("vlm_model_name") && config["vlm_model_name"].is_string()
                                    ? config["vlm_model_name"].get<std::string>()
                                    : "HuggingFaceTB/SmolVLM2-500M-Video-Instruct";
-  if (is_hub_id(backbone))
+  if (looks_like_hub_id(backbone))
     m.init_containers.push_back(hub_download(
         "download-backbone", {backbone, "config.json", "tokenizer.json", "tokenizer_config.json"}, spec, settings));
   m.uses_hub = !m.init_containers.empty();

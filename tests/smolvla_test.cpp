@@ -125,11 +125,9 @@ TEST(SmolVLA, EveryPrefixPathGivesTheSameVelocityAndGradients) {
     auto& p = dynamic_cast<smolvla::SmolVLAPolicy&>(*policy);
     const Batch batch = tiny_batch(3, 6);
     at::manual_seed(3);
-    const at::Tensor noise = at::randn({3, 8, 32}), time = at::rand({3});
-    const at::Tensor t = time.view({-1, 1, 1});
-    const at::Tensor x_t = t * noise + (1 - t) * p.pad_action(batch.action);
-    at::Tensor v = p.velocity(p.prepare(batch), x_t, time, path);
-    if (path == Path::Cached) v = p.velocity(p.prepare(batch), x_t, time, path);  // from the cache
+    const FlowMatchingDraw d = flow_matching_at(p.pad_action(batch.action), at::randn({3, 8, 32}), at::rand({3}));
+    at::Tensor v = p.velocity(p.prepare(batch), d.x_t, d.time, path);
+    if (path == Path::Cached) v = p.velocity(p.prepare(batch), d.x_t, d.time, path);  // from the cache
     v.pow(2).mean().backward();
     at::Tensor grad;
     for (auto& [name, param] : p.parameters())

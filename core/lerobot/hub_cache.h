@@ -15,6 +15,12 @@ std::string hub_cache_root();  // from the environment, as huggingface_hub resol
 
 enum class HubRepoType { Dataset, Model };
 
+// "owner/name" rather than a path: not empty, not starting with '/' or '.', with a slash.
+// Header-only, so that the operator (which links no dataset code) shares it.
+inline bool looks_like_hub_id(const std::string& s) {
+  return !s.empty() && s.front() != '/' && s.front() != '.' && s.find('/') != std::string::npos;
+}
+
 // The snapshot folder of repo_id at revision (a branch, tag or commit hash). Throws naming the
 // folder it looked in and the command that fills it when the repository is not there.
 std::string hub_snapshot_path(const std::string& repo_id, const std::string& revision,

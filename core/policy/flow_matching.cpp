@@ -11,10 +11,16 @@ FlowMatchingDraw draw_flow_matching(const at::Tensor& action, at::Generator gene
   d.noise = at::normal(0.0, 1.0, action.sizes(), generator, cpu).to(action.device());
   // Beta(a, 1) by inversion: its CDF is x^a, so U^(1/a) has that law.
   const at::Tensor u = at::empty({action.size(0)}, cpu).uniform_(0.0, 1.0, generator).to(action.device());
-  d.time = u.pow(1.0 / 1.5) * 0.999 + 0.001;
-  const at::Tensor t = d.time.view({-1, 1, 1});
-  d.x_t = t * d.noise + (1 - t) * action;
-  d.target = d.noise - action;
+  return flow_matching_at(action, d.noise, u.pow(1.0 / 1.5) * 0.999 + 0.001);
+}
+
+FlowMatchingDraw flow_matching_at(const at::Tensor& action, const at::Tensor& noise, const at::Tensor& time) {
+  FlowMatchingDraw d;
+  d.noise = noise;
+  d.time = time;
+  const at::Tensor t = time.view({-1, 1, 1});
+  d.x_t = t * noise + (1 - t) * action;
+  d.target = noise - action;
   return d;
 }
 

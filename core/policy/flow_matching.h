@@ -14,6 +14,8 @@ struct FlowMatchingDraw {
 };
 
 FlowMatchingDraw draw_flow_matching(const at::Tensor& action, at::Generator generator);
+// The same for given noise and time (debugging, parity with another implementation).
+FlowMatchingDraw flow_matching_at(const at::Tensor& action, const at::Tensor& noise, const at::Tensor& time);
 
 enum class LossReduction {
   Masked,    // LeRobot since Sep 2025: padded steps excluded, real action dims only

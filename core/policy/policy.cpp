@@ -42,7 +42,7 @@ namespace {
 // A folder, or a Hub model id read from the Hugging Face cache (lerobot/smolvla_base).
 std::string resolve_pretrained(const std::string& pretrained) {
   if (pretrained.empty() || std::filesystem::is_directory(pretrained)) return pretrained;
-  if (pretrained.find('/') != std::string::npos && pretrained.front() != '/' && pretrained.front() != '.') {
+  if (looks_like_hub_id(pretrained)) {
     try {
       return hub_snapshot_path(pretrained, "main", hub_cache_root(), HubRepoType::Model);
     } catch (const std::exception& e) {

@@ -132,7 +132,7 @@ std::string backbone_dir(const std::string& name, const std::string& pretrained,
   for (const fs::path& candidate : candidates)
     if (fs::is_regular_file(candidate / "config.json")) return fs::absolute(candidate).lexically_normal().string();
   local = false;
-  if (name.find('/') != std::string::npos && name.front() != '/' && name.front() != '.') {
+  if (looks_like_hub_id(name)) {
     try {
       return hub_snapshot_path(name, "main", hub_cache_root(), HubRepoType::Model);
     } catch (const std::exception&) {

@@ -200,24 +200,29 @@ at::Tensor Model::embed_state(const at::Tensor& state) {
   return project(state.to(at::kFloat), state_proj_.weight, state_proj_.bias).unsqueeze(1).to(compute_dtype());
 }
 
-Prefix Model::embed_prefix(const PrefixInputs& in) {
+Prefix Model::embed_frozen_prefix(const PrefixInputs& in) {
   std::vector<at::Tensor> embeddings, pads;
-  const int64_t batch = in.state.size(0);
   for (size_t i = 0; i < in.images.size(); ++i) {
     at::Tensor e = embed_image(in.images[i]);
     embeddings.push_back(e);
-    pads.push_back(in.image_masks[i].unsqueeze(1).expand({batch, e.size(1)}));
+    pads.push_back(in.image_masks[i].unsqueeze(1).expand({e.size(0), e.size(1)}));
   }
   embeddings.push_back(embed_language(in.lang_tokens));
   pads.push_back(in.lang_mask);
-  embeddings.push_back(embed_state(in.state));
-  pads.push_back(at::ones({batch, 1}, in.lang_mask.options()));
   Prefix p;
   p.embeddings = at::cat(embeddings, 1);
   p.pad_mask = at::cat(pads, 1).to(at::kBool);
+  p.att_flags = at::zeros(p.pad_mask.sizes(), p.pad_mask.options().dtype(at::kLong));
+  return p;
+}
+
+Prefix Model::embed_prefix(const PrefixInputs& in) {
+  Prefix p = embed_frozen_prefix(in);
+  const int64_t batch = in.state.size(0);
+  p.embeddings = at::cat({p.embeddings, embed_state(in.state)}, 1);
+  p.pad_mask = at::cat({p.pad_mask, at::ones({batch, 1}, p.pad_mask.options())}, 1);
+  p.att_flags = at::cat({p.att_flags, at::ones({batch, 1}, p.att_flags.options())}, 1);  // the state's own block
   const int64_t len = p.pad_mask.size(1);
-  p.att_flags = at::zeros({batch, len}, p.pad_mask.options().dtype(at::kLong));
-  p.att_flags.select(1, len - 1).fill_(1);  // the state starts its own block
   if (len < config_.prefix_length) {
     const int64_t extra = config_.prefix_length - len;
     p.embeddings = at::constant_pad_nd(p.embeddings, {0, 0, 0, extra}, 0.0);

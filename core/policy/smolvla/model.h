@@ -56,6 +56,9 @@ class Model {
   at::Tensor embed_image(const at::Tensor& image);          // [B, tokens_per_image, text_hidden], scaled
   at::Tensor embed_language(const at::Tensor& tokens);      // [B, L, text_hidden], scaled
   at::Tensor embed_state(const at::Tensor& state);          // [B, 1, text_hidden]
+  // The image and language tokens alone (all attention flags 0): what the prefix cache holds.
+  Prefix embed_frozen_prefix(const PrefixInputs& inputs);
+  // embed_frozen_prefix plus the state token, padded to prefix_length if set.
   Prefix embed_prefix(const PrefixInputs& inputs);
   // §3.6 embed_suffix: noisy actions [B, H, max_action_dim] and time [B] -> [B, H, expert_hidden].
   at::Tensor embed_suffix(const at::Tensor& x_t, const at::Tensor& time);

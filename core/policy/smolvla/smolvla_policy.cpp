@@ -100,12 +100,10 @@ PrefixInputs SmolVLAPolicy::prepare(const Batch& batch, const std::pair<at::Tens
   const int64_t b = batch.size();
   const at::Device device = batch.state.device();
   PrefixInputs in;
-  std::string available;
   std::map<std::string, at::Tensor> images;
   for (const auto& [key, img] : batch.images) {
     const auto renamed = c.rename_map.find(key);
     images[renamed == c.rename_map.end() ? key : renamed->second] = img;
-    available += (available.empty() ? "" : ", ") + key;
   }
   for (const auto& key : c.image_keys) {
     auto it = images.find(key);
@@ -114,9 +112,12 @@ PrefixInputs SmolVLAPolicy::prepare(const Batch& batch, const std::pair<at::Tens
     in.images.push_back(img * 2.0 - 1.0);
     in.image_masks.push_back(at::ones({b}, at::TensorOptions().dtype(at::kBool).device(device)));
   }
-  if (in.images.empty())
+  if (in.images.empty()) {
+    std::string available;
+    for (const auto& [key, img] : batch.images) available += (available.empty() ? "" : ", ") + key;
     throw std::invalid_argument("smolvla: the batch has none of the policy's cameras (input_features, after rename_map); "
                                 "it has: " + (available.empty() ? std::string("no images") : available));
+  }
   for (int64_t i = 0; i < c.empty_cameras; ++i) {
     in.images.push_back(at::full_like(in.images.front(), -1.0));
     in.image_masks.push_back(at::zeros({b}, at::TensorOptions().dtype(at::kBool).device(device)));
@@ -153,19 +154,14 @@ std::string SmolVLAPolicy::frozen_fingerprint() {
 
 KVCache SmolVLAPolicy::frozen_prefix(const PrefixInputs& in, const at::Tensor& index, at::Tensor& pad_mask) {
   at::NoGradGuard no_grad;
-  const auto pick = [&](const at::Tensor& t) { return index.defined() ? t.index_select(0, index) : t; };
-  std::vector<at::Tensor> embeddings, pads;
-  for (size_t c = 0; c < in.images.size(); ++c) {
-    const at::Tensor e = model_.embed_image(pick(in.images[c]));
-    embeddings.push_back(e);
-    pads.push_back(pick(in.image_masks[c]).unsqueeze(1).expand({e.size(0), e.size(1)}));
+  PrefixInputs picked = in;
+  if (index.defined()) {
+    for (auto& image : picked.images) image = image.index_select(0, index);
+    for (auto& mask : picked.image_masks) mask = mask.index_select(0, index);
+    picked.lang_tokens = in.lang_tokens.index_select(0, index);
+    picked.lang_mask = in.lang_mask.index_select(0, index);
   }
-  embeddings.push_back(model_.embed_language(pick(in.lang_tokens)));
-  pads.push_back(pick(in.lang_mask));
-  Prefix p;
-  p.embeddings = at::cat(embeddings, 1);
-  p.pad_mask = at::cat(pads, 1).to(at::kBool);
-  p.att_flags = at::zeros(p.pad_mask.sizes(), p.pad_mask.options().dtype(at::kLong));
+  const Prefix p = model_.embed_frozen_prefix(picked);
   pad_mask = p.pad_mask;
   return model_.prefill(p);
 }
@@ -178,6 +174,8 @@ KVCache SmolVLAPolicy::cached_prefix(const PrefixInputs& in, at::Tensor& pad_mas
   // A sample's image and language tokens: every image token, and the language tokens up to the
   // last valid one (right padding), so the entry does not depend on how its batch was padded.
   const at::Tensor lang_mask_cpu = in.lang_mask.to(at::kCPU);
+  std::vector<at::Tensor> image_masks_cpu;
+  for (const auto& mask : in.image_masks) image_masks_cpu.push_back(mask.to(at::kCPU));
   std::vector<int64_t> lengths(static_cast<size_t>(b));
   std::vector<std::string> keys(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) {
@@ -191,9 +189,9 @@ KVCache SmolVLAPolicy::cached_prefix(const PrefixInputs& in, at::Tensor& pad_mas
     if (!in.sample_ids.empty()) {
       const std::string& id = in.sample_ids[static_cast<size_t>(i)];
       h.update(id.data(), id.size());
-      for (const auto& mask : in.image_masks) hash_tensor(h, mask[i]);
+      for (const auto& mask : image_masks_cpu) hash_tensor(h, mask[i]);
     } else {
-      for (size_t c = 0; c < in.images.size(); ++c) hash_tensor(h, in.images[c][i]), hash_tensor(h, in.image_masks[c][i]);
+      for (size_t c = 0; c < in.images.size(); ++c) hash_tensor(h, in.images[c][i]), hash_tensor(h, image_masks_cpu[c][i]);
     }
     hash_tensor(h, in.lang_tokens[i].narrow(0, 0, lang_len));
     hash_tensor(h, lang_mask_cpu[i].narrow(0, 0, lang_len));
