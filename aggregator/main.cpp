@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <cmath>
 #include <cstring>
 #include <iostream>
 #include <thread>
@@ -11,6 +12,7 @@
 #include "aggregator/grpc_metrics.h"
 #include "aggregator/service.h"
 #include "core/metrics/metrics_server.h"
+#include "core/runtime/cpu_runtime.h"
 #include "core/transport/channel.h"
 #include "core/util/fs.h"
 #include "core/util/exit_codes.h"
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
 
   try {
     const FederationSpec spec = load_spec(spec_path);
+    configure_cpu_runtime(static_cast<int>(std::ceil(spec.aggregator.resources.cpu)));
     Coordinator coordinator(spec);
     MetricsServer metrics("aggregator", metrics_listen, {{"run", spec.name}});
     metrics.serve(coordinator.metrics_registry());

@@ -35,7 +35,8 @@ struct Child {
   int exit_code = 0;
 };
 
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path) {
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path,
+            const std::map<std::string, std::string>& env = {}) {
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
@@ -46,6 +47,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path) {
       close(fd);
     }
     setpgid(0, 0);  // Ctrl-C reaches only us; we stop the children in order
+    for (const auto& [key, value] : env) setenv(key.c_str(), value.c_str(), 1);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -172,11 +174,18 @@ int run_locally(const LocalRunOptions& options) {
     std::cout << "zk0: aggregator metrics at http://127.0.0.1:" << metrics_port.substr(0, metrics_port.find('\n')) << "/metrics"
               << std::endl;
   }
+  // The workers train at the same time on this machine's CPUs: each gets its share of threads
+  // unless the spec (resources.cpu) or the environment (OMP_NUM_THREADS) says otherwise.
+  std::map<std::string, std::string> worker_env;
+  if (!std::getenv("OMP_NUM_THREADS")) {
+    const auto cpus = static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency()));
+    worker_env["OMP_NUM_THREADS"] = std::to_string(std::max<size_t>(1, cpus / spec.clients.size()));
+  }
   for (const auto& c : spec.clients) {
     Child w{c.name, -1, (logs / (c.name + ".log")).string()};
     w.pid = spawn({(bin / "zk0-worker").string(), "--spec", spec_path.string(), "--client", c.name, "--aggregator", address,
                    "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", (logs / (c.name + ".metrics-port")).string()},
-                  w.log);
+                  w.log, worker_env);
     children.push_back(w);
   }
 

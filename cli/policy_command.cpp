@@ -8,6 +8,7 @@
 #include <map>
 
 #include "core/policy/smolvla/smolvla_policy.h"
+#include "core/runtime/cpu_runtime.h"
 #include "core/tensor/safetensors.h"
 
 namespace zk0 {
@@ -49,6 +50,7 @@ int policy_command(int argc, char** argv) {
   }
   if (!o.count("pretrained") || !o.count("inputs") || !o.count("output")) return usage();
 
+  configure_cpu_runtime();
   PolicySpec spec;
   spec.type = "smolvla";
   spec.pretrained = o["pretrained"];

@@ -11,7 +11,9 @@
 #include "aggregator/evaluation.h"
 #include "core/data/batch_loader.h"
 #include "core/data/synthetic_dataset.h"
+#include "core/optim/flat_adamw.h"
 #include "core/policy/flow_matching.h"
+#include "core/runtime/cpu_runtime.h"
 #include "support/test_support.h"
 #include "worker/trainer.h"
 
@@ -43,12 +45,56 @@ double max_abs_difference(const ParameterSet& a, const ParameterSet& b) {
 TEST(FedProx, TermAndGradientMatchHandValues) {
   const at::Tensor w = torch::tensor({1.0f, 2.0f}).requires_grad_(true);
   const at::Tensor v = torch::tensor({{3.0f}}).requires_grad_(true);
-  const at::Tensor term = fedprox_term({w, v}, {torch::zeros({2}), torch::tensor({{1.0f}})}, 0.1);
-  EXPECT_NEAR(term.item<double>(), 0.05 * (1 + 4 + 4), 1e-7);  // mu/2 * (1^2 + 2^2 + (3-1)^2)
-  term.backward();
+  FlatAdamW optimizer({w, v}, {});
+  const double term = optimizer.add_proximal_gradient(torch::tensor({0.0f, 0.0f, 1.0f}), 0.1);
+  EXPECT_NEAR(term, 0.05 * (1 + 4 + 4), 1e-7);  // mu/2 * (1^2 + 2^2 + (3-1)^2)
   EXPECT_NEAR(w.grad()[0].item<double>(), 0.1, 1e-7);  // mu * (w - anchor)
   EXPECT_NEAR(w.grad()[1].item<double>(), 0.2, 1e-7);
   EXPECT_NEAR(v.grad()[0][0].item<double>(), 0.2, 1e-7);
+}
+
+// The flat optimizer against LibTorch's AdamW with clip_grad_norm_: same parameters after
+// several steps with weight decay, clipping on some steps and not others, on tensors of
+// several shapes whose gradients come from backward().
+TEST(FlatAdamW, MatchesTorchAdamWWithClipping) {
+  torch::manual_seed(3);
+  const std::vector<std::vector<int64_t>> shapes = {{7, 5}, {5}, {3, 4, 2}, {40000}};
+  std::vector<at::Tensor> ours, theirs;
+  for (const auto& s : shapes) {
+    const at::Tensor t = torch::randn(s);
+    ours.push_back(t.clone().requires_grad_(true));
+    theirs.push_back(t.clone().requires_grad_(true));
+  }
+  const AdamWOptions o{0.9, 0.95, 1e-8, 0.05};
+  FlatAdamW flat(ours, o);
+  torch::optim::AdamW reference(theirs, torch::optim::AdamWOptions(1e-3).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
+  const auto loss = [](const std::vector<at::Tensor>& ps, double k) {
+    at::Tensor sum = at::zeros({});
+    for (const auto& p : ps) sum = sum + (p * p * k).sum() + p.sin().sum();
+    return sum;
+  };
+  for (int step = 0; step < 6; ++step) {
+    const double k = step % 2 ? 100.0 : 0.01;  // large gradients get clipped, small ones not
+    const double lr = 1e-3 * (step + 1);
+    flat.zero_grad();
+    loss(ours, k).backward();
+    const double norm = flat.grad_norm();
+    flat.step(lr, clip_scale(norm, 1.0));
+
+    reference.zero_grad();
+    loss(theirs, k).backward();
+    const double reference_norm = torch::nn::utils::clip_grad_norm_(theirs, 1.0);
+    for (auto& group : reference.param_groups()) group.options().set_lr(lr);
+    reference.step();
+    EXPECT_NEAR(norm, reference_norm, 1e-5 * reference_norm);
+  }
+  int64_t offset = 0;
+  for (size_t i = 0; i < ours.size(); ++i) {
+    const double scale = theirs[i].abs().max().item<double>();
+    EXPECT_LT((ours[i] - theirs[i]).abs().max().item<double>(), 1e-6 * scale) << "tensor " << i;
+    EXPECT_EQ(ours[i].data_ptr<float>(), flat.parameters().data_ptr<float>() + offset) << "tensor " << i << " is a view";
+    offset += ours[i].numel();
+  }
 }
 
 TEST(FedProx, WorkerReportsProximalTermOnlyWithMu) {
@@ -205,13 +251,15 @@ TEST(Training, Bf16StaysCloseToFp32) {
 }
 
 TEST(Resources, CpuSetsThreadsGpuNeedsCuda) {
-  FederationSpec spec = tiny_spec();
-  spec.clients[0].resources.cpu = 1;
-  LocalTrainer one(spec, spec.clients[0]);
+  // The build loads OpenBLAS's OpenMP flavour (scripts/setup.sh installs it), so LibTorch may use
+  // every thread it is given without two thread pools fighting over the cores.
+  configure_cpu_runtime(1);
   EXPECT_EQ(at::get_num_threads(), 1);
-  spec.clients[0].resources.cpu = 2;
-  LocalTrainer two(spec, spec.clients[0]);
+  const CpuRuntime two = configure_cpu_runtime(2);
+  EXPECT_EQ(two.blas, "openblas-openmp");
   EXPECT_EQ(at::get_num_threads(), 2);
+  EXPECT_EQ(two.threads, 2);
+  FederationSpec spec = tiny_spec();
   if (!torch::cuda::is_available()) {
     spec.clients[0].resources.gpu = 1;
     try {

@@ -2,10 +2,12 @@
 //   zk0-worker --spec run.yaml --client NAME --aggregator HOST:PORT
 #include <signal.h>
 
+#include <cmath>
 #include <iostream>
 #include <thread>
 
 #include "core/metrics/metrics_server.h"
+#include "core/runtime/cpu_runtime.h"
 #include "core/util/fs.h"
 #include "core/util/exit_codes.h"
 #include "core/util/log.h"
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   try {
     const FederationSpec spec = load_spec(spec_path);
-    spec.client(client);
+    configure_cpu_runtime(static_cast<int>(std::ceil(spec.client(client).resources.cpu)));
     WorkerClient worker(spec, client, address);
     MetricsServer metrics("worker", metrics_listen, {{"run", spec.name}, {"client", client}});
     metrics.serve(worker.metrics_registry());

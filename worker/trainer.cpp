@@ -64,15 +64,8 @@ double learning_rate_at(const TrainingSpec& spec, int step, int steps) {
   return min_lr + 0.5 * (spec.learning_rate - min_lr) * (1 + std::cos(M_PI * progress));
 }
 
-at::Tensor fedprox_term(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& anchor, double mu) {
-  at::Tensor sum = at::zeros({}, params.front().options());
-  for (size_t i = 0; i < params.size(); ++i) sum = sum + (params[i] - anchor[i]).pow(2).sum();
-  return sum * (mu / 2);
-}
-
 LocalTrainer::LocalTrainer(const FederationSpec& spec, const ClientSpec& client)
     : spec_(spec), client_(client), device_(pick_device(client, client_index(spec, client.name))) {
-  if (client.resources.cpu > 0) at::set_num_threads(std::max(1, static_cast<int>(std::ceil(client.resources.cpu))));
   policy_ = make_policy(spec.policy);
   // Before moving: on CUDA a policy may keep its frozen part in bfloat16, and the digest must
   // name the weights as the spec gives them, as the aggregator computes it on its CPU.
@@ -82,8 +75,7 @@ LocalTrainer::LocalTrainer(const FederationSpec& spec, const ClientSpec& client)
   std::vector<at::Tensor> params;
   for (auto& [name, t] : policy_->trainable_parameters()) params.push_back(t);
   const auto& t = spec.training;
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      params, torch::optim::AdamWOptions(t.learning_rate).betas({t.betas[0], t.betas[1]}).eps(t.eps).weight_decay(t.weight_decay));
+  optimizer_ = std::make_unique<FlatAdamW>(params, AdamWOptions{t.betas[0], t.betas[1], t.eps, t.weight_decay});
 }
 
 LocalTrainer::~LocalTrainer() = default;
@@ -98,11 +90,7 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_step
   const auto start = Clock::now();
   NamedTensors trainable = policy_->trainable_parameters();
   load_parameter_set(trainable, global);
-  std::vector<at::Tensor> params, anchor;
-  for (auto& [name, t] : trainable) {
-    params.push_back(t);
-    anchor.push_back(t.detach().clone());  // stays on the compute device for the whole round
-  }
+  const at::Tensor anchor = optimizer_->parameters().clone();  // on the compute device for the whole round
   policy_->set_training(true);
   ShuffledSampler sampler(dataset_->size(), spec_.training.batch_size, seed);
   const int workers = BatchLoader::default_workers();
@@ -118,35 +106,33 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_step
     data_seconds += std::chrono::duration<double>(Clock::now() - data_start).count();
 
     lr = learning_rate_at(spec_.training, step, local_steps);
-    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
     at::Tensor policy_loss;
     {
       AutocastScope autocast(spec_.training.precision, device_);
       policy_loss = policy_->loss(batch, generator);
     }
-    const at::Tensor proximal =
-        proximal_mu > 0 ? fedprox_term(params, anchor, proximal_mu) : at::zeros({}, policy_loss.options());
-    const at::Tensor total = policy_loss + proximal;
     optimizer_->zero_grad();
-    total.backward();
-    const double grad_norm = spec_.training.grad_clip_norm > 0
-                                 ? torch::nn::utils::clip_grad_norm_(params, spec_.training.grad_clip_norm)
-                                 : torch::nn::utils::clip_grad_norm_(params, INFINITY);
-    optimizer_->step();
-    const double total_value = total.item<double>();
+    policy_loss.backward();
+    // FedProx's mu/2 * ||w - w_global||^2 adds its gradient directly: no autograd graph over
+    // every trainable parameter.
+    const double proximal = proximal_mu > 0 ? optimizer_->add_proximal_gradient(anchor, proximal_mu) : 0.0;
+    const double policy_value = policy_loss.item<double>(), total_value = policy_value + proximal;
     if (!std::isfinite(total_value))
       throw std::runtime_error("training diverged: loss is " + std::to_string(total_value) + " at local step " +
                                std::to_string(step));
+    const double grad_norm = optimizer_->grad_norm();
+    optimizer_->step(lr, clip_scale(grad_norm, spec_.training.grad_clip_norm));
     loss_sum += total_value;
-    policy_sum += policy_loss.item<double>();
-    prox_sum += proximal.item<double>();
+    policy_sum += policy_value;
+    prox_sum += proximal;
     grad_sum += grad_norm;
     out.step_seconds.push_back(std::chrono::duration<double>(Clock::now() - step_start).count());
   }
   double update_sq = 0;
   {
     torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < params.size(); ++i) update_sq += (params[i] - anchor[i]).pow(2).sum().item<double>();
+    const at::Tensor update = optimizer_->parameters() - anchor;
+    update_sq = update.dot(update).item<double>();
   }
   out.update = to_parameter_set(trainable);
   const double n = std::max(1, local_steps);

@@ -10,12 +10,9 @@
 #include <string>
 
 #include "core/metrics/train_report.h"
+#include "core/optim/flat_adamw.h"
 #include "core/policy/policy.h"
 #include "core/tensor/manifest.h"
-
-namespace torch::optim {
-class AdamW;
-}
 
 namespace zk0 {
 
@@ -33,9 +30,6 @@ class RoundAbandoned : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
-
-// mu/2 * sum_i ||params_i - anchor_i||^2, differentiable in params.
-at::Tensor fedprox_term(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& anchor, double mu);
 
 class LocalTrainer {
  public:
@@ -58,7 +52,7 @@ class LocalTrainer {
   at::Device device_;
   std::unique_ptr<Policy> policy_;
   std::unique_ptr<Dataset> dataset_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<FlatAdamW> optimizer_;  // its flat buffer holds the trainable parameters
   Manifest layout_;
   std::string frozen_digest_;
 };

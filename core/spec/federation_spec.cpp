@@ -695,7 +695,8 @@ std::vector<std::string> cluster_only_fields(const FederationSpec& spec) {
   }
   const auto& a = spec.aggregator;
   const AggregatorSpec default_aggregator;
-  if (a.resources.cpu > 0 || !a.resources.memory.empty() || !a.pod.empty() || a.storage_size != default_aggregator.storage_size ||
+  // resources.cpu counts here too: it sets the aggregator's compute threads.
+  if (!a.resources.memory.empty() || !a.pod.empty() || a.storage_size != default_aggregator.storage_size ||
       !a.storage_class.empty())
     fields.push_back("spec.aggregator");
   const RunPolicySpec default_policy;

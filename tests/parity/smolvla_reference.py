@@ -244,13 +244,16 @@ def bench(path, batch_size, steps, device):
     step()  # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    # The median step: a shared machine's stalls would otherwise decide the figure.
+    seconds = []
     for _ in range(int(steps)):
+        start = time.perf_counter()
         step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    print(json.dumps({"samples_per_second": b * int(steps) / seconds, "threads": torch.get_num_threads()}))
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    median = sorted(seconds)[len(seconds) // 2]
+    print(json.dumps({"samples_per_second": b / median, "threads": torch.get_num_threads()}))
 
 
 def processors(path, out):
