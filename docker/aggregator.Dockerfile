@@ -32,11 +32,14 @@ RUN apt-get update \
       libarrow-dev libparquet-dev \
  && rm -rf /var/lib/apt/lists/*
 
-# LibTorch with CUDA (the cxx11 ABI build, which matches the system's C++ libraries).
+# LibTorch with CUDA (the cxx11 ABI build, which matches the system's C++ libraries). Its include
+# tree carries the headers of the protobuf it bundles (symbols hidden, pytorch/pytorch#14277);
+# they would shadow the system protobuf our generated code needs, and LibTorch's API does not use
+# them (zk0's sources compile against LibTorch 2.10's headers without them).
 ARG LIBTORCH_URL=https://download.pytorch.org/libtorch/cu124/libtorch-cxx11-abi-shared-with-deps-2.5.1%2Bcu124.zip
 RUN curl -fsSL -o /tmp/libtorch.zip "${LIBTORCH_URL}" \
  && unzip -q /tmp/libtorch.zip -d /opt \
- && rm /tmp/libtorch.zip
+ && rm -rf /tmp/libtorch.zip /opt/libtorch/include/google
 
 # Rust for core/tokenizer (Hugging Face tokenizers as a static library): Ubuntu's rustc is older
 # than the crate needs. Cargo fetches the crates Cargo.lock pins.

@@ -2,6 +2,7 @@
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "core/data/batch_loader.h"
 
@@ -28,29 +29,40 @@ size_t client_index(const FederationSpec& spec, const std::string& name) {
   return 0;
 }
 
+// Turns autocast to bf16 on or off for one device type; LibTorch 2.4 replaced the per-device
+// setters with ones that take the device type.
+void set_bf16_autocast(at::DeviceType device, bool enabled) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  if (enabled) at::autocast::set_autocast_dtype(device, at::kBFloat16);
+  at::autocast::set_autocast_enabled(device, enabled);
+#else
+  if (device == at::kCUDA) {
+    if (enabled) at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(enabled);
+  } else {
+    if (enabled) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(enabled);
+  }
+#endif
+}
+
 // bf16 autocast for the forward pass where the spec asks for it; fp32 master weights and
 // optimizer state either way.
 class AutocastScope {
  public:
-  AutocastScope(Precision precision, const at::Device& device) : enabled_(precision == Precision::BF16) {
-    if (!enabled_) return;
-    if (device.is_cuda()) {
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
+  AutocastScope(Precision precision, const at::Device& device)
+      : enabled_(precision == Precision::BF16), device_(device.type()) {
+    if (enabled_) set_bf16_autocast(device_, true);
   }
   ~AutocastScope() {
     if (!enabled_) return;
-    at::autocast::set_enabled(false);
-    at::autocast::set_cpu_enabled(false);
+    set_bf16_autocast(device_, false);
     at::autocast::clear_cache();
   }
 
  private:
   bool enabled_;
+  at::DeviceType device_;
 };
 
 }  // namespace

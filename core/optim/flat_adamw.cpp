@@ -1,6 +1,7 @@
 #include "core/optim/flat_adamw.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 
 #include <cmath>
 #include <stdexcept>

@@ -1,6 +1,7 @@
 #include "core/policy/smolvla/model.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/version.h>
 

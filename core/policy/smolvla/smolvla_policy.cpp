@@ -1,5 +1,7 @@
 #include "core/policy/smolvla/smolvla_policy.h"
 
+#include <ATen/core/grad_mode.h>
+
 #include <filesystem>
 #include <set>
 
