@@ -3,7 +3,6 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
-#include <cmath>
 #include <cstring>
 #include <iostream>
 #include <thread>
@@ -53,7 +52,7 @@ int main(int argc, char** argv) {
 
   try {
     const FederationSpec spec = load_spec(spec_path);
-    configure_cpu_runtime(static_cast<int>(std::ceil(spec.aggregator.resources.cpu)));
+    configure_cpu_runtime(spec.aggregator.resources.cpu);
     Coordinator coordinator(spec);
     MetricsServer metrics("aggregator", metrics_listen, {{"run", spec.name}});
     metrics.serve(coordinator.metrics_registry());

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/runtime/cpu_runtime.h"
 #include "core/spec/federation_spec.h"
 #include "core/util/fs.h"
 
@@ -178,7 +179,7 @@ int run_locally(const LocalRunOptions& options) {
   // unless the spec (resources.cpu) or the environment (OMP_NUM_THREADS) says otherwise.
   std::map<std::string, std::string> worker_env;
   if (!std::getenv("OMP_NUM_THREADS")) {
-    const auto cpus = static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency()));
+    const auto cpus = static_cast<size_t>(available_cpus());
     worker_env["OMP_NUM_THREADS"] = std::to_string(std::max<size_t>(1, cpus / spec.clients.size()));
   }
   for (const auto& c : spec.clients) {

@@ -278,7 +278,9 @@ TEST_P(Synth, WrittenDatasetReadsBackFrameForFrame) {
       if (c.version == "v3.0") break;  // one file holds every episode
     }
   EXPECT_EQ(inspect_dataset(m)["problems"].size(), 0u) << inspect_dataset(m)["problems"].dump();
-  if (c.cameras) EXPECT_EQ(m.feature(m.cameras()[0]).codec, c.codec);
+  if (c.cameras) {
+    EXPECT_EQ(m.feature(m.cameras()[0]).codec, c.codec);
+  }
 
   LeRobotDataset ds(o.root, {1, 3}, 10);
   const auto trajectories = generate_trajectories(o.trajectories, {1, 3});

@@ -259,6 +259,8 @@ TEST(Resources, CpuSetsThreadsGpuNeedsCuda) {
   EXPECT_EQ(two.blas, "openblas-openmp");
   EXPECT_EQ(at::get_num_threads(), 2);
   EXPECT_EQ(two.threads, 2);
+  EXPECT_EQ(configure_cpu_runtime(1.5).threads, 2);  // resources.cpu rounds up
+  EXPECT_GE(available_cpus(), 1);
   FederationSpec spec = tiny_spec();
   if (!torch::cuda::is_available()) {
     spec.clients[0].resources.gpu = 1;

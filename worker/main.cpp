@@ -2,7 +2,6 @@
 //   zk0-worker --spec run.yaml --client NAME --aggregator HOST:PORT
 #include <signal.h>
 
-#include <cmath>
 #include <iostream>
 #include <thread>
 
@@ -39,7 +38,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   try {
     const FederationSpec spec = load_spec(spec_path);
-    configure_cpu_runtime(static_cast<int>(std::ceil(spec.client(client).resources.cpu)));
+    configure_cpu_runtime(spec.client(client).resources.cpu);
     WorkerClient worker(spec, client, address);
     MetricsServer metrics("worker", metrics_listen, {{"run", spec.name}, {"client", client}});
     metrics.serve(worker.metrics_registry());

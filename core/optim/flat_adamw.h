@@ -21,7 +21,6 @@ class FlatAdamW {
   FlatAdamW(const std::vector<at::Tensor>& params, AdamWOptions options);
 
   const at::Tensor& parameters() const { return flat_; }
-  const at::Tensor& gradients() const { return grad_; }
 
   void zero_grad() { grad_.zero_(); }
   // FedProx: adds the gradient of mu/2 * ||w - anchor||^2 and returns the term's value.

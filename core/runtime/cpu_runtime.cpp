@@ -15,6 +15,20 @@
 
 namespace zk0 {
 
+int available_cpus() {
+  int cpus = 1;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cpus = std::max(1, CPU_COUNT(&set));
+  std::ifstream quota_file("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  double period = 0;
+  if (quota_file >> quota >> period && quota != "max" && period > 0) {
+    const double limit = std::stod(quota) / period;
+    cpus = std::min(cpus, std::max(1, static_cast<int>(std::ceil(limit))));
+  }
+  return cpus;
+}
+
 namespace {
 
 // OpenBLAS reports how it was built; other BLAS libraries (MKL in PyTorch's LibTorch) lack the
@@ -30,24 +44,8 @@ std::string blas_threading() {
   }
 }
 
-// The CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a pod's
-// CPU limit), which the affinity mask does not show.
-int available_cpus() {
-  int cpus = 1;
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) cpus = std::max(1, CPU_COUNT(&set));
-  std::ifstream quota_file("/sys/fs/cgroup/cpu.max");
-  std::string quota;
-  double period = 0;
-  if (quota_file >> quota >> period && quota != "max" && period > 0) {
-    const double limit = std::stod(quota) / period;
-    cpus = std::min(cpus, std::max(1, static_cast<int>(std::ceil(limit))));
-  }
-  return cpus;
-}
-
-int requested_threads(int threads) {
-  if (threads > 0) return threads;
+int requested_threads(double cores) {
+  if (cores > 0) return static_cast<int>(std::ceil(cores));
   if (const char* env = std::getenv("OMP_NUM_THREADS")) {
     const int n = std::atoi(env);
     if (n > 0) return n;
@@ -57,7 +55,7 @@ int requested_threads(int threads) {
 
 }  // namespace
 
-CpuRuntime configure_cpu_runtime(int threads) {
+CpuRuntime configure_cpu_runtime(double cores) {
   // Blocks up to glibc's 32 MiB ceiling come from the heap rather than fresh mmaps, and the heap
   // keeps up to 1 GiB free at its top instead of trimming it after every step.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
@@ -65,10 +63,11 @@ CpuRuntime configure_cpu_runtime(int threads) {
   mallopt(M_TOP_PAD, 256 << 20);
   CpuRuntime runtime;
   runtime.blas = blas_threading();
-  runtime.threads = runtime.blas == "openblas-pthreads" ? 1 : requested_threads(threads);
+  const int requested = requested_threads(cores);
+  runtime.threads = runtime.blas == "openblas-pthreads" ? 1 : requested;
   at::set_num_threads(runtime.threads);
   log_info("cpu_runtime", {kv("blas", runtime.blas), kv("threads", runtime.threads)});
-  if (runtime.blas == "openblas-pthreads" && requested_threads(threads) > 1)
+  if (runtime.threads < requested)
     log_warn("cpu_runtime_single_threaded",
              {kv("reason", "OpenBLAS pthreads build; install libopenblas0-openmp and rebuild to use every core")});
   return runtime;

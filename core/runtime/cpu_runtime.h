@@ -10,13 +10,17 @@ struct CpuRuntime {
   int threads = 1;   // intra-op threads LibTorch (and an OpenMP BLAS) use
 };
 
-// threads <= 0 picks OMP_NUM_THREADS when it is set, else every CPU this process may run on
-// (its affinity, capped by its cgroup's CPU quota: a pod's CPU limit).
+// The CPUs this process may run on: its affinity, capped by its cgroup's CPU quota (a pod's CPU
+// limit), which the affinity mask does not show.
+int available_cpus();
+
+// `cores` as a spec's resources.cpu gives them (rounded up); 0 picks OMP_NUM_THREADS when it is
+// set, else available_cpus().
 // With OpenBLAS's pthreads build LibTorch stays at one thread: OpenBLAS keeps its own spinning
 // pool, and two pools on the same cores ran the SmolVLA step 4x slower. With the OpenMP build
 // (the one zk0 links on Debian) both share one pool, and elementwise ops run on every core.
 // Also keeps freed heap memory for reuse: a training step frees and reallocates the same
 // activation sizes, and glibc's defaults hand them back to the kernel and fault them in again.
-CpuRuntime configure_cpu_runtime(int threads = 0);
+CpuRuntime configure_cpu_runtime(double cores = 0);
 
 }  // namespace zk0
