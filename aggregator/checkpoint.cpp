@@ -4,8 +4,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
+#include "core/security/hmac.h"
+#include "core/security/random.h"
 #include "core/tensor/hash.h"
 #include "core/util/fs.h"
 
@@ -14,7 +17,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kFiles[] = {"model.safetensors", "config.json", "aggregator_state.json"};
+// What every checkpoint holds; a policy may add files (SmolVLA's processor files), which
+// SHA256SUMS lists too.
+const char* kRequiredFiles[] = {"model.safetensors", "config.json", "aggregator_state.json"};
+const char* kSums = "SHA256SUMS";
+const char* kSignature = "SHA256SUMS.sig";
 
 std::string file_sha256(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -34,11 +41,23 @@ std::string round_dir_name(int round) {
   return name;
 }
 
+bool is_round_dir_name(const std::string& s) {
+  if (s.size() < 10 || s.rfind("round_", 0) != 0) return false;
+  return std::all_of(s.begin() + 6, s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The signature binds the sums to the round folder they belong to, so a signed SHA256SUMS of
+// round 3 cannot be replayed as round 7's.
+std::string signature_of(const std::string& key, const std::string& round_dir, const std::string& sums) {
+  return hmac_sha256_hex(key, "zk0-checkpoint-v1\n" + round_dir + "\n" + sums);
+}
+
 }  // namespace
 
 std::string checkpoint_root(const std::string& output_dir) { return (fs::path(output_dir) / "checkpoints").string(); }
 
-std::string write_checkpoint(const std::string& output_dir, Policy& policy, const AggregatorState& state, int keep_last) {
+std::string write_checkpoint(const std::string& output_dir, Policy& policy, const AggregatorState& state, int keep_last,
+                             const std::string& signing_key) {
   const fs::path root = checkpoint_root(output_dir);
   const fs::path final_dir = root / round_dir_name(state.round);
   const fs::path tmp = root / ("." + round_dir_name(state.round) + ".tmp");
@@ -51,9 +70,15 @@ std::string write_checkpoint(const std::string& output_dir, Policy& policy, cons
                               {"strategy", state.strategy},
                               {"history", state.history}};
   write_file_atomic((tmp / "aggregator_state.json").string(), doc.dump(2) + "\n");
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(tmp))
+    if (e.is_regular_file()) files.push_back(e.path().filename().string());
+  std::sort(files.begin(), files.end());
   std::ostringstream sums;
-  for (const char* f : kFiles) sums << file_sha256(tmp / f) << "  " << f << "\n";
-  write_file_atomic((tmp / "SHA256SUMS").string(), sums.str());
+  for (const auto& f : files) sums << file_sha256(tmp / f) << "  " << f << "\n";
+  write_file_atomic((tmp / kSums).string(), sums.str());
+  if (!signing_key.empty())
+    write_file_atomic((tmp / kSignature).string(), signature_of(signing_key, round_dir_name(state.round), sums.str()) + "\n");
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
   fsync_directory(root.string());
@@ -69,24 +94,46 @@ std::string write_checkpoint(const std::string& output_dir, Policy& policy, cons
   return final_dir.string();
 }
 
-std::optional<LoadedCheckpoint> find_latest_checkpoint(const std::string& output_dir) {
+std::optional<LoadedCheckpoint> find_latest_checkpoint(const std::string& output_dir, const std::string& signing_key) {
   const fs::path root = checkpoint_root(output_dir);
   const fs::path latest = root / "latest";
   if (!fs::exists(latest)) return std::nullopt;
   std::string name = read_file(latest.string());
   name.erase(name.find_last_not_of(" \n\r\t") + 1);
+  if (!is_round_dir_name(name))
+    throw std::runtime_error("checkpoint " + latest.string() + ": names '" + name.substr(0, 64) + "', not a round_NNNN folder");
   const fs::path dir = root / name;
-  std::istringstream sums(read_file((dir / "SHA256SUMS").string()));
-  std::string digest, file;
-  int checked = 0;
-  while (sums >> digest >> file) {
+  if (!fs::is_directory(dir)) throw std::runtime_error("checkpoint " + dir.string() + ": does not exist");
+  const std::string sums_text = read_file((dir / kSums).string());
+  if (!signing_key.empty()) {
+    if (!fs::exists(dir / kSignature))
+      throw std::runtime_error("checkpoint " + (dir / kSignature).string() + ": missing; this run signs its checkpoints");
+    std::string signature = read_file((dir / kSignature).string());
+    signature.erase(signature.find_last_not_of(" \n\r\t") + 1);
+    if (!constant_time_equal(signature, signature_of(signing_key, name, sums_text)))
+      throw std::runtime_error("checkpoint " + (dir / kSignature).string() + ": signature does not verify with the run's key");
+  }
+  std::set<std::string> listed;
+  std::istringstream sums(sums_text);
+  std::string line;
+  while (std::getline(sums, line)) {
+    const size_t sep = line.find("  ");
+    const std::string digest = line.substr(0, sep), file = sep == std::string::npos ? "" : line.substr(sep + 2);
+    if (digest.size() != 64 || file.empty() || file.find('/') != std::string::npos || file == "." || file == ".." ||
+        file == kSums || file == kSignature || !listed.insert(file).second)
+      throw std::runtime_error("checkpoint " + (dir / kSums).string() + ": malformed line '" + line.substr(0, 128) + "'");
+    if (!fs::is_regular_file(dir / file))
+      throw std::runtime_error("checkpoint " + (dir / file).string() + ": listed in SHA256SUMS but missing");
     if (file_sha256(dir / file) != digest)
       throw std::runtime_error("checkpoint " + (dir / file).string() + ": SHA-256 does not match SHA256SUMS");
-    ++checked;
   }
-  if (checked != static_cast<int>(std::size(kFiles)))
-    throw std::runtime_error("checkpoint " + dir.string() + ": SHA256SUMS lists " + std::to_string(checked) +
-                             " files, expected " + std::to_string(std::size(kFiles)));
+  for (const char* f : kRequiredFiles)
+    if (!listed.count(f)) throw std::runtime_error("checkpoint " + (dir / kSums).string() + ": does not list " + f);
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string f = e.path().filename().string();
+    if (f != kSums && f != kSignature && !listed.count(f))
+      throw std::runtime_error("checkpoint " + e.path().string() + ": not listed in SHA256SUMS");
+  }
   const auto doc = nlohmann::json::parse(read_file((dir / "aggregator_state.json").string()));
   LoadedCheckpoint out;
   out.dir = dir.string();

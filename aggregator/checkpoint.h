@@ -1,9 +1,14 @@
 #pragma once
 // Checkpoints: <outputDir>/checkpoints/round_NNNN/ holds the global policy as a pretrained folder
 // (model.safetensors + config.json, loadable through spec.policy.pretrained), the aggregator's
-// state (round, strategy state, seeds, metric history) and SHA256SUMS over those files. A
-// checkpoint is built in a temporary folder and renamed into place, then `checkpoints/latest`
-// names it; a crash at any point leaves the previous checkpoint the latest valid one.
+// state (round, strategy state, seeds, metric history) and SHA256SUMS over every one of those
+// files, signed (SHA256SUMS.sig, HMAC-SHA256) when the run has a signing key. A checkpoint is
+// built in a temporary folder and renamed into place, then `checkpoints/latest` names it; a crash
+// at any point leaves the previous checkpoint the latest valid one.
+//
+// Reading trusts nothing on the volume: `latest` must name round_NNNN, SHA256SUMS must list
+// exactly the files the folder holds (plain names), each must match, and with a key the
+// signature must verify; anything else is refused with the file named.
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -22,16 +27,18 @@ struct AggregatorState {
 
 std::string checkpoint_root(const std::string& output_dir);
 
-// Writes the checkpoint for state.round and prunes to the newest keep_last (0 keeps all).
-std::string write_checkpoint(const std::string& output_dir, Policy& policy, const AggregatorState& state, int keep_last);
+// Writes the checkpoint for state.round, signed with `signing_key` unless it is empty, and prunes
+// to the newest keep_last (0 keeps all).
+std::string write_checkpoint(const std::string& output_dir, Policy& policy, const AggregatorState& state, int keep_last,
+                             const std::string& signing_key);
 
 struct LoadedCheckpoint {
   std::string dir;
   AggregatorState state;
 };
 
-// The checkpoint `latest` names, with every file's SHA-256 verified; nullopt when there is none.
-// Throws naming the file when a checkpoint exists but is damaged.
-std::optional<LoadedCheckpoint> find_latest_checkpoint(const std::string& output_dir);
+// The checkpoint `latest` names, verified as above; nullopt when there is none. Throws naming
+// the file when a checkpoint exists but is damaged, tampered with or (with a key) unsigned.
+std::optional<LoadedCheckpoint> find_latest_checkpoint(const std::string& output_dir, const std::string& signing_key);
 
 }  // namespace zk0

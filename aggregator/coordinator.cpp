@@ -2,12 +2,15 @@
 
 #include <cmath>
 #include <filesystem>
-#include <random>
+#include <set>
 
 #include "aggregator/checkpoint.h"
+#include "core/security/random.h"
 #include "core/tensor/safetensors.h"
 #include "core/transport/parameter_stream.h"
+#include "core/util/fs.h"
 #include "core/util/log.h"
+#include "core/util/seed.h"
 
 namespace zk0 {
 
@@ -15,43 +18,54 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string new_session_id() {
-  std::random_device rd;
-  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd());
-  char buf[33];
-  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// Sum of squares of (a - b) over float32 tensors; both sets share one layout.
-double squared_distance(const ParameterSet& a, const ParameterSet& b) {
-  double sum = 0;
-  for (size_t i = 0; i < a.tensors.size(); ++i) {
-    const float* x = a.tensors[i].as<float>();
-    const float* y = b.tensors[i].as<float>();
-    for (int64_t k = 0, n = a.tensors[i].numel(); k < n; ++k) {
-      const double d = static_cast<double>(x[k]) - y[k];
-      sum += d * d;
-    }
-  }
-  return sum;
+std::string session_key(const std::string& session) { return to_hex(sha256(session.data(), session.size())); }
+
+// At most `limit` bytes of a string a client sent, for the logs, the status and the outputs.
+std::string bounded(const std::string& s, size_t limit) {
+  if (s.size() <= limit) return s;
+  return s.substr(0, limit) + "...(" + std::to_string(s.size()) + " bytes)";
 }
 
-// Name of the first tensor holding a NaN or infinity, or empty.
-std::string first_non_finite(const ParameterSet& p) {
+// L2 distance of an update from the global parameters, or NaN when the update holds a NaN or an
+// infinity (`bad` then names the tensor). One pass, in double.
+double distance_from(const ParameterSet& update, const ParameterSet& global, std::string& bad) {
+  double sum = 0;
+  for (size_t i = 0; i < update.tensors.size(); ++i) {
+    const float* x = update.tensors[i].as<float>();
+    const float* g = global.tensors[i].as<float>();
+    double tensor_sum = 0;
+    bool finite = true;
+    for (int64_t k = 0, n = update.tensors[i].numel(); k < n; ++k) {
+      finite &= std::isfinite(x[k]);
+      const double d = static_cast<double>(x[k]) - g[k];
+      tensor_sum += d * d;
+    }
+    if (!finite) {
+      bad = update.tensors[i].name;
+      return NAN;
+    }
+    sum += tensor_sum;
+  }
+  return std::sqrt(sum);
+}
+
+bool all_finite(const ParameterSet& p, std::string& bad) {
   for (const auto& t : p.tensors) {
     const float* x = t.as<float>();
-    for (int64_t k = 0, n = t.numel(); k < n; ++k)
-      if (!std::isfinite(x[k])) return t.name;
+    bool finite = true;
+    for (int64_t k = 0, n = t.numel(); k < n; ++k) finite &= std::isfinite(x[k]);
+    if (!finite) {
+      bad = t.name;
+      return false;
+    }
   }
-  return "";
+  return true;
 }
 
 nlohmann::json report_json(const TrainReport& r) {
@@ -71,6 +85,11 @@ nlohmann::json report_json(const TrainReport& r) {
 
 }  // namespace
 
+bool is_reportable_worker_state(const std::string& state) {
+  static const std::set<std::string> kStates = {"idle", "downloading", "training", "uploading"};
+  return kStates.count(state) > 0;
+}
+
 Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
   policy_ = make_policy(spec_.policy);
   strategy_ = make_strategy(spec_);
@@ -80,8 +99,16 @@ Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
   fingerprint_ = resume_fingerprint(spec_);
   frozen_digest_ = build_manifest(to_parameter_set(policy_->frozen_parameters())).digest_hex();
   outputs_ = std::make_unique<RunOutputs>(spec_, spec_.output_dir);
+  status_writer_ = std::make_unique<StatusWriter>([this](const std::string& doc) { outputs_->write_status(doc); },
+                                                  std::chrono::milliseconds(250));
+  if (!spec_.checkpoints.signing_key_file.empty()) {
+    checkpoint_key_ = read_file(spec_.checkpoints.signing_key_file);
+    if (checkpoint_key_.size() < 32)
+      throw SpecError({"spec.checkpoints.signingKeyFile: " + spec_.checkpoints.signing_key_file +
+                       " holds fewer than 32 bytes; a signing key needs at least 32 random bytes"});
+  }
 
-  if (auto ckpt = find_latest_checkpoint(spec_.output_dir)) {
+  if (auto ckpt = find_latest_checkpoint(spec_.output_dir, checkpoint_key_)) {
     if (ckpt->state.spec_fingerprint != fingerprint_)
       throw std::runtime_error("outputDir " + spec_.output_dir +
                                " holds checkpoints of a run with a different spec (only spec.rounds may change on "
@@ -95,7 +122,7 @@ Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
     log_info("run_resumed", {kv("checkpoint", ckpt->dir), kv("next_round", start_round_)});
   }
   set_global(to_parameter_set(policy_->trainable_parameters()), start_round_);
-  if (start_round_ > 1 && global_->manifest.digest_hex() != find_latest_checkpoint(spec_.output_dir)->state.global_digest)
+  if (start_round_ > 1 && global_->manifest.digest_hex() != find_latest_checkpoint(spec_.output_dir, checkpoint_key_)->state.global_digest)
     throw std::runtime_error("checkpoint: global parameters do not hash to the digest recorded with them");
   layout_ = global_->manifest;
   current_round_ = start_round_ - 1;
@@ -104,7 +131,8 @@ Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
   log_info("aggregator_ready", {kv("run", spec_.name), kv("policy", policy_->type()),
                                 kv("trainable_parameters", global_->parameters.total_elements()),
                                 kv("trainable_bytes", global_->parameters.total_bytes()), kv("frozen_digest", frozen_digest_),
-                                kv("strategy", strategy_->name())});
+                                kv("strategy", strategy_->name()),
+                                kv("checkpoints", checkpoint_key_.empty() ? "unsigned" : "signed")});
 }
 
 Coordinator::~Coordinator() = default;
@@ -131,61 +159,105 @@ std::vector<std::string> Coordinator::available_clients() {
   return out;
 }
 
-Coordinator::Client& Coordinator::client_for_session(const std::string& session) {
-  for (auto& [name, c] : clients_)
-    if (c.session == session) return c;
-  throw Refusal(Refusal::Kind::UnknownSession, "unknown session; register again");
+Coordinator::Client& Coordinator::client_for(const Caller& caller) {
+  const auto it = sessions_.find(session_key(caller.session));
+  Client* c = it == sessions_.end() ? nullptr : &clients_.at(it->second);
+  if (!c || !constant_time_equal(c->session, caller.session))
+    throw Refusal(Refusal::Kind::UnknownSession, "unknown session; register again");
+  // A session id that leaked does not let another certificate holder act for the client.
+  if (!c->fingerprint.empty() && (!caller.certificate || caller.certificate->fingerprint_sha256 != c->fingerprint))
+    throw Refusal(Refusal::Kind::PermissionDenied, "session of client '" + c->name + "' used with another certificate");
+  return *c;
+}
+
+void Coordinator::refuse_registration(const std::string& reason, const std::string& name, const std::string& message,
+                                      Refusal::Kind kind) {
+  metrics_.registration_refused(reason);
+  log_warn("registration_refused", {kv("client", bounded(name, 64)), kv("reason", reason), kv("detail", message)});
+  throw Refusal(kind, message);
 }
 
 std::string Coordinator::register_client(const std::string& name, const std::string& policy_type,
-                                         const std::string& frozen_digest, uint64_t dataset_samples) {
+                                         const std::string& frozen_digest, uint64_t dataset_samples,
+                                         const std::optional<CertificateInfo>& certificate) {
+  const std::string shown = bounded(name, 64);
   try {
     spec_.client(name);
   } catch (const std::out_of_range&) {
-    throw Refusal(Refusal::Kind::UnknownClient, "client '" + name + "' is not in spec.clients");
+    refuse_registration("unknown_client", name, "client '" + shown + "' is not in spec.clients", Refusal::Kind::UnknownClient);
+  }
+  if (spec_.transport.tls.mutual) {
+    // The name is the certificate's, not the request's: any holder of a certificate from the
+    // run's CA could otherwise register as (and take over the session of) any client.
+    if (!certificate)
+      refuse_registration("no_certificate", name, "mutual TLS: the connection carries no client certificate",
+                          Refusal::Kind::PermissionDenied);
+    const auto named = client_named_by(*certificate, spec_.name);
+    if (!named)
+      refuse_registration("no_identity", name,
+                          "certificate " + certificate->subject + " names no client of run '" + spec_.name + "' (URI SAN " +
+                              client_identity_uri(spec_.name, "<client>") + ")",
+                          Refusal::Kind::PermissionDenied);
+    if (*named != name)
+      refuse_registration("identity_mismatch", name,
+                          "certificate is issued to client '" + *named + "', not '" + shown + "'", Refusal::Kind::PermissionDenied);
   }
   if (policy_type != policy_->type())
-    throw Refusal(Refusal::Kind::Incompatible, "client '" + name + "' runs policy '" + policy_type + "', the run uses '" +
-                                                   policy_->type() + "'");
+    refuse_registration("incompatible_policy", name,
+                        "client '" + name + "' runs policy '" + bounded(policy_type, 64) + "', the run uses '" + policy_->type() + "'",
+                        Refusal::Kind::Incompatible);
   if (frozen_digest != frozen_digest_)
-    throw Refusal(Refusal::Kind::Incompatible, "client '" + name + "': frozen parameters digest " + frozen_digest +
-                                                   " differs from the aggregator's " + frozen_digest_);
+    refuse_registration("frozen_digest", name,
+                        "client '" + name + "': frozen parameters digest " + bounded(frozen_digest, 64) +
+                            " differs from the aggregator's " + frozen_digest_,
+                        Refusal::Kind::Incompatible);
+  if (dataset_samples > kMaxDatasetSamples)
+    refuse_registration("dataset_samples", name,
+                        "client '" + name + "': dataset_samples " + std::to_string(dataset_samples) + " exceeds " +
+                            std::to_string(kMaxDatasetSamples),
+                        Refusal::Kind::InvalidArgument);
   std::lock_guard<std::mutex> lock(mu_);
   Client& c = clients_[name];
   const bool rejoined = !c.session.empty();
+  if (rejoined) sessions_.erase(session_key(c.session));
   c.name = name;
-  c.session = new_session_id();
+  c.session = random_hex(16);
+  sessions_[session_key(c.session)] = name;
+  c.fingerprint = certificate && spec_.transport.tls.mutual ? certificate->fingerprint_sha256 : "";
   c.last_seen = Clock::now();
   c.failed = false;
   c.failure.clear();
   c.state = "idle";
   c.dataset_samples = dataset_samples;
   log_info(rejoined ? "client_rejoined" : "client_registered",
-           {kv("client", name), kv("dataset_samples", dataset_samples)});
+           {kv("client", name), kv("dataset_samples", dataset_samples),
+            kv("certificate", certificate ? certificate->fingerprint_sha256.substr(0, 16) : "none")});
   publish_status();
   changed_.notify_all();
   return c.session;
 }
 
-bool Coordinator::heartbeat(const std::string& session, const std::string& state, int round) {
+bool Coordinator::heartbeat(const Caller& caller, const std::string& state, int round) {
   std::lock_guard<std::mutex> lock(mu_);
-  Client& c = client_for_session(session);
+  Client& c = client_for(caller);
+  if (!is_reportable_worker_state(state))
+    throw Refusal(Refusal::Kind::InvalidArgument, "heartbeat state '" + bounded(state, 32) + "' is not one of idle, downloading, training, uploading");
   c.last_seen = Clock::now();
-  if (!state.empty() && state != c.state) {
+  if (state != c.state) {
     c.state = state;
     publish_status();
   }
   if (round == 0) return false;
   if (finished_ || stop_ || !open_ || open_->closed || open_->round != round) return true;
   const auto it = open_->participants.find(c.name);
-  return it == open_->participants.end() || it->second.status != "pending";
+  return it == open_->participants.end() || (it->second.status != "pending" && it->second.status != "aggregating");
 }
 
-Instruction Coordinator::poll(const std::string& session, std::chrono::milliseconds wait) {
+Instruction Coordinator::poll(const Caller& caller, std::chrono::milliseconds wait) {
   std::unique_lock<std::mutex> lock(mu_);
   const auto until = Clock::now() + std::min(wait, std::chrono::milliseconds(5000));
   for (;;) {
-    Client& c = client_for_session(session);
+    Client& c = client_for(caller);
     c.last_seen = Clock::now();
     Instruction ins;
     if (finished_ || stop_) {
@@ -196,7 +268,7 @@ Instruction Coordinator::poll(const std::string& session, std::chrono::milliseco
     }
     if (open_ && !open_->closed) {
       auto it = open_->participants.find(c.name);
-      if (it != open_->participants.end() && it->second.status == "pending") {
+      if (it != open_->participants.end() && it->second.status == "pending" && it->second.upload_ticket == 0) {
         ins.kind = Instruction::Kind::Train;
         ins.round = open_->round;
         ins.parameters_digest = global_->manifest.digest_hex();
@@ -211,100 +283,153 @@ Instruction Coordinator::poll(const std::string& session, std::chrono::milliseco
   }
 }
 
-std::shared_ptr<const GlobalModel> Coordinator::global_for(const std::string& session, int round,
-                                                           const std::string& digest) {
+std::shared_ptr<const GlobalModel> Coordinator::global_for(const Caller& caller, int round, const std::string& digest) {
   std::lock_guard<std::mutex> lock(mu_);
-  Client& c = client_for_session(session);
+  Client& c = client_for(caller);
   c.last_seen = Clock::now();
   if (global_->round != round || global_->manifest.digest_hex() != digest)
-    throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(round) + " with parameters " + digest +
+    throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(round) + " with parameters " + bounded(digest, 64) +
                                                  " is not the current round " + std::to_string(global_->round));
+  if (!open_ || open_->closed || open_->round != round || !open_->participants.count(c.name))
+    throw Refusal(Refusal::Kind::StaleRound, "client '" + c.name + "' is not selected for round " + std::to_string(round));
   return global_;
 }
 
-void Coordinator::submit(const std::string& session, int round, const std::string& base_digest, ParameterSet update,
-                         const TrainReport& report, uint64_t bytes_uploaded, double upload_seconds) {
-  std::string name;
+UploadPermit Coordinator::begin_upload(const Caller& caller, int round, const std::string& base_digest) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Client& c = client_for(caller);
+  c.last_seen = Clock::now();
+  if (!open_ || open_->closed || open_->round != round)
+    throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(round) + " is not open");
+  auto it = open_->participants.find(c.name);
+  if (it == open_->participants.end())
+    throw Refusal(Refusal::Kind::StaleRound, "client '" + c.name + "' was not selected for round " + std::to_string(round));
+  Participant& p = it->second;
+  if (p.status != "pending")
+    throw Refusal(Refusal::Kind::StaleRound, "client '" + c.name + "' already " + p.status + " in round " + std::to_string(round));
+  if (p.upload_ticket != 0)
+    throw Refusal(Refusal::Kind::Busy, "client '" + c.name + "' is already uploading its update for round " + std::to_string(round));
+  if (base_digest != global_->manifest.digest_hex()) {
+    p.status = "rejected";
+    p.reason = "stale_base";
+    ++rejections_["stale_base"];
+    metrics_.rejected("stale_base");
+    log_warn("update_rejected", {kv("client", c.name), kv("round", round), kv("reason", "stale_base")});
+    publish_status();
+    changed_.notify_all();
+    throw Refusal(Refusal::Kind::InvalidUpdate,
+                  "update was trained from " + bounded(base_digest, 64) + ", not this round's global parameters");
+  }
+  p.upload_ticket = next_upload_ticket_++;
+  return {c.name, round, p.upload_ticket, open_->deadline};
+}
+
+Coordinator::Participant& Coordinator::pending_participant(const UploadPermit& permit) {
+  if (!open_ || open_->round != permit.round) throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(permit.round) + " ended");
+  auto it = open_->participants.find(permit.client);
+  if (it == open_->participants.end() || it->second.upload_ticket != permit.ticket)
+    throw Refusal(Refusal::Kind::StaleRound, "the upload of client '" + permit.client + "' is no longer expected");
+  return it->second;
+}
+
+void Coordinator::end_upload(const UploadPermit& permit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!open_ || open_->round != permit.round) return;
+  auto it = open_->participants.find(permit.client);
+  if (it != open_->participants.end() && it->second.upload_ticket == permit.ticket) it->second.upload_ticket = 0;
+  changed_.notify_all();
+}
+
+void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const TrainReport& report, uint64_t bytes_uploaded,
+                         double upload_seconds) {
   OpenRound* r = nullptr;
+  double weight = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Client& c = client_for_session(session);
-    c.last_seen = Clock::now();
-    name = c.name;
-    if (!open_ || open_->closed || open_->round != round)
-      throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(round) + " is not open");
-    auto it = open_->participants.find(name);
-    if (it == open_->participants.end())
-      throw Refusal(Refusal::Kind::StaleRound, "client '" + name + "' was not selected for round " + std::to_string(round));
-    Participant& p = it->second;
-    if (p.status != "pending")
-      throw Refusal(Refusal::Kind::StaleRound, "client '" + name + "' already " + p.status + " in round " + std::to_string(round));
+    Participant& p = pending_participant(permit);
+    if (open_->closed || p.status != "pending")
+      throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(permit.round) + " closed while the update arrived");
     auto reject = [&](const std::string& reason, const std::string& message) {
       p.status = "rejected";
       p.reason = reason;
+      p.upload_ticket = 0;
       ++rejections_[reason];
       metrics_.rejected(reason);
-      log_warn("update_rejected", {kv("client", name), kv("round", round), kv("reason", reason), kv("detail", message)});
+      log_warn("update_rejected", {kv("client", permit.client), kv("round", permit.round), kv("reason", reason), kv("detail", message)});
       publish_status();
       changed_.notify_all();
       return Refusal(Refusal::Kind::InvalidUpdate, message);
     };
-    if (base_digest != global_->manifest.digest_hex())
-      throw reject("stale_base", "update was trained from " + base_digest + ", not this round's global parameters");
-    if (report.samples == 0 || report.steps == 0) throw reject("no_samples", "update reports no trained samples");
+    if (report.samples == 0 || report.steps == 0 || p.weight <= 0) throw reject("no_samples", "update reports no trained samples");
     if (!std::isfinite(report.loss)) throw reject("non_finite", "reported loss is not finite");
-    const std::string bad = first_non_finite(update);
+    std::string bad;
+    const double norm = distance_from(update, global_->parameters, bad);
     if (!bad.empty()) throw reject("non_finite", "tensor '" + bad + "' holds NaN or infinity");
+    if (!(norm <= spec_.strategy.max_update_norm))
+      throw reject("update_norm", "update is " + std::to_string(norm) + " from the global parameters, more than spec.strategy.maxUpdateNorm (" +
+                                      std::to_string(spec_.strategy.max_update_norm) + ")");
     p.status = "aggregating";
     p.report = report;
     p.bytes_uploaded = bytes_uploaded;
     p.upload_seconds = upload_seconds;
+    p.update_norm = norm;
+    weight = p.weight;
     r = open_.get();
     ++r->in_flight;
   }
-  {
+  std::string aggregation_error;
+  try {
     // Folding 100M parameters takes a while: do it outside the main lock so heartbeats and
     // other clients' calls go on; one aggregation at a time.
     std::lock_guard<std::mutex> agg(aggregation_mu_);
-    r->aggregation->add(update, static_cast<double>(report.samples));
+    r->aggregation->add(update, weight);
+  } catch (const std::exception& e) {
+    aggregation_error = e.what();
   }
   std::lock_guard<std::mutex> lock(mu_);
   --r->in_flight;
-  Participant& p = r->participants.at(name);
+  Participant& p = r->participants.at(permit.client);
+  if (!aggregation_error.empty()) {
+    // The aggregation may hold part of this update: the round cannot use it any more.
+    p.status = "rejected";
+    p.reason = "aggregation_failed";
+    p.upload_ticket = 0;
+    r->closed = true;
+    r->aggregation_failed = true;
+    log_error("aggregation_failed", {kv("client", permit.client), kv("round", permit.round), kv("error", aggregation_error)});
+    changed_.notify_all();
+    throw Refusal(Refusal::Kind::InvalidUpdate, "aggregation failed: " + aggregation_error);
+  }
   p.status = "accepted";
+  p.upload_ticket = 0;
   metrics_.updates_accepted.Increment();
   metrics_.transferred("upload", static_cast<double>(bytes_uploaded), upload_seconds);
-  Client& c = clients_.at(name);
+  Client& c = clients_.at(permit.client);
   c.last_loss = report.loss;
   c.state = "idle";
   ++c.rounds_accepted;
-  log_info("update_accepted", {kv("client", name), kv("round", round), kv("samples", report.samples),
-                               kv("loss", report.loss), kv("bytes", bytes_uploaded)});
+  log_info("update_accepted", {kv("client", permit.client), kv("round", permit.round), kv("weight", weight),
+                               kv("loss", report.loss), kv("update_norm", p.update_norm), kv("bytes", bytes_uploaded)});
   publish_status();
   changed_.notify_all();
 }
 
-void Coordinator::record_rejection(const std::string& session, int round, const std::string& reason,
-                                   const std::string& message) {
+void Coordinator::record_rejection(const UploadPermit& permit, const std::string& reason, const std::string& message) {
   std::lock_guard<std::mutex> lock(mu_);
-  std::string name = "unknown";
-  try {
-    name = client_for_session(session).name;
-  } catch (const Refusal&) {
-  }
   ++rejections_[reason];
   metrics_.rejected(reason);
-  if (open_ && open_->round == round) {
-    auto it = open_->participants.find(name);
+  if (open_ && open_->round == permit.round) {
+    auto it = open_->participants.find(permit.client);
     if (it != open_->participants.end()) ++it->second.transfer_rejections;
   }
-  log_warn("upload_rejected", {kv("client", name), kv("round", round), kv("reason", reason), kv("detail", message)});
+  log_warn("upload_rejected", {kv("client", permit.client), kv("round", permit.round), kv("reason", reason), kv("detail", message)});
   publish_status();
 }
 
-void Coordinator::report_failure(const std::string& session, int round, const std::string& reason, bool fatal) {
+void Coordinator::report_failure(const Caller& caller, int round, const std::string& reason_sent, bool fatal) {
+  const std::string reason = bounded(reason_sent, kMaxReasonBytes);
   std::lock_guard<std::mutex> lock(mu_);
-  Client& c = client_for_session(session);
+  Client& c = client_for(caller);
   if (open_ && open_->round == round) {
     auto it = open_->participants.find(c.name);
     if (it != open_->participants.end() && it->second.status == "pending") {
@@ -357,6 +482,8 @@ nlohmann::json Coordinator::participant_json(const std::string& name, const Part
   if (p.transfer_rejections) j["transfer_rejections"] = p.transfer_rejections;
   if (p.status == "accepted") {
     j.update(report_json(p.report));
+    j["weight"] = p.weight;
+    j["distance_from_global"] = p.update_norm;
     j["bytes_uploaded"] = p.bytes_uploaded;
     j["upload_seconds"] = p.upload_seconds;
   }
@@ -390,9 +517,12 @@ void Coordinator::publish_status() {
                            {"updated_at", unix_now()}};
   if (last_eval_loss_) status["last_server_eval_loss"] = *last_eval_loss_;
   if (!message_.empty()) status["message"] = message_;
-  outputs_->write_status(status);
-  std::lock_guard<std::mutex> lock(status_mu_);
-  last_status_ = status.dump();
+  std::string document = status.dump();
+  {
+    std::lock_guard<std::mutex> lock(status_mu_);
+    last_status_ = document;
+  }
+  status_writer_->publish(std::move(document));
 }
 
 std::string Coordinator::status_json() const {
@@ -418,7 +548,7 @@ void Coordinator::checkpoint(int round) {
   state.global_digest = global_->manifest.digest_hex();
   state.strategy = strategy_->state();
   state.history = outputs_->history();
-  const std::string dir = write_checkpoint(spec_.output_dir, *policy_, state, spec_.checkpoints.keep_last);
+  const std::string dir = write_checkpoint(spec_.output_dir, *policy_, state, spec_.checkpoints.keep_last, checkpoint_key_);
   metrics_.checkpoint_timestamp.Set(unix_now());
   metrics_.checkpoint_bytes.Set(static_cast<double>(std::filesystem::file_size(dir + "/model.safetensors")));
   log_info("checkpoint_written", {kv("round", round), kv("dir", dir)});
@@ -432,8 +562,18 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
   r->opened = Clock::now();
   r->deadline = r->opened + std::chrono::duration_cast<Clock::duration>(
                                 std::chrono::duration<double>(spec_.strategy.round_timeout_seconds));
-  r->aggregation = strategy_->begin_aggregation(global_->parameters);
-  for (const auto& name : r->plan.clients) r->participants[name];
+  r->aggregation = strategy_->begin_aggregation(std::shared_ptr<const ParameterSet>(global_, &global_->parameters));
+  // The weight of an update is what the server asked for (local steps x batch size, fewer when
+  // the client's dataset is smaller), as a share of the round's total: a client's own report of
+  // how much it trained never moves the average.
+  const uint64_t asked = static_cast<uint64_t>(r->plan.local_steps) * static_cast<uint64_t>(spec_.training.batch_size);
+  double planned_total = 0;
+  for (const auto& name : r->plan.clients) {
+    const uint64_t samples = std::min<uint64_t>(asked, clients_.at(name).dataset_samples);
+    r->participants[name].weight = static_cast<double>(samples);
+    planned_total += static_cast<double>(samples);
+  }
+  for (auto& [name, p] : r->participants) p.weight = planned_total > 0 ? p.weight / planned_total : 0;
   std::string selected;
   for (const auto& n : r->plan.clients) selected += (selected.empty() ? "" : ",") + n;
   log_info("round_started", {kv("round", round), kv("attempt", attempt), kv("clients", selected),
@@ -464,7 +604,7 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
         waiting = true;
       }
     }
-    if (!waiting || stop_) break;
+    if (!waiting || stop_ || open_->aggregation_failed) break;
     if (now >= open_->deadline) {
       for (auto& [name, p] : open_->participants)
         if (p.status == "pending") {
@@ -485,12 +625,15 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
 int Coordinator::run() {
   const auto fail = [&](const std::string& why, int exit_code) {
     log_error("run_failed", {kv("reason", why)});
-    std::lock_guard<std::mutex> lock(mu_);
-    phase_ = "Failed";
-    message_ = why;
-    finished_ = true;  // workers polling now are told to finish
-    publish_status();
-    changed_.notify_all();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      phase_ = "Failed";
+      message_ = why;
+      finished_ = true;  // workers polling now are told to finish
+      publish_status();
+      changed_.notify_all();
+    }
+    status_writer_->flush();
     return exit_code;
   };
   {
@@ -513,6 +656,9 @@ int Coordinator::run() {
       const auto t0 = Clock::now();
       int attempt = 1;
       nlohmann::json failed_attempts = nlohmann::json::array();
+      std::unique_ptr<OpenRound> finished_round;
+      ParameterSet next;
+      double aggregation_seconds = 0;
       for (;; ++attempt) {
         if (!wait_for_available(spec_.strategy.min_available_clients, lock)) {
           const std::string why = stop_ ? "stopped"
@@ -528,26 +674,45 @@ int Coordinator::run() {
           lock.unlock();
           return fail("stopped", kExitError);
         }
-        if (static_cast<int>(open_->aggregation->count()) >= spec_.strategy.min_fit_clients) break;
-        log_warn("quorum_lost", {kv("round", round), kv("attempt", attempt), kv("accepted", open_->aggregation->count()),
-                                 kv("needed", spec_.strategy.min_fit_clients)});
-        nlohmann::json lost = {{"attempt", attempt}, {"clients", nlohmann::json::array()}};
+        std::string why_failed;
+        if (open_->aggregation_failed) {
+          why_failed = "aggregation_failed";
+        } else if (static_cast<int>(open_->aggregation->count()) >= spec_.strategy.min_fit_clients) {
+          finished_round = std::move(open_);
+          lock.unlock();
+          const auto agg_start = Clock::now();
+          next = finished_round->aggregation->finish();
+          aggregation_seconds = seconds_since(agg_start);
+          metrics_.aggregation_duration.Observe(aggregation_seconds);
+          std::string bad;
+          const bool finite = all_finite(next, bad);
+          lock.lock();
+          // Bounded, finite updates cannot average to a non-finite model; if a strategy still
+          // produced one it must never become the global model or a checkpoint.
+          if (finite) break;
+          why_failed = "non_finite_aggregate";
+          log_error("aggregate_refused", {kv("round", round), kv("attempt", attempt), kv("tensor", bad)});
+          open_ = std::move(finished_round);
+        } else {
+          why_failed = "quorum_lost";
+          log_warn("quorum_lost", {kv("round", round), kv("attempt", attempt), kv("accepted", open_->aggregation->count()),
+                                   kv("needed", spec_.strategy.min_fit_clients)});
+        }
+        nlohmann::json lost = {{"attempt", attempt}, {"reason", why_failed}, {"clients", nlohmann::json::array()}};
         for (const auto& [name, p] : open_->participants) lost["clients"].push_back(participant_json(name, p));
         failed_attempts.push_back(lost);
         if (attempt >= spec_.strategy.max_round_attempts) {
           lock.unlock();
-          return fail("round " + std::to_string(round) + ": quorum of " + std::to_string(spec_.strategy.min_fit_clients) +
-                      " updates not reached in " + std::to_string(attempt) + " attempts", kExitRunFailed);
+          return fail(why_failed == "quorum_lost"
+                          ? "round " + std::to_string(round) + ": quorum of " + std::to_string(spec_.strategy.min_fit_clients) +
+                                " updates not reached in " + std::to_string(attempt) + " attempts"
+                          : "round " + std::to_string(round) + ": the aggregate was not finite in " + std::to_string(attempt) + " attempts",
+                      kExitRunFailed);
         }
       }
-      std::unique_ptr<OpenRound> finished_round = std::move(open_);
       lock.unlock();
-
-      const auto agg_start = Clock::now();
-      ParameterSet next = finished_round->aggregation->finish();
-      const double aggregation_seconds = seconds_since(agg_start);
-      metrics_.aggregation_duration.Observe(aggregation_seconds);
-      const double update_norm = std::sqrt(squared_distance(next, global_->parameters));
+      std::string unused;
+      const double update_norm = distance_from(next, global_->parameters, unused);
       load_parameter_set(policy_->trainable_parameters(), next);
       set_global(std::move(next), round + 1);
       const auto eval = evaluate_if_due(round);
@@ -585,11 +750,14 @@ int Coordinator::run() {
   } catch (const std::exception& e) {
     return fail(e.what(), kExitError);
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  finished_ = true;
-  phase_ = "Succeeded";
-  publish_status();
-  changed_.notify_all();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    finished_ = true;
+    phase_ = "Succeeded";
+    publish_status();
+    changed_.notify_all();
+  }
+  status_writer_->flush();
   log_info("run_succeeded", {kv("rounds", spec_.rounds), kv("server_eval_loss", last_eval_loss_.value_or(NAN)),
                              kv("outputs", spec_.output_dir)});
   return 0;

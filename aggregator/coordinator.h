@@ -2,6 +2,11 @@
 // The aggregator's round loop and the registry of clients it drives. The gRPC service
 // (service.cpp) only translates calls into the methods below; everything that decides who
 // trains, when a round ends and what is accepted lives here, behind one mutex.
+//
+// Nothing a client sends is trusted beyond what it can prove: its name comes from its verified
+// certificate under mutual TLS, its session id is 16 random bytes compared in constant time, the
+// weight of its update is what the server asked it to train (never its own sample count), and the
+// update itself must be finite and within spec.strategy.maxUpdateNorm of the global parameters.
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -13,20 +18,22 @@
 #include <vector>
 
 #include "aggregator/evaluation.h"
-#include "core/util/exit_codes.h"
 #include "aggregator/metrics.h"
 #include "aggregator/run_outputs.h"
+#include "aggregator/status_writer.h"
 #include "aggregator/strategy.h"
 #include "core/metrics/train_report.h"
 #include "core/policy/policy.h"
+#include "core/security/certificate.h"
 #include "core/tensor/manifest.h"
+#include "core/util/exit_codes.h"
 
 namespace zk0 {
 
 // Why the coordinator refused a call; the service maps each to a gRPC status code.
 class Refusal : public std::runtime_error {
  public:
-  enum class Kind { UnknownClient, UnknownSession, Incompatible, StaleRound, InvalidUpdate };
+  enum class Kind { UnknownClient, PermissionDenied, UnknownSession, Incompatible, StaleRound, Busy, InvalidUpdate, InvalidArgument };
   Refusal(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
   Kind kind() const { return kind_; }
 
@@ -51,10 +58,31 @@ struct GlobalModel {
   std::vector<uint32_t> chunk_checksums;  // for spec.transport.chunkSize, shared by every download
 };
 
+// Who is calling, as far as the transport can prove it: under mutual TLS the verified client
+// certificate (empty otherwise).
+struct Caller {
+  std::string session;
+  std::optional<CertificateInfo> certificate;
+};
+
+// An upload the coordinator has authorised: the header named an open round, a selected client
+// still pending, and this round's global parameters. Only one per client at a time.
+struct UploadPermit {
+  std::string client;
+  int round = 0;
+  uint64_t ticket = 0;
+  std::chrono::steady_clock::time_point deadline;  // the round's
+};
+
+// States a worker may report in a heartbeat (proto/zk0/v1/federation.proto).
+bool is_reportable_worker_state(const std::string& state);
+
 class Coordinator {
  public:
   static constexpr std::chrono::milliseconds kHeartbeatInterval{1000};
   static constexpr std::chrono::milliseconds kHeartbeatTimeout{5000};
+  static constexpr size_t kMaxReasonBytes = 1024;
+  static constexpr uint64_t kMaxDatasetSamples = uint64_t{1} << 40;
 
   explicit Coordinator(const FederationSpec& spec);
   ~Coordinator();
@@ -72,29 +100,37 @@ class Coordinator {
 
   // --- called by the gRPC service, from any thread ---
   std::string register_client(const std::string& name, const std::string& policy_type, const std::string& frozen_digest,
-                              uint64_t dataset_samples);
+                              uint64_t dataset_samples, const std::optional<CertificateInfo>& certificate);
   // Returns true when `round` (0: none) is no longer worth finishing for this client.
-  bool heartbeat(const std::string& session, const std::string& state, int round);
-  Instruction poll(const std::string& session, std::chrono::milliseconds wait);
-  std::shared_ptr<const GlobalModel> global_for(const std::string& session, int round, const std::string& digest);
+  bool heartbeat(const Caller& caller, const std::string& state, int round);
+  Instruction poll(const Caller& caller, std::chrono::milliseconds wait);
+  std::shared_ptr<const GlobalModel> global_for(const Caller& caller, int round, const std::string& digest);
   const Manifest& trainable_layout() const { return layout_; }
+
+  // Authorises an upload from its header, before a byte of parameters is read; throws Refusal.
+  UploadPermit begin_upload(const Caller& caller, int round, const std::string& base_digest);
+  // Ends an upload that was not submitted (the stream broke or failed verification); the client
+  // may try again while the round is open.
+  void end_upload(const UploadPermit& permit);
   // Verifies and folds in an update; throws Refusal. The update is consumed.
-  void submit(const std::string& session, int round, const std::string& base_digest, ParameterSet update,
-              const TrainReport& report, uint64_t bytes_uploaded, double upload_seconds);
+  void submit(const UploadPermit& permit, ParameterSet update, const TrainReport& report, uint64_t bytes_uploaded,
+              double upload_seconds);
   // An upload that failed verification in transit (the worker may retry).
-  void record_rejection(const std::string& session, int round, const std::string& reason, const std::string& message);
-  void report_failure(const std::string& session, int round, const std::string& reason, bool fatal);
+  void record_rejection(const UploadPermit& permit, const std::string& reason, const std::string& message);
+  void report_failure(const Caller& caller, int round, const std::string& reason, bool fatal);
 
   int total_rounds() const { return spec_.rounds; }
   // A download that was sent in full.
   void record_download(uint64_t bytes, double seconds) { metrics_.transferred("download", static_cast<double>(bytes), seconds); }
   const std::shared_ptr<prometheus::Registry>& metrics_registry() const { return registry_; }
   std::string frozen_digest() const { return frozen_digest_; }
+  AggregatorMetrics& metrics() { return metrics_; }
 
  private:
   struct Client {
     std::string name;
     std::string session;
+    std::string fingerprint;  // of the certificate it registered with (mutual TLS)
     std::chrono::steady_clock::time_point last_seen;
     std::string state = "registered";
     bool failed = false;  // reported a fatal error; out until it registers again
@@ -106,9 +142,12 @@ class Coordinator {
   struct Participant {
     std::string status = "pending";  // pending, aggregating, accepted, rejected, failed, dropped, timed_out
     std::string reason;
+    double weight = 0;  // the share of the round's planned samples: what the server asked it to train
+    uint64_t upload_ticket = 0;  // non-zero while an upload is being received
     TrainReport report;
     uint64_t bytes_uploaded = 0;
     double upload_seconds = 0;
+    double update_norm = 0;
     int transfer_rejections = 0;
   };
   struct OpenRound {
@@ -118,18 +157,19 @@ class Coordinator {
     std::map<std::string, Participant> participants;
     std::unique_ptr<Aggregation> aggregation;
     bool closed = false;
+    bool aggregation_failed = false;  // an add() threw: the sums may hold part of an update
     int in_flight = 0;  // submits folding into the aggregation outside the lock
   };
 
-  Client& client_for_session(const std::string& session);  // requires mu_
+  Client& client_for(const Caller& caller);  // requires mu_; throws Refusal
   bool alive(const Client& c, std::chrono::steady_clock::time_point now) const;
   std::vector<std::string> available_clients();  // requires mu_
   bool wait_for_available(int count, std::unique_lock<std::mutex>& lock);
   void run_round_attempt(int round, int attempt, std::unique_lock<std::mutex>& lock);
+  Participant& pending_participant(const UploadPermit& permit);  // requires mu_; throws Refusal
   nlohmann::json participant_json(const std::string& name, const Participant& p) const;
-  void publish_status();  // writes status.json; requires mu_
-  mutable std::mutex status_mu_;
-  std::string last_status_ = "{}";
+  void refuse_registration(const std::string& reason, const std::string& name, const std::string& message, Refusal::Kind kind);
+  void publish_status();  // builds status.json and hands it to the writer; requires mu_
   void set_global(ParameterSet parameters, int round);
   std::optional<EvalResult> evaluate_if_due(int round);
   void checkpoint(int round);
@@ -141,14 +181,21 @@ class Coordinator {
   std::unique_ptr<Strategy> strategy_;
   std::unique_ptr<ServerEvaluator> evaluator_;
   std::unique_ptr<RunOutputs> outputs_;
+  std::unique_ptr<StatusWriter> status_writer_;
   Manifest layout_;
   std::string frozen_digest_;
   std::string fingerprint_;
+  std::string checkpoint_key_;  // empty: checkpoints unsigned
   int start_round_ = 1;
+
+  mutable std::mutex status_mu_;
+  std::string last_status_ = "{}";
 
   std::mutex mu_;
   std::condition_variable changed_;
-  std::map<std::string, Client> clients_;  // by name
+  std::map<std::string, Client> clients_;        // by name
+  std::map<std::string, std::string> sessions_;  // SHA-256 of a session id -> client name
+  uint64_t next_upload_ticket_ = 1;
   std::shared_ptr<const GlobalModel> global_;
   std::unique_ptr<OpenRound> open_;
   std::mutex aggregation_mu_;

@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
     int port = 0;
     builder.AddListeningPort(listen, make_server_credentials(spec.transport.tls), &port);
     configure_server_limits(builder, spec.transport);
+    configure_server_hardening(builder, spec.clients.size());
     builder.RegisterService(&service);
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     if (!server || port == 0) {
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
     });
     const int rc = coordinator.run();
     coordinator.drain(std::chrono::seconds(5));
+    service.shut_down();
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     pthread_kill(signal_thread.native_handle(), SIGUSR1);
     signal_thread.join();

@@ -29,9 +29,14 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
       server_eval_loss(add_gauge(r, "zk0_aggregator_server_eval_loss", "Latest loss of the global policy on the held-out dataset")),
       checkpoint_timestamp(add_gauge(r, "zk0_aggregator_checkpoint_timestamp_seconds", "Unix time of the latest checkpoint")),
       checkpoint_bytes(add_gauge(r, "zk0_aggregator_checkpoint_bytes", "Size of the latest checkpoint's weights")),
-      hash_failures(add_counter(r, "zk0_aggregator_hash_failures_total", "Transfers failing a CRC32C or SHA-256 check")) {
+      hash_failures(add_counter(r, "zk0_aggregator_hash_failures_total", "Transfers failing a CRC32C or SHA-256 check")),
+      registrations_refused(prometheus::BuildCounter()
+                                .Name("zk0_aggregator_registrations_refused_total")
+                                .Help("Registrations refused, by reason (identity_mismatch: a certificate naming another client)")
+                                .Register(r)) {
   // Every label value starts at 0, so dashboards and alerts see the series before the first event.
   for (const char* reason : kUpdateRejectionReasons) updates_rejected.Add({{"reason", reason}});
+  for (const char* reason : kRegistrationRefusalReasons) registrations_refused.Add({{"reason", reason}});
   for (const char* direction : {"upload", "download"}) {
     transfer_bytes.Add({{"direction", direction}});
     transfer_duration.Add({{"direction", direction}}, duration_buckets());
@@ -41,6 +46,10 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
 void AggregatorMetrics::rejected(const std::string& reason) {
   updates_rejected.Add({{"reason", reason}}).Increment();
   if (reason == "chunk_checksum" || reason == "tensor_hash") hash_failures.Increment();
+}
+
+void AggregatorMetrics::registration_refused(const std::string& reason) {
+  registrations_refused.Add({{"reason", reason}}).Increment();
 }
 
 void AggregatorMetrics::transferred(const std::string& direction, double bytes, double seconds) {

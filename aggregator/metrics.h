@@ -11,7 +11,11 @@ namespace zk0 {
 // coordinator's checks on the update's content.
 constexpr const char* kUpdateRejectionReasons[] = {"bad_manifest", "layout_mismatch", "chunk_checksum", "tensor_hash",
                                                    "incomplete",   "out_of_order",    "no_samples",     "non_finite",
-                                                   "stale_base"};
+                                                   "stale_base",   "update_norm"};
+
+// Why a registration can be refused (coordinator.cpp).
+constexpr const char* kRegistrationRefusalReasons[] = {"unknown_client", "no_certificate", "no_identity", "identity_mismatch",
+                                                       "incompatible_policy", "frozen_digest", "dataset_samples"};
 
 struct AggregatorMetrics {
   explicit AggregatorMetrics(prometheus::Registry& registry);
@@ -34,8 +38,10 @@ struct AggregatorMetrics {
   prometheus::Gauge& checkpoint_timestamp;
   prometheus::Gauge& checkpoint_bytes;
   prometheus::Counter& hash_failures;
+  prometheus::Family<prometheus::Counter>& registrations_refused;  // label reason
 
   void rejected(const std::string& reason);
+  void registration_refused(const std::string& reason);
   void transferred(const std::string& direction, double bytes, double seconds);
 };
 

@@ -112,8 +112,8 @@ void RunOutputs::write_charts() {
   write_chart(clients, (fs::path(dir_) / "client_losses").string());
 }
 
-void RunOutputs::write_status(const nlohmann::json& status) {
-  write_file_atomic((fs::path(dir_) / "status.json").string(), status.dump(2) + "\n");
+void RunOutputs::write_status(const std::string& status_json) {
+  write_file_atomic((fs::path(dir_) / "status.json").string(), status_json + "\n");
 }
 
 }  // namespace zk0

@@ -24,7 +24,7 @@ class RunOutputs {
   void append_round(const nlohmann::json& record);
   const nlohmann::json& history() const { return history_; }
 
-  void write_status(const nlohmann::json& status);
+  void write_status(const std::string& status_json);
   const std::string& dir() const { return dir_; }
 
  private:

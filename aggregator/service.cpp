@@ -1,22 +1,35 @@
 #include "aggregator/service.h"
 
+#include <grpc/grpc_security_constants.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
+#include <grpcpp/security/auth_context.h>
+
 #include <chrono>
 
 #include "core/transport/parameter_stream.h"
+#include "core/util/log.h"
 
 namespace zk0 {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
 constexpr uint32_t kProtocolVersion = 1;
+// Until the header arrives a stream has proved nothing: it gets less time than one that is
+// authorised and sending chunks.
+constexpr std::chrono::seconds kHeaderAllowance{10};
 
 grpc::Status to_status(const Refusal& r) {
   switch (r.kind()) {
-    case Refusal::Kind::UnknownClient: return {grpc::StatusCode::PERMISSION_DENIED, r.what()};
+    case Refusal::Kind::UnknownClient:
+    case Refusal::Kind::PermissionDenied: return {grpc::StatusCode::PERMISSION_DENIED, r.what()};
     case Refusal::Kind::UnknownSession: return {grpc::StatusCode::NOT_FOUND, r.what()};
     case Refusal::Kind::Incompatible: return {grpc::StatusCode::FAILED_PRECONDITION, r.what()};
     case Refusal::Kind::StaleRound: return {grpc::StatusCode::ABORTED, r.what()};
-    case Refusal::Kind::InvalidUpdate: return {grpc::StatusCode::INVALID_ARGUMENT, r.what()};
+    case Refusal::Kind::Busy: return {grpc::StatusCode::ALREADY_EXISTS, r.what()};
+    case Refusal::Kind::InvalidUpdate:
+    case Refusal::Kind::InvalidArgument: return {grpc::StatusCode::INVALID_ARGUMENT, r.what()};
   }
   return {grpc::StatusCode::INTERNAL, r.what()};
 }
@@ -60,7 +73,136 @@ TrainReport report_from(const v1::TrainMetrics& m) {
 
 }  // namespace
 
-grpc::Status FederationService::Register(grpc::ServerContext*, const v1::RegisterRequest* req, v1::RegisterReply* reply) {
+// --- UploadSlots -----------------------------------------------------------------------------
+
+UploadSlots::Result UploadSlots::acquire(grpc::ServerContext* ctx, Clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t ticket = next_ticket_++;
+  queue_.push_back(ticket);
+  const auto leave = [&](Result r) {
+    queue_.erase(std::find(queue_.begin(), queue_.end(), ticket));
+    changed_.notify_all();  // the next in line may be the one that can go now
+    return r;
+  };
+  for (;;) {
+    if (shutting_down_) return leave(Result::ShuttingDown);
+    if (ctx->IsCancelled()) return leave(Result::Cancelled);
+    if (free_ > 0 && queue_.front() == ticket) {
+      --free_;
+      queue_.pop_front();
+      changed_.notify_all();
+      return Result::Granted;
+    }
+    const auto now = Clock::now();
+    if (now >= deadline) return leave(Result::DeadlineExceeded);
+    // A cancelled call is not an event this wait can see: look again every 100 ms.
+    changed_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(100)));
+  }
+}
+
+void UploadSlots::release() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++free_;
+  }
+  changed_.notify_all();
+}
+
+void UploadSlots::shut_down() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutting_down_ = true;
+  }
+  changed_.notify_all();
+}
+
+int UploadSlots::waiting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(queue_.size());
+}
+
+// --- StallWatchdog ---------------------------------------------------------------------------
+
+StallWatchdog::StallWatchdog(std::chrono::milliseconds allowance) : allowance_(allowance), thread_([this] { loop(); }) {}
+
+StallWatchdog::~StallWatchdog() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  thread_.join();
+}
+
+uint64_t StallWatchdog::watch(grpc::ServerContext* ctx) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t id = next_id_++;
+  // The first message gets kHeaderAllowance: the clock starts that much short of the full one.
+  watched_[id] = {ctx, Clock::now() - (allowance_ - std::chrono::duration_cast<std::chrono::milliseconds>(kHeaderAllowance))};
+  return id;
+}
+
+void StallWatchdog::progress(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = watched_.find(id);
+  if (it == watched_.end()) return;
+  it->second.last = Clock::now();
+  it->second.paused = false;
+}
+
+void StallWatchdog::pause(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = watched_.find(id);
+  if (it != watched_.end()) it->second.paused = true;
+}
+
+void StallWatchdog::forget(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  watched_.erase(id);
+}
+
+void StallWatchdog::cancel_all() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, w] : watched_) w.ctx->TryCancel();
+}
+
+void StallWatchdog::loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    const auto now = Clock::now();
+    for (auto& [id, w] : watched_)
+      if (!w.paused && now - w.last > allowance_) {
+        log_warn("stream_stalled", {kv("peer", w.ctx->peer()), kv("seconds_without_progress",
+                                                                  std::chrono::duration<double>(now - w.last).count())});
+        w.ctx->TryCancel();
+        w.paused = true;  // cancelled once
+      }
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_; });
+  }
+}
+
+// --- FederationService -----------------------------------------------------------------------
+
+Caller FederationService::caller(grpc::ServerContext* ctx, const std::string& session) const {
+  Caller c{session, std::nullopt};
+  if (!transport_.tls.mutual) return c;
+  const auto auth = ctx->auth_context();
+  if (!auth) return c;
+  const auto pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pem.empty()) return c;
+  try {
+    c.certificate = parse_certificate(std::string(pem.front().data(), pem.front().size()));
+  } catch (const std::exception&) {
+  }
+  return c;
+}
+
+void FederationService::shut_down() {
+  slots_.shut_down();
+  watchdog_.cancel_all();
+}
+
+grpc::Status FederationService::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req, v1::RegisterReply* reply) {
   return guarded([&] {
     if (req->protocol_version() != kProtocolVersion)
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
@@ -68,7 +210,7 @@ grpc::Status FederationService::Register(grpc::ServerContext*, const v1::Registe
                               std::to_string(kProtocolVersion) + ")");
     if (req->client_name().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "client_name is required");
     reply->set_session_id(coordinator_.register_client(req->client_name(), req->policy_type(), req->frozen_digest(),
-                                                       req->dataset_samples()));
+                                                       req->dataset_samples(), caller(ctx, "").certificate));
     reply->set_heartbeat_interval_ms(static_cast<uint32_t>(Coordinator::kHeartbeatInterval.count()));
     reply->set_max_chunk_bytes(transport_.chunk_bytes);
     reply->set_total_rounds(static_cast<uint32_t>(coordinator_.total_rounds()));
@@ -76,17 +218,16 @@ grpc::Status FederationService::Register(grpc::ServerContext*, const v1::Registe
   });
 }
 
-grpc::Status FederationService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
-                                          v1::HeartbeatReply* reply) {
+grpc::Status FederationService::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req, v1::HeartbeatReply* reply) {
   return guarded([&] {
-    reply->set_abandon_round(coordinator_.heartbeat(req->session_id(), req->state(), static_cast<int>(req->round())));
+    reply->set_abandon_round(coordinator_.heartbeat(caller(ctx, req->session_id()), req->state(), static_cast<int>(req->round())));
     return grpc::Status::OK;
   });
 }
 
-grpc::Status FederationService::PollInstruction(grpc::ServerContext*, const v1::PollRequest* req, v1::Instruction* out) {
+grpc::Status FederationService::PollInstruction(grpc::ServerContext* ctx, const v1::PollRequest* req, v1::Instruction* out) {
   return guarded([&] {
-    const Instruction ins = coordinator_.poll(req->session_id(), std::chrono::milliseconds(req->wait_ms()));
+    const Instruction ins = coordinator_.poll(caller(ctx, req->session_id()), std::chrono::milliseconds(req->wait_ms()));
     switch (ins.kind) {
       case Instruction::Kind::Wait: out->set_kind(v1::Instruction::WAIT); break;
       case Instruction::Kind::Finish: out->set_kind(v1::Instruction::FINISH); break;
@@ -107,65 +248,120 @@ grpc::Status FederationService::PollInstruction(grpc::ServerContext*, const v1::
 grpc::Status FederationService::DownloadParameters(grpc::ServerContext* ctx, const v1::DownloadRequest* req,
                                                    grpc::ServerWriter<v1::ParameterMessage>* writer) {
   return guarded([&] {
-    const auto global = coordinator_.global_for(req->session_id(), static_cast<int>(req->round()), req->parameters_digest());
-    const auto start = std::chrono::steady_clock::now();
+    const auto global =
+        coordinator_.global_for(caller(ctx, req->session_id()), static_cast<int>(req->round()), req->parameters_digest());
+    const auto start = Clock::now();
+    // A receiver that stops reading blocks Write under flow control; the watchdog cancels it.
+    const uint64_t watch = watchdog_.watch(ctx);
+    watchdog_.progress(watch);
     const bool sent = send_parameter_messages<v1::ParameterMessage>(
         global->manifest, global->parameters, transport_.chunk_bytes,
-        [&](const v1::ParameterMessage& msg) { return !ctx->IsCancelled() && writer->Write(msg); },
+        [&](const v1::ParameterMessage& msg) {
+          const bool ok = !ctx->IsCancelled() && writer->Write(msg);
+          watchdog_.progress(watch);
+          return ok;
+        },
         &global->chunk_checksums);
-    if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled by the client");
+    watchdog_.forget(watch);
+    if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled");
     coordinator_.record_download(global->manifest.total_bytes(),
-                                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+                                 std::chrono::duration<double>(Clock::now() - start).count());
     return grpc::Status::OK;
   });
 }
 
 grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::ServerReader<v1::UploadMessage>* reader,
                                              v1::UploadReply* reply) {
-  {
-    std::unique_lock<std::mutex> lock(uploads_mu_);
-    upload_slot_.wait(lock, [&] { return uploads_in_progress_ < kConcurrentUploads || ctx->IsCancelled(); });
-    if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "upload cancelled while waiting for a slot"};
-    ++uploads_in_progress_;
-  }
-  struct Release {
-    FederationService& s;
-    ~Release() {
-      {
-        std::lock_guard<std::mutex> lock(s.uploads_mu_);
-        --s.uploads_in_progress_;
-      }
-      s.upload_slot_.notify_one();
-    }
-  } release{*this};
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = Clock::now();
+  struct Watch {
+    StallWatchdog& w;
+    uint64_t id;
+    ~Watch() { w.forget(id); }
+  } watch{watchdog_, watchdog_.watch(ctx)};
   v1::UploadMessage msg;
   if (!reader->Read(&msg) || !msg.has_header())
-    return {grpc::StatusCode::INVALID_ARGUMENT, "an upload starts with its header"};
+    return ctx->IsCancelled() ? grpc::Status(grpc::StatusCode::CANCELLED, "no upload header arrived in time")
+                              : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an upload starts with its header");
   const v1::UploadHeader header = msg.header();
-  const int round = static_cast<int>(header.round());
   return guarded([&] {
+    // Who may upload is decided before the stream costs a slot, memory or a hash.
+    const UploadPermit permit =
+        coordinator_.begin_upload(caller(ctx, header.session_id()), static_cast<int>(header.round()), header.base_digest());
+    struct EndUnlessSubmitted {
+      Coordinator& c;
+      const UploadPermit& p;
+      bool submitted = false;
+      ~EndUnlessSubmitted() {
+        if (!submitted) c.end_upload(p);
+      }
+    } pending{coordinator_, permit};
+    watchdog_.pause(watch.id);
+    switch (slots_.acquire(ctx, permit.deadline)) {
+      case UploadSlots::Result::Granted: break;
+      case UploadSlots::Result::Cancelled: return grpc::Status(grpc::StatusCode::CANCELLED, "upload cancelled while waiting for a slot");
+      case UploadSlots::Result::DeadlineExceeded:
+        return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the round ended while the upload waited for a slot");
+      case UploadSlots::Result::ShuttingDown: return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the aggregator is shutting down");
+    }
+    struct Release {
+      UploadSlots& s;
+      ~Release() { s.release(); }
+    } release{slots_};
+    watchdog_.progress(watch.id);
     ParameterReceiver receiver(coordinator_.trainable_layout());
     try {
-      receive_parameter_messages<v1::UploadMessage>(*reader, receiver);
+      struct ProgressReader {
+        grpc::ServerReader<v1::UploadMessage>& r;
+        StallWatchdog& w;
+        uint64_t id;
+        bool Read(v1::UploadMessage* m) {
+          const bool ok = r.Read(m);
+          w.progress(id);
+          return ok;
+        }
+      } progress_reader{*reader, watchdog_, watch.id};
+      receive_parameter_messages<v1::UploadMessage>(progress_reader, receiver);
+      if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "upload stalled or cancelled");
       ParameterSet update = receiver.finish();
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       reply->set_digest(receiver.manifest().digest_hex());
-      coordinator_.submit(header.session_id(), round, header.base_digest(), std::move(update), report_from(header.metrics()),
-                          receiver.bytes_received(), seconds);
+      pending.submitted = true;  // submit ends the upload either way
+      coordinator_.submit(permit, std::move(update), report_from(header.metrics()), receiver.bytes_received(), seconds);
       return grpc::Status::OK;
     } catch (const TransferError& e) {
-      coordinator_.record_rejection(header.session_id(), round, e.reason(), e.what());
+      coordinator_.record_rejection(permit, e.reason(), e.what());
       return to_status(e);
     }
   });
 }
 
-grpc::Status FederationService::ReportFailure(grpc::ServerContext*, const v1::FailureReport* req, v1::FailureAck*) {
+grpc::Status FederationService::ReportFailure(grpc::ServerContext* ctx, const v1::FailureReport* req, v1::FailureAck*) {
   return guarded([&] {
-    coordinator_.report_failure(req->session_id(), static_cast<int>(req->round()), req->reason(), req->fatal());
+    coordinator_.report_failure(caller(ctx, req->session_id()), static_cast<int>(req->round()), req->reason(), req->fatal());
     return grpc::Status::OK;
   });
+}
+
+void configure_server_hardening(grpc::ServerBuilder& builder, size_t clients) {
+  // A worker keeps at most three calls open (a long poll, a heartbeat, a transfer).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 16);
+  // Keepalive: the server pings idle connections to find dead peers behind NAT, and refuses
+  // clients that ping more often than every 10 s without data (a cheap way to keep it busy).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  // Workers heartbeat every second; a connection idle for minutes holds nothing worth keeping.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 5 * 60 * 1000);
+  // Connections are recycled (the client reconnects transparently); calls in flight get a grace
+  // long enough for a 400 MB transfer on a slow link.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, 2 * 60 * 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, 30 * 60 * 1000);
+  // Calls beyond the thread quota are refused with RESOURCE_EXHAUSTED instead of growing the
+  // process without bound.
+  grpc::ResourceQuota quota("zk0-aggregator");
+  quota.SetMaxThreads(static_cast<int>(std::max<size_t>(64, 4 * clients + 32)));
+  builder.SetResourceQuota(quota);
 }
 
 }  // namespace zk0

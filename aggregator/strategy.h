@@ -21,6 +21,10 @@ struct RoundPlan {
 };
 
 // Consumes updates one at a time as they arrive, so memory does not grow with the client count.
+// An update is the client's trainable parameters after local training; the coordinator has
+// checked that it is finite and within spec.strategy.maxUpdateNorm of the round's global. Its
+// weight is the client's share of the samples the round asked for: in (0, 1], summing to at most
+// 1 over a round. The result must not depend on the order updates arrive in.
 class Aggregation {
  public:
   virtual ~Aggregation() = default;
@@ -34,7 +38,8 @@ class Strategy {
   virtual ~Strategy() = default;
   virtual std::string name() const = 0;
   virtual RoundPlan configure_round(int round, int attempt, const std::vector<std::string>& available) = 0;
-  virtual std::unique_ptr<Aggregation> begin_aggregation(const ParameterSet& global) = 0;
+  // `global`: the round's global parameters, which updates are deltas from.
+  virtual std::unique_ptr<Aggregation> begin_aggregation(std::shared_ptr<const ParameterSet> global) = 0;
   virtual void on_evaluation(int round, double server_loss) = 0;
   // What a checkpoint must hold to resume the strategy exactly.
   virtual nlohmann::json state() const = 0;
@@ -53,7 +58,8 @@ std::vector<std::string> select_clients(const std::vector<std::string>& availabl
 // below -5% mu * 1.1, below +1% mu * 0.8, otherwise mu.
 double scheduled_mu(const StrategySpec& spec, int round, const std::vector<double>& server_losses);
 
-// out = sum_i w_i x_i / sum_i w_i over float32 tensors; the kernel FedAvg runs.
-void weighted_accumulate(float* acc, const float* x, size_t n, float w, bool first, int threads);
+// FedAvg's kernel: sum[i] += round(weight_times_scale * x[i]) in int64 fixed point, over
+// `threads` threads. Returns max |x[i]| (NaN if any is NaN).
+float accumulate_fixed_point(int64_t* sum, const float* x, size_t n, double weight_times_scale, int threads);
 
 }  // namespace zk0

@@ -212,6 +212,7 @@ void bench_fedavg(int64_t params, int clients) {
   FederationSpec spec;
   spec.strategy.type = StrategyType::FedAvg;
   auto strategy = make_strategy(spec);
+  const auto global = std::make_shared<const ParameterSet>(make_update(params, 1));
   Buffer copy(bytes);
   double best_avg = 1e9, best_copy = 1e9;
   for (int rep = 0; rep < 3; ++rep) {
@@ -224,8 +225,8 @@ void bench_fedavg(int64_t params, int clients) {
       }
     best_copy = std::min(best_copy, seconds_since(start));
     start = Clock::now();
-    auto agg = strategy->begin_aggregation(updates[0]);
-    for (int i = 0; i < clients; ++i) agg->add(updates[static_cast<size_t>(i)], 100.0 + i);
+    auto agg = strategy->begin_aggregation(global);
+    for (int i = 0; i < clients; ++i) agg->add(updates[static_cast<size_t>(i)], 1.0 / clients);
     const ParameterSet out = agg->finish();
     best_avg = std::min(best_avg, seconds_since(start));
   }

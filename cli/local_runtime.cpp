@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/runtime/cpu_runtime.h"
+#include "core/security/local_ca.h"
 #include "core/spec/federation_spec.h"
 #include "core/util/fs.h"
 
@@ -114,6 +115,11 @@ int run_locally(const LocalRunOptions& options) {
   std::vector<std::string> needs_cluster;
   if (!spec.transport.tls.secret_name.empty()) needs_cluster.push_back("spec.transport.tls.secretName: set caFile, certFile and keyFile instead");
   for (size_t i = 0; i < spec.clients.size(); ++i)
+    if (!spec.clients[i].tls.secret_name.empty())
+      needs_cluster.push_back("spec.clients[" + std::to_string(i) + "].tls.secretName: set certFile and keyFile instead");
+  if (!spec.checkpoints.signing_key_secret.empty())
+    needs_cluster.push_back("spec.checkpoints.signingKeySecret: set signingKeyFile instead");
+  for (size_t i = 0; i < spec.clients.size(); ++i)
     if (spec.clients[i].dataset.volume_claim)
       needs_cluster.push_back("spec.clients[" + std::to_string(i) + "].dataset.volumeClaim: name the dataset by path on this machine");
   if (spec.evaluation.dataset.volume_claim)
@@ -129,11 +135,28 @@ int run_locally(const LocalRunOptions& options) {
     for (const auto& f : ignored) list += (list.empty() ? "" : ",") + f;
     std::cout << "zk0: ignored on this machine (cluster only): " << list << std::endl;
   }
-  const fs::path spec_path = fs::absolute(options.spec_path);
+  fs::path spec_path = fs::absolute(options.spec_path);
   const fs::path out = fs::absolute(spec.output_dir);
   if (options.fresh) fs::remove_all(out);
   const fs::path logs = out / "logs";
   fs::create_directories(logs);
+  if (spec.transport.tls.generated()) {
+    // mutual TLS on one machine: a CA for this run and a certificate per process, each client's
+    // naming it, handed to the processes in a resolved copy of the spec.
+    std::vector<std::string> names;
+    for (const auto& c : spec.clients) names.push_back(c.name);
+    const RunCertificates certs = issue_run_certificates((out / "tls").string(), spec.name, names);
+    spec.transport.tls.ca_file = certs.ca_file;
+    spec.transport.tls.cert_file = certs.aggregator.cert_file;
+    spec.transport.tls.key_file = certs.aggregator.key_file;
+    for (auto& c : spec.clients) {
+      c.tls.cert_file = certs.clients.at(c.name).cert_file;
+      c.tls.key_file = certs.clients.at(c.name).key_file;
+    }
+    spec_path = logs / "run.yaml";
+    write_file_atomic(spec_path.string(), to_yaml(spec));
+    std::cout << "zk0: mutual TLS with certificates issued for this run in " << (out / "tls").string() << std::endl;
+  }
   fs::remove(out / "status.json");
   const fs::path bin = fs::read_symlink("/proc/self/exe").parent_path();
   const fs::path port_file = logs / "aggregator.port";
@@ -185,7 +208,8 @@ int run_locally(const LocalRunOptions& options) {
   for (const auto& c : spec.clients) {
     Child w{c.name, -1, (logs / (c.name + ".log")).string()};
     w.pid = spawn({(bin / "zk0-worker").string(), "--spec", spec_path.string(), "--client", c.name, "--aggregator", address,
-                   "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", (logs / (c.name + ".metrics-port")).string()},
+                   "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", (logs / (c.name + ".metrics-port")).string(),
+                   "--state-dir", (out / "workers" / c.name).string()},
                   w.log, worker_env);
     children.push_back(w);
   }

@@ -1,9 +1,11 @@
 #include "operator/children.h"
 
 #include <cmath>
+#include <set>
 #include <sstream>
 
-#include "core/lerobot/hub_cache.h"
+#include "core/security/random.h"
+
 
 namespace zk0::op {
 
@@ -13,10 +15,15 @@ using json = nlohmann::json;
 
 const char* kSpecMount = "/etc/zk0/spec";
 const char* kTlsMount = "/etc/zk0/tls";
+const char* kCheckpointKeyMount = "/etc/zk0/checkpoint-key";
+const char* kHubTokenMount = "/var/run/secrets/zk0/hub-token";
 const char* kOutputMount = "/var/lib/zk0";
 const char* kHubHome = "/var/cache/huggingface";
 
 std::string client_mount(const std::string& client) { return "/data/clients/" + client; }
+// Bounds on the pods' scratch space: a runaway write fills its own volume, not the node's disk.
+const char* kTmpSize = "1Gi";
+const char* kHubCacheSize = "200Gi";  // a Hub dataset with its videos, the policy and backbone files
 const char* kEvaluationMount = "/data/evaluation";
 
 std::string run_name(const json& run) { return run.at("metadata").at("name").get<std::string>(); }
@@ -60,13 +67,38 @@ json restricted_security_context() {
           {"runAsNonRoot", true}};
 }
 
+json restricted_pod_security_context() {
+  return {{"runAsNonRoot", true}, {"runAsUser", 65532}, {"runAsGroup", 65532}, {"fsGroup", 65532},
+          {"seccompProfile", {{"type", "RuntimeDefault"}}}};
+}
+
+// What the restricted Pod Security Standard and zk0's own isolation need, set last: nothing in a
+// spec (placement, overrides) can loosen it.
+void enforce_restrictions(json& pod, const json& labels, const json& annotations) {
+  auto& spec = pod["spec"];
+  for (const char* key : {"hostNetwork", "hostPID", "hostIPC", "hostUsers", "shareProcessNamespace", "serviceAccountName",
+                          "serviceAccount", "nodeName", "ephemeralContainers", "securityContext"})
+    spec.erase(key);
+  spec["automountServiceAccountToken"] = false;
+  spec["securityContext"] = restricted_pod_security_context();
+  for (const char* list : {"containers", "initContainers"})
+    if (spec.contains(list))
+      for (auto& c : spec[list]) c["securityContext"] = restricted_security_context();
+  for (auto it = labels.begin(); it != labels.end(); ++it) pod["metadata"]["labels"][it.key()] = it.value();
+  for (auto it = annotations.begin(); it != annotations.end(); ++it) pod["metadata"]["annotations"][it.key()] = it.value();
+}
+
 // An init container that runs `huggingface-cli download ARGS...` into the pod's Hub cache.
 json hub_download(const std::string& name, const std::vector<std::string>& args, const FederationSpec& spec,
                   const OperatorSettings& settings) {
   json env = json::array({{{"name", "HF_HOME"}, {"value", kHubHome}}, {{"name", "HF_HUB_DISABLE_TELEMETRY"}, {"value", "1"}}});
-  if (spec.hub_token_secret)
-    env.push_back({{"name", "HF_TOKEN"},
-                   {"valueFrom", {{"secretKeyRef", {{"name", spec.hub_token_secret->name}, {"key", spec.hub_token_secret->key}}}}}});
+  json mounts = json::array({{{"name", "hub-cache"}, {"mountPath", kHubHome}}, {{"name", "tmp"}, {"mountPath", "/tmp"}}});
+  if (spec.hub_token_secret) {
+    // A file, not an environment variable: environments leak into logs, crash reports and
+    // `kubectl describe`; huggingface_hub reads the token from HF_TOKEN_PATH.
+    env.push_back({{"name", "HF_TOKEN_PATH"}, {"value", std::string(kHubTokenMount) + "/token"}});
+    mounts.push_back({{"name", "hub-token"}, {"mountPath", kHubTokenMount}, {"readOnly", true}});
+  }
   json command_args = json::array({"download"});
   for (const auto& a : args) command_args.push_back(a);
   return {{"name", name},
@@ -74,7 +106,7 @@ json hub_download(const std::string& name, const std::vector<std::string>& args,
           {"args", command_args},
           {"env", env},
           {"securityContext", restricted_security_context()},
-          {"volumeMounts", json::array({{{"name", "hub-cache"}, {"mountPath", kHubHome}}, {{"name", "tmp"}, {"mountPath", "/tmp"}}})}};
+          {"volumeMounts", mounts}};
 }
 
 // Volumes, mounts and init containers a pod needs for one dataset.
@@ -128,11 +160,10 @@ json base_pod(const json& run, const std::string& name, const std::string& compo
   pod["metadata"]["annotations"] = {{kAttemptAnnotation, std::to_string(attempt)}};
   json spec = {{"restartPolicy", "Never"},  // the operator counts and replaces failed pods itself
                {"enableServiceLinks", false},
-               {"securityContext",
-                {{"runAsNonRoot", true}, {"runAsUser", 65532}, {"runAsGroup", 65532}, {"fsGroup", 65532},
-                 {"seccompProfile", {{"type", "RuntimeDefault"}}}}},
+               {"automountServiceAccountToken", false},  // no zk0 pod talks to the API server
+               {"securityContext", restricted_pod_security_context()},
                {"volumes", json::array({{{"name", "spec"}, {"configMap", {{"name", config_map_name(run_name(run))}}}},
-                                        {{"name", "tmp"}, {"emptyDir", json::object()}}})}};
+                                        {{"name", "tmp"}, {"emptyDir", {{"sizeLimit", kTmpSize}}}}})}};
   if (!placement.node_selector.empty()) spec["nodeSelector"] = placement.node_selector;
   if (!placement.tolerations.empty()) spec["tolerations"] = placement.tolerations;
   if (!placement.affinity.empty()) spec["affinity"] = placement.affinity;
@@ -140,9 +171,10 @@ json base_pod(const json& run, const std::string& name, const std::string& compo
   return pod;
 }
 
-// Adds the main container and what the datasets and TLS need, then applies the user's overrides.
+// Adds the main container and what the datasets and Secrets need, applies the user's overrides,
+// then the restrictions again.
 json finish_pod(json pod, json container, const std::vector<DatasetMount>& datasets, const FederationSpec& spec,
-                const OperatorSettings& settings, const PodPlacementSpec& placement) {
+                const PodPlacementSpec& placement, const json& secret_volumes, const json& secret_mounts) {
   auto& volumes = pod["spec"]["volumes"];
   json mounts = json::array({{{"name", "spec"}, {"mountPath", kSpecMount}, {"readOnly", true}},
                              {{"name", "tmp"}, {"mountPath", "/tmp"}}});
@@ -155,21 +187,46 @@ json finish_pod(json pod, json container, const std::vector<DatasetMount>& datas
     hub = hub || d.uses_hub;
   }
   if (hub) {
-    volumes.push_back({{"name", "hub-cache"}, {"emptyDir", json::object()}});
+    volumes.push_back({{"name", "hub-cache"}, {"emptyDir", {{"sizeLimit", kHubCacheSize}}}});
     mounts.push_back({{"name", "hub-cache"}, {"mountPath", kHubHome}, {"readOnly", true}});
     container["env"].push_back({{"name", "HF_HOME"}, {"value", kHubHome}});
+    if (spec.hub_token_secret)
+      volumes.push_back({{"name", "hub-token"},
+                         {"secret",
+                          {{"secretName", spec.hub_token_secret->name},
+                           {"defaultMode", 0440},
+                           {"items", json::array({{{"key", spec.hub_token_secret->key}, {"path", "token"}}})}}}});
   }
-  const std::string secret = tls_secret_name(spec, settings);
-  if (!secret.empty()) {
-    volumes.push_back({{"name", "tls"}, {"secret", {{"secretName", secret}, {"defaultMode", 0440}}}});
-    mounts.push_back({{"name", "tls"}, {"mountPath", kTlsMount}, {"readOnly", true}});
-  }
+  for (const auto& v : secret_volumes) volumes.push_back(v);
+  for (const auto& m : secret_mounts) mounts.push_back(m);
   container["volumeMounts"] = mounts;
-  container["securityContext"] = restricted_security_context();
   pod["spec"]["containers"] = json::array({container});
   if (!init.empty()) pod["spec"]["initContainers"] = init;
+  const json labels = pod["metadata"]["labels"], annotations = pod["metadata"]["annotations"];
   if (!placement.overrides.empty()) pod.merge_patch(placement.overrides);
+  enforce_restrictions(pod, labels, annotations);
   return pod;
+}
+
+json secret_volume(const std::string& volume, const std::string& secret, const json& items = json()) {
+  json source = {{"secretName", secret}, {"defaultMode", 0440}};
+  if (!items.is_null()) source["items"] = items;
+  return {{"name", volume}, {"secret", source}};
+}
+
+json read_only_mount(const std::string& volume, const std::string& path) {
+  return {{"name", volume}, {"mountPath", path}, {"readOnly", true}};
+}
+
+bool allowed_host_path(const std::string& path, const OperatorSettings& settings) {
+  if (path.empty() || path.front() != '/' || path.find("/../") != std::string::npos || path.size() >= 3 &&
+      path.compare(path.size() - 3, 3, "/..") == 0)
+    return false;
+  for (const auto& prefix : settings.host_path_prefixes) {
+    const std::string p = prefix.back() == '/' ? prefix : prefix + "/";
+    if (path.rfind(p, 0) == 0 || path + "/" == p) return true;
+  }
+  return false;
 }
 
 json metrics_port(int port) { return {{"name", "metrics"}, {"containerPort", port}, {"protocol", "TCP"}}; }
@@ -181,10 +238,48 @@ std::string claim_name(const std::string& run) { return run + "-checkpoints"; }
 std::string aggregator_name(const std::string& run) { return run + "-aggregator"; }
 std::string worker_name(const std::string& run, const std::string& client) { return run + "-worker-" + client; }
 
-std::string tls_secret_name(const FederationSpec& spec, const OperatorSettings& settings) {
-  if (!spec.transport.tls.secret_name.empty()) return spec.transport.tls.secret_name;
-  if (settings.mutual_tls && !spec.transport.tls.enabled()) return spec.name + "-tls";
-  return "";
+std::vector<std::string> RunSecrets::all() const {
+  std::set<std::string> names;
+  for (const auto* n : {&aggregator_tls, &checkpoint_key, &hub_token})
+    if (!n->empty()) names.insert(*n);
+  for (const auto& [client, secret] : client_tls) names.insert(secret);
+  return {names.begin(), names.end()};
+}
+
+RunSecrets run_secrets(const FederationSpec& spec, const OperatorSettings& settings) {
+  RunSecrets s;
+  const auto& tls = spec.transport.tls;
+  // The chart's --mutual-tls gives mutual TLS to runs that say nothing about TLS; `mutual: true`
+  // alone asks for it explicitly.
+  const bool defaulted = settings.mutual_tls && !tls.enabled();
+  s.mutual = tls.mutual || defaulted;
+  if (!tls.secret_name.empty()) s.aggregator_tls = tls.secret_name;
+  else if (defaulted || tls.generated()) s.aggregator_tls = spec.name + "-aggregator-tls";
+  if (s.mutual && !s.aggregator_tls.empty())
+    for (const auto& c : spec.clients)
+      s.client_tls[c.name] = c.tls.secret_name.empty() ? spec.name + "-" + c.name + "-tls" : c.tls.secret_name;
+  if (!spec.checkpoints.signing_key_secret.empty()) {
+    s.checkpoint_key = spec.checkpoints.signing_key_secret;
+  } else if (spec.checkpoints.signing_key_file.empty()) {
+    s.checkpoint_key = spec.name + "-checkpoint-key";
+    s.checkpoint_key_generated = true;
+  }
+  if (spec.hub_token_secret) s.hub_token = spec.hub_token_secret->name;
+  return s;
+}
+
+std::vector<std::string> cluster_problems(const FederationSpec& spec, const OperatorSettings& settings) {
+  std::vector<std::string> problems;
+  const auto check = [&](const DatasetSpec& d, const std::string& field) {
+    if (d.path.empty() || allowed_host_path(d.path, settings)) return;
+    std::string allowed;
+    for (const auto& p : settings.host_path_prefixes) allowed += (allowed.empty() ? "" : ", ") + p;
+    problems.push_back(field + ".path: " + d.path + " would be a hostPath volume, which this operator allows only under " +
+                       (allowed.empty() ? "no prefix (--allow-host-path-prefix); use a volumeClaim" : allowed));
+  };
+  for (size_t i = 0; i < spec.clients.size(); ++i) check(spec.clients[i].dataset, "spec.clients[" + std::to_string(i) + "].dataset");
+  check(spec.evaluation.dataset, "spec.evaluation.dataset");
+  return problems;
 }
 
 FederationSpec in_pod_spec(const FederationSpec& spec, const OperatorSettings& settings) {
@@ -197,12 +292,26 @@ FederationSpec in_pod_spec(const FederationSpec& spec, const OperatorSettings& s
   };
   for (auto& c : s.clients) to_mount(c.dataset, client_mount(c.name));
   to_mount(s.evaluation.dataset, kEvaluationMount);
-  if (!tls_secret_name(spec, settings).empty()) {
-    s.transport.tls.mutual = spec.transport.tls.enabled() ? spec.transport.tls.mutual : true;
+  // Every pod mounts its own Secret at the same place: the aggregator's server certificate in its
+  // pod, each client's own certificate in that client's.
+  const RunSecrets secrets = run_secrets(spec, settings);
+  if (!secrets.aggregator_tls.empty()) {
+    s.transport.tls.mutual = secrets.mutual;
     s.transport.tls.secret_name.clear();
     s.transport.tls.ca_file = std::string(kTlsMount) + "/ca.crt";
     s.transport.tls.cert_file = std::string(kTlsMount) + "/tls.crt";
     s.transport.tls.key_file = std::string(kTlsMount) + "/tls.key";
+    for (auto& c : s.clients) {
+      c.tls = ClientTlsSpec{};
+      if (secrets.mutual) {
+        c.tls.cert_file = std::string(kTlsMount) + "/tls.crt";
+        c.tls.key_file = std::string(kTlsMount) + "/tls.key";
+      }
+    }
+  }
+  if (!secrets.checkpoint_key.empty()) {
+    s.checkpoints.signing_key_secret.clear();
+    s.checkpoints.signing_key_file = std::string(kCheckpointKeyMount) + "/key";
   }
   return s;
 }
@@ -246,6 +355,22 @@ json aggregator_service(const json& run, const OperatorSettings& settings) {
                                     {"protocol", "TCP"}}})}}}};
 }
 
+namespace {
+
+// Ingress to a metrics port from the namespaces allowed to scrape (Prometheus's, the operator's,
+// which reads /status); from anywhere when none are configured.
+json metrics_ingress(const OperatorSettings& settings, int port) {
+  json rule = {{"ports", json::array({{{"port", port}, {"protocol", "TCP"}}})}};
+  if (!settings.metrics_namespaces.empty())
+    rule["from"] = json::array({{{"namespaceSelector",
+                                  {{"matchExpressions", json::array({{{"key", "kubernetes.io/metadata.name"},
+                                                                      {"operator", "In"},
+                                                                      {"values", settings.metrics_namespaces}}})}}}}});
+  return rule;
+}
+
+}  // namespace
+
 json aggregator_network_policy(const json& run, const OperatorSettings& settings) {
   const std::string name = run_name(run);
   return {{"apiVersion", "networking.k8s.io/v1"},
@@ -257,14 +382,31 @@ json aggregator_network_policy(const json& run, const OperatorSettings& settings
             {"ingress",
              json::array({{{"from", json::array({{{"podSelector", {{"matchLabels", {{labels::kRun, name}, {labels::kComponent, "worker"}}}}}}})},
                            {"ports", json::array({{{"port", settings.grpc_port}, {"protocol", "TCP"}}})}},
-                          // Prometheus and the operator (status) live elsewhere in the cluster.
-                          {{"ports", json::array({{{"port", settings.aggregator_metrics_port}, {"protocol", "TCP"}}})}}})}}}};
+                          metrics_ingress(settings, settings.aggregator_metrics_port)})}}}};
+}
+
+json worker_network_policy(const json& run, const OperatorSettings& settings) {
+  const std::string name = run_name(run);
+  return {{"apiVersion", "networking.k8s.io/v1"},
+          {"kind", "NetworkPolicy"},
+          {"metadata", child_metadata(run, name + "-workers", "worker")},
+          {"spec",
+           {{"podSelector", {{"matchLabels", {{labels::kRun, name}, {labels::kComponent, "worker"}}}}},
+            {"policyTypes", json::array({"Ingress"})},
+            {"ingress", json::array({metrics_ingress(settings, settings.worker_metrics_port)})}}}};
+}
+
+json checkpoint_key_secret(const json& run) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Secret"},
+          {"metadata", child_metadata(run, run_name(run) + "-checkpoint-key", "aggregator")},
+          {"type", "Opaque"},
+          {"stringData", {{"key", random_hex(32)}}}};
 }
 
 json aggregator_pod(const json& run, const FederationSpec& spec, const OperatorSettings& settings, int attempt) {
   const std::string name = run_name(run);
   json pod = base_pod(run, aggregator_name(name), "aggregator", spec.aggregator.pod, attempt);
-  pod["spec"]["automountServiceAccountToken"] = false;
   pod["spec"]["volumes"].push_back({{"name", "outputs"}, {"persistentVolumeClaim", {{"claimName", claim_name(name)}}}});
   json container = {
       {"name", "aggregator"},
@@ -278,7 +420,17 @@ json aggregator_pod(const json& run, const FederationSpec& spec, const OperatorS
       {"readinessProbe", {{"tcpSocket", {{"port", "grpc"}}}, {"periodSeconds", 5}}}};
   std::vector<DatasetMount> datasets{mount_dataset(spec.evaluation.dataset, "evaluation-data", kEvaluationMount, spec, settings),
                                      mount_policy(spec, settings)};
-  json done = finish_pod(pod, container, datasets, spec, settings, spec.aggregator.pod);
+  const RunSecrets secrets = run_secrets(spec, settings);
+  json volumes = json::array(), mounts = json::array();
+  if (!secrets.aggregator_tls.empty()) {
+    volumes.push_back(secret_volume("tls", secrets.aggregator_tls));
+    mounts.push_back(read_only_mount("tls", kTlsMount));
+  }
+  if (!secrets.checkpoint_key.empty()) {
+    volumes.push_back(secret_volume("checkpoint-key", secrets.checkpoint_key, json::array({{{"key", "key"}, {"path", "key"}}})));
+    mounts.push_back(read_only_mount("checkpoint-key", kCheckpointKeyMount));
+  }
+  json done = finish_pod(pod, container, datasets, spec, spec.aggregator.pod, volumes, mounts);
   done["spec"]["containers"][0]["volumeMounts"].push_back({{"name", "outputs"}, {"mountPath", kOutputMount}});
   return done;
 }
@@ -288,7 +440,6 @@ json worker_pod(const json& run, const FederationSpec& spec, const ClientSpec& c
   const std::string name = run_name(run);
   json pod = base_pod(run, worker_name(name, client.name), "worker", client.pod, attempt);
   pod["metadata"]["labels"][labels::kClient] = client.name;
-  pod["spec"]["automountServiceAccountToken"] = false;  // workers never talk to the API server
   const std::string aggregator = aggregator_name(name) + "." + run_namespace(run) + ".svc:" + std::to_string(settings.grpc_port);
   json container = {
       {"name", "worker"},
@@ -300,7 +451,18 @@ json worker_pod(const json& run, const FederationSpec& spec, const ClientSpec& c
       {"resources", container_resources(client.resources)}};
   std::vector<DatasetMount> datasets{mount_dataset(client.dataset, "dataset", client_mount(client.name), spec, settings),
                                      mount_policy(spec, settings)};
-  return finish_pod(pod, container, datasets, spec, settings, client.pod);
+  // Only its own certificate; without mutual TLS only the CA that verifies the aggregator, never
+  // the aggregator's key.
+  const RunSecrets secrets = run_secrets(spec, settings);
+  json volumes = json::array(), mounts = json::array();
+  if (secrets.client_tls.count(client.name)) {
+    volumes.push_back(secret_volume("tls", secrets.client_tls.at(client.name)));
+    mounts.push_back(read_only_mount("tls", kTlsMount));
+  } else if (!secrets.aggregator_tls.empty()) {
+    volumes.push_back(secret_volume("tls", secrets.aggregator_tls, json::array({{{"key", "ca.crt"}, {"path", "ca.crt"}}})));
+    mounts.push_back(read_only_mount("tls", kTlsMount));
+  }
+  return finish_pod(pod, container, datasets, spec, client.pod, volumes, mounts);
 }
 
 }  // namespace zk0::op

@@ -7,10 +7,21 @@
 //   <run>-checkpoints   PVC        the aggregator's outputDir: checkpoints, history, charts
 //   <run>-aggregator    Service    gRPC (50051) and metrics (9464) of the aggregator pod
 //   <run>-aggregator    Pod
-//   <run>-aggregator    NetworkPolicy  gRPC only from the run's own workers; metrics from anywhere
+//   <run>-aggregator    NetworkPolicy  gRPC only from the run's own workers; metrics only from the
+//                                  namespaces allowed to scrape (Prometheus's, the operator's)
+//   <run>-workers       NetworkPolicy  workers accept only metrics scrapes, from the same
 //   <run>-worker-<client> Pod      one per client dataset, with its GPU request and placement
+//   <run>-checkpoint-key Secret    the key that signs checkpoints, made once unless the spec names one
+//
+// Every pod is restricted whatever the spec says: non-root, read-only root file system, no
+// privilege escalation or capabilities, RuntimeDefault seccomp, no service-account token, no host
+// namespaces; pod.overrides may touch only kPodOverride*Fields, and the restrictions are applied
+// again after it. A pod mounts only its own Secret: the aggregator its server certificate and the
+// checkpoint key, each worker its own client certificate.
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "core/spec/federation_spec.h"
 
@@ -20,7 +31,13 @@ struct OperatorSettings {
   std::string aggregator_image = "ghcr.io/zk0/aggregator:0.1.0";
   std::string worker_image = "ghcr.io/zk0/worker:0.1.0";
   std::string hub_download_image = "ghcr.io/zk0/hub-download:0.1.0";
-  bool mutual_tls = false;  // runs without a TLS block get mutual TLS from the Secret <run>-tls
+  bool mutual_tls = false;  // runs without a TLS block get mutual TLS from Secrets (run_secrets)
+  // A client dataset given by `path` becomes a hostPath volume only under one of these prefixes;
+  // none by default, since a hostPath is a door to the node.
+  std::vector<std::string> host_path_prefixes;
+  // Namespaces whose pods may scrape the run's metrics ports (Prometheus's, the operator's own);
+  // empty: any.
+  std::vector<std::string> metrics_namespaces;
   int grpc_port = 50051;
   int aggregator_metrics_port = 9464;
   int worker_metrics_port = 9465;
@@ -42,8 +59,23 @@ std::string config_map_name(const std::string& run);
 std::string claim_name(const std::string& run);
 std::string aggregator_name(const std::string& run);
 std::string worker_name(const std::string& run, const std::string& client);
-// The Secret with ca.crt, tls.crt and tls.key; empty when the run has no TLS.
-std::string tls_secret_name(const FederationSpec& spec, const OperatorSettings& settings);
+// The Secrets a run's pods mount. TLS Secrets hold ca.crt, tls.crt and tls.key, as cert-manager
+// writes them.
+struct RunSecrets {
+  bool mutual = false;
+  std::string aggregator_tls;                     // the aggregator's server certificate; empty: no TLS
+  std::map<std::string, std::string> client_tls;  // client -> its own certificate (mutual TLS)
+  std::string checkpoint_key;                     // key `key`
+  bool checkpoint_key_generated = false;          // <run>-checkpoint-key, which the operator creates
+  std::string hub_token;
+
+  std::vector<std::string> all() const;  // each once
+};
+RunSecrets run_secrets(const FederationSpec& spec, const OperatorSettings& settings);
+
+// Problems a spec has on this cluster that parse_spec cannot know (the operator's settings), each
+// naming its field: a dataset path outside the allowed host-path prefixes.
+std::vector<std::string> cluster_problems(const FederationSpec& spec, const OperatorSettings& settings);
 
 // The spec as pods read it: outputDir on the claim, datasets at their mount points, TLS files
 // from the Secret's mount.
@@ -54,6 +86,10 @@ nlohmann::json spec_config_map(const nlohmann::json& run, const FederationSpec& 
 nlohmann::json checkpoint_claim(const nlohmann::json& run, const FederationSpec& spec);
 nlohmann::json aggregator_service(const nlohmann::json& run, const OperatorSettings& settings);
 nlohmann::json aggregator_network_policy(const nlohmann::json& run, const OperatorSettings& settings);
+nlohmann::json worker_network_policy(const nlohmann::json& run, const OperatorSettings& settings);
+// 32 random bytes under key `key`; created once, never updated (a new key would orphan the run's
+// checkpoints).
+nlohmann::json checkpoint_key_secret(const nlohmann::json& run);
 nlohmann::json aggregator_pod(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings, int attempt);
 nlohmann::json worker_pod(const nlohmann::json& run, const FederationSpec& spec, const ClientSpec& client,
                           const OperatorSettings& settings, int attempt);

@@ -5,6 +5,10 @@
 //                [--leader-election-id NAME] [--identity ID] [--metrics-listen HOST:PORT]
 //                [--aggregator-image IMG] [--worker-image IMG] [--hub-download-image IMG]
 //                [--mutual-tls] [--workers N] [--aggregator-metrics-port PORT]
+//                [--allow-host-path-prefix DIR]... [--metrics-namespace NS]...
+//
+// --allow-host-path-prefix: dataset paths under DIR may become hostPath volumes (none by default).
+// --metrics-namespace: namespaces allowed to reach the runs' metrics ports (default: any).
 //
 // Only the replica holding the Lease reconciles; SIGTERM stops the workers, releases the Lease
 // and exits 0.
@@ -35,7 +39,8 @@ int usage() {
   std::cerr << "usage: zk0-operator [--kubeconfig PATH] [--watch-namespace NS] [--leader-election-namespace NS]\n"
                "                    [--leader-election-id NAME] [--identity ID] [--metrics-listen HOST:PORT]\n"
                "                    [--aggregator-image IMG] [--worker-image IMG] [--hub-download-image IMG]\n"
-               "                    [--mutual-tls] [--workers N] [--aggregator-metrics-port PORT]\n";
+               "                    [--mutual-tls] [--workers N] [--aggregator-metrics-port PORT]\n"
+               "                    [--allow-host-path-prefix DIR]... [--metrics-namespace NS]...\n";
   return kExitInvalidInput;
 }
 
@@ -74,6 +79,8 @@ int main(int argc, char** argv) {
       else if (a == "--worker-image") settings.worker_image = value;
       else if (a == "--hub-download-image") settings.hub_download_image = value;
       else if (a == "--mutual-tls") settings.mutual_tls = true;
+      else if (a == "--allow-host-path-prefix") settings.host_path_prefixes.push_back(value);
+      else if (a == "--metrics-namespace") settings.metrics_namespaces.push_back(value);
       else if (a == "--workers") workers = std::stoi(value);
       else if (a == "--aggregator-metrics-port") settings.aggregator_metrics_port = std::stoi(value);
       else return usage();
@@ -97,6 +104,15 @@ int main(int argc, char** argv) {
     MetricsServer metrics_server("operator", metrics_listen);
     metrics_server.serve(metrics.registry);
     metrics_server.serve(metrics.runs_by_phase);
+    // Liveness: the endpoint answers. Readiness: a standby is ready to take over; the leader once
+    // its informers hold the cluster's runs and pods.
+    enum class Readiness { Standby, Syncing, Synced };
+    std::atomic<Readiness> readiness{Readiness::Standby};
+    metrics_server.serve_health("/healthz", [](std::string&) { return true; });
+    metrics_server.serve_health("/readyz", [&readiness](std::string& reason) {
+      if (readiness == Readiness::Syncing) reason = "leading; informers not synced yet";
+      return readiness != Readiness::Syncing;
+    });
     log_info("started", {kv("server", client.config().server), kv("watch_namespace", watch_namespace.empty() ? "*" : watch_namespace),
                          kv("identity", identity), kv("metrics_port", metrics_server.port()), kv("mutual_tls", settings.mutual_tls)});
 
@@ -111,6 +127,7 @@ int main(int argc, char** argv) {
     kube::LeaderElector elector(client, {lease_namespace, lease_name, identity});
     if (!elector.acquire(stop)) return kExitOk;
     metrics.leader.Set(1);
+    readiness = Readiness::Syncing;
 
     kube::WorkQueue queue;
     const std::string scope = watch_namespace.empty() ? "" : "/namespaces/" + watch_namespace;
@@ -137,6 +154,13 @@ int main(int argc, char** argv) {
     } stop_counting{metrics};
     pods.start();
     runs.start();
+    std::thread sync_watch([&] {
+      while (!stop)
+        if (pods.wait_synced(std::chrono::milliseconds(200)) && runs.wait_synced(std::chrono::milliseconds(200))) {
+          readiness = Readiness::Synced;
+          return;
+        }
+    });
     op::Reconciler reconciler(client, settings, metrics, runs, pods, op::http_aggregator_status_reader());
 
     std::vector<std::thread> threads;
@@ -169,6 +193,7 @@ int main(int argc, char** argv) {
     stop = true;
     queue.shut_down();
     for (auto& t : threads) t.join();
+    sync_watch.join();
     runs.stop();
     pods.stop();
     log_info("stopped", {kv("lease_released", released)});

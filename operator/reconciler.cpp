@@ -1,9 +1,10 @@
 #include "operator/reconciler.h"
 
-#include <cpprest/http_client.h>
-
+#include <cmath>
+#include <set>
 #include <sstream>
 
+#include "core/metrics/http_get.h"
 #include "core/util/exit_codes.h"
 #include "core/util/log.h"
 #include "operator/kube/time_format.h"
@@ -81,13 +82,9 @@ std::string run_key_of_pod(const json& pod) {
 AggregatorStatusReader http_aggregator_status_reader() {
   return [](const std::string& ip, int port) -> std::optional<json> {
     try {
-      web::http::client::http_client_config cfg;
-      cfg.set_timeout(std::chrono::seconds(2));
-      const std::string host = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
-      web::http::client::http_client http("http://" + host + ":" + std::to_string(port), cfg);
-      auto resp = http.request(web::http::methods::GET, "/status").get();
-      if (resp.status_code() != 200) return std::nullopt;
-      return json::parse(resp.extract_utf8string(true).get());
+      const HttpResponse resp = http_get(ip, port, "/status", kMaxAggregatorStatusBytes, std::chrono::seconds(2));
+      if (resp.status != 200) return std::nullopt;
+      return json::parse(resp.body);
     } catch (const std::exception& e) {
       log_warn("aggregator_status_unavailable", {kv("address", ip + ":" + std::to_string(port)), kv("error", e.what())});
       return std::nullopt;
@@ -249,11 +246,22 @@ milliseconds Reconciler::reconcile_run(Context& c) {
     c.requeue_within(left + milliseconds(100));
   }
 
+  // What only this cluster's settings forbid (a host path outside the allowed prefixes) fails the
+  // run as an invalid spec would: nothing changes until the spec does.
+  if (const auto problems = cluster_problems(c.spec, settings_); !problems.empty()) {
+    std::string message;
+    for (const auto& p : problems) message += (message.empty() ? "" : "; ") + p;
+    finish(c, kPhaseFailed, "Forbidden", message);
+    return milliseconds(0);
+  }
+
   // Secrets the pods mount: without them pods would hang in ContainerCreating, so wait visibly.
+  // The checkpoint key is the operator's own to make.
+  const RunSecrets secrets = run_secrets(c.spec, settings_);
+  if (secrets.checkpoint_key_generated) ensure_checkpoint_key(c, secrets.checkpoint_key);
   std::vector<std::string> missing;
-  const std::string tls = tls_secret_name(c.spec, settings_);
-  if (!tls.empty() && !secret_exists(c.ns, tls)) missing.push_back(tls);
-  if (c.spec.hub_token_secret && !secret_exists(c.ns, c.spec.hub_token_secret->name)) missing.push_back(c.spec.hub_token_secret->name);
+  for (const auto& name : secrets.all())
+    if (!secret_exists(c.ns, name)) missing.push_back(name);
   if (!missing.empty()) {
     std::string list;
     for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
@@ -353,6 +361,7 @@ void Reconciler::ensure_owned_objects(Context& c) {
   apply(core_path(c.ns, "persistentvolumeclaims"), checkpoint_claim(c.run, c.spec));
   apply(core_path(c.ns, "services"), aggregator_service(c.run, settings_));
   apply("/apis/networking.k8s.io/v1/namespaces/" + c.ns + "/networkpolicies", aggregator_network_policy(c.run, settings_));
+  apply("/apis/networking.k8s.io/v1/namespaces/" + c.ns + "/networkpolicies", worker_network_policy(c.run, settings_));
   if (!c.status.contains("childrenCreated")) {
     c.status["childrenCreated"] = true;
     c.note("Created", "created ConfigMap " + config_map_name(c.name) + ", PVC " + claim_name(c.name) + ", Service and NetworkPolicy " +
@@ -444,23 +453,38 @@ void Reconciler::read_aggregator(Context& c, const std::optional<json>& pod) {
   if (ip.empty()) return;
   const auto s = read_aggregator_status_(ip, settings_.aggregator_metrics_port);
   if (!s) return;
+  // The aggregator's pod runs the run author's image and data: take from its answer only values of
+  // the documented shape, so that nothing it says can bloat or break the run's status.
   auto& st = c.status;
-  const int round = s->value("round", 0);
+  const auto integer_in = [&](const char* key, int lo, int hi) -> std::optional<int> {
+    if (!s->contains(key) || !(*s)[key].is_number_integer()) return std::nullopt;
+    const int64_t v = (*s)[key].get<int64_t>();
+    return v < lo || v > hi ? std::nullopt : std::optional<int>(static_cast<int>(v));
+  };
+  const auto number = [](const json& j, const char* key) -> std::optional<double> {
+    if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return std::nullopt;
+    const double v = j[key].get<double>();
+    return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+  };
+  const int round = integer_in("round", 0, c.spec.rounds).value_or(st.value("currentRound", 0));
   const int previous = st.value("currentRound", 0);
   st["currentRound"] = round;
-  st["readyClients"] = s->value("ready_clients", st.value("readyClients", 0));
-  if (s->contains("last_server_eval_loss")) st["serverEvalLoss"] = (*s)["last_server_eval_loss"];
+  st["readyClients"] = integer_in("ready_clients", 0, static_cast<int>(c.spec.clients.size())).value_or(st.value("readyClients", 0));
+  if (const auto loss = number(*s, "last_server_eval_loss")) st["serverEvalLoss"] = *loss;
   if (round > previous && previous > 0) {
     std::string message = "round " + std::to_string(previous) + " of " + std::to_string(c.spec.rounds) + " completed";
-    if (s->contains("last_server_eval_loss")) message += "; server eval loss " + (*s)["last_server_eval_loss"].dump();
+    if (const auto loss = number(*s, "last_server_eval_loss")) message += "; server eval loss " + std::to_string(*loss);
     c.note("RoundCompleted", message);
   }
-  const auto reported = s->value("clients", json::object());
+  static const std::set<std::string> kStates = {"registered", "idle",     "downloading", "training",
+                                                 "uploading",  "finished", "failed",      "unreachable"};
+  const json reported = s->contains("clients") && (*s)["clients"].is_object() ? (*s)["clients"] : json::object();
   for (auto& record : st["clients"]) {
     const auto it = reported.find(record.value("name", ""));
-    if (it == reported.end()) continue;
-    if (it->contains("last_loss")) record["lastLoss"] = (*it)["last_loss"];
-    record["aggregatorState"] = it->value("state", "");
+    if (it == reported.end() || !it->is_object()) continue;
+    if (const auto loss = number(*it, "last_loss")) record["lastLoss"] = *loss;
+    const std::string state = it->contains("state") && (*it)["state"].is_string() ? (*it)["state"].get<std::string>() : "";
+    if (kStates.count(state)) record["aggregatorState"] = state;
   }
 }
 
@@ -501,9 +525,28 @@ void Reconciler::remove_if_present(const std::string& path) {
   }
 }
 
+void Reconciler::ensure_checkpoint_key(Context& c, const std::string& name) {
+  const std::string path = core_path(c.ns, "secrets") + "/" + name;
+  {
+    std::lock_guard<std::mutex> lock(applied_mu_);
+    if (applied_[c.ns + "/" + c.name].count(path)) return;
+  }
+  // Created once and never replaced: a new key would orphan every checkpoint the run has.
+  if (!secret_exists(c.ns, name)) {
+    try {
+      client_.create(core_path(c.ns, "secrets"), checkpoint_key_secret(c.run));
+      c.note("Created", "created Secret " + name + " with the key that signs this run's checkpoints");
+    } catch (const kube::ApiError& e) {
+      if (!e.conflict()) throw;
+    }
+  }
+  std::lock_guard<std::mutex> lock(applied_mu_);
+  applied_[c.ns + "/" + c.name][path] = {"", std::chrono::steady_clock::now()};
+}
+
 bool Reconciler::secret_exists(const std::string& ns, const std::string& name) {
   try {
-    client_.get(core_path(ns, "secrets") + "/" + name);
+    client_.get_metadata(core_path(ns, "secrets") + "/" + name);
     return true;
   } catch (const kube::ApiError& e) {
     if (e.not_found()) return false;

@@ -29,7 +29,9 @@ namespace zk0::op {
 // queue, and the pod informer's index, which the reconciler reads a run's pods from.
 std::string run_key_of_pod(const nlohmann::json& pod);
 
-// Reads the aggregator's GET /status (its status.json) at http://IP:PORT/status.
+// Reads the aggregator's GET /status (its status.json) at http://IP:PORT/status, at most
+// kMaxAggregatorStatusBytes: the document is bounded by the client count (about 200 bytes each).
+constexpr size_t kMaxAggregatorStatusBytes = 1 << 20;
 using AggregatorStatusReader = std::function<std::optional<nlohmann::json>(const std::string& ip, int port)>;
 AggregatorStatusReader http_aggregator_status_reader();
 
@@ -57,6 +59,7 @@ class Reconciler {
   void delete_pods(Context& c, bool only_active);
   void remove_if_present(const std::string& path);
   bool secret_exists(const std::string& ns, const std::string& name);
+  void ensure_checkpoint_key(Context& c, const std::string& name);
   void write_status(Context& c);
   void event(const nlohmann::json& run, const std::string& type, const std::string& reason, const std::string& message);
   nlohmann::json freshest(const nlohmann::json& cached);

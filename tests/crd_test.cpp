@@ -66,6 +66,13 @@ void schema_paths(const json& schema, const std::string& path, std::set<std::str
   if (schema.contains("items")) schema_paths(schema["items"], path + "[]", out);
 }
 
+// Every field pod.overrides may set, in YAML's flow style.
+#define EVERY_OVERRIDE                                                                                                  \
+  "{metadata: {labels: {x: z}, annotations: {note: hello}}, spec: {priorityClassName: high, priority: 10, "           \
+  "affinity: {nodeAffinity: {}}, tolerations: [{key: k, operator: Exists}], nodeSelector: {pool: gpu}, "               \
+  "topologySpreadConstraints: [{maxSkew: 1}], schedulerName: s, runtimeClassName: nvidia, "                            \
+  "terminationGracePeriodSeconds: 30, imagePullSecrets: [{name: regcred}], dnsConfig: {options: []}}}"
+
 // Between them, these set every field the spec has (some fields exclude others).
 const char* kMaximalSpecs[] = {
     R"(apiVersion: zk0.io/v1alpha1
@@ -82,18 +89,22 @@ spec:
         nodeSelector: {robot: a}
         tolerations: [{key: gpu, operator: Exists, effect: NoSchedule, tolerationSeconds: 5, value: x}]
         affinity: {nodeAffinity: {}}
-        overrides: {metadata: {labels: {x: y}}}
+        overrides: )" EVERY_OVERRIDE R"(
+      tls: {certFile: a.crt, keyFile: a.key}
     - name: b
       dataset: {volumeClaim: {claimName: data, subPath: b}}
+      tls: {certFile: b.crt, keyFile: b.key}
     - name: c
       dataset: {repoId: owner/set, revision: v1}
+      tls: {certFile: c.crt, keyFile: c.key}
     - name: d
       dataset: {synthetic: {task: t, episodes: 3, episodeLength: 10, seed: 1}}
+      tls: {certFile: d.crt, keyFile: d.key}
   evaluation: {dataset: {synthetic: {task: e}}, everyRounds: 1, mode: quick, batches: 2, batchSize: 4, seed: 3}
   training:
     localSteps: 5
     batchSize: 4
-    optimizer: {type: adamw, lr: 0.001, betas: [0.9, 0.95], eps: 1.0e-8, weightDecay: 0.0}
+    optimizer: {type: adamw, lr: 0.001, betas: [0.9, 0.95], eps: 1.0e-8, weightDecay: 0.0, state: keep}
     gradClipNorm: 1
     lrSchedule: {type: cosine, minLrRatio: 0.1, warmupSteps: 2}
     precision: bf16
@@ -108,8 +119,9 @@ spec:
     startTimeoutSeconds: 10
     roundTimeoutSeconds: 10
     maxRoundAttempts: 2
+    maxUpdateNorm: 100
   policy: {type: flow-matching-mlp, config: {hiddenDim: 8}, pretrained: /models/x, train: [all]}
-  checkpoints: {everyRounds: 1, keepLast: 2}
+  checkpoints: {everyRounds: 1, keepLast: 2, signingKeyFile: /keys/checkpoint}
   transport: {chunkSize: 1Mi, maxMessageSize: 2Mi, transferAttempts: 2, tls: {caFile: ca, certFile: c, keyFile: k, mutual: true}}
   aggregator:
     resources: {cpu: 1, memory: 4Gi}
@@ -117,7 +129,7 @@ spec:
       nodeSelector: {a: b}
       tolerations: [{key: k, operator: Equal, value: v, effect: NoExecute, tolerationSeconds: 1}]
       affinity: {podAffinity: {}}
-      overrides: {spec: {priorityClassName: high}}
+      overrides: )" EVERY_OVERRIDE R"(
     storage: {size: 5Gi, storageClassName: fast}
   runPolicy: {backoffLimit: 1, activeDeadlineSeconds: 60, ttlSecondsAfterFinished: 60, suspend: true}
   hubTokenSecret: {name: hf, key: token}
@@ -127,9 +139,10 @@ kind: FederationRun
 metadata: {name: tls-secret}
 spec:
   rounds: 1
-  clients: [{name: a, dataset: {path: /a}}]
+  clients: [{name: a, dataset: {path: /a}, tls: {secretName: a-tls}}]
   evaluation: {dataset: {repoId: owner/eval, revision: main, episodes: [3]}, mode: full}
   strategy: {minFitClients: 1, minAvailableClients: 1}
+  checkpoints: {signingKeySecret: run-key}
   transport: {tls: {secretName: run-tls, mutual: true}}
 )"};
 
@@ -168,6 +181,8 @@ TEST(Crd, EnumsListExactlyTheValuesTheSpecAccepts) {
   using S = std::set<std::string>;
   EXPECT_EQ(values(schema["evaluation"]["properties"]["mode"]), (S{to_string(EvalMode::Quick), to_string(EvalMode::Full)}));
   EXPECT_EQ(values(schema["training"]["properties"]["precision"]), (S{to_string(Precision::FP32), to_string(Precision::BF16)}));
+  EXPECT_EQ(values(schema["training"]["properties"]["optimizer"]["properties"]["state"]),
+            (S{to_string(OptimizerState::Reset), to_string(OptimizerState::Keep)}));
   EXPECT_EQ(values(schema["training"]["properties"]["lrSchedule"]["properties"]["type"]),
             (S{to_string(LrScheduleType::Constant), to_string(LrScheduleType::Cosine)}));
   EXPECT_EQ(values(schema["strategy"]["properties"]["type"]), (S{to_string(StrategyType::FedAvg), to_string(StrategyType::FedProx)}));
@@ -191,4 +206,23 @@ TEST(Crd, RequiredFieldsAreRequiredByBoth) {
     out << doc;
     EXPECT_THROW(parse_spec(out.c_str()), SpecError) << "spec." << field << " is required by the CRD but not by C++";
   }
+}
+
+TEST(Crd, PodOverridesAllowExactlyWhatTheSpecAllows) {
+  const json overrides = crd_spec_schema()["properties"]["clients"]["items"]["properties"]["pod"]["properties"]["overrides"];
+  const auto keys = [](const json& properties) {
+    std::set<std::string> out;
+    for (auto it = properties.begin(); it != properties.end(); ++it) out.insert(it.key());
+    return out;
+  };
+  const auto listed = [](const char* const* names) {
+    std::set<std::string> out;
+    for (; *names; ++names) out.insert(*names);
+    return out;
+  };
+  EXPECT_EQ(keys(overrides["properties"]), (std::set<std::string>{"metadata", "spec"}));
+  EXPECT_EQ(keys(overrides["properties"]["spec"]["properties"]), listed(kPodOverrideSpecFields));
+  EXPECT_EQ(keys(overrides["properties"]["metadata"]["properties"]), listed(kPodOverrideMetadataFields));
+  for (const auto* part : {&overrides, &overrides["properties"]["spec"], &overrides["properties"]["metadata"]})
+    EXPECT_FALSE(opaque(*part)) << "an opaque level would let any field through";
 }

@@ -186,15 +186,20 @@ TEST(Federation, AggregatorKilledAfterRoundTwoResumesAtRoundThree) {
 TEST(Federation, UnauthenticatedClientRefusedUnderMutualTls) {
   const std::string dir = make_temp_dir("mtls");
   const Certificates certs = generate_certificates(dir);
-  auto tls = [&](const std::string& cert, const std::string& key) {
-    return "    tls: {caFile: " + certs.ca + ", certFile: " + cert + ", keyFile: " + key + ", mutual: true}";
+  const std::map<std::string, std::string> tls = {{"tls", mutual_tls_block(certs)}, {"clientExtra", client_tls_extra(certs)}};
+  auto with = [&](std::map<std::string, std::string> more) {
+    more.insert(tls.begin(), tls.end());
+    return more;
   };
-  Federation f("mtls", 2, 1, {{"tls", tls(certs.server_cert, certs.server_key)}, {"startTimeoutSeconds", "8"}});
+  Federation f("mtls", 2, 1, with({{"startTimeoutSeconds", "8"}}));
+  // c1's process holds a certificate naming c0, from a CA the aggregator does not trust.
+  std::string rogue = small_spec(f.out, 2, 1, with({{"startTimeoutSeconds", "4"}}));
+  rogue.replace(rogue.find(certs.client_cert("c1")), certs.client_cert("c1").size(), certs.rogue_cert);
+  rogue.replace(rogue.find(certs.client_key("c1")), certs.client_key("c1").size(), certs.rogue_key);
   const std::string rogue_spec = f.dir + "/rogue.yaml";
-  std::ofstream(rogue_spec) << small_spec(f.out, 2, 1,
-                                          {{"tls", tls(certs.rogue_cert, certs.rogue_key)}, {"startTimeoutSeconds", "4"}});
+  std::ofstream(rogue_spec) << rogue;
   f.start_aggregator();
-  f.start_worker("c0");  // the same CA-signed certificate as the aggregator's spec names
+  f.start_worker("c0");
   f.start_worker("c1", rogue_spec);
   EXPECT_NE(f.workers["c1"]->wait(60s), 0);
   EXPECT_NE(f.workers["c1"]->log().find("aggregator_unreachable"), std::string::npos) << f.workers["c1"]->log();
@@ -207,17 +212,82 @@ TEST(Federation, UnauthenticatedClientRefusedUnderMutualTls) {
   EXPECT_NE(f.status()["message"].get<std::string>().find("startTimeoutSeconds"), std::string::npos);
 }
 
+// A certificate from the run's CA names one client: whoever holds c1's cannot register as c0,
+// nor take over c0's session by registering again under its name.
+TEST(Federation, ClientsSwappingCertificatesAreRefusedAndCounted) {
+  const std::string dir = make_temp_dir("mtls-swap");
+  const Certificates certs = generate_certificates(dir);
+  Federation f("mtls-swap", 2, 2, {{"tls", mutual_tls_block(certs)}, {"clientExtra", client_tls_extra(certs)},
+                                   {"localSteps", "200"}, {"startTimeoutSeconds", "20"}});
+  const std::string port_file = f.dir + "/metrics.port";
+  f.aggregator = std::make_unique<Process>(std::vector<std::string>{bin("zk0-aggregator"), "--spec", f.spec, "--listen", f.address(),
+                                                                    "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file},
+                                           f.dir + "/aggregator.log");
+  // Two impostors, each naming itself by the other's name: the process for c0 presents c1's
+  // certificate and the one for c1 presents c0's.
+  std::string swapped = read_file(f.spec);
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{{"c0.pem", "cX.pem"}, {"c0.key", "cX.key"},
+                                                                                {"c1.pem", "c0.pem"}, {"c1.key", "c0.key"},
+                                                                                {"cX.pem", "c1.pem"}, {"cX.key", "c1.key"}})
+    for (size_t at; (at = swapped.find("/" + from)) != std::string::npos;) swapped.replace(at + 1, from.size(), to);
+  const std::string swapped_spec = f.dir + "/swapped.yaml";
+  std::ofstream(swapped_spec) << swapped;
+  f.start_worker("c0", swapped_spec);
+  EXPECT_NE(f.workers["c0"]->wait(60s), 0);
+  EXPECT_NE(f.workers["c0"]->log().find("registration_refused"), std::string::npos) << f.workers["c0"]->log();
+  EXPECT_NE(f.workers["c0"]->log().find("issued to client 'c1'"), std::string::npos) << f.workers["c0"]->log();
+  // The honest c1 registers; then the impostor holding c0's certificate tries to rejoin as c1.
+  f.start_worker("c1");
+  ASSERT_TRUE(wait_until([&] { return f.aggregator->log().find("client_registered client=c1") != std::string::npos; }, 30s)) << f.logs();
+  Process impostor({bin("zk0-worker"), "--spec", swapped_spec, "--client", "c1", "--aggregator", f.address(), "--metrics-listen",
+                    "127.0.0.1:0"},
+                   f.dir + "/impostor.log");
+  EXPECT_NE(impostor.wait(60s), 0);
+  EXPECT_NE(impostor.log().find("issued to client 'c0'"), std::string::npos) << impostor.log();
+  EXPECT_EQ(f.aggregator->log().find("client_rejoined client=c1"), std::string::npos) << "the impostor took over c1";
+  // Each refusal is logged with its reason and counted.
+  const std::string log = f.aggregator->log();
+  EXPECT_NE(log.find("event=registration_refused client=c0 reason=identity_mismatch"), std::string::npos) << log;
+  EXPECT_NE(log.find("event=registration_refused client=c1 reason=identity_mismatch"), std::string::npos) << log;
+  ASSERT_TRUE(file_exists(port_file));
+  const int port = std::stoi(read_file(port_file));
+  EXPECT_TRUE(wait_until([&] {
+    return http_get(port, "/metrics").find("zk0_aggregator_registrations_refused_total{reason=\"identity_mismatch\",run=\"test-run\"} 2") !=
+           std::string::npos;
+  }, 10s)) << http_get(port, "/metrics");
+  // With its own certificate c0 joins, and the run completes with both.
+  f.start_worker("c0");
+  EXPECT_EQ(f.aggregator->wait(120s), 0) << f.logs();
+  EXPECT_EQ(f.metrics()["rounds"][2]["clients_accepted"], 2);
+}
+
 TEST(Federation, MutualTlsRunCompletes) {
   const std::string dir = make_temp_dir("mtls-ok");
   const Certificates certs = generate_certificates(dir);
-  Federation f("mtls-ok", 2, 1,
-               {{"tls", "    tls: {caFile: " + certs.ca + ", certFile: " + certs.server_cert + ", keyFile: " +
-                            certs.server_key + ", mutual: true}"}});
+  Federation f("mtls-ok", 2, 1, {{"tls", mutual_tls_block(certs)}, {"clientExtra", client_tls_extra(certs)}});
   f.start_aggregator();
   f.start_worker("c0");
   f.start_worker("c1");
   EXPECT_EQ(f.aggregator->wait(120s), 0) << f.logs();
   EXPECT_NE(f.aggregator->log().find("mutual_tls=1"), std::string::npos);
+}
+
+// `tls: {mutual: true}` alone: zk0 run issues a CA and a certificate per process, each client's
+// naming it, and the run completes under mutual TLS.
+TEST(Federation, LocalRunIssuesItsOwnCertificatesForMutualTls) {
+  const std::string dir = make_temp_dir("mtls-local");
+  const std::string spec = write_spec(dir, small_spec(dir + "/out", 2, 1, {{"tls", "    tls: {mutual: true}"}}));
+  Process run({bin("zk0"), "run", spec}, dir + "/zk0.log");
+  ASSERT_EQ(run.wait(120s), 0) << run.log();
+  EXPECT_NE(run.log().find("mutual TLS with certificates issued for this run"), std::string::npos) << run.log();
+  EXPECT_NE(read_file(dir + "/out/logs/aggregator.log").find("mutual_tls=1"), std::string::npos);
+  for (const char* client : {"c0", "c1"}) {
+    const std::string cert = dir + "/out/tls/clients/" + std::string(client) + ".crt";
+    EXPECT_NE(run_command("openssl x509 -noout -ext subjectAltName -in " + cert).find("spiffe://zk0.io/run/test-run/client/" + std::string(client)),
+              std::string::npos);
+  }
+  EXPECT_EQ(std::filesystem::status(dir + "/out/tls/clients/c0.key").permissions() & std::filesystem::perms::others_read,
+            std::filesystem::perms::none);
 }
 
 TEST(Federation, BrokenDatasetFailsThatClientWhileQuorumHolds) {

@@ -205,7 +205,10 @@ TEST(LeRobotDataset, WorkerTrainsOnARealDatasetWithoutDecodingVideo) {
   trainer.open_dataset();
   const Metadata m = load_metadata(fixture());
   EXPECT_EQ(trainer.dataset().size(), m.episode(0).length + m.episode(2).length + m.episode(5).length);
-  const RoundResult r = trainer.train_round(to_parameter_set(trainer.policy().trainable_parameters()), 3, 0.0, 1);
+  RoundTask task;
+  task.local_steps = 3;
+  task.seed = 1;
+  const RoundResult r = trainer.train_round(to_parameter_set(trainer.policy().trainable_parameters()), task);
   EXPECT_TRUE(std::isfinite(r.report.loss));
   EXPECT_EQ(r.report.samples, 48u);
 }

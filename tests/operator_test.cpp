@@ -139,7 +139,7 @@ class OperatorTest : public ::testing::Test {
   void create_tls_secret(const std::string& name) {
     const Certificates certs = generate_certificates(make_temp_dir("tls-" + ns));
     kubectl("create secret generic " + name + " --from-file=ca.crt=" + certs.ca + " --from-file=tls.crt=" + certs.server_cert +
-            " --from-file=tls.key=" + certs.server_key);
+            " --from-file=tls.key=" + certs.server_key);  // the operator needs the Secret, not its content
   }
   void apply(const std::string& yaml) {
     const std::string path = cluster->dir() + "/" + ns + "-run.yaml";
@@ -170,16 +170,21 @@ std::string small_run(const std::string& name, const std::string& run_policy = "
 
 }  // namespace
 
-TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretExists) {
-  start_operator("op-1", {"--mutual-tls"});
+TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretsExist) {
+  start_operator("op-1", {"--mutual-tls", "--allow-host-path-prefix=/srv/lerobot", "--metrics-namespace=monitoring"});
   kubectl("apply -f " + example("federationrun.yaml"));
   const std::string name = "so100-pick-place";
-  // With mutual TLS and no Secret yet, the run waits visibly instead of creating pods that hang.
+  // With mutual TLS and no Secrets yet, the run waits visibly instead of creating pods that hang;
+  // the message names every certificate it waits for, one per pod.
   std::string reason;
   ASSERT_TRUE(wait_until([&] { return condition(run(name), "Ready", &reason) == "False" && reason == "SecretMissing"; }, 30s)) << logs();
   EXPECT_FALSE(pod(name + "-aggregator"));
-  EXPECT_FALSE(events("SecretMissing").empty());
-  create_tls_secret(name + "-tls");
+  const auto missing = events("SecretMissing");
+  ASSERT_FALSE(missing.empty());
+  for (const char* secret : {"-aggregator-tls", "-owner-a-tls", "-owner-b-tls", "-owner-c-tls"})
+    EXPECT_NE(missing[0].find(name + secret), std::string::npos) << missing[0];
+  EXPECT_EQ(missing[0].find(name + "-checkpoint-key"), std::string::npos) << "the operator makes that one itself";
+  for (const char* secret : {"-aggregator-tls", "-owner-a-tls", "-owner-b-tls", "-owner-c-tls"}) create_tls_secret(name + secret);
   ASSERT_TRUE(wait_until([&] { return pod(name + "-worker-owner-c").has_value(); }, 60s)) << logs();
 
   const json r = run(name);
@@ -206,6 +211,23 @@ TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretExists) {
   EXPECT_EQ(in_pod.clients[2].dataset.repo_id, "lerobot/svla_so101_pickplace");
   EXPECT_TRUE(in_pod.transport.tls.mutual);
   EXPECT_EQ(in_pod.transport.tls.cert_file, "/etc/zk0/tls/tls.crt");
+  for (const auto& client : in_pod.clients) EXPECT_EQ(client.tls.cert_file, "/etc/zk0/tls/tls.crt");  // each pod's own Secret
+  EXPECT_EQ(in_pod.checkpoints.signing_key_file, "/etc/zk0/checkpoint-key/key");
+  // The signing key: made once by the operator, owned by the run, 32 random bytes as hex.
+  const json key = *get("/api/v1/namespaces/" + ns + "/secrets/" + name + "-checkpoint-key");
+  EXPECT_EQ(key["metadata"]["ownerReferences"][0]["uid"], r["metadata"]["uid"]);
+  EXPECT_EQ(key["data"]["key"].get<std::string>().size(), 88u);  // base64 of 64 hex characters
+  // Each pod mounts only its own certificate: never the aggregator's key in a worker.
+  const auto secrets_of = [](const json& p) {
+    std::set<std::string> names;
+    for (const auto& v : p["spec"]["volumes"])
+      if (v.contains("secret")) names.insert(v["secret"]["secretName"].get<std::string>());
+    return names;
+  };
+  EXPECT_EQ(secrets_of(agg), (std::set<std::string>{name + "-aggregator-tls", name + "-checkpoint-key"}));
+  EXPECT_EQ(secrets_of(a), std::set<std::string>{name + "-owner-a-tls"});
+  EXPECT_EQ(secrets_of(b), std::set<std::string>{name + "-owner-b-tls"});
+  EXPECT_EQ(secrets_of(c), std::set<std::string>{name + "-owner-c-tls"});
 
   // GPU request, placement, security defaults, dataset sources.
   const auto& wc = a["spec"]["containers"][0];
@@ -234,14 +256,22 @@ TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretExists) {
               std::string::npos) << init;
   }
   EXPECT_NE(c["spec"]["affinity"].dump().find("NVIDIA-H100-80GB-HBM3"), std::string::npos);
-  EXPECT_NE(agg["spec"]["volumes"].dump().find("\"secretName\":\"so100-pick-place-tls\""), std::string::npos);
   EXPECT_NE(agg["spec"]["volumes"].dump().find("so100-pick-place-checkpoints"), std::string::npos);
+  // Scratch space is bounded.
+  for (const json* p : {&agg, &a, &c})
+    for (const auto& v : (*p)["spec"]["volumes"])
+      if (v.contains("emptyDir")) EXPECT_TRUE(v["emptyDir"].contains("sizeLimit")) << v.dump();
   EXPECT_EQ(pvc["spec"]["resources"]["requests"]["storage"], "20Gi");
   EXPECT_EQ(svc["spec"]["ports"][0]["port"], 50051);
   // gRPC reaches the aggregator only from this run's workers.
   EXPECT_EQ(policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["zk0.io/run"], name);
   EXPECT_EQ(policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "worker");
   EXPECT_EQ(policy["spec"]["ingress"][0]["ports"][0]["port"], 50051);
+  // Metrics only from the namespaces allowed to scrape; workers accept nothing else.
+  EXPECT_EQ(policy["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"], json::array({"monitoring"}));
+  const json workers = *get("/apis/networking.k8s.io/v1/namespaces/" + ns + "/networkpolicies/" + name + "-workers");
+  EXPECT_EQ(workers["spec"]["ingress"].size(), 1u);
+  EXPECT_EQ(workers["spec"]["ingress"][0]["ports"][0]["port"], 9465);
 
   // Every child against Kubernetes' strict JSON schemas.
   const std::string objects = cluster->dir() + "/" + ns + "-children.json";
@@ -254,7 +284,7 @@ TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretExists) {
   const std::string report = run_command(std::string(ZK0_SOURCE_DIR) + "/.venv/bin/python " + ZK0_SOURCE_DIR +
                                              "/tests/kube/validate_manifests.py " + objects, &code);
   EXPECT_EQ(code, 0) << report;
-  EXPECT_NE(report.find("checked 8 manifests, 0 problems"), std::string::npos) << report;
+  EXPECT_NE(report.find("checked 9 manifests, 0 problems"), std::string::npos) << report;
 }
 
 TEST_F(OperatorTest, StatusFollowsPodsAndTheAggregatorUntilSuccess) {
@@ -461,15 +491,19 @@ TEST_F(OperatorTest, WorksWithExactlyTheChartsPermissions) {
   run_command("(" + cluster->tool("helm") + " template zk0 " + ZK0_SOURCE_DIR + "/helm/zk0 --namespace " + ns +
               " --show-only templates/rbac.yaml 2>/dev/null) > " + rendered);
   kubectl("apply -f " + rendered);
+  // The default scope is the release namespace: a Role, bound in it, and nothing cluster-wide.
   std::string sa_user;
-  const json bindings = api->get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings");  // kept alive for the loop
+  const json bindings = api->get("/apis/rbac.authorization.k8s.io/v1/namespaces/" + ns + "/rolebindings");
   for (const auto& b : bindings["items"])
     for (const auto& s : b.value("subjects", json::array()))
       if (s.value("kind", "") == "ServiceAccount" && s.value("namespace", "") == ns)
         sa_user = "system:serviceaccount:" + ns + ":" + s.value("name", "");
-  ASSERT_FALSE(sa_user.empty()) << "no ClusterRoleBinding to a ServiceAccount in " << ns;
+  ASSERT_FALSE(sa_user.empty()) << "no RoleBinding to a ServiceAccount in " << ns;
+  for (const auto& b : api->get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings")["items"])
+    for (const auto& s : b.value("subjects", json::array()))
+      EXPECT_NE(s.value("namespace", ""), ns) << "the chart bound a ClusterRole: " << b["metadata"]["name"];
   const std::string kubeconfig = cluster->kubeconfig_for(sa_user);
-  create_tls_secret("r11-tls");
+  for (const char* secret : {"r11-aggregator-tls", "r11-c0-tls", "r11-c1-tls", "r11-c2-tls"}) create_tls_secret(secret);
   start_operator("op-rbac", {"--mutual-tls"}, kubeconfig);
   apply(small_run("r11"));
   ASSERT_TRUE(wait_until([&] { return pod("r11-worker-c2").has_value(); }, 60s)) << logs();
@@ -477,6 +511,25 @@ TEST_F(OperatorTest, WorksWithExactlyTheChartsPermissions) {
   ASSERT_TRUE(wait_until([&] { return run("r11")["status"].value("phase", "") == "Succeeded"; }, 30s)) << logs();
   EXPECT_FALSE(events("Succeeded").empty());
   EXPECT_EQ(logs().find("Forbidden"), std::string::npos) << logs();
+  // Its reach ends at the namespace: another namespace's Secrets (and pods) are out of reach.
+  {
+    const std::string other = ns.substr(0, 18) + "-other";
+    ASSERT_EQ(cluster->kubectl("create namespace " + other), 0);
+    ASSERT_EQ(cluster->kubectl("-n " + other + " create secret generic precious --from-literal=token=s3cret"), 0);
+    kube::KubeClient as_operator(kube::KubeConfig::from_kubeconfig(kubeconfig));
+    for (const std::string& path : {"/api/v1/namespaces/" + other + "/secrets/precious", "/api/v1/namespaces/" + other + "/secrets",
+                                    "/api/v1/namespaces/" + other + "/pods"}) {
+      try {
+        as_operator.get(path);
+        ADD_FAILURE() << "the operator's account read " << path;
+      } catch (const kube::ApiError& e) {
+        EXPECT_EQ(e.status(), 403) << path;
+      }
+    }
+    cluster->kubectl("delete namespace " + other + " --wait=false");
+  }
+  // The operator itself asks only for metadata, never a Secret's data.
+  EXPECT_EQ(logs().find("s3cret"), std::string::npos);
   // And without those permissions, a stranger cannot even read runs.
   const std::string stranger = cluster->kubeconfig_for("system:serviceaccount:" + ns + ":stranger");
   kube::KubeClient client(kube::KubeConfig::from_kubeconfig(stranger));

@@ -1,6 +1,7 @@
 // Server-side strategy: FedAvg maths, client selection and the FedProx mu schedule.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -35,40 +36,95 @@ FederationSpec spec_with(StrategyType type, double mu) {
 
 }  // namespace
 
-TEST(FedAvg, WeightsUpdatesBySamplesTrained) {
+TEST(FedAvg, GlobalPlusTheWeightedMeanOfTheDeltas) {
   auto strategy = make_strategy(spec_with(StrategyType::FedAvg, 0));
-  const ParameterSet global = update({0, 0, 0, 0}, {0, 0});
-  auto agg = strategy->begin_aggregation(global);
-  agg->add(update({1, 2, 3, 4}, {10, 20}), 64);   // client with 64 samples
-  agg->add(update({5, 6, 7, 8}, {-10, 0}), 192);  // client with 192 samples
+  const ParameterSet global = update({1, 1, 1, 1}, {0.5f, 0});
+  auto agg = strategy->begin_aggregation(std::make_shared<ParameterSet>(global));
+  agg->add(update({1, 2, 3, 4}, {10, 20}), 0.25);   // a quarter of the round's samples
+  agg->add(update({5, 6, 7, 8}, {-10, 0}), 0.75);
   const ParameterSet out = agg->finish();
-  // (64 * a + 192 * b) / 256 = 0.25 a + 0.75 b
+  // g + (0.25 (a - g) + 0.75 (b - g)) / 1 = 0.25 a + 0.75 b
   const float expected_w[] = {4, 5, 6, 7}, expected_b[] = {-5, 5};
   for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(out.tensors[0].as<float>()[i], expected_w[i]);
   for (int i = 0; i < 2; ++i) EXPECT_FLOAT_EQ(out.tensors[1].as<float>()[i], expected_b[i]);
   EXPECT_EQ(out.tensors[0].name, "w");
 }
 
-TEST(FedAvg, RejectsMismatchedLayoutAndBadWeights) {
+TEST(FedAvg, AClientThatDroppedOutLeavesTheOthersAveraged) {
+  // Weights are shares of the round's planned samples; with one of three missing, the mean is
+  // over the two that arrived.
   auto strategy = make_strategy(spec_with(StrategyType::FedAvg, 0));
-  auto agg = strategy->begin_aggregation(update({0, 0, 0, 0}, {0, 0}));
+  auto agg = strategy->begin_aggregation(std::make_shared<ParameterSet>(update({0, 0, 0, 0}, {0, 0})));
+  agg->add(update({2, 2, 2, 2}, {2, 2}), 1.0 / 3);
+  agg->add(update({4, 4, 4, 4}, {4, 4}), 1.0 / 3);
+  const ParameterSet out = agg->finish();
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(out.tensors[0].as<float>()[i], 3.0f);
+}
+
+TEST(FedAvg, TheResultIsTheSameBitForBitWhateverOrderUpdatesArriveIn) {
+  const size_t n = 20000;
+  ParameterSet global;
+  global.tensors.push_back(make_tensor("p", DType::F32, {static_cast<int64_t>(n)}));
+  std::vector<ParameterSet> updates(3);
+  for (size_t k = 0; k < updates.size(); ++k) {
+    updates[k].tensors.push_back(make_tensor("p", DType::F32, {static_cast<int64_t>(n)}));
+    for (size_t i = 0; i < n; ++i) {
+      global.tensors[0].as<float>()[i] = static_cast<float>(std::cos(0.001 * static_cast<double>(i)));
+      updates[k].tensors[0].as<float>()[i] = global.tensors[0].as<float>()[i] + static_cast<float>(1e-3 * std::sin(static_cast<double>(i * (k + 3))));
+    }
+  }
+  const double weights[] = {0.2, 0.3, 0.5};
+  std::vector<int> order = {0, 1, 2};
+  std::vector<std::vector<float>> results;
+  auto strategy = make_strategy(spec_with(StrategyType::FedAvg, 0));
+  do {
+    auto agg = strategy->begin_aggregation(std::make_shared<ParameterSet>(global));
+    for (int k : order) agg->add(updates[static_cast<size_t>(k)], weights[k]);
+    const ParameterSet out = agg->finish();
+    results.emplace_back(out.tensors[0].as<float>(), out.tensors[0].as<float>() + n);
+  } while (std::next_permutation(order.begin(), order.end()));
+  for (const auto& r : results) EXPECT_EQ(std::memcmp(r.data(), results[0].data(), n * sizeof(float)), 0);
+  // And it is the weighted mean to within the fixed point's resolution.
+  double worst = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double mean = 0;
+    for (size_t k = 0; k < 3; ++k) mean += weights[k] * updates[k].tensors[0].as<float>()[i];
+    worst = std::max(worst, std::fabs(results[0][i] - mean));
+  }
+  EXPECT_LT(worst, 2e-7);
+}
+
+TEST(FedAvg, RejectsMismatchedLayoutBadWeightsAndDeltasBeyondTheBound) {
+  FederationSpec spec = spec_with(StrategyType::FedAvg, 0);
+  spec.strategy.max_update_norm = 10;
+  auto strategy = make_strategy(spec);
+  const ParameterSet global = update({0, 0, 0, 0}, {0, 0});
+  auto agg = strategy->begin_aggregation(std::make_shared<ParameterSet>(global));
   ParameterSet wrong = update({1, 2, 3, 4}, {1, 2});
   wrong.tensors[1].name = "bias";
-  EXPECT_THROW(agg->add(wrong, 1), std::invalid_argument);
+  EXPECT_THROW(agg->add(wrong, 0.5), std::invalid_argument);
   EXPECT_THROW(agg->add(update({1, 2, 3, 4}, {1, 2}), 0), std::invalid_argument);
+  EXPECT_THROW(agg->add(update({1, 2, 3, 4}, {1, 2}), 1.5), std::invalid_argument);
   EXPECT_THROW(agg->finish(), std::logic_error);
+  agg->add(update({1, 2, 3, 4}, {1, 2}), 0.75);
+  EXPECT_THROW(agg->add(update({1, 2, 3, 4}, {1, 2}), 0.5), std::invalid_argument);  // the round's weights exceed 1
+  auto bounded = strategy->begin_aggregation(std::make_shared<ParameterSet>(global));
+  EXPECT_THROW(bounded->add(update({1, 2, 3, 40}, {1, 2}), 0.5), std::logic_error);  // |40| beyond max|global| + 10
 }
 
 TEST(FedAvg, ThreadedKernelMatchesSerial) {
   const size_t n = 3'000'001;
-  std::vector<float> x(n), acc_serial(n), acc_threaded(n);
+  std::vector<float> x(n);
+  std::vector<int64_t> serial(n, 0), threaded(n, 0);
   for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(std::sin(static_cast<double>(i)));
-  weighted_accumulate(acc_serial.data(), x.data(), n, 0.5f, true, 1);
-  weighted_accumulate(acc_serial.data(), x.data(), n, 2.0f, false, 1);
-  weighted_accumulate(acc_threaded.data(), x.data(), n, 0.5f, true, 2);
-  weighted_accumulate(acc_threaded.data(), x.data(), n, 2.0f, false, 2);
-  EXPECT_EQ(acc_serial, acc_threaded);
-  EXPECT_FLOAT_EQ(acc_serial[12345], 2.5f * x[12345]);
+  const double scale = std::ldexp(1.0, 40);
+  const float largest = accumulate_fixed_point(serial.data(), x.data(), n, 0.5 * scale, 1);
+  EXPECT_EQ(largest, accumulate_fixed_point(threaded.data(), x.data(), n, 0.5 * scale, 2));
+  EXPECT_EQ(largest, *std::max_element(x.begin(), x.end(), [](float a, float b) { return std::fabs(a) < std::fabs(b); }) < 0
+                         ? -*std::max_element(x.begin(), x.end(), [](float a, float b) { return std::fabs(a) < std::fabs(b); })
+                         : *std::max_element(x.begin(), x.end(), [](float a, float b) { return std::fabs(a) < std::fabs(b); }));
+  EXPECT_EQ(serial, threaded);
+  EXPECT_NEAR(static_cast<double>(serial[12345]) / scale, 0.5 * x[12345], 1e-12);
 }
 
 TEST(FedProx, ConfigureSendsMuAndLocalSteps) {

@@ -25,11 +25,20 @@ FederationSpec tiny_spec() {
   return parse_spec(test::small_spec("/tmp/unused", 2, 1, {{"localSteps", "5"}, {"batchSize", "16"}}));
 }
 
+RoundTask task(int local_steps, double mu, uint64_t seed, int round = 1) {
+  RoundTask t;
+  t.round = round;
+  t.local_steps = local_steps;
+  t.proximal_mu = mu;
+  t.seed = seed;
+  return t;
+}
+
 RoundResult train_once(const FederationSpec& spec, double mu = 0.0, uint64_t seed = 5, int steps = 5) {
   LocalTrainer trainer(spec, spec.clients[0]);
   trainer.open_dataset();
   const ParameterSet global = to_parameter_set(trainer.policy().trainable_parameters());
-  return trainer.train_round(global, steps, mu, seed);
+  return trainer.train_round(global, task(steps, mu, seed));
 }
 
 double max_abs_difference(const ParameterSet& a, const ParameterSet& b) {
@@ -209,8 +218,8 @@ TEST(Training, LossFallsAndRunsAreReproducible) {
   LocalTrainer trainer(spec, spec.clients[0]);
   trainer.open_dataset();
   ParameterSet global = to_parameter_set(trainer.policy().trainable_parameters());
-  const RoundResult first = trainer.train_round(global, 40, 0, 1);
-  const RoundResult later = trainer.train_round(first.update, 40, 0, 2);
+  const RoundResult first = trainer.train_round(global, task(40, 0, 1, 1));
+  const RoundResult later = trainer.train_round(first.update, task(40, 0, 2, 2));
   EXPECT_LT(later.report.policy_loss, first.report.policy_loss);
   EXPECT_EQ(first.report.samples, 40u * 16u);
   EXPECT_EQ(first.report.steps, 40u);

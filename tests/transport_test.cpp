@@ -199,6 +199,7 @@ class AggregatorUnderTest : public ::testing::Test {
     req.set_client_name(name);
     req.set_policy_type("flow-matching-mlp");
     req.set_frozen_digest(coordinator_->frozen_digest());
+    req.set_dataset_samples(240);
     v1::RegisterReply reply;
     grpc::ClientContext ctx;
     EXPECT_TRUE(stub_->Register(&ctx, req, &reply).ok());
@@ -265,6 +266,18 @@ class AggregatorUnderTest : public ::testing::Test {
   }
 
   nlohmann::json status() { return test::read_json(dir_ + "/out/status.json"); }
+  // status.json is written off the coordinator's lock, at most every 250 ms: poll it.
+  bool status_reaches(const std::function<bool(const nlohmann::json&)>& condition) {
+    return test::wait_until(
+        [&] {
+          try {
+            return condition(status());
+          } catch (const std::exception&) {
+            return false;
+          }
+        },
+        std::chrono::seconds(10));
+  }
 
   std::string dir_;
   FederationSpec spec_;
@@ -291,7 +304,7 @@ TEST_F(AggregatorUnderTest, CorruptedUpdatesAreRejectedCountedAndNeverAveraged) 
   });
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
   EXPECT_NE(s.error_message().find("CRC32C"), std::string::npos);
-  EXPECT_EQ(status()["rejected_updates"]["chunk_checksum"], 1);
+  EXPECT_TRUE(status_reaches([](const nlohmann::json& s) { return s["rejected_updates"].value("chunk_checksum", 0) == 1; }));
 
   // A chunk whose checksum was recomputed after damage: caught by the tensor's SHA-256.
   s = upload(session, ins, global, [](v1::Chunk& c, int i) {
@@ -301,7 +314,7 @@ TEST_F(AggregatorUnderTest, CorruptedUpdatesAreRejectedCountedAndNeverAveraged) 
     }
   });
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS);
-  EXPECT_EQ(status()["rejected_updates"]["tensor_hash"], 1);
+  EXPECT_TRUE(status_reaches([](const nlohmann::json& s) { return s["rejected_updates"].value("tensor_hash", 0) == 1; }));
 
   // A NaN update passes transport checks but is refused before aggregation.
   ParameterSet poisoned = global;
@@ -309,7 +322,7 @@ TEST_F(AggregatorUnderTest, CorruptedUpdatesAreRejectedCountedAndNeverAveraged) 
   s = upload(session, ins, poisoned);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("NaN"), std::string::npos);
-  EXPECT_EQ(status()["rejected_updates"]["non_finite"], 1);
+  EXPECT_TRUE(status_reaches([](const nlohmann::json& s) { return s["rejected_updates"].value("non_finite", 0) == 1; }));
 
   // The client's one update was refused, so the round cannot use it and is repeated; the intact
   // update of the next attempt is what gets aggregated.

@@ -20,10 +20,11 @@ std::string describe(const grpc::Status& s) {
 }
 }  // namespace
 
-WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, const std::string& address)
+WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, const std::string& address,
+                           const std::string& state_dir)
     : spec_(spec), name_(std::move(client_name)) {
-  stub_ = v1::Federation::NewStub(make_channel(address, spec_.transport));
-  trainer_ = std::make_unique<LocalTrainer>(spec_, spec_.client(name_));
+  stub_ = v1::Federation::NewStub(make_channel(address, spec_.transport, spec_.client(name_).tls));
+  trainer_ = std::make_unique<LocalTrainer>(spec_, spec_.client(name_), state_dir);
 }
 
 void WorkerClient::set_state(const std::string& s) {
@@ -222,8 +223,13 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   set_state("training");
   RoundResult result;
   try {
-    result = trainer_->train_round(global, static_cast<int>(ins.config().local_steps()), ins.config().proximal_mu(),
-                                   ins.config().seed(), &abandon_round_);
+    RoundTask task;
+    task.round = round;
+    task.local_steps = static_cast<int>(ins.config().local_steps());
+    task.proximal_mu = ins.config().proximal_mu();
+    task.seed = ins.config().seed();
+    task.base_digest = ins.parameters_digest();
+    result = trainer_->train_round(global, task, &abandon_round_);
   } catch (const RoundAbandoned& e) {
     log_warn("round_abandoned", {kv("round", round), kv("detail", e.what())});
     set_state("idle");
@@ -232,6 +238,7 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   result.report.download_seconds = download_seconds;
   result.report.bytes_downloaded = bytes;
   metrics_.trained(result.report, result.step_seconds);
+  if (const auto* cache = trainer_->policy().prefix_cache_stats()) metrics_.prefix_cache(*cache);
   log_info("round_trained", {kv("round", round), kv("loss", result.report.loss), kv("policy_loss", result.report.policy_loss),
                              kv("proximal_loss", result.report.proximal_loss), kv("update_norm", result.report.update_norm),
                              kv("seconds", result.report.train_seconds)});

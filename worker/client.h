@@ -15,7 +15,7 @@ namespace zk0 {
 
 class WorkerClient {
  public:
-  WorkerClient(const FederationSpec& spec, std::string client_name, const std::string& address);
+  WorkerClient(const FederationSpec& spec, std::string client_name, const std::string& address, const std::string& state_dir);
   // Returns the process exit code: 0 when the aggregator finished the run.
   int run();
   void request_stop() { stop_ = true; }

@@ -1,5 +1,7 @@
 // zk0-worker: one client of a FederationRun, training on its own dataset.
-//   zk0-worker --spec run.yaml --client NAME --aggregator HOST:PORT
+//   zk0-worker --spec run.yaml --client NAME --aggregator HOST:PORT [--state-dir DIR]
+// --state-dir holds what must survive a restart of this worker (AdamW's moments when
+// spec.training.optimizer.state is keep).
 #include <signal.h>
 
 #include <iostream>
@@ -15,7 +17,7 @@
 using namespace zk0;
 
 int main(int argc, char** argv) {
-  std::string spec_path, client, address, metrics_listen = "0.0.0.0:9465", metrics_port_file;
+  std::string spec_path, client, address, metrics_listen = "0.0.0.0:9465", metrics_port_file, state_dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--spec") spec_path = argv[i + 1];
@@ -23,11 +25,12 @@ int main(int argc, char** argv) {
     else if (a == "--aggregator") address = argv[i + 1];
     else if (a == "--metrics-listen") metrics_listen = argv[i + 1];
     else if (a == "--metrics-port-file") metrics_port_file = argv[i + 1];
+    else if (a == "--state-dir") state_dir = argv[i + 1];
     else spec_path.clear(), i = argc;
   }
   if (spec_path.empty() || client.empty() || address.empty() || argc % 2 == 0) {
     std::cerr << "usage: zk0-worker --spec FILE --client NAME --aggregator HOST:PORT\n"
-                 "                  [--metrics-listen HOST:PORT] [--metrics-port-file PATH]\n";
+                 "                  [--metrics-listen HOST:PORT] [--metrics-port-file PATH] [--state-dir DIR]\n";
     return kExitInvalidInput;
   }
   set_log_component("worker/" + client);
@@ -39,7 +42,7 @@ int main(int argc, char** argv) {
   try {
     const FederationSpec spec = load_spec(spec_path);
     configure_cpu_runtime(spec.client(client).resources.cpu);
-    WorkerClient worker(spec, client, address);
+    WorkerClient worker(spec, client, address, state_dir);
     MetricsServer metrics("worker", metrics_listen, {{"run", spec.name}, {"client", client}});
     metrics.serve(worker.metrics_registry());
     if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");

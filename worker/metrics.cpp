@@ -15,7 +15,34 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
       transfer_bytes(prometheus::BuildCounter()
                          .Name("zk0_worker_transfer_bytes_total")
                          .Help("Parameter bytes moved, by direction")
-                         .Register(r)) {}
+                         .Register(r)),
+      prefix_cache_lookups(prometheus::BuildCounter()
+                               .Name("zk0_worker_prefix_cache_lookups_total")
+                               .Help("Frozen-prefix cache lookups, by result (memory_hit, disk_hit, miss)")
+                               .Register(r)),
+      prefix_cache_corrupt(add_counter(r, "zk0_worker_prefix_cache_corrupt_entries_total",
+                                       "Disk cache entries that failed their checksum or key check, dropped and recomputed")),
+      prefix_cache_bytes(prometheus::BuildGauge()
+                             .Name("zk0_worker_prefix_cache_bytes")
+                             .Help("Bytes the frozen-prefix cache holds, by tier (memory, disk)")
+                             .Register(r)) {
+  for (const char* result : {"memory_hit", "disk_hit", "miss"}) prefix_cache_lookups.Add({{"result", result}});
+  for (const char* tier : {"memory", "disk"}) prefix_cache_bytes.Add({{"tier", tier}});
+}
+
+void WorkerMetrics::prefix_cache(const PrefixCacheStats& s) {
+  const auto advance = [&](const char* result, int64_t now, int64_t before) {
+    if (now > before) prefix_cache_lookups.Add({{"result", result}}).Increment(static_cast<double>(now - before));
+  };
+  advance("memory_hit", s.memory_hits, last_cache_.memory_hits);
+  advance("disk_hit", s.disk_hits, last_cache_.disk_hits);
+  advance("miss", s.misses, last_cache_.misses);
+  if (s.corrupt_entries > last_cache_.corrupt_entries)
+    prefix_cache_corrupt.Increment(static_cast<double>(s.corrupt_entries - last_cache_.corrupt_entries));
+  prefix_cache_bytes.Add({{"tier", "memory"}}).Set(static_cast<double>(s.memory_bytes));
+  prefix_cache_bytes.Add({{"tier", "disk"}}).Set(static_cast<double>(s.disk_bytes));
+  last_cache_ = s;
+}
 
 void WorkerMetrics::trained(const TrainReport& report, const std::vector<double>& step_seconds) {
   train_loss.Set(report.loss);

@@ -5,15 +5,21 @@
 #include <torch/version.h>
 
 #include "core/data/batch_loader.h"
+#include "core/tensor/safetensors.h"
+#include "core/util/log.h"
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
 
 namespace zk0 {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
 
 at::Device pick_device(const ClientSpec& client, size_t index) {
   if (client.resources.gpu == 0) return at::kCPU;
@@ -76,8 +82,10 @@ double learning_rate_at(const TrainingSpec& spec, int step, int steps) {
   return min_lr + 0.5 * (spec.learning_rate - min_lr) * (1 + std::cos(M_PI * progress));
 }
 
-LocalTrainer::LocalTrainer(const FederationSpec& spec, const ClientSpec& client)
-    : spec_(spec), client_(client), device_(pick_device(client, client_index(spec, client.name))) {
+LocalTrainer::LocalTrainer(const FederationSpec& spec, const ClientSpec& client, std::string state_dir)
+    : spec_(spec), client_(client), device_(pick_device(client, client_index(spec, client.name))), state_dir_(std::move(state_dir)) {
+  if (spec.training.optimizer_state == OptimizerState::Keep && state_dir_.empty())
+    throw SpecError({"spec.training.optimizer.state: keep needs the worker's state directory (zk0-worker --state-dir)"});
   policy_ = make_policy(spec.policy);
   // Before moving: on CUDA a policy may keep its frozen part in bfloat16, and the digest must
   // name the weights as the spec gives them, as the aggregator computes it on its CPU.
@@ -96,12 +104,67 @@ void LocalTrainer::open_dataset() {
   dataset_ = zk0::open_dataset(client_.dataset, policy_->chunk_size(), policy_->uses_images());
 }
 
-RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_steps, double proximal_mu, uint64_t seed,
-                                      const std::atomic<bool>* abandon) {
+void LocalTrainer::restore_optimizer(int round) {
+  if (spec_.training.optimizer_state == OptimizerState::Reset) {
+    optimizer_->reset();
+    return;
+  }
+  // The newest state from a round before this one: a round repeated after an aggregator restart
+  // starts from the moments it started from the first time.
+  int best = 0;
+  fs::path best_file;
+  const fs::path dir = fs::path(state_dir_) / "optimizer";
+  if (fs::is_directory(dir))
+    for (const auto& e : fs::directory_iterator(dir)) {
+      int r = 0;
+      if (std::sscanf(e.path().filename().c_str(), "round_%d.safetensors", &r) == 1 && r < round && r > best) {
+        best = r;
+        best_file = e.path();
+      }
+    }
+  if (best == 0) {
+    optimizer_->reset();
+    return;
+  }
+  std::map<std::string, std::string> meta;
+  const ParameterSet saved = read_safetensors(best_file.string(), &meta);
+  FlatAdamW::State state{to_aten(saved.at("exp_avg")), to_aten(saved.at("exp_avg_sq")), std::stoll(meta.at("steps"))};
+  if (meta.at("layout") != layout_.digest_hex())
+    throw std::runtime_error(best_file.string() + ": optimizer state of another parameter layout");
+  optimizer_->load_state(state);
+  log_info("optimizer_restored", {kv("round", round), kv("from_round", best), kv("steps", state.steps)});
+}
+
+void LocalTrainer::save_optimizer(const RoundTask& task) {
+  if (spec_.training.optimizer_state == OptimizerState::Reset) return;
+  const fs::path dir = fs::path(state_dir_) / "optimizer";
+  fs::create_directories(dir);
+  const FlatAdamW::State state = optimizer_->state();
+  ParameterSet set;
+  set.tensors.push_back(copy_tensor("exp_avg", state.exp_avg));
+  set.tensors.push_back(copy_tensor("exp_avg_sq", state.exp_avg_sq));
+  char name[48];
+  std::snprintf(name, sizeof name, "round_%04d.safetensors", task.round);
+  write_safetensors((dir / name).string(), set,
+                    {{"steps", std::to_string(state.steps)}, {"round", std::to_string(task.round)},
+                     {"trained_from", task.base_digest}, {"layout", layout_.digest_hex()}});
+  // Two are enough: the one this round started from (should the round be repeated) and this one.
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (size_t i = 0; i + 2 < files.size(); ++i) fs::remove(files[i]);
+}
+
+RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTask& task, const std::atomic<bool>* abandon) {
   if (!dataset_) throw std::logic_error("train_round before open_dataset");
+  const int local_steps = task.local_steps;
+  const double proximal_mu = task.proximal_mu;
+  const uint64_t seed = task.seed;
   const auto start = Clock::now();
   NamedTensors trainable = policy_->trainable_parameters();
   load_parameter_set(trainable, global);
+  restore_optimizer(task.round);
   const at::Tensor anchor = optimizer_->parameters().clone();  // on the compute device for the whole round
   policy_->set_training(true);
   ShuffledSampler sampler(dataset_->size(), spec_.training.batch_size, seed);
@@ -147,6 +210,7 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, int local_step
     update_sq = update.dot(update).item<double>();
   }
   out.update = to_parameter_set(trainable);
+  save_optimizer(task);
   const double n = std::max(1, local_steps);
   out.report.samples = static_cast<uint64_t>(local_steps) * static_cast<uint64_t>(spec_.training.batch_size);
   out.report.steps = static_cast<uint32_t>(local_steps);

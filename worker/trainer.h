@@ -1,7 +1,10 @@
 #pragma once
-// Local training on one client's data: the policy, the dataset and the AdamW state stay resident
-// for the whole run; each round starts from the received global parameters and runs the local
-// steps with the FedProx term mu/2 * ||w - w_global||^2 over the trainable parameters only.
+// Local training on one client's data: the policy and the dataset stay resident for the whole
+// run; each round starts from the received global parameters and runs the local steps with the
+// FedProx term mu/2 * ||w - w_global||^2 over the trainable parameters only. AdamW's moments
+// start from zero every round (spec.training.optimizer.state: reset) or continue from this
+// client's previous round (keep), persisted in the state directory so that a restarted worker
+// continues exactly where it stopped.
 #include <ATen/ATen.h>
 
 #include <atomic>
@@ -26,6 +29,15 @@ struct RoundResult {
 // from lr down to lr * min_lr_ratio at the last step.
 double learning_rate_at(const TrainingSpec& spec, int step, int steps);
 
+// What the aggregator asked of one round.
+struct RoundTask {
+  int round = 1;
+  int local_steps = 1;
+  double proximal_mu = 0;
+  uint64_t seed = 0;
+  std::string base_digest;  // manifest digest of the global parameters trained from
+};
+
 class RoundAbandoned : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -33,7 +45,9 @@ class RoundAbandoned : public std::runtime_error {
 
 class LocalTrainer {
  public:
-  LocalTrainer(const FederationSpec& spec, const ClientSpec& client);
+  // state_dir: where the worker keeps what must survive a restart (AdamW's moments under
+  // optimizer.state: keep); required then, unused otherwise.
+  LocalTrainer(const FederationSpec& spec, const ClientSpec& client, std::string state_dir = "");
   ~LocalTrainer();
 
   void open_dataset();  // throws naming the dataset on any problem
@@ -43,10 +57,13 @@ class LocalTrainer {
   std::string frozen_digest() const { return frozen_digest_; }
 
   // Stops with RoundAbandoned at the next step once `abandon` turns true.
-  RoundResult train_round(const ParameterSet& global, int local_steps, double proximal_mu, uint64_t seed,
-                          const std::atomic<bool>* abandon = nullptr);
+  RoundResult train_round(const ParameterSet& global, const RoundTask& task, const std::atomic<bool>* abandon = nullptr);
 
  private:
+  // optimizer.state keep: the moments this client had after its latest round before `round`.
+  void restore_optimizer(int round);
+  void save_optimizer(const RoundTask& task);
+
   FederationSpec spec_;
   ClientSpec client_;
   at::Device device_;
@@ -55,6 +72,7 @@ class LocalTrainer {
   std::unique_ptr<FlatAdamW> optimizer_;  // its flat buffer holds the trainable parameters
   Manifest layout_;
   std::string frozen_digest_;
+  std::string state_dir_;
 };
 
 }  // namespace zk0

@@ -9,7 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "core/data/trajectories.h"  // hash_string
+#include "core/data/trajectories.h"
+#include "core/util/seed.h"
 #include "core/spec/federation_spec.h"
 
 namespace zk0 {
@@ -103,8 +104,5 @@ class ShuffledSampler {
 // indices are spread over all episodes (stratified by position, jittered by the seed).
 std::vector<std::vector<int64_t>> evaluation_batches(const Dataset& dataset, EvalMode mode, int batches,
                                                      int batch_size, uint64_t seed);
-
-// 64-bit mixing (splitmix64) used to derive independent seeds from (seed, round, client, ...).
-uint64_t mix_seed(uint64_t a, uint64_t b);
 
 }  // namespace zk0

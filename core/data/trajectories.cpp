@@ -9,12 +9,6 @@ namespace zk0 {
 const char* const kSo100JointNames[kSo100Joints] = {"shoulder_pan.pos", "shoulder_lift.pos", "elbow_flex.pos",
                                                     "wrist_flex.pos",   "wrist_roll.pos",    "gripper.pos"};
 
-uint64_t hash_string(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 std::vector<Trajectory> generate_trajectories(const SyntheticDatasetSpec& spec, const std::vector<int64_t>& episodes) {
   // The task fixes the goal posture, how fast the arm converges and how it oscillates.
   std::mt19937_64 task_rng(hash_string(spec.task));

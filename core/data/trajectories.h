@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/spec/federation_spec.h"
+#include "core/util/seed.h"
 
 namespace zk0 {
 
@@ -23,7 +24,5 @@ struct Trajectory {
 // One trajectory per episode index (all of spec.episodes when `episodes` is empty). Throws
 // naming the episode when it is out of range.
 std::vector<Trajectory> generate_trajectories(const SyntheticDatasetSpec& spec, const std::vector<int64_t>& episodes);
-
-uint64_t hash_string(const std::string& s);  // FNV-1a, stable across platforms
 
 }  // namespace zk0

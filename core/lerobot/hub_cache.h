@@ -9,17 +9,13 @@
 // zk0 itself never downloads: the pod's network policy and the robot owner decide that.
 #include <string>
 
+#include "core/spec/federation_spec.h"  // looks_like_hub_id
+
 namespace zk0 {
 
 std::string hub_cache_root();  // from the environment, as huggingface_hub resolves it
 
 enum class HubRepoType { Dataset, Model };
-
-// "owner/name" rather than a path: not empty, not starting with '/' or '.', with a slash.
-// Header-only, so that the operator (which links no dataset code) shares it.
-inline bool looks_like_hub_id(const std::string& s) {
-  return !s.empty() && s.front() != '/' && s.front() != '.' && s.find('/') != std::string::npos;
-}
 
 // The snapshot folder of repo_id at revision (a branch, tag or commit hash). Throws naming the
 // folder it looked in and the command that fills it when the repository is not there.

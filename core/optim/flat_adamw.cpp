@@ -65,6 +65,27 @@ double FlatAdamW::add_proximal_gradient(const at::Tensor& anchor, double mu) {
   return mu / 2 * diff.dot(diff).item<double>();
 }
 
+void FlatAdamW::reset() {
+  exp_avg_.zero_();
+  exp_avg_sq_.zero_();
+  steps_ = 0;
+}
+
+FlatAdamW::State FlatAdamW::state() const {
+  return {exp_avg_.to(at::kCPU).clone(), exp_avg_sq_.to(at::kCPU).clone(), steps_};
+}
+
+void FlatAdamW::load_state(const State& state) {
+  if (!state.exp_avg.defined() || !state.exp_avg_sq.defined() || state.exp_avg.numel() != exp_avg_.numel() ||
+      state.exp_avg_sq.numel() != exp_avg_sq_.numel() || state.steps < 0)
+    throw std::invalid_argument("FlatAdamW: the state is for " + std::to_string(state.exp_avg.defined() ? state.exp_avg.numel() : 0) +
+                                " parameters, this optimizer has " + std::to_string(exp_avg_.numel()));
+  at::NoGradGuard no_grad;
+  exp_avg_.copy_(state.exp_avg.reshape({-1}));
+  exp_avg_sq_.copy_(state.exp_avg_sq.reshape({-1}));
+  steps_ = state.steps;
+}
+
 double FlatAdamW::grad_norm() const { return grad_.norm().item<double>(); }
 
 void FlatAdamW::step(double lr, double grad_scale) {

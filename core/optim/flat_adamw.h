@@ -31,6 +31,17 @@ class FlatAdamW {
   // gradient buffer is left unspecified until zero_grad().
   void step(double lr, double grad_scale = 1.0);
 
+  // The optimizer's own state: first and second moments (flat, on the CPU) and the step count
+  // their bias corrections use.
+  struct State {
+    at::Tensor exp_avg, exp_avg_sq;
+    int64_t steps = 0;
+  };
+  void reset();  // zero moments, step 0: a fresh torch.optim.AdamW
+  State state() const;
+  // Throws std::invalid_argument when the state's size is not this optimizer's.
+  void load_state(const State& state);
+
  private:
   AdamWOptions options_;
   at::Tensor flat_, grad_, exp_avg_, exp_avg_sq_;

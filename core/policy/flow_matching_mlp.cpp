@@ -64,7 +64,7 @@ class FlowMatchingMlp final : public Policy, public torch::nn::Module {
 
   void to(const at::Device& device) override { torch::nn::Module::to(device); }
   void set_training(bool training) override { train(training); }
-  nlohmann::json config_json() const override { return config_.to_json(); }
+  nlohmann::ordered_json config_json() const override { return config_.to_json(); }
 
  private:
   // "state_encoder_0.weight" -> "state_encoder.0.weight", "layers_2.bias" -> "layers.2.bias"

@@ -144,7 +144,7 @@ void save_pretrained(Policy& policy, const std::string& dir) {
   std::filesystem::create_directories(dir);
   write_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), policy.checkpoint_tensors(),
                     {{"format", "pt"}});
-  nlohmann::json config = policy.config_json();
+  nlohmann::ordered_json config = policy.config_json();
   config["type"] = policy.type();
   write_file_atomic((std::filesystem::path(dir) / "config.json").string(), config.dump(2) + "\n");
   policy.write_extra_files(dir);

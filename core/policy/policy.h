@@ -16,6 +16,13 @@ namespace zk0 {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
+// What a policy's cache of frozen computations (SmolVLA's prefix cache) has done, for metrics.
+struct PrefixCacheStats {
+  int64_t memory_hits = 0, disk_hits = 0, misses = 0;
+  int64_t corrupt_entries = 0;  // disk entries whose checksum or key did not verify: dropped, recomputed
+  int64_t memory_bytes = 0, disk_bytes = 0, memory_entries = 0, disk_entries = 0;
+};
+
 class Policy {
  public:
   virtual ~Policy() = default;
@@ -39,14 +46,16 @@ class Policy {
   virtual void set_training(bool training) = 0;
   at::Device device();
 
-  // The policy's configuration as written to config.json.
-  virtual nlohmann::json config_json() const = 0;
+  // The policy's configuration as written to config.json, in its keys' order.
+  virtual nlohmann::ordered_json config_json() const = 0;
 
   // The statistics inputs are normalised with (on the aggregator: its evaluation dataset's), for
   // policies whose checkpoints carry them; the others ignore them.
   virtual void set_normalization(const FeatureStats& state, const FeatureStats& action) {}
   // Files a checkpoint folder holds beside model.safetensors and config.json.
   virtual void write_extra_files(const std::string& dir) {}
+  // The policy's prefix cache, if it has one.
+  virtual const PrefixCacheStats* prefix_cache_stats() const { return nullptr; }
 
   // model.safetensors' content: every parameter, float32 unless the policy keeps other dtypes.
   virtual ParameterSet checkpoint_tensors();

@@ -228,6 +228,49 @@ PodPlacementSpec read_placement(Fields& parent, std::vector<std::string>& proble
   read("tolerations", p.tolerations, true);
   read("affinity", p.affinity, false);
   read("overrides", p.overrides, false);
+  // Anything else (containers, volumes, host namespaces, the service account) would let a run's
+  // author run arbitrary pods on the cluster's nodes.
+  const auto allowed = [](const char* const* names, const std::string& key) {
+    for (; *names; ++names)
+      if (key == *names) return true;
+    return false;
+  };
+  for (auto it = p.overrides.begin(); it != p.overrides.end(); ++it) {
+    const std::string path = f.path("overrides") + "." + it.key();
+    const char* const* names = it.key() == "metadata" ? kPodOverrideMetadataFields
+                               : it.key() == "spec"   ? kPodOverrideSpecFields
+                                                      : nullptr;
+    if (!names) {
+      f.problem(path, "overrides may set only metadata and spec");
+      continue;
+    }
+    if (!it.value().is_object()) {
+      f.problem(path, "must be a mapping");
+      continue;
+    }
+    for (auto field = it.value().begin(); field != it.value().end(); ++field)
+      if (!allowed(names, field.key()))
+        f.problem(path + "." + field.key(), "may not be overridden (allowed: " + [&] {
+          std::string list;
+          for (const char* const* n = names; *n; ++n) list += (list.empty() ? "" : ", ") + std::string(*n);
+          return list;
+        }() + ")");
+    if (it.key() == "metadata")
+      for (const char* map : {"labels", "annotations"}) {
+        if (!it.value().contains(map)) continue;
+        const auto& m = it.value()[map];
+        if (!m.is_object()) {
+          f.problem(path + "." + map, "must be a mapping");
+          continue;
+        }
+        for (auto kv = m.begin(); kv != m.end(); ++kv) {
+          if (!kv.value().is_string()) f.problem(path + "." + map + "." + kv.key(), "must be a string");
+          // zk0's own keys select pods for NetworkPolicies and the operator's bookkeeping.
+          if (kv.key().find("zk0.io/") != std::string::npos || kv.key().rfind("app.kubernetes.io/", 0) == 0)
+            f.problem(path + "." + map + "." + kv.key(), "is set by the operator");
+        }
+      }
+  }
   for (auto it = p.node_selector.begin(); it != p.node_selector.end(); ++it)
     if (!it.value().is_string()) f.problem(f.path("nodeSelector") + "." + it.key(), "must be a string");
   for (size_t i = 0; i < p.tolerations.size(); ++i)
@@ -267,6 +310,18 @@ const char* to_string(MuScheduleType v) {
   }
   return "constant";
 }
+
+const char* to_string(OptimizerState v) { return v == OptimizerState::Reset ? "reset" : "keep"; }
+
+bool looks_like_hub_id(const std::string& s) {
+  return !s.empty() && s.front() != '/' && s.front() != '.' && s.find('/') != std::string::npos;
+}
+
+const char* const kPodOverrideMetadataFields[] = {"labels", "annotations", nullptr};
+const char* const kPodOverrideSpecFields[] = {"priorityClassName", "priority",  "affinity",      "tolerations",
+                                              "nodeSelector",      "topologySpreadConstraints",   "schedulerName",
+                                              "runtimeClassName",  "terminationGracePeriodSeconds", "imagePullSecrets",
+                                              "dnsConfig",         nullptr};
 
 std::string DatasetSpec::describe() const {
   if (synthetic) return "synthetic:" + synthetic->task;
@@ -337,6 +392,17 @@ FederationSpec parse_spec(const std::string& yaml_text) {
       c.dataset = read_dataset(cf.node("dataset"), path + ".dataset", problems);
       c.resources = read_resources(cf, true, problems);
       c.pod = read_placement(cf, problems);
+      if (cf.has("tls")) {
+        Fields tf(cf.node("tls"), cf.path("tls"), problems);
+        tf.get("secretName", c.tls.secret_name);
+        tf.get("certFile", c.tls.cert_file);
+        tf.get("keyFile", c.tls.key_file);
+        if (!c.tls.secret_name.empty() && (!c.tls.cert_file.empty() || !c.tls.key_file.empty()))
+          tf.problem(tf.path("secretName"), "set either secretName or certFile and keyFile");
+        if (c.tls.secret_name.empty() && (c.tls.cert_file.empty() != c.tls.key_file.empty()))
+          tf.problem(tf.path(c.tls.cert_file.empty() ? "certFile" : "keyFile"), "is required with " +
+                                                                                  std::string(c.tls.cert_file.empty() ? "keyFile" : "certFile"));
+      }
       spec.clients.push_back(std::move(c));
     }
   }
@@ -385,6 +451,7 @@ FederationSpec parse_spec(const std::string& yaml_text) {
       }
       o.get("eps", t.eps);
       o.get("weightDecay", t.weight_decay);
+      o.get_enum("state", t.optimizer_state, names_of({OptimizerState::Reset, OptimizerState::Keep}));
       require(t.learning_rate > 0, o, "lr", "must be positive");
       require(t.eps > 0, o, "eps", "must be positive");
       require(t.weight_decay >= 0, o, "weightDecay", "must not be negative");
@@ -429,6 +496,8 @@ FederationSpec parse_spec(const std::string& yaml_text) {
     f.get("startTimeoutSeconds", st.start_timeout_seconds);
     f.get("roundTimeoutSeconds", st.round_timeout_seconds);
     f.get("maxRoundAttempts", st.max_round_attempts);
+    f.get("maxUpdateNorm", st.max_update_norm);
+    require(st.max_update_norm > 0 && std::isfinite(st.max_update_norm), f, "maxUpdateNorm", "must be a positive number");
     require(st.fraction_fit > 0 && st.fraction_fit <= 1, f, "fractionFit", "must be in (0, 1]");
     require(st.min_fit_clients >= 1, f, "minFitClients", "must be at least 1");
     require(st.min_available_clients >= st.min_fit_clients, f, "minAvailableClients", "must be at least minFitClients");
@@ -449,7 +518,7 @@ FederationSpec parse_spec(const std::string& yaml_text) {
     f.get_list("train", p.train);
     if (f.has("config")) {
       if (!f.node("config").IsMap()) f.problem(f.path("config"), "must be a mapping");
-      else p.config = yaml_to_json(f.node("config"));
+      else p.config = yaml_to_ordered_json(f.node("config"));
     }
     if (p.type != "flow-matching-mlp" && p.type != "smolvla")
       f.problem(f.path("type"), "must be one of flow-matching-mlp, smolvla (got '" + p.type + "')");
@@ -460,6 +529,10 @@ FederationSpec parse_spec(const std::string& yaml_text) {
     Fields f(s.node("checkpoints"), "spec.checkpoints", problems);
     f.get("everyRounds", spec.checkpoints.every_rounds);
     f.get("keepLast", spec.checkpoints.keep_last);
+    f.get("signingKeyFile", spec.checkpoints.signing_key_file);
+    f.get("signingKeySecret", spec.checkpoints.signing_key_secret);
+    if (!spec.checkpoints.signing_key_file.empty() && !spec.checkpoints.signing_key_secret.empty())
+      f.problem(f.path("signingKeySecret"), "set either signingKeyFile or signingKeySecret");
     require(spec.checkpoints.every_rounds >= 1, f, "everyRounds", "must be at least 1");
     require(spec.checkpoints.keep_last >= 0, f, "keepLast", "must not be negative (0 keeps all)");
   }
@@ -481,16 +554,33 @@ FederationSpec parse_spec(const std::string& yaml_text) {
     if (f.has("tls")) {
       Fields tf(f.node("tls"), f.path("tls"), problems);
       tf.get("secretName", t.tls.secret_name);
-      const bool files = t.tls.secret_name.empty();  // a Secret on a cluster, or files
-      tf.get("caFile", t.tls.ca_file, files);
-      tf.get("certFile", t.tls.cert_file, files);
-      tf.get("keyFile", t.tls.key_file, files);
-      if (!files)
+      tf.get("caFile", t.tls.ca_file);
+      tf.get("certFile", t.tls.cert_file);
+      tf.get("keyFile", t.tls.key_file);
+      tf.get("mutual", t.tls.mutual);
+      const bool any_file = !t.tls.ca_file.empty() || !t.tls.cert_file.empty() || !t.tls.key_file.empty();
+      if (!t.tls.secret_name.empty()) {
         for (const char* k : {"caFile", "certFile", "keyFile"})
           if (tf.has(k)) tf.problem(tf.path(k), "set either secretName or the three files");
-      tf.get("mutual", t.tls.mutual);
+      } else if (any_file) {
+        for (auto [k, v] : {std::pair<const char*, const std::string*>{"caFile", &t.tls.ca_file},
+                            {"certFile", &t.tls.cert_file}, {"keyFile", &t.tls.key_file}})
+          if (v->empty()) tf.problem(tf.path(k), "is required with the other TLS files");
+      } else if (!t.tls.mutual) {
+        tf.problem(tf.path("mutual"), "a tls block needs secretName, the three files, or mutual: true (certificates issued by zk0 run or the operator)");
+      }
     }
   }
+
+  // Under mutual TLS with files, every client names its own certificate: one shared certificate
+  // would let any client register as any other.
+  if (spec.transport.tls.mutual && spec.transport.tls.has_files())
+    for (size_t i = 0; i < spec.clients.size(); ++i)
+      if (spec.clients[i].tls.cert_file.empty() && spec.clients[i].tls.secret_name.empty())
+        problems.push_back("spec.clients[" + std::to_string(i) + "].tls: certFile and keyFile are required with mutual TLS (each client's own certificate)");
+  for (size_t i = 0; i < spec.clients.size(); ++i)
+    if (!spec.clients[i].tls.empty() && !spec.transport.tls.mutual)
+      problems.push_back("spec.clients[" + std::to_string(i) + "].tls: only applies with spec.transport.tls.mutual");
 
   // aggregator (cluster)
   if (s.has("aggregator")) {
@@ -601,6 +691,11 @@ std::string to_yaml(const FederationSpec& spec) {
     emit_dataset(cn["dataset"], c.dataset);
     emit_resources(cn, c.resources);
     emit_placement(cn, c.pod);
+    if (!c.tls.secret_name.empty()) cn["tls"]["secretName"] = c.tls.secret_name;
+    if (!c.tls.cert_file.empty()) {
+      cn["tls"]["certFile"] = c.tls.cert_file;
+      cn["tls"]["keyFile"] = c.tls.key_file;
+    }
     s["clients"].push_back(cn);
   }
   const auto& e = spec.evaluation;
@@ -621,6 +716,7 @@ std::string to_yaml(const FederationSpec& spec) {
   tn["optimizer"]["betas"].SetStyle(YAML::EmitterStyle::Flow);
   tn["optimizer"]["eps"] = t.eps;
   tn["optimizer"]["weightDecay"] = t.weight_decay;
+  tn["optimizer"]["state"] = to_string(t.optimizer_state);
   tn["gradClipNorm"] = t.grad_clip_norm;
   tn["lrSchedule"]["type"] = to_string(t.lr_schedule);
   if (t.lr_schedule == LrScheduleType::Cosine) tn["lrSchedule"]["minLrRatio"] = t.min_lr_ratio;
@@ -644,6 +740,7 @@ std::string to_yaml(const FederationSpec& spec) {
   sn["startTimeoutSeconds"] = st.start_timeout_seconds;
   sn["roundTimeoutSeconds"] = st.round_timeout_seconds;
   sn["maxRoundAttempts"] = st.max_round_attempts;
+  sn["maxUpdateNorm"] = st.max_update_norm;
   YAML::Node pn = s["policy"];
   pn["type"] = spec.policy.type;
   if (!spec.policy.config.empty()) pn["config"] = json_to_yaml(spec.policy.config);
@@ -651,6 +748,8 @@ std::string to_yaml(const FederationSpec& spec) {
   if (!spec.policy.train.empty()) pn["train"] = spec.policy.train;
   s["checkpoints"]["everyRounds"] = spec.checkpoints.every_rounds;
   s["checkpoints"]["keepLast"] = spec.checkpoints.keep_last;
+  if (!spec.checkpoints.signing_key_file.empty()) s["checkpoints"]["signingKeyFile"] = spec.checkpoints.signing_key_file;
+  if (!spec.checkpoints.signing_key_secret.empty()) s["checkpoints"]["signingKeySecret"] = spec.checkpoints.signing_key_secret;
   YAML::Node xn = s["transport"];
   xn["chunkSize"] = quantity(spec.transport.chunk_bytes);
   xn["maxMessageSize"] = quantity(spec.transport.max_message_bytes);
@@ -658,11 +757,13 @@ std::string to_yaml(const FederationSpec& spec) {
   if (!spec.transport.tls.secret_name.empty()) {
     xn["tls"]["secretName"] = spec.transport.tls.secret_name;
     xn["tls"]["mutual"] = spec.transport.tls.mutual;
-  } else if (spec.transport.tls.enabled()) {
+  } else if (spec.transport.tls.has_files()) {
     xn["tls"]["caFile"] = spec.transport.tls.ca_file;
     xn["tls"]["certFile"] = spec.transport.tls.cert_file;
     xn["tls"]["keyFile"] = spec.transport.tls.key_file;
     xn["tls"]["mutual"] = spec.transport.tls.mutual;
+  } else if (spec.transport.tls.mutual) {
+    xn["tls"]["mutual"] = true;
   }
   const auto& a = spec.aggregator;
   YAML::Node an = s["aggregator"];
@@ -708,12 +809,23 @@ std::vector<std::string> cluster_only_fields(const FederationSpec& spec) {
 }
 
 std::string resume_fingerprint(const FederationSpec& spec) {
-  // runPolicy (suspend, deadlines) and where pods run change how a run is operated, not what it
-  // computes, so a suspended run resumes from its checkpoint.
+  // How a run is operated (runPolicy: suspend, deadlines; where and on what its pods run; how
+  // its bytes travel and who signs what; how many checkpoints are kept) does not change what it
+  // computes, so a suspended or moved run resumes from its checkpoint. Everything else does.
   FederationSpec copy = spec;
   copy.run_policy = RunPolicySpec{};
   copy.aggregator = AggregatorSpec{};
-  for (auto& c : copy.clients) c.pod = PodPlacementSpec{};
+  copy.transport = TransportSpec{};
+  copy.hub_token_secret.reset();
+  copy.namespace_.clear();
+  copy.checkpoints.keep_last = CheckpointSpec{}.keep_last;
+  copy.checkpoints.signing_key_file.clear();
+  copy.checkpoints.signing_key_secret.clear();
+  for (auto& c : copy.clients) {
+    c.pod = PodPlacementSpec{};
+    c.resources = ResourcesSpec{};
+    c.tls = ClientTlsSpec{};
+  }
   copy.rounds = 1;
   const std::string text = to_yaml(copy);
   return to_hex(sha256(text.data(), text.size()));

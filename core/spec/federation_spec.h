@@ -54,7 +54,8 @@ struct ResourcesSpec {
 };
 
 // Where a pod may run, on a cluster (`zk0 run` has one machine and ignores it). Kubernetes' own
-// shapes, passed through to the pod.
+// shapes, passed through to the pod. `overrides` may touch only what kPodOverrideFields lists:
+// the operator re-applies its security settings after the patch either way.
 struct PodPlacementSpec {
   nlohmann::json node_selector = nlohmann::json::object();  // label -> value
   nlohmann::json tolerations = nlohmann::json::array();
@@ -64,11 +65,22 @@ struct PodPlacementSpec {
   bool empty() const { return node_selector.empty() && tolerations.empty() && affinity.empty() && overrides.empty(); }
 };
 
+// A client's own certificate under mutual TLS: the aggregator binds the client's name to it
+// (a URI SAN spiffe://zk0.io/run/<run>/client/<name>, core/security/certificate.h).
+struct ClientTlsSpec {
+  std::string secret_name;  // cluster: a Secret with ca.crt, tls.crt, tls.key; default <run>-<client>-tls
+  std::string cert_file;
+  std::string key_file;
+
+  bool empty() const { return secret_name.empty() && cert_file.empty() && key_file.empty(); }
+};
+
 struct ClientSpec {
   std::string name;
   DatasetSpec dataset;
   ResourcesSpec resources;
   PodPlacementSpec pod;
+  ClientTlsSpec tls;
 };
 
 // The aggregator's pod on a cluster: checkpoints and outputs live on a PersistentVolumeClaim.
@@ -105,6 +117,10 @@ struct EvaluationSpec {
 
 enum class LrScheduleType { Constant, Cosine };
 enum class Precision { FP32, BF16 };
+// AdamW's moments between rounds. reset: every round starts from zero moments, as Flower and the
+// system zk0 replaces do, so an update depends only on the round's global parameters. keep: the
+// moments carry over to the client's next round, persisted in the worker's state directory.
+enum class OptimizerState { Reset, Keep };
 
 struct TrainingSpec {
   int local_steps = 100;
@@ -118,6 +134,7 @@ struct TrainingSpec {
   double min_lr_ratio = 0.1;  // cosine ends at learning_rate * min_lr_ratio
   int warmup_steps = 0;
   Precision precision = Precision::FP32;
+  OptimizerState optimizer_state = OptimizerState::Reset;
   uint64_t seed = 0;
 };
 
@@ -136,11 +153,14 @@ struct StrategySpec {
   double start_timeout_seconds = 300;
   double round_timeout_seconds = 1800;
   int max_round_attempts = 3;  // a round without quorum is repeated at most this often
+  // An update farther than this (L2) from the round's global parameters is rejected
+  // (update_norm): it bounds what one client can move the average by, and keeps every sum finite.
+  double max_update_norm = 1e4;
 };
 
 struct PolicySpec {
   std::string type = "flow-matching-mlp";
-  nlohmann::json config = nlohmann::json::object();  // validated by the policy type
+  nlohmann::ordered_json config = nlohmann::ordered_json::object();  // validated by the policy type; key order kept
   std::string pretrained;                            // directory with model.safetensors
   std::vector<std::string> train;                    // parameter groups that train; empty = the type's default
 };
@@ -148,16 +168,26 @@ struct PolicySpec {
 struct CheckpointSpec {
   int every_rounds = 1;
   int keep_last = 3;  // 0 keeps all
+  // HMAC-SHA256 key that signs SHA256SUMS; the aggregator resumes only from a checkpoint it
+  // signed. A file locally; on a cluster a Secret (key `key`), by default <run>-checkpoint-key,
+  // which the operator creates. Empty: unsigned (SHA256SUMS still catches corruption).
+  std::string signing_key_file;
+  std::string signing_key_secret;
 };
 
+// The aggregator's TLS. With `mutual`, every client also presents its own certificate
+// (spec.clients[].tls) naming it. `mutual: true` alone asks the runtime for certificates: `zk0 run`
+// issues a CA and one certificate per process; the operator mounts Secrets.
 struct TlsSpec {
-  std::string secret_name;  // cluster: a Secret with ca.crt, tls.crt, tls.key (as cert-manager writes)
+  std::string secret_name;  // cluster: the aggregator's Secret with ca.crt, tls.crt, tls.key
   std::string ca_file;      // verifies the peer
-  std::string cert_file;  // this side's certificate
+  std::string cert_file;    // the aggregator's certificate
   std::string key_file;
   bool mutual = false;  // aggregator demands and verifies client certificates
 
-  bool enabled() const { return !cert_file.empty() || !ca_file.empty() || !secret_name.empty(); }
+  bool has_files() const { return !cert_file.empty() || !ca_file.empty(); }
+  bool generated() const { return mutual && !has_files() && secret_name.empty(); }
+  bool enabled() const { return has_files() || !secret_name.empty() || mutual; }
 };
 
 struct TransportSpec {
@@ -186,6 +216,11 @@ struct FederationSpec {
   const ClientSpec& client(const std::string& name) const;  // throws std::out_of_range
 };
 
+// What spec.clients[].pod.overrides and spec.aggregator.pod.overrides may set: pod metadata and
+// scheduling, never the containers, volumes, host namespaces or the service account.
+extern const char* const kPodOverrideMetadataFields[];
+extern const char* const kPodOverrideSpecFields[];
+
 // Parses and validates; throws SpecError listing every problem with its field path.
 FederationSpec parse_spec(const std::string& yaml_text);
 FederationSpec load_spec(const std::string& path);
@@ -205,5 +240,9 @@ const char* to_string(LrScheduleType v);
 const char* to_string(Precision v);
 const char* to_string(StrategyType v);
 const char* to_string(MuScheduleType v);
+const char* to_string(OptimizerState v);
+
+// A Hugging Face Hub id (owner/name) rather than a local folder.
+bool looks_like_hub_id(const std::string& s);
 
 }  // namespace zk0

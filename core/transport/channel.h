@@ -10,8 +10,13 @@
 
 namespace zk0 {
 
+// Throws SpecError when the TLS settings name no files (`mutual: true` alone is for the runtimes,
+// which issue the certificates and pass files on).
 std::shared_ptr<grpc::ServerCredentials> make_server_credentials(const TlsSpec& tls);
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const TransportSpec& transport);
+// A worker's channel: it verifies the aggregator with transport.tls.caFile and, under mutual TLS,
+// presents `client`'s own certificate.
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const TransportSpec& transport,
+                                            const ClientTlsSpec& client = {});
 // Message size limits for a server built from the spec.
 void configure_server_limits(grpc::ServerBuilder& builder, const TransportSpec& transport);
 

@@ -1,5 +1,6 @@
 #include "core/util/log.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -19,20 +20,40 @@ const char* level_name(LogLevel l) {
   return "info";
 }
 
+// A value from outside (a client's failure reason, a spec error) may carry control characters
+// that forge log lines, or megabytes: escaped, and cut at kMaxValueBytes.
+constexpr size_t kMaxValueBytes = 4096;
+
 void append_value(std::string& line, const std::string& v) {
-  if (!v.empty() && v.find_first_of(" \"=\t\n") == std::string::npos) {
+  const bool plain = !v.empty() && v.size() <= kMaxValueBytes &&
+                     std::none_of(v.begin(), v.end(), [](char c) {
+                       return c == ' ' || c == '"' || c == '=' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+                     });
+  if (plain) {
     line += v;
     return;
   }
   line += '"';
-  for (char c : v) {
-    if (c == '"' || c == '\\') line += '\\';
-    if (c == '\n') {
-      line += "\\n";
-      continue;
+  const size_t n = std::min(v.size(), kMaxValueBytes);
+  for (size_t i = 0; i < n; ++i) {
+    const char c = v[i];
+    switch (c) {
+      case '"': line += "\\\""; break;
+      case '\\': line += "\\\\"; break;
+      case '\n': line += "\\n"; break;
+      case '\r': line += "\\r"; break;
+      case '\t': line += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+          line += hex;
+        } else {
+          line += c;
+        }
     }
-    line += c;
   }
+  if (v.size() > n) line += "...(" + std::to_string(v.size()) + " bytes)";
   line += '"';
 }
 }  // namespace

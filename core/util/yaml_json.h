@@ -8,6 +8,10 @@
 namespace zk0 {
 
 nlohmann::json yaml_to_json(const YAML::Node& node);
+// Keeps the mappings' key order (nlohmann::json sorts keys): where order means something, as
+// the cameras of a SmolVLA config's input_features do.
+nlohmann::ordered_json yaml_to_ordered_json(const YAML::Node& node);
 YAML::Node json_to_yaml(const nlohmann::json& value);
+YAML::Node json_to_yaml(const nlohmann::ordered_json& value);
 
 }  // namespace zk0

@@ -27,10 +27,11 @@ http::client::http_client_config client_config(const KubeConfig& c, std::chrono:
   return cfg;
 }
 
-http::http_request make_request(const KubeConfig& c, const std::string& method, const std::string& path) {
+http::http_request make_request(const KubeConfig& c, const std::string& method, const std::string& path,
+                                const std::string& accept = "application/json") {
   http::http_request req(method);
   req.set_request_uri(path);
-  req.headers().add("Accept", "application/json");
+  req.headers().add("Accept", accept);
   req.headers().add("User-Agent", "zk0-operator/0.1.0");
   if (!c.token.empty()) req.headers().add("Authorization", "Bearer " + c.token);
   return req;
@@ -60,8 +61,8 @@ KubeClient::KubeClient(KubeConfig config)
 KubeClient::~KubeClient() = default;
 
 nlohmann::json KubeClient::request(const std::string& method, const std::string& path, const std::string& body,
-                                   const std::string& content_type) {
-  auto req = make_request(config_, method, path);
+                                   const std::string& content_type, const std::string& accept) {
+  auto req = make_request(config_, method, path, accept);
   if (!content_type.empty()) req.set_body(body, content_type);
   http::http_response resp;
   std::string text;
@@ -81,6 +82,10 @@ nlohmann::json KubeClient::request(const std::string& method, const std::string&
 }
 
 nlohmann::json KubeClient::get(const std::string& path) { return request("GET", path, "", ""); }
+
+nlohmann::json KubeClient::get_metadata(const std::string& path) {
+  return request("GET", path, "", "", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1");
+}
 
 nlohmann::json KubeClient::create(const std::string& collection_path, const nlohmann::json& object) {
   return request("POST", collection_path, object.dump(), "application/json");

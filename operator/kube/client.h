@@ -45,6 +45,9 @@ class KubeClient {
 
   // path_and_query: "/api/v1/namespaces/ns/pods?labelSelector=..."
   nlohmann::json get(const std::string& path_and_query);
+  // The object's metadata only (PartialObjectMetadata): learns that a Secret exists without
+  // receiving its data.
+  nlohmann::json get_metadata(const std::string& path);
   nlohmann::json create(const std::string& collection_path, const nlohmann::json& object);
   nlohmann::json replace(const std::string& path, const nlohmann::json& object);
   // Apply: server-side apply as field manager zk0-operator, taking ownership of conflicts.
@@ -58,7 +61,7 @@ class KubeClient {
 
  private:
   nlohmann::json request(const std::string& method, const std::string& path, const std::string& body,
-                         const std::string& content_type);
+                         const std::string& content_type, const std::string& accept = "application/json");
 
   KubeConfig config_;
   std::unique_ptr<web::http::client::http_client> http_;

@@ -56,10 +56,22 @@ std::string small_spec(const std::string& output_dir, int clients, int rounds,
                        const std::map<std::string, std::string>& overrides = {});
 std::string write_spec(const std::string& dir, const std::string& yaml);  // returns the path
 
-// CA, server and client certificates (SAN 127.0.0.1 and localhost) from the openssl CLI.
+// From the openssl CLI, as cert-manager would issue them: a CA; the aggregator's server
+// certificate (SAN 127.0.0.1, localhost); a client certificate per name in `clients`, each with
+// the URI SAN spiffe://zk0.io/run/<run>/client/<name> at DIR/<name>.pem and DIR/<name>.key; and a
+// certificate for client c0 from another CA (rogue).
 struct Certificates {
-  std::string ca, server_cert, server_key, client_cert, client_key, rogue_cert, rogue_key;
+  std::string ca, server_cert, server_key, rogue_cert, rogue_key;
+  std::string client_cert(const std::string& name) const { return dir + "/" + name + ".pem"; }
+  std::string client_key(const std::string& name) const { return dir + "/" + name + ".key"; }
+  std::string dir;
 };
-Certificates generate_certificates(const std::string& dir);
+Certificates generate_certificates(const std::string& dir, const std::string& run = "test-run",
+                                   const std::vector<std::string>& clients = {"c0", "c1", "c2"});
+
+// small_spec's `tls` (the aggregator's files, mutual) and `clientExtra` (each client's own
+// certificate, {name} standing for the client) for mutual TLS with `certs`.
+std::string mutual_tls_block(const Certificates& certs);
+std::string client_tls_extra(const Certificates& certs);
 
 }  // namespace zk0::test

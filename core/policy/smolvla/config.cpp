@@ -18,7 +18,7 @@ const char* kDefaultBackbone = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct";
 // Reads typed fields of one JSON object, collecting problems under a field-path prefix.
 class FieldReader {
  public:
-  FieldReader(const nlohmann::json& j, std::string prefix, std::vector<std::string>& problems)
+  FieldReader(const nlohmann::ordered_json& j, std::string prefix, std::vector<std::string>& problems)
       : j_(j), prefix_(std::move(prefix)), problems_(problems) {}
 
   template <typename T>
@@ -46,7 +46,7 @@ class FieldReader {
   }
 
  private:
-  const nlohmann::json& j_;
+  const nlohmann::ordered_json& j_;
   std::string prefix_;
   std::vector<std::string>& problems_;
 };
@@ -55,13 +55,13 @@ void throw_if(const std::vector<std::string>& problems) {
   if (!problems.empty()) throw SpecError(problems);
 }
 
-int64_t feature_width(const nlohmann::json& feature) {
+int64_t feature_width(const nlohmann::ordered_json& feature) {
   if (!feature.contains("shape") || !feature["shape"].is_array() || feature["shape"].empty()) return -1;
   return feature["shape"].back().get<int64_t>();
 }
 
 // Reads input_features / output_features and the fields we interpret from `j` into `c`.
-void read_lerobot_fields(const nlohmann::json& j, const std::string& prefix, Config& c,
+void read_lerobot_fields(const nlohmann::ordered_json& j, const std::string& prefix, Config& c,
                          std::vector<std::string>& problems) {
   FieldReader r(j, prefix, problems);
   r.integer("chunk_size", c.chunk_size, 1);
@@ -78,7 +78,8 @@ void read_lerobot_fields(const nlohmann::json& j, const std::string& prefix, Con
   r.integer("prefix_length", c.prefix_length, -1);
   r.integer("num_expert_layers", c.num_expert_layers, -1);
   r.integer("num_vlm_layers", c.num_vlm_layers, -1);
-  r.integer("self_attn_every_n_layers", c.self_attn_every_n_layers, 1);
+  r.integer("self_attn_every_n_layers", c.self_attn_every_n_layers, -1);
+  r.boolean("add_image_special_tokens", c.add_image_special_tokens);
   r.number("expert_width_multiplier", c.expert_width_multiplier);
   r.number("min_period", c.min_period);
   r.number("max_period", c.max_period);
@@ -94,9 +95,12 @@ void read_lerobot_fields(const nlohmann::json& j, const std::string& prefix, Con
     else
       c.resize_width = v[0].get<int64_t>(), c.resize_height = v[1].get<int64_t>();
   }
-  if (j.contains("attention_mode") && j["attention_mode"] != "cross_attn")
-    problems.push_back(prefix + "attention_mode: only cross_attn (SmolVLA's) is implemented");
-  for (const char* unsupported : {"adapt_to_pi_aloha", "add_image_special_tokens", "use_delta_joint_actions_aloha"})
+  if (j.contains("attention_mode")) {
+    const std::string mode = j["attention_mode"].is_string() ? j["attention_mode"].get<std::string>() : "";
+    if (mode != "cross_attn" && mode != "self_attn") problems.push_back(prefix + "attention_mode: must be cross_attn or self_attn");
+    c.cross_attention = mode != "self_attn";
+  }
+  for (const char* unsupported : {"adapt_to_pi_aloha", "use_delta_joint_actions_aloha"})
     if (j.contains(unsupported) && j[unsupported] == true)
       problems.push_back(prefix + unsupported + ": true is not implemented");
   if (j.contains("n_obs_steps") && j["n_obs_steps"] != 1)
@@ -143,7 +147,7 @@ std::string backbone_dir(const std::string& name, const std::string& pretrained,
 
 }  // namespace
 
-BackboneConfig BackboneConfig::from_hf_json(const nlohmann::json& j, const std::string& where) {
+BackboneConfig BackboneConfig::from_hf_json(const nlohmann::ordered_json& j, const std::string& where) {
   // transformers' defaults: SmolVLMConfig, SmolVLMVisionConfig and LlamaConfig.
   BackboneConfig b;
   b.scale_factor = 2;
@@ -190,7 +194,7 @@ BackboneConfig BackboneConfig::from_hf_json(const nlohmann::json& j, const std::
   return b;
 }
 
-nlohmann::json BackboneConfig::to_hf_json() const {
+nlohmann::ordered_json BackboneConfig::to_hf_json() const {
   return {{"model_type", "smolvlm"},
           {"scale_factor", scale_factor},
           {"text_config",
@@ -228,11 +232,11 @@ int64_t Config::expert_layer_for(int64_t layer) const {
 }
 
 int64_t Config::tokens_per_image() const {
-  const int64_t side = backbone.image_size / backbone.patch_size / backbone.scale_factor;
+  const int64_t side = patches_per_side() / backbone.scale_factor;
   return side * side;
 }
 
-Config Config::from_lerobot_json(const nlohmann::json& j, const std::string& where) {
+Config Config::from_lerobot_json(const nlohmann::ordered_json& j, const std::string& where) {
   Config c;
   std::vector<std::string> problems;
   if (j.value("type", "") != "smolvla") problems.push_back(where + ": type must be smolvla");
@@ -242,8 +246,8 @@ Config Config::from_lerobot_json(const nlohmann::json& j, const std::string& whe
   return c;
 }
 
-nlohmann::json Config::to_lerobot_json() const {
-  nlohmann::json j = lerobot_json.is_object() ? lerobot_json : nlohmann::json::object();
+nlohmann::ordered_json Config::to_lerobot_json() const {
+  nlohmann::ordered_json j = lerobot_json.is_object() ? lerobot_json : nlohmann::ordered_json::object();
   j["type"] = "smolvla";
   j["n_obs_steps"] = 1;
   j["chunk_size"] = chunk_size;
@@ -259,7 +263,8 @@ nlohmann::json Config::to_lerobot_json() const {
   j["train_state_proj"] = train_state_proj;
   j["vlm_model_name"] = vlm_model_name;
   j["load_vlm_weights"] = false;  // the weights are all in model.safetensors
-  j["attention_mode"] = "cross_attn";
+  j["attention_mode"] = cross_attention ? "cross_attn" : "self_attn";
+  j["add_image_special_tokens"] = add_image_special_tokens;
   j["prefix_length"] = prefix_length;
   j["pad_language_to"] = pad_language_to_max_length ? "max_length" : "longest";
   j["num_expert_layers"] = num_expert_layers;
@@ -270,33 +275,33 @@ nlohmann::json Config::to_lerobot_json() const {
   j["max_period"] = max_period;
   if (!j.contains("normalization_mapping"))
     j["normalization_mapping"] = {{"VISUAL", "IDENTITY"}, {"STATE", "MEAN_STD"}, {"ACTION", "MEAN_STD"}};
-  nlohmann::json inputs = nlohmann::json::object();
+  nlohmann::ordered_json inputs = nlohmann::ordered_json::object();
   inputs["observation.state"] = {{"type", "STATE"}, {"shape", {state_dim}}};
-  const nlohmann::json old_inputs = j.value("input_features", nlohmann::json::object());
+  const nlohmann::ordered_json old_inputs = j.value("input_features", nlohmann::ordered_json::object());
   for (const auto& key : image_keys)
     inputs[key] = old_inputs.contains(key) ? old_inputs[key]
-                                           : nlohmann::json{{"type", "VISUAL"}, {"shape", {3, resize_height, resize_width}}};
+                                           : nlohmann::ordered_json{{"type", "VISUAL"}, {"shape", {3, resize_height, resize_width}}};
   j["input_features"] = inputs;
   j["output_features"] = {{"action", {{"type", "ACTION"}, {"shape", {action_dim}}}}};
   return j;
 }
 
-Config config_from_spec(const nlohmann::json& spec_config, const std::string& pretrained) {
+Config config_from_spec(const nlohmann::ordered_json& spec_config, const std::string& pretrained) {
   const std::string base = "spec.policy.config.";
   std::vector<std::string> problems;
   Config c;
   if (!pretrained.empty()) {
     const std::string file = (fs::path(pretrained) / "config.json").string();
     if (!fs::is_regular_file(file)) throw SpecError({"spec.policy.pretrained: " + file + " does not exist"});
-    nlohmann::json j;
+    nlohmann::ordered_json j;
     try {
-      j = nlohmann::json::parse(read_file(file));
+      j = nlohmann::ordered_json::parse(read_file(file));
     } catch (const std::exception& e) {
       throw SpecError({"spec.policy.pretrained: " + file + ": " + e.what()});
     }
     c = Config::from_lerobot_json(j, file);
   } else {
-    c.lerobot_json = nlohmann::json::object();
+    c.lerobot_json = nlohmann::ordered_json::object();
   }
   static const std::set<std::string> kZk0Fields = {"loss_reduction", "prefix_cache", "init_seed", "vlm_config",
                                                    "tokenizer_file", "rename_map"};
@@ -305,9 +310,9 @@ Config config_from_spec(const nlohmann::json& spec_config, const std::string& pr
       "tokenizer_max_length", "num_steps", "freeze_vision_encoder", "train_expert_only", "train_state_proj",
       "vlm_model_name", "prefix_length", "pad_language_to", "num_expert_layers", "num_vlm_layers",
       "self_attn_every_n_layers", "expert_width_multiplier", "min_period", "max_period", "input_features",
-      "output_features", "attention_mode", "n_obs_steps"};
+      "output_features", "attention_mode", "n_obs_steps", "add_image_special_tokens"};
   if (!spec_config.is_object()) throw SpecError({"spec.policy.config: must be an object"});
-  nlohmann::json lerobot_part = nlohmann::json::object();
+  nlohmann::ordered_json lerobot_part = nlohmann::ordered_json::object();
   for (auto it = spec_config.begin(); it != spec_config.end(); ++it) {
     if (kLeRobotFields.count(it.key())) lerobot_part[it.key()] = it.value();
     else if (!kZk0Fields.count(it.key())) problems.push_back(base + it.key() + ": unknown field (SmolVLA takes LeRobot's SmolVLAConfig names)");
@@ -366,7 +371,7 @@ Config config_from_spec(const nlohmann::json& spec_config, const std::string& pr
       // A local folder is written back absolute, so that LeRobot finds it from any directory.
       if (local) c.vlm_model_name = dir;
       const std::string file = dir + "/config.json";
-      c.backbone = BackboneConfig::from_hf_json(nlohmann::json::parse(read_file(file)), file);
+      c.backbone = BackboneConfig::from_hf_json(nlohmann::ordered_json::parse(read_file(file)), file);
       if (c.tokenizer_file.empty() && fs::is_regular_file(dir + "/tokenizer.json")) c.tokenizer_file = dir + "/tokenizer.json";
     } else if (c.vlm_model_name == kDefaultBackbone) {
       c.backbone = BackboneConfig::smolvlm2_500m();
@@ -375,9 +380,31 @@ Config config_from_spec(const nlohmann::json& spec_config, const std::string& pr
                        "' is neither a folder with config.json nor in the Hugging Face cache (" + hub_cache_root() + ")"});
     }
   }
-  if (c.resize_width != c.resize_height || c.resize_width != c.backbone.image_size)
-    throw SpecError({base + "resize_imgs_with_padding: must be [" + std::to_string(c.backbone.image_size) + ", " +
-                     std::to_string(c.backbone.image_size) + "], the vision tower's image_size"});
+  // Images of any size reach the vision tower (its position embeddings are looked up on its own
+  // grid), but the connector's pixel shuffle needs a square patch grid its factor divides.
+  {
+    const int64_t p = c.backbone.patch_size, s = c.backbone.scale_factor;
+    const int64_t rows = c.resize_height / p, cols = c.resize_width / p;
+    if (rows != cols || rows == 0 || rows % s != 0)
+      throw SpecError({base + "resize_imgs_with_padding: [" + std::to_string(c.resize_width) + ", " + std::to_string(c.resize_height) +
+                       "] gives a " + std::to_string(rows) + "x" + std::to_string(cols) + " patch grid (patch_size " + std::to_string(p) +
+                       "); the connector needs a square grid whose side scale_factor " + std::to_string(s) + " divides"});
+  }
+  if (c.add_image_special_tokens) {
+    // As transformers' tokenizer.fake_image_token_id / global_image_token_id resolve them.
+    if (c.tokenizer_file.empty())
+      throw SpecError({base + "add_image_special_tokens: needs the backbone's tokenizer.json (its image special tokens' ids)"});
+    const nlohmann::ordered_json tok = nlohmann::ordered_json::parse(read_file(c.tokenizer_file));
+    const auto token_id = [&](const std::string& token) -> int64_t {
+      for (const auto& added : tok.value("added_tokens", nlohmann::ordered_json::array()))
+        if (added.value("content", "") == token) return added.at("id").get<int64_t>();
+      const auto& vocab = tok["model"]["vocab"];
+      if (vocab.is_object() && vocab.contains(token)) return vocab[token].get<int64_t>();
+      throw SpecError({base + "add_image_special_tokens: " + c.tokenizer_file + " has no token " + token});
+    };
+    c.fake_image_token_id = token_id("<fake_token_around_image>");
+    c.global_image_token_id = token_id("<global-img>");
+  }
   if (c.num_expert_layers > 0 && c.vlm_layers() % c.num_expert_layers != 0)
     throw SpecError({base + "num_expert_layers: must divide the number of VLM layers (" + std::to_string(c.vlm_layers()) + ")"});
   if (c.image_keys.empty() && c.empty_cameras == 0)

@@ -28,8 +28,8 @@ struct BackboneConfig {
   static BackboneConfig smolvlm2_500m() { return {}; }
   // A transformers SmolVLMConfig (config.json with text_config / vision_config / scale_factor);
   // a field it leaves out takes transformers' default, as AutoConfig would.
-  static BackboneConfig from_hf_json(const nlohmann::json& j, const std::string& where);
-  nlohmann::json to_hf_json() const;
+  static BackboneConfig from_hf_json(const nlohmann::ordered_json& j, const std::string& where);
+  nlohmann::ordered_json to_hf_json() const;
 };
 
 // Where the prefix cache keeps image and language keys/values (see prefix_cache.h).
@@ -53,6 +53,13 @@ struct Config {
   bool pad_language_to_max_length = false;  // pad_language_to: "max_length" or "longest"
   int64_t prefix_length = -1;
   int64_t num_expert_layers = -1, num_vlm_layers = 16, self_attn_every_n_layers = 2;
+  // attention_mode: cross_attn interleaves self- and cross-attention expert layers; self_attn
+  // makes every layer a joint self-attention over [prefix | suffix].
+  bool cross_attention = true;
+  // add_image_special_tokens: each camera's tokens framed as <fake_token_around_image>
+  // <global-img> [image] <fake_token_around_image>, ids from the backbone's tokenizer.
+  bool add_image_special_tokens = false;
+  int64_t fake_image_token_id = -1, global_image_token_id = -1;
   double expert_width_multiplier = 0.75;
   double min_period = 4e-3, max_period = 4.0;
   std::vector<std::string> image_keys;  // VISUAL input features, in config order
@@ -71,7 +78,7 @@ struct Config {
 
   // The config.json this was read from, written back with our values so that LeRobot's own
   // fields we do not interpret (optimizer, scheduler, features' names) survive a round trip.
-  nlohmann::json lerobot_json;
+  nlohmann::ordered_json lerobot_json;
 
   int64_t expert_hidden() const { return static_cast<int64_t>(backbone.text_hidden * expert_width_multiplier); }
   int64_t expert_intermediate() const;  // LeRobot's get_intermediate_size(expert_hidden)
@@ -80,20 +87,27 @@ struct Config {
     return num_vlm_layers > 0 ? std::min(num_vlm_layers, backbone.text_layers) : backbone.text_layers;
   }
   int64_t expert_layers() const { return num_expert_layers > 0 ? num_expert_layers : vlm_layers(); }
-  bool is_cross_attention_layer(int64_t layer) const { return layer % self_attn_every_n_layers != 0; }
+  // LeRobot: a self-attention layer every self_attn_every_n_layers (none when it is not positive).
+  bool is_cross_attention_layer(int64_t layer) const {
+    return cross_attention && !(self_attn_every_n_layers > 0 && layer % self_attn_every_n_layers == 0);
+  }
   // The expert layer paired with VLM layer `layer`, or -1 when that layer has none.
   int64_t expert_layer_for(int64_t layer) const;
-  int64_t tokens_per_image() const;
+  // The vision tower's patch grid for resize_imgs_with_padding: (height/patch) x (width/patch).
+  int64_t patches_per_side() const { return resize_height / backbone.patch_size; }
+  int64_t tokens_per_image() const;  // after the connector's pixel shuffle
+  // The prefix tokens one camera adds: its image tokens, and the special tokens around them.
+  int64_t prefix_tokens_per_image() const { return tokens_per_image() + (add_image_special_tokens ? 3 : 0); }
   int64_t num_cameras() const { return static_cast<int64_t>(image_keys.size()) + empty_cameras; }
 
   // LeRobot's config.json (SmolVLAConfig, type "smolvla"). `where` names the file in errors.
-  static Config from_lerobot_json(const nlohmann::json& j, const std::string& where);
-  nlohmann::json to_lerobot_json() const;
+  static Config from_lerobot_json(const nlohmann::ordered_json& j, const std::string& where);
+  nlohmann::ordered_json to_lerobot_json() const;
 };
 
 // Reads spec.policy for type smolvla: the pretrained folder's config.json if any, then
 // spec.policy.config's fields (LeRobot's names, plus zk0's lossReduction, prefixCache, initSeed,
 // backbone). Problems are SpecError entries naming spec.policy.config.<field>.
-Config config_from_spec(const nlohmann::json& spec_config, const std::string& pretrained);
+Config config_from_spec(const nlohmann::ordered_json& spec_config, const std::string& pretrained);
 
 }  // namespace zk0::smolvla

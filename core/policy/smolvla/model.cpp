@@ -8,8 +8,7 @@
 #include <cmath>
 #include <limits>
 
-#include "core/data/dataset.h"
-#include "core/data/trajectories.h"
+#include "core/util/seed.h"
 
 namespace zk0::smolvla {
 
@@ -165,7 +164,7 @@ at::Tensor Model::vision_tower(const at::Tensor& pixels) {
   const BackboneConfig& b = config_.backbone;
   const int64_t batch = pixels.size(0), heads = b.vision_heads, hd = b.vision_hidden / heads;
   at::Tensor x = at::conv2d(pixels.to(patch_w_.scalar_type()), patch_w_, patch_b_, {b.patch_size, b.patch_size});
-  x = x.flatten(2).transpose(1, 2) + position_embedding_;
+  x = x.flatten(2).transpose(1, 2) + patch_positions(x.size(2), x.size(3));
   const int64_t n = x.size(1);
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   for (const VisionLayer& l : vision_layers_) {
@@ -179,6 +178,22 @@ at::Tensor Model::vision_tower(const at::Tensor& pixels) {
     x = x + project(at::gelu(project(h2, l.fc1.weight, l.fc1.bias), "tanh"), l.fc2.weight, l.fc2.bias);
   }
   return at::layer_norm(x, {b.vision_hidden}, post_ln_w_, post_ln_b_, b.vision_norm_eps);
+}
+
+at::Tensor Model::patch_positions(int64_t rows, int64_t cols) {
+  const int64_t per_side = config_.backbone.image_size / config_.backbone.patch_size;
+  if (rows == per_side && cols == per_side) return position_embedding_;
+  // Another grid than the tower's own: each patch takes the embedding of the bucket its
+  // fractional coordinate falls in, computed as torch computes it (float32 arange and
+  // bucketize, right=True), so that positions match transformers' bit for bit.
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor boundaries = at::arange(1.0 / per_side, 1.0, 1.0 / per_side, f32);
+  const auto buckets = [&](int64_t n) {
+    const double step = static_cast<double>(static_cast<float>(1.0 / static_cast<double>(n)));
+    return at::bucketize(at::arange(0.0, 1.0 - 1e-6, step, f32), boundaries, /*out_int32=*/false, /*right=*/true);
+  };
+  const at::Tensor ids = (buckets(rows).unsqueeze(1) * per_side + buckets(cols).unsqueeze(0)).flatten();
+  return position_embedding_.index_select(0, ids.to(position_embedding_.device()));
 }
 
 at::Tensor Model::embed_image(const at::Tensor& image) {
@@ -203,10 +218,20 @@ at::Tensor Model::embed_state(const at::Tensor& state) {
 
 Prefix Model::embed_frozen_prefix(const PrefixInputs& in) {
   std::vector<at::Tensor> embeddings, pads;
+  // add_image_special_tokens frames every camera with token embeddings, unscaled and never
+  // masked (even around an empty camera), as LeRobot's embed_prefix does.
+  const auto special = [&](std::initializer_list<int64_t> ids, int64_t batch) {
+    const at::Tensor tokens = at::tensor(std::vector<int64_t>(ids), at::kLong).to(embed_tokens_.device());
+    embeddings.push_back(at::embedding(embed_tokens_, tokens).unsqueeze(0).expand({batch, -1, -1}));
+    pads.push_back(at::ones({batch, static_cast<int64_t>(ids.size())}, at::TensorOptions().dtype(at::kBool).device(tokens.device())));
+  };
   for (size_t i = 0; i < in.images.size(); ++i) {
+    const int64_t batch = in.images[i].size(0);
+    if (config_.add_image_special_tokens) special({config_.fake_image_token_id, config_.global_image_token_id}, batch);
     at::Tensor e = embed_image(in.images[i]);
     embeddings.push_back(e);
     pads.push_back(in.image_masks[i].unsqueeze(1).expand({e.size(0), e.size(1)}));
+    if (config_.add_image_special_tokens) special({config_.fake_image_token_id}, batch);
   }
   embeddings.push_back(embed_language(in.lang_tokens));
   pads.push_back(in.lang_mask);

@@ -32,7 +32,7 @@ struct Prefix {
 
 // Model inputs after preprocessing (§3.2): images resized and in [-1, 1], padded state.
 struct PrefixInputs {
-  std::vector<at::Tensor> images;       // each [B, 3, image_size, image_size]
+  std::vector<at::Tensor> images;       // each [B, 3, resize height, resize width]
   std::vector<at::Tensor> image_masks;  // each [B] bool
   at::Tensor lang_tokens;               // [B, L] int64
   at::Tensor lang_mask;                 // [B, L] bool
@@ -94,6 +94,8 @@ class Model {
   void initialise();
 
   at::Tensor vision_tower(const at::Tensor& pixels);
+  // Position embeddings for a rows x cols patch grid (the tower's own grid: the table itself).
+  at::Tensor patch_positions(int64_t rows, int64_t cols);
   at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) const;
   at::Tensor rope(const at::Tensor& x, const at::Tensor& positions) const;
   at::Tensor mlp(const DecoderLayer& layer, const at::Tensor& x) const;

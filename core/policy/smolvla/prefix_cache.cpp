@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/policy/policy.h"
+#include "core/tensor/hash.h"
 #include "core/tensor/safetensors.h"
 #include "core/util/log.h"
 
@@ -33,6 +34,7 @@ PrefixCache::PrefixCache(const PrefixCacheConfig& config) : config_(config) {
     stats_.disk_bytes += bytes;
   }
   stats_.disk_entries = static_cast<int64_t>(disk_.size());
+  evict_disk(0);  // an earlier process may have had a larger bound
 }
 
 std::string PrefixCache::disk_path(const std::string& key) const {
@@ -78,26 +80,23 @@ void PrefixCache::put_memory(const std::string& key, const CachedPrefix& entry) 
   stats_.memory_entries = static_cast<int64_t>(memory_.size());
 }
 
-void PrefixCache::put_disk(const std::string& key, const CachedPrefix& entry) {
-  ParameterSet set;
-  for (size_t l = 0; l < entry.keys.size(); ++l) {
-    set.tensors.push_back(copy_tensor("key." + std::to_string(l), entry.keys[l]));
-    set.tensors.push_back(copy_tensor("value." + std::to_string(l), entry.values[l]));
+namespace {
+
+// SHA-256 over an entry's tensors in file order, bound to the key it is stored under.
+std::string entry_checksum(const std::string& key, const ParameterSet& set) {
+  Sha256 h;
+  h.update(key.data(), key.size());
+  for (const auto& t : set.tensors) {
+    h.update(t.name.data(), t.name.size());
+    h.update(t.bytes.data(), t.bytes.size());
   }
-  set.tensors.push_back(copy_tensor("pad_mask", entry.pad_mask));
-  const std::string path = disk_path(key);
-  try {
-    write_safetensors(path, set);
-  } catch (const std::exception& e) {
-    // A full or read-only disk costs recomputation, not the training run.
-    log_warn("prefix_cache_write_failed", {{"file", path}, {"error", e.what()}});
-    return;
-  }
-  const auto bytes = static_cast<int64_t>(fs::file_size(path));
-  disk_lru_.push_front(key);
-  disk_[key] = {bytes, disk_lru_.begin()};
-  stats_.disk_bytes += bytes;
-  while (stats_.disk_bytes > config_.disk_bytes && disk_lru_.size() > 1) {
+  return to_hex(h.finish());
+}
+
+}  // namespace
+
+void PrefixCache::evict_disk(int64_t room) {
+  while (stats_.disk_bytes + room > config_.disk_bytes && !disk_lru_.empty()) {
     const std::string victim = disk_lru_.back();
     std::error_code ec;
     fs::remove(disk_path(victim), ec);
@@ -108,12 +107,57 @@ void PrefixCache::put_disk(const std::string& key, const CachedPrefix& entry) {
   stats_.disk_entries = static_cast<int64_t>(disk_.size());
 }
 
+void PrefixCache::put_disk(const std::string& key, const CachedPrefix& entry) {
+  ParameterSet set;
+  for (size_t l = 0; l < entry.keys.size(); ++l) {
+    set.tensors.push_back(copy_tensor("key." + std::to_string(l), entry.keys[l]));
+    set.tensors.push_back(copy_tensor("value." + std::to_string(l), entry.values[l]));
+  }
+  set.tensors.push_back(copy_tensor("pad_mask", entry.pad_mask));
+  // The header (names, shapes, key, checksum) is far below this allowance.
+  const int64_t expected = static_cast<int64_t>(set.total_bytes()) + 4096 + static_cast<int64_t>(key.size());
+  if (expected > config_.disk_bytes) return;  // never fits: not worth evicting everything for
+  evict_disk(expected);
+  const std::string path = disk_path(key);
+  try {
+    write_safetensors(path, set, {{"key", key}, {"sha256", entry_checksum(key, set)}});
+  } catch (const std::exception& e) {
+    // A full or read-only disk costs recomputation, not the training run.
+    log_warn("prefix_cache_write_failed", {{"file", path}, {"error", e.what()}});
+    return;
+  }
+  const auto bytes = static_cast<int64_t>(fs::file_size(path));
+  disk_lru_.push_front(key);
+  disk_[key] = {bytes, disk_lru_.begin()};
+  stats_.disk_bytes += bytes;
+  evict_disk(0);  // the allowance was too small after all: the oldest go, this one last
+}
+
 std::optional<CachedPrefix> PrefixCache::read_disk(const std::string& key) {
   auto it = disk_.find(key);
   if (it == disk_.end()) return std::nullopt;
   const std::string path = disk_path(key);
+  const auto drop = [&](const std::string& why) {
+    log_warn("prefix_cache_entry_dropped", {{"file", path}, {"error", why}});
+    ++stats_.corrupt_entries;
+    std::error_code ec;
+    fs::remove(path, ec);
+    stats_.disk_bytes -= it->second.first;
+    disk_lru_.erase(it->second.second);
+    disk_.erase(it);
+    stats_.disk_entries = static_cast<int64_t>(disk_.size());
+  };
   try {
-    const ParameterSet set = read_safetensors(path);
+    std::map<std::string, std::string> meta;
+    const ParameterSet set = read_safetensors(path, &meta);
+    if (meta["key"] != key) {
+      drop("stored under another key");
+      return std::nullopt;
+    }
+    if (meta["sha256"] != entry_checksum(key, set)) {
+      drop("payload does not match its checksum");
+      return std::nullopt;
+    }
     CachedPrefix entry;
     std::map<std::string, at::Tensor> tensors;
     for (const auto& t : set.tensors) tensors[t.name] = to_aten(t);
@@ -125,14 +169,8 @@ std::optional<CachedPrefix> PrefixCache::read_disk(const std::string& key) {
     disk_lru_.splice(disk_lru_.begin(), disk_lru_, it->second.second);
     return entry;
   } catch (const std::exception& e) {
-    // A corrupt entry (a crash mid-eviction, a bad disk) is dropped and recomputed.
-    log_warn("prefix_cache_entry_dropped", {{"file", path}, {"error", e.what()}});
-    std::error_code ec;
-    fs::remove(path, ec);
-    stats_.disk_bytes -= it->second.first;
-    disk_lru_.erase(it->second.second);
-    disk_.erase(it);
-    stats_.disk_entries = static_cast<int64_t>(disk_.size());
+    // A truncated or unparsable file (a crash mid-write, a bad disk).
+    drop(e.what());
     return std::nullopt;
   }
 }

@@ -6,7 +6,9 @@
 // bounded disk tier that survives restarts. An entry is keyed by a fingerprint of the frozen
 // weights, the task's tokens and the sample: its dataset id (source, episode, frame) when the
 // batch came from a dataset, else its frames' content. A dataset rewritten in place under the
-// same source needs a fresh disk tier (another dir).
+// same source needs a fresh disk tier (another dir). A disk entry carries the key it was stored
+// under and a SHA-256 of its payload; one that does not verify (a flipped bit, a file renamed
+// over another) is dropped, counted and recomputed, never served.
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -16,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/policy/policy.h"
 #include "core/policy/smolvla/config.h"
 
 namespace zk0::smolvla {
@@ -27,10 +30,7 @@ struct CachedPrefix {
   int64_t bytes() const;
 };
 
-struct PrefixCacheStats {
-  int64_t memory_hits = 0, disk_hits = 0, misses = 0;
-  int64_t memory_bytes = 0, disk_bytes = 0, memory_entries = 0, disk_entries = 0;
-};
+using zk0::PrefixCacheStats;
 
 class PrefixCache {
  public:
@@ -48,6 +48,7 @@ class PrefixCache {
   };
   void put_memory(const std::string& key, const CachedPrefix& entry);
   void put_disk(const std::string& key, const CachedPrefix& entry);
+  void evict_disk(int64_t room);  // oldest first, until `room` more bytes fit
   std::optional<CachedPrefix> read_disk(const std::string& key);
   std::string disk_path(const std::string& key) const;
 

@@ -28,8 +28,8 @@ void write_stats(const std::string& path, const std::vector<std::pair<std::strin
 }  // namespace
 
 void write_processor_files(const std::string& dir, const Config& c, const NormalizationStats& stats) {
-  const nlohmann::json lerobot = c.to_lerobot_json();
-  nlohmann::json features = lerobot["input_features"];
+  const nlohmann::ordered_json lerobot = c.to_lerobot_json();
+  nlohmann::ordered_json features = lerobot["input_features"];
   features["action"] = lerobot["output_features"]["action"];
   const nlohmann::json pre = {
       {"name", "policy_preprocessor"},

@@ -22,14 +22,12 @@ std::vector<std::string> default_trainable_groups(const Config& c) {
                                      "model.action_time_mlp_in", "model.action_time_mlp_out"};
   if (c.train_state_proj) groups.push_back("model.state_proj");
   if (!c.train_expert_only) {
-    const std::string text = kVlm + "model.text_model.";
+    // LeRobot means to freeze the last VLM layers and the final norm, but its patterns
+    // ("text_model.model.layers.N.") match no parameter name: every kept text layer, the final
+    // norm, the embeddings and the connector train, and only lm_head stays frozen. The last
+    // layer's keys and values do reach the loss (the expert attends to them).
     groups.push_back(kVlm + "model.connector");
-    groups.push_back(text + "embed_tokens");
-    // LeRobot keeps the last VLM layer (and the one before when the expert has fewer layers)
-    // frozen: its outputs reach no loss.
-    int64_t trainable_layers = c.vlm_layers() - 1;
-    if (c.expert_layers() != c.vlm_layers() && c.vlm_layers() % c.expert_layers() == 0) trainable_layers -= 1;
-    for (int64_t i = 0; i < trainable_layers; ++i) groups.push_back(text + "layers." + std::to_string(i));
+    groups.push_back(kVlm + "model.text_model");
     if (!c.freeze_vision_encoder) groups.push_back(kVlm + "model.vision_model");
   }
   return groups;
@@ -172,7 +170,7 @@ KVCache SmolVLAPolicy::cached_prefix(const PrefixInputs& in, at::Tensor& pad_mas
   const int64_t b = in.state.size(0);
   const at::Device device = in.state.device();
   const std::string fingerprint = frozen_fingerprint();
-  const int64_t image_tokens = model_.config().tokens_per_image() * static_cast<int64_t>(in.images.size());
+  const int64_t image_tokens = model_.config().prefix_tokens_per_image() * static_cast<int64_t>(in.images.size());
   // A sample's image and language tokens: every image token, and the language tokens up to the
   // last valid one (right padding), so the entry does not depend on how its batch was padded.
   const at::Tensor lang_mask_cpu = in.lang_mask.to(at::kCPU);

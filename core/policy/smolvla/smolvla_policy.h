@@ -25,7 +25,7 @@ class SmolVLAPolicy final : public Policy {
   at::Tensor sample_actions(const Batch& batch, at::Generator generator) override;
   void to(const at::Device& device) override;
   void set_training(bool) override {}  // no dropout or batch norm anywhere in SmolVLA
-  nlohmann::json config_json() const override { return model_.config().to_lerobot_json(); }
+  nlohmann::ordered_json config_json() const override { return model_.config().to_lerobot_json(); }
   void set_normalization(const FeatureStats& state, const FeatureStats& action) override {
     stats_ = NormalizationStats{state, action};
   }
@@ -54,7 +54,7 @@ class SmolVLAPolicy final : public Policy {
   // Pads [B, H, action_dim] to max_action_dim with zeros.
   at::Tensor pad_action(const at::Tensor& action) const;
   bool prefix_cache_enabled() const { return cache_.has_value(); }
-  const PrefixCacheStats* prefix_cache_stats() const { return cache_ ? &cache_->stats() : nullptr; }
+  const PrefixCacheStats* prefix_cache_stats() const override { return cache_ ? &cache_->stats() : nullptr; }
 
  private:
   // The image/language keys and values of the samples `index` selects (all when undefined),

@@ -80,15 +80,23 @@ An image reference "repository:tag" from one of .Values.image.*; the tag default
 Call with (dict "image" .Values.image.worker "root" $).
 */}}
 {{- define "zk0.image" -}}
+{{- $repository := required "image repository is required" .image.repository }}
+{{- if .image.digest }}
+{{- if not (regexMatch "^sha256:[0-9a-f]{64}$" .image.digest) }}
+{{- fail (printf "image digest %q is not sha256:<64 hex digits>" .image.digest) }}
+{{- end }}
+{{- printf "%s@%s" $repository .image.digest }}
+{{- else }}
 {{- $tag := .image.tag | default .root.Chart.AppVersion | toString }}
-{{- printf "%s:%s" (required "image repository is required" .image.repository) $tag }}
+{{- printf "%s:%s" $repository $tag }}
+{{- end }}
 {{- end }}
 
 {{/*
 RBAC scope, validated: "cluster" or "namespace".
 */}}
 {{- define "zk0.rbacScope" -}}
-{{- $scope := .Values.rbac.scope | default "cluster" }}
+{{- $scope := .Values.rbac.scope | default "namespace" }}
 {{- if not (has $scope (list "cluster" "namespace")) }}
 {{- fail (printf "rbac.scope must be cluster or namespace, not %q" $scope) }}
 {{- end }}
