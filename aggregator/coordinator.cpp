@@ -321,6 +321,7 @@ UploadPermit Coordinator::begin_upload(const Caller& caller, int round, const st
                   "update was trained from " + bounded(base_digest, 64) + ", not this round's global parameters");
   }
   p.upload_ticket = next_upload_ticket_++;
+  log_info("upload_started", {kv("client", c.name), kv("round", round)});
   return {c.name, round, p.upload_ticket, open_->deadline};
 }
 

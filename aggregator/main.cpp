@@ -57,9 +57,10 @@ int main(int argc, char** argv) {
     MetricsServer metrics("aggregator", metrics_listen, {{"run", spec.name}});
     metrics.serve(coordinator.metrics_registry());
     metrics.serve_json("/status", [&coordinator] { return coordinator.status_json(); });
+    metrics.serve_health("/healthz", [](std::string&) { return true; });
     log_info("metrics_listening", {kv("address", metrics_listen), kv("port", metrics.port())});
     if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");
-    FederationService service(coordinator, spec.transport);
+    FederationService service(coordinator, spec);
     auto grpc_registry = std::make_shared<prometheus::Registry>();
     GrpcServerMetrics grpc_metrics(*grpc_registry);
     metrics.serve(grpc_registry);

@@ -5,6 +5,7 @@
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/auth_context.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/transport/parameter_stream.h"
@@ -137,8 +138,9 @@ StallWatchdog::~StallWatchdog() {
 uint64_t StallWatchdog::watch(grpc::ServerContext* ctx) {
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t id = next_id_++;
-  // The first message gets kHeaderAllowance: the clock starts that much short of the full one.
-  watched_[id] = {ctx, Clock::now() - (allowance_ - std::chrono::duration_cast<std::chrono::milliseconds>(kHeaderAllowance))};
+  // The first message gets kHeaderAllowance (or the whole allowance, when that is shorter).
+  const auto header = std::min<std::chrono::milliseconds>(allowance_, kHeaderAllowance);
+  watched_[id] = {ctx, Clock::now() - (allowance_ - header)};
   return id;
 }
 
@@ -182,6 +184,11 @@ void StallWatchdog::loop() {
 }
 
 // --- FederationService -----------------------------------------------------------------------
+
+std::chrono::milliseconds FederationService::stall_allowance(const StrategySpec& strategy) {
+  const double seconds = std::clamp(strategy.round_timeout_seconds / 10, 5.0, 30.0);
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
 
 Caller FederationService::caller(grpc::ServerContext* ctx, const std::string& session) const {
   Caller c{session, std::nullopt};

@@ -178,7 +178,7 @@ class AggregatorUnderTest : public ::testing::Test {
                                          {"roundTimeoutSeconds", "30"}, {"chunkSize", "64Ki"}}));
     spec_.transport.max_message_bytes = 256 << 10;
     coordinator_ = std::make_unique<Coordinator>(spec_);
-    service_ = std::make_unique<FederationService>(*coordinator_, spec_.transport);
+    service_ = std::make_unique<FederationService>(*coordinator_, spec_);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     configure_server_limits(builder, spec_.transport);

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
     WorkerClient worker(spec, client, address, state_dir);
     MetricsServer metrics("worker", metrics_listen, {{"run", spec.name}, {"client", client}});
     metrics.serve(worker.metrics_registry());
+    metrics.serve_health("/healthz", [](std::string&) { return true; });
     if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");
     std::thread([&] {
       int sig = 0;
