@@ -14,7 +14,12 @@
 FROM nvidia/cuda:12.6.3-cudnn-devel-ubuntu24.04 AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
-ARG ARROW_APT_SOURCE_URL=https://apache.jfrog.io/artifactory/arrow/ubuntu/apache-arrow-apt-source-latest-noble.deb
+# Every download is checked against a SHA-256 pinned here or given by the builder: a build never
+# runs or installs bytes nobody pinned. Apache publishes the apt-source package per release and
+# PyTorch its LibTorch archives without a checksum file, so those two come with the build:
+#   docker build --build-arg ARROW_APT_SOURCE_SHA256=... --build-arg LIBTORCH_SHA256=... ...
+ARG ARROW_APT_SOURCE_URL=https://apache.jfrog.io/artifactory/arrow/ubuntu/pool/noble/main/a/apache-arrow-apt-source/apache-arrow-apt-source_18.1.0-1_all.deb
+ARG ARROW_APT_SOURCE_SHA256=
 # Unpinned apt versions (DL3008): the images take Ubuntu's security updates; Arrow's packages
 # come from Apache's repository as one consistent release.
 # hadolint ignore=DL3008
@@ -22,6 +27,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl unzip \
  && mkdir -p /opt/apt \
  && curl -fsSL -o /opt/apt/apache-arrow-apt-source.deb "${ARROW_APT_SOURCE_URL}" \
+ && { [ -n "${ARROW_APT_SOURCE_SHA256}" ] || { echo "--build-arg ARROW_APT_SOURCE_SHA256 is required" >&2; exit 1; }; } \
+ && echo "${ARROW_APT_SOURCE_SHA256}  /opt/apt/apache-arrow-apt-source.deb" | sha256sum -c - \
  && apt-get install -y --no-install-recommends /opt/apt/apache-arrow-apt-source.deb \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
@@ -37,15 +44,25 @@ RUN apt-get update \
 # they would shadow the system protobuf our generated code needs, and LibTorch's API does not use
 # them (zk0's sources compile against LibTorch 2.10's headers without them).
 ARG LIBTORCH_URL=https://download.pytorch.org/libtorch/cu124/libtorch-cxx11-abi-shared-with-deps-2.5.1%2Bcu124.zip
+ARG LIBTORCH_SHA256=
 RUN curl -fsSL -o /tmp/libtorch.zip "${LIBTORCH_URL}" \
+ && { [ -n "${LIBTORCH_SHA256}" ] || { echo "--build-arg LIBTORCH_SHA256 is required" >&2; exit 1; }; } \
+ && echo "${LIBTORCH_SHA256}  /tmp/libtorch.zip" | sha256sum -c - \
  && unzip -q /tmp/libtorch.zip -d /opt \
  && rm -rf /tmp/libtorch.zip /opt/libtorch/include/google
 
 # Rust for core/tokenizer (Hugging Face tokenizers as a static library): Ubuntu's rustc is older
-# than the crate needs. Cargo fetches the crates Cargo.lock pins.
+# than the crate needs. rustup-init is a pinned release checked by its SHA-256 (no `curl | sh`);
+# it installs a pinned toolchain, and Cargo fetches the crates Cargo.lock pins by checksum.
 ARG RUST_VERSION=1.85.0
+ARG RUSTUP_INIT_URL=https://static.rust-lang.org/rustup/archive/1.26.0/x86_64-unknown-linux-gnu/rustup-init
+ARG RUSTUP_INIT_SHA256=0b2f6c8f85a3d02fde2efc0ced4657869d73fccfce59defb4e8d29233116e6db
 ENV RUSTUP_HOME=/opt/rustup CARGO_HOME=/opt/cargo PATH=/opt/cargo/bin:${PATH}
-RUN curl -fsSL https://sh.rustup.rs | sh -s -- -y --no-modify-path --profile minimal --default-toolchain "${RUST_VERSION}"
+RUN curl -fsSL -o /tmp/rustup-init "${RUSTUP_INIT_URL}" \
+ && echo "${RUSTUP_INIT_SHA256}  /tmp/rustup-init" | sha256sum -c - \
+ && chmod +x /tmp/rustup-init \
+ && /tmp/rustup-init -y --no-modify-path --profile minimal --default-toolchain "${RUST_VERSION}" \
+ && rm /tmp/rustup-init
 
 WORKDIR /src
 COPY . .

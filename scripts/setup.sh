@@ -49,7 +49,9 @@ need_rust() {
 }
 if need_rust; then
   echo "setup: installing Rust (rustup, minimal profile) into ~/.cargo"
-  curl -fsSL -o /tmp/rustup-init https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init
+  # A pinned rustup-init, checked before it runs (the Dockerfiles pin the same).
+  curl -fsSL -o /tmp/rustup-init https://static.rust-lang.org/rustup/archive/1.26.0/x86_64-unknown-linux-gnu/rustup-init
+  echo "0b2f6c8f85a3d02fde2efc0ced4657869d73fccfce59defb4e8d29233116e6db  /tmp/rustup-init" | sha256sum -c - > /dev/null
   chmod +x /tmp/rustup-init
   /tmp/rustup-init -y -q --no-modify-path --profile minimal --default-toolchain stable
   rm -f /tmp/rustup-init

@@ -123,3 +123,39 @@ TEST(Safetensors, TruncatedFileIsAnErrorNamingTheFile) {
   std::ofstream(dir + "/garbage.safetensors") << "not a safetensors file at all";
   EXPECT_THROW(read_safetensors(dir + "/garbage.safetensors"), std::runtime_error);
 }
+
+// Shapes come from peers and files: a product that overflows 64 bits (and would then match a
+// small byte length) or asks for terabytes is refused before anything is allocated.
+TEST(TensorSizes, OverflowingAndHugeShapesAreRefused) {
+  EXPECT_EQ(tensor_bytes(DType::F32, {2, 3}), 24u);
+  EXPECT_EQ(tensor_bytes(DType::F32, {}), 4u);
+  EXPECT_EQ(tensor_bytes(DType::F32, {0, int64_t{1} << 62}), 0u);
+  EXPECT_THROW(tensor_bytes(DType::F32, {int64_t{1} << 32, int64_t{1} << 32}), std::invalid_argument);  // 2^66 wraps to 0
+  EXPECT_THROW(tensor_bytes(DType::F32, {int64_t{1} << 40}), std::invalid_argument);
+  EXPECT_THROW(tensor_bytes(DType::F32, {-1, 4}), std::invalid_argument);
+  EXPECT_THROW(tensor_bytes(DType::F32, std::vector<int64_t>(9, 1)), std::invalid_argument);
+  EXPECT_THROW(make_tensor("huge", DType::F64, {int64_t{1} << 31, int64_t{1} << 31}), std::invalid_argument);
+
+  Manifest m = build_manifest(two_tensors());
+  m.tensors[0].shape = {int64_t{1} << 32, int64_t{1} << 32, 4};  // 4 * 2^66: 0 mod 2^64
+  m.tensors[0].byte_length = 0;
+  m.digest = manifest_digest(m.tensors);
+  try {
+    check_manifest_consistent(m);
+    FAIL() << "an overflowing shape passed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("layer.weight"), std::string::npos) << e.what();
+  }
+
+  const std::string dir = test::make_temp_dir("st-huge");
+  const std::string header = R"({"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})";
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  std::ofstream(dir + "/h.safetensors", std::ios::binary) << file << header;
+  try {
+    read_safetensors(dir + "/h.safetensors");
+    FAIL() << "an overflowing safetensors shape passed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 't'"), std::string::npos) << e.what();
+  }
+}

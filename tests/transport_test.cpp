@@ -465,7 +465,7 @@ nlohmann::json round_with_damaged_downloads(int transfer_attempts, std::string& 
                              {"transferAttempts", std::to_string(transfer_attempts)}}));
   const FederationSpec spec = load_spec(spec_path);
   Coordinator coordinator(spec);
-  FederationService service(coordinator, spec.transport);
+  FederationService service(coordinator, spec);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);

@@ -62,16 +62,15 @@ void check_manifest_consistent(const Manifest& manifest) {
       throw std::runtime_error("manifest: invalid tensor name '" + t.name + "'");
     if (!seen.insert(t.name).second)
       throw std::runtime_error("manifest: tensor '" + t.name + "' appears twice");
-    uint64_t elements = 1;
-    for (int64_t d : t.shape) {
-      if (d < 0) throw std::runtime_error("manifest: tensor '" + t.name + "' has a negative dimension");
-      elements *= static_cast<uint64_t>(d);
+    uint64_t needed = 0;
+    try {
+      needed = tensor_bytes(t.dtype, t.shape);
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error("manifest: tensor '" + t.name + "': " + e.what());
     }
-    if (elements * dtype_size(t.dtype) != t.byte_length)
-      throw std::runtime_error("manifest: tensor '" + t.name + "' declares " +
-                               std::to_string(t.byte_length) + " bytes but " + dtype_name(t.dtype) +
-                               shape_string(t.shape) + " needs " +
-                               std::to_string(elements * dtype_size(t.dtype)));
+    if (needed != t.byte_length)
+      throw std::runtime_error("manifest: tensor '" + t.name + "' declares " + std::to_string(t.byte_length) + " bytes but " +
+                               dtype_name(t.dtype) + shape_string(t.shape) + " needs " + std::to_string(needed));
   }
   if (manifest_digest(manifest.tensors) != manifest.digest)
     throw std::runtime_error("manifest: digest " + manifest.digest_hex() +

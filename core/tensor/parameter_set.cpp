@@ -10,12 +10,25 @@ int64_t Tensor::numel() const {
   return n;
 }
 
+uint64_t tensor_bytes(DType dtype, const std::vector<int64_t>& shape) {
+  if (shape.size() > kMaxTensorRank)
+    throw std::invalid_argument("rank " + std::to_string(shape.size()) + " exceeds " + std::to_string(kMaxTensorRank));
+  uint64_t bytes = dtype_size(dtype);
+  for (int64_t d : shape) {
+    if (d < 0) throw std::invalid_argument("negative dimension in " + shape_string(shape));
+    if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) || bytes > kMaxTensorBytes)
+      throw std::invalid_argument(std::string(dtype_name(dtype)) + shape_string(shape) + " is larger than " + std::to_string(kMaxTensorBytes) +
+                                  " bytes");
+  }
+  return bytes;
+}
+
 Tensor make_tensor(std::string name, DType dtype, std::vector<int64_t> shape) {
   Tensor t;
   t.name = std::move(name);
   t.dtype = dtype;
+  t.bytes = Buffer(static_cast<size_t>(tensor_bytes(dtype, shape)));
   t.shape = std::move(shape);
-  t.bytes = Buffer(static_cast<size_t>(t.numel()) * dtype_size(dtype));
   return t;
 }
 

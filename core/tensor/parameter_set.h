@@ -23,7 +23,16 @@ struct Tensor {
   const T* as() const { return reinterpret_cast<const T*>(bytes.data()); }
 };
 
-// Allocates a tensor with uninitialised storage sized for dtype and shape.
+// Bounds on what a manifest, a safetensors header or a checkpoint may declare: shapes come from
+// files and peers, and their product must neither overflow nor ask for absurd allocations.
+constexpr size_t kMaxTensorRank = 8;
+constexpr uint64_t kMaxTensorBytes = uint64_t{1} << 36;  // 64 GiB
+
+// dtype_size(dtype) times the product of `shape`, checked: throws std::invalid_argument naming
+// the problem (a negative dimension, a rank above kMaxTensorRank, more than kMaxTensorBytes).
+uint64_t tensor_bytes(DType dtype, const std::vector<int64_t>& shape);
+
+// Allocates a tensor with uninitialised storage sized for dtype and shape (checked as above).
 Tensor make_tensor(std::string name, DType dtype, std::vector<int64_t> shape);
 
 class ParameterSet {

@@ -77,11 +77,7 @@ ParameterSet read_safetensors(const std::string& path, std::map<std::string, std
               it.value().at("shape").get<std::vector<int64_t>>(),
               it.value().at("data_offsets").at(0).get<uint64_t>(),
               it.value().at("data_offsets").at(1).get<uint64_t>()};
-      uint64_t expected = dtype_size(e.dtype);
-      for (int64_t d : e.shape) {
-        if (d < 0) throw std::runtime_error("negative dimension");
-        expected *= static_cast<uint64_t>(d);
-      }
+      const uint64_t expected = tensor_bytes(e.dtype, e.shape);
       if (e.end < e.begin || e.end > data_size) throw std::runtime_error("data offsets past the end of the file");
       if (e.end - e.begin != expected) throw std::runtime_error("byte length does not match dtype and shape");
       entries.push_back(std::move(e));
