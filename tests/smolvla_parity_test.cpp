@@ -9,11 +9,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "core/data/dataset.h"
 #include "core/policy/policy.h"
 #include "core/policy/smolvla/smolvla_policy.h"
 #include "core/tensor/safetensors.h"
+#include "core/util/fs.h"
 #include "support/test_support.h"
 
 namespace zk0 {
@@ -36,10 +38,18 @@ std::map<std::string, at::Tensor> ours(const std::string& model, const std::stri
   return load(out);
 }
 
-// Every tensor LeRobot wrote must be in ours, equal within 1e-4 of its largest magnitude.
+// Every tensor LeRobot wrote must be in ours, equal within 1e-4 of its largest magnitude; and the
+// gradients are of exactly the same parameters (LeRobot writes one per requires_grad).
 void expect_same(const std::map<std::string, at::Tensor>& expected, const std::map<std::string, at::Tensor>& actual,
                  const std::string& what) {
   ASSERT_GT(expected.size(), 10u);
+  const auto gradients = [](const std::map<std::string, at::Tensor>& m) {
+    std::set<std::string> names;
+    for (const auto& [name, t] : m)
+      if (name.rfind("grad.", 0) == 0) names.insert(name);
+    return names;
+  };
+  EXPECT_EQ(gradients(actual), gradients(expected)) << what << ": the trainable parameters differ";
   for (const auto& [name, e] : expected) {
     auto it = actual.find(name);
     ASSERT_NE(it, actual.end()) << what << ": zk0 did not write " << name;
@@ -92,6 +102,33 @@ TEST_P(SmolVLAParity, MatchesLeRobotBothWays) {
   EXPECT_FALSE(expected_saved.at("velocity").allclose(expected.at("velocity")))
       << "the saved change did not reach LeRobot";
   expect_same(expected_saved, ours(saved, inputs, dir + "/zk0-on-zk0.safetensors"), "zk0's checkpoint");
+  std::filesystem::remove_all(dir);
+}
+
+// What trains, for every setting of LeRobot's three switches, is what LeRobot's requires_grad says.
+TEST(SmolVLATrainable, EveryCombinationOfTheFreezeSwitchesTrainsWhatLeRobotTrains) {
+  const std::string dir = test::make_temp_dir("smolvla-trainable");
+  std::ofstream(dir + "/config.json") << R"({"text": {"hidden": 48, "intermediate": 96, "heads": 3, "kv_heads": 3, "layers": 4, "vlm_layers": 2},
+      "vision": {"hidden": 32, "intermediate": 48, "layers": 1, "heads": 4}, "vocab": 280, "image_size": 32, "patch_size": 8,
+      "scale_factor": 2, "cameras": 2, "chunk": 4, "max_state_dim": 8, "max_action_dim": 8, "state": 6, "action": 6,
+      "expert_width_multiplier": 0.5, "self_attn_every_n_layers": 2, "seed": 4})";
+  reference("build " + dir + "/model " + dir + "/config.json");
+  reference("trainable " + dir + "/model " + dir + "/trainable.json");
+  const nlohmann::json lerobot = nlohmann::json::parse(read_file(dir + "/trainable.json"));
+  ASSERT_EQ(lerobot.size(), 8u);
+  for (auto it = lerobot.begin(); it != lerobot.end(); ++it) {
+    const std::string flags = it.key();
+    PolicySpec spec;
+    spec.type = "smolvla";
+    spec.pretrained = dir + "/model";
+    spec.config = {{"train_expert_only", flags[0] == 'T'}, {"freeze_vision_encoder", flags[1] == 'T'},
+                   {"train_state_proj", flags[2] == 'T'}};
+    auto policy = make_policy(spec);
+    std::set<std::string> ours, theirs(it.value().begin(), it.value().end());
+    for (const auto& [name, t] : policy->trainable_parameters()) ours.insert(name);
+    EXPECT_EQ(ours, theirs) << "train_expert_only, freeze_vision_encoder, train_state_proj = " << flags;
+    for (const auto& [name, t] : policy->parameters()) EXPECT_EQ(t.requires_grad(), ours.count(name) > 0) << name;
+  }
   std::filesystem::remove_all(dir);
 }
 
@@ -180,7 +217,17 @@ INSTANTIATE_TEST_SUITE_P(
                        "vision": {"hidden": 32, "intermediate": 48, "layers": 2, "heads": 4},
                        "vocab": 280, "image_size": 32, "patch_size": 4, "scale_factor": 4, "cameras": 2,
                        "empty_cameras": 1, "chunk": 10, "max_state_dim": 12, "max_action_dim": 10, "state": 7,
-                       "action": 5, "expert_width_multiplier": 0.75, "self_attn_every_n_layers": 2, "seed": 3})"}),
+                       "action": 5, "expert_width_multiplier": 0.75, "self_attn_every_n_layers": 2, "seed": 3})"},
+        // The options checkpoints in the wild set: image special tokens, joint self-attention in
+        // every expert layer, images resized to twice the vision tower's size (an 8x8 patch grid
+        // on a 4x4 position table), and the whole VLM training but the vision tower.
+        ParityCase{"special-tokens-self-attn-resized",
+                   R"({"text": {"hidden": 64, "intermediate": 96, "heads": 4, "kv_heads": 2, "layers": 3, "vlm_layers": 3},
+                       "vision": {"hidden": 32, "intermediate": 48, "layers": 1, "heads": 2},
+                       "vocab": 300, "image_size": 32, "patch_size": 8, "scale_factor": 2, "cameras": 2, "resize": [64, 64],
+                       "chunk": 5, "max_state_dim": 8, "max_action_dim": 8, "state": 6, "action": 6,
+                       "expert_width_multiplier": 0.75, "self_attn_every_n_layers": 2, "attention_mode": "self_attn",
+                       "add_image_special_tokens": true, "train_expert_only": false, "train_state_proj": false, "seed": 5})"}),
     [](const ::testing::TestParamInfo<ParityCase>& info) {
       std::string n = info.param.name;
       std::replace(n.begin(), n.end(), '-', '_');

@@ -12,6 +12,9 @@
                            trainable parameters) on DIR's policy: prints samples/s as JSON
   processors DIR OUT       load DIR's processor files with LeRobot's pipelines and write the
                            normalised observation.state [1..S] and the unnormalised action [1..A]
+  trainable DIR OUT.json   for each of the 8 settings of train_expert_only, freeze_vision_encoder
+                           and train_state_proj ("TFT" ...), the names of the parameters LeRobot
+                           builds DIR's policy with requires_grad
   run DIR INPUTS OUT       load DIR with SmolVLAPolicy.from_pretrained and write what zk0 policy
                            run writes: prefix embeddings, per-layer keys/values, the velocity
                            (denoise_step), elementwise losses (VLAFlowMatching.forward), losses,
@@ -114,12 +117,20 @@ def build(path, config_file):
     write_backbone(backbone, spec)
     use_local_processor()
     size = spec["image_size"]
-    cameras = {f"observation.images.cam{i}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, size, size))
-               for i in range(spec["cameras"])}
+    width, height = spec.get("resize", [size, size])
+    # Not in sorted order: the prefix must take the cameras in input_features' order.
+    names = spec.get("camera_names", ["top", "left", "right", "wrist"])[: spec["cameras"]]
+    cameras = {f"observation.images.{name}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, height, width))
+               for name in names}
     cfg = SmolVLAConfig(
         vlm_model_name=backbone, load_vlm_weights=False, num_vlm_layers=spec["text"]["vlm_layers"],
         chunk_size=spec["chunk"], n_action_steps=spec["chunk"], max_state_dim=spec["max_state_dim"],
-        max_action_dim=spec["max_action_dim"], resize_imgs_with_padding=(size, size), tokenizer_max_length=16,
+        max_action_dim=spec["max_action_dim"], resize_imgs_with_padding=(width, height), tokenizer_max_length=16,
+        add_image_special_tokens=spec.get("add_image_special_tokens", False),
+        attention_mode=spec.get("attention_mode", "cross_attn"),
+        train_expert_only=spec.get("train_expert_only", True),
+        freeze_vision_encoder=spec.get("freeze_vision_encoder", True),
+        train_state_proj=spec.get("train_state_proj", True),
         num_steps=10, expert_width_multiplier=spec["expert_width_multiplier"],
         self_attn_every_n_layers=spec["self_attn_every_n_layers"], empty_cameras=spec.get("empty_cameras", 0),
         pad_language_to="max_length", device="cpu",
@@ -216,6 +227,19 @@ def run(path, inputs_file, out):
     save_file({k: v.detach().contiguous() for k, v in result.items()}, out)
 
 
+def trainable(path, out):
+    from lerobot.configs.policies import PreTrainedConfig
+
+    use_local_processor()
+    sets = {}
+    for flags in ["TTT", "TTF", "TFT", "TFF", "FTT", "FTF", "FFT", "FFF"]:
+        cfg = PreTrainedConfig.from_pretrained(path)
+        cfg.train_expert_only, cfg.freeze_vision_encoder, cfg.train_state_proj = (f == "T" for f in flags)
+        policy = SmolVLAPolicy(cfg)
+        sets[flags] = sorted(name for name, p in policy.named_parameters() if p.requires_grad)
+    json.dump(sets, open(out, "w"), indent=1)
+
+
 def bench(path, batch_size, steps, device):
     import time
 
@@ -293,5 +317,7 @@ if __name__ == "__main__":
         processors(sys.argv[2], sys.argv[3])
     elif command == "run":
         run(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif command == "trainable":
+        trainable(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)

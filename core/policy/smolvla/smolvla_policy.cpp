@@ -60,12 +60,11 @@ SmolVLAPolicy::SmolVLAPolicy(const Config& config, std::vector<std::string> trai
       if (ids.size() == 1) pad_token_id_ = ids.front();
     }
   }
-  bool vlm_frozen = true;
   for (const auto& [name, t] : model_.parameters())
-    if (name.rfind(kVlm, 0) == 0 && is_trainable(name)) vlm_frozen = false;
-  if (config.prefix_cache.enabled && vlm_frozen && config.prefix_length <= 0) cache_.emplace(config.prefix_cache);
+    if (name.rfind(kVlm, 0) == 0 && is_trainable(name)) vlm_trains_ = true;
+  if (config.prefix_cache.enabled && !vlm_trains_ && config.prefix_length <= 0) cache_.emplace(config.prefix_cache);
   else if (config.prefix_cache.enabled)
-    log_info("prefix_cache_disabled", {{"reason", vlm_frozen ? "prefix_length pads the prefix" : "VLM parameters train"}});
+    log_info("prefix_cache_disabled", {{"reason", vlm_trains_ ? "VLM parameters train" : "prefix_length pads the prefix"}});
 }
 
 void SmolVLAPolicy::to(const at::Device& device) {

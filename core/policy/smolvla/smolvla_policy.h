@@ -40,8 +40,9 @@ class SmolVLAPolicy final : public Policy {
   PrefixInputs prepare(const Batch& batch, const std::pair<at::Tensor, at::Tensor>* tokens = nullptr) const;
   // The token ids and mask of prompts as LeRobot's tokenizer step makes them.
   std::pair<at::Tensor, at::Tensor> tokenize(const std::vector<std::string>& tasks) const;
-  // How the image and language tokens' keys and values are had. They never depend on the state,
-  // the actions or a trainable weight, so all three give the same velocity and gradients:
+  // How the image and language tokens' keys and values are had. While the VLM is frozen they
+  // never depend on the state, the actions or a trainable weight, so all three give the same
+  // velocity and gradients; when VLM weights train only Joint carries their gradients:
   enum class PrefixPath {
     Joint,      // LeRobot's single pass over [prefix | actions], with autograd through the prefix
     Recompute,  // computed first without autograd; then only the state token and the expert
@@ -49,8 +50,10 @@ class SmolVLAPolicy final : public Policy {
   };
   // Flow-matching velocity for given noise and time.
   at::Tensor velocity(const PrefixInputs& inputs, const at::Tensor& x_t, const at::Tensor& time, PrefixPath path);
-  // What loss() uses: Cached when the cache is on, else Recompute.
-  PrefixPath training_path() const { return cache_ ? PrefixPath::Cached : PrefixPath::Recompute; }
+  // What loss() uses: Joint when VLM weights train, else Cached when the cache is on, else Recompute.
+  PrefixPath training_path() const {
+    return vlm_trains_ ? PrefixPath::Joint : cache_ ? PrefixPath::Cached : PrefixPath::Recompute;
+  }
   // Pads [B, H, action_dim] to max_action_dim with zeros.
   at::Tensor pad_action(const at::Tensor& action) const;
   bool prefix_cache_enabled() const { return cache_.has_value(); }
@@ -66,6 +69,7 @@ class SmolVLAPolicy final : public Policy {
   std::string frozen_fingerprint();
 
   Model model_;
+  bool vlm_trains_ = false;  // some backbone weight trains (train_expert_only: false, spec.policy.train)
   std::optional<Tokenizer> tokenizer_;
   bool truncate_left_ = false;
   int64_t pad_token_id_ = 0;
