@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -46,8 +47,15 @@ struct Federation {
     workers[name] = std::make_unique<Process>(
         std::vector<std::string>{bin("zk0-worker"), "--spec", spec_path.empty() ? spec : spec_path, "--client", name,
                                  "--aggregator", address(), "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
-                                 dir + "/" + name + ".metrics-port"},
+                                 dir + "/" + name + ".metrics-port", "--state-dir", dir + "/state/" + name},
         dir + "/" + name + ".log");
+  }
+  // Each round's global digest, in order (round 0 = the initial model).
+  std::vector<std::string> global_digests() const {
+    std::vector<std::string> out;
+    const nlohmann::json all = metrics();
+    for (const auto& r : all["rounds"]) out.push_back(r["global_digest"].get<std::string>());
+    return out;
   }
   nlohmann::json status() const { return read_json(out + "/status.json"); }
   nlohmann::json metrics() const { return read_json(out + "/federated_metrics.json"); }
@@ -181,6 +189,72 @@ TEST(Federation, AggregatorKilledAfterRoundTwoResumesAtRoundThree) {
   // Rounds after the restart started from the checkpoint's global parameters.
   EXPECT_EQ(read_json(ckpt + "/aggregator_state.json")["global_digest"], rounds[2]["global_digest"]);
   for (const auto& [n, w] : f.workers) EXPECT_EQ(w->wait(30s), 0) << w->log();
+}
+
+// A random moment of a run, drawn fresh each time (and logged, to replay a failure).
+std::chrono::milliseconds random_moment(std::chrono::milliseconds within) {
+  std::random_device rd;
+  const auto ms = std::uniform_int_distribution<int64_t>(within.count() / 10, within.count() * 9 / 10)(rd);
+  std::cerr << "killing at " << ms << " ms\n";
+  return std::chrono::milliseconds(ms);
+}
+
+// The run the others are compared with, and how long it took.
+std::pair<std::vector<std::string>, std::chrono::milliseconds> uninterrupted(const std::string& tag,
+                                                                             const std::map<std::string, std::string>& settings) {
+  Federation f(tag, 3, 6, settings);
+  const auto t0 = std::chrono::steady_clock::now();
+  f.start_aggregator();
+  for (const char* n : {"c0", "c1", "c2"}) f.start_worker(n);
+  EXPECT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+  return {f.global_digests(), std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)};
+}
+
+const std::map<std::string, std::string> kDeterministicRun = {
+    {"localSteps", "150"}, {"minFitClients", "3"}, {"minAvailableClients", "3"}, {"roundTimeoutSeconds", "60"}};
+
+// The aggregator SIGKILLed at a random point and restarted gives the same global parameters,
+// round by round, bit for bit, as the run that was never interrupted: every round's update
+// depends only on that round's global (AdamW restarts each round), and the average does not
+// depend on the order updates arrive in.
+TEST(Federation, ARunKilledAtARandomPointAndResumedIsTheUninterruptedRunBitForBit) {
+  const auto [expected, duration] = uninterrupted("det-a", kDeterministicRun);
+  ASSERT_EQ(expected.size(), 7u);
+  Federation f("det-b", 3, 6, kDeterministicRun);
+  f.start_aggregator();
+  for (const char* n : {"c0", "c1", "c2"}) f.start_worker(n);
+  std::this_thread::sleep_for(random_moment(duration));  // the fault's moment, not a wait for a condition
+  f.aggregator->signal(SIGKILL);
+  f.aggregator->wait(10s);
+  f.start_aggregator();
+  ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+  EXPECT_EQ(f.global_digests(), expected) << f.logs();
+}
+
+// optimizer.state: keep carries AdamW's moments from a client's round to its next; persisted in
+// the worker's state directory, a worker SIGKILLed at a random point and restarted continues as
+// if it never stopped.
+TEST(Federation, KeptOptimizerStateSurvivesAWorkerKilledAtARandomPoint) {
+  auto settings = kDeterministicRun;
+  settings["optimizerState"] = "keep";
+  const auto [expected, duration] = uninterrupted("keep-a", settings);
+  Federation reset("keep-reset", 3, 6, kDeterministicRun);  // keep must change training at all
+  reset.start_aggregator();
+  for (const char* n : {"c0", "c1", "c2"}) reset.start_worker(n);
+  ASSERT_EQ(reset.aggregator->wait(180s), 0) << reset.logs();
+  EXPECT_NE(reset.global_digests().back(), expected.back());
+  EXPECT_EQ(reset.global_digests()[1], expected[1]);  // round 1 starts from zero moments either way
+
+  Federation f("keep-b", 3, 6, settings);
+  f.start_aggregator();
+  for (const char* n : {"c0", "c1", "c2"}) f.start_worker(n);
+  std::this_thread::sleep_for(random_moment(duration));  // the fault's moment
+  f.workers["c1"]->signal(SIGKILL);
+  f.workers["c1"]->wait(10s);
+  f.start_worker("c1");
+  ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+  EXPECT_EQ(f.global_digests(), expected) << f.logs();
+  EXPECT_TRUE(file_exists(f.dir + "/state/c1/optimizer"));
 }
 
 TEST(Federation, UnauthenticatedClientRefusedUnderMutualTls) {

@@ -9,7 +9,11 @@
 
 #include "core/policy/smolvla/smolvla_policy.h"
 #include "core/tensor/safetensors.h"
+#include "core/util/fs.h"
 #include "support/test_support.h"
+
+#include <fstream>
+#include <map>
 
 namespace zk0 {
 namespace {
@@ -53,6 +57,37 @@ Batch tiny_batch(int64_t b, uint64_t seed) {
 at::Tensor loss_of(Policy& policy, const Batch& batch, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   return policy.loss(batch, gen);
+}
+
+// The loss's gradients of the parameters the prefix cache's keys and values reach (through the
+// expert's attention) and of one it does not.
+const char* kGradientProbes[] = {"model.state_proj.weight", "model.action_in_proj.weight",
+                                 "model.vlm_with_expert.lm_expert.layers.1.self_attn.k_proj.weight"};
+
+std::map<std::string, at::Tensor> gradients_of(Policy& policy, const Batch& batch, uint64_t seed) {
+  for (auto& [name, t] : policy.parameters())
+    if (t.grad().defined()) t.mutable_grad().zero_();
+  loss_of(policy, batch, seed).backward();
+  std::map<std::string, at::Tensor> out;
+  for (auto& [name, t] : policy.parameters())
+    for (const char* probe : kGradientProbes)
+      if (name == probe) out[name] = t.grad().clone();
+  return out;
+}
+
+// The README's promise for the cache: loss and gradients equal the uncached ones within 1e-5.
+void expect_same_gradients(const std::map<std::string, at::Tensor>& actual, const std::map<std::string, at::Tensor>& expected) {
+  ASSERT_EQ(actual.size(), std::size(kGradientProbes));
+  for (const auto& [name, e] : expected) {
+    EXPECT_GT(e.abs().max().item<double>(), 0) << name;
+    EXPECT_LE((actual.at(name) - e).abs().max().item<double>(), 1e-5 * e.abs().max().item<double>()) << name;
+  }
+}
+
+int64_t directory_bytes(const std::string& dir) {
+  int64_t total = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) total += static_cast<int64_t>(std::filesystem::file_size(e.path()));
+  return total;
 }
 
 TEST(SmolVLA, FullSizeHasLeRobotsParameterInventory) {
@@ -102,19 +137,51 @@ TEST(SmolVLA, PrefixCacheGivesTheSameLossAndGradients) {
   EXPECT_EQ(stats->memory_hits, 6);
 
   // Gradients reach state_proj through the frozen VLM layers the state token still runs.
-  second.backward();
-  expected.backward();
-  for (const std::string name : {"model.state_proj.weight", "model.action_in_proj.weight",
-                                 "model.vlm_with_expert.lm_expert.layers.1.self_attn.k_proj.weight"}) {
-    at::Tensor a, b;
-    for (auto& [n, t] : cached->parameters())
-      if (n == name) a = t.grad();
-    for (auto& [n, t] : uncached->parameters())
-      if (n == name) b = t.grad();
-    ASSERT_TRUE(a.defined() && b.defined()) << name;
-    EXPECT_GT(b.abs().max().item<double>(), 0) << name;
-    EXPECT_LE((a - b).abs().max().item<double>(), 1e-4 * b.abs().max().item<double>()) << name;
+  expect_same_gradients(gradients_of(*cached, batch, 9), gradients_of(*uncached, batch, 9));
+}
+
+// A disk entry whose payload has one flipped bit parses as safetensors and would be served as
+// keys and values; its checksum catches it: dropped, counted, recomputed, and the loss is the
+// uncached one.
+TEST(SmolVLA, PrefixCacheDropsADiskEntryWithOneFlippedByte) {
+  const std::string dir = test::make_temp_dir("smolvla-cache-flip");
+  const nlohmann::json cache = {{"prefix_cache", {{"memory_mb", 1}, {"disk_mb", 64}, {"dir", dir}}}};
+  const Batch batch = tiny_batch(2, 2);
+  auto reference = make_policy(tiny_spec({{"prefix_cache", {{"enabled", false}}}}));
+  const double expected = loss_of(*reference, batch, 4).item<double>();
+  loss_of(*make_policy(tiny_spec(cache)), batch, 4);  // fills the disk tier
+  std::vector<std::filesystem::path> entries;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) entries.push_back(e.path());
+  ASSERT_EQ(entries.size(), 2u);
+  {
+    std::string bytes = read_file(entries[0].string());
+    uint64_t header = 0;
+    for (int i = 0; i < 8; ++i) header |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[static_cast<size_t>(i)])) << (8 * i);
+    bytes[8 + header + 3] ^= 0x40;  // the exponent of the first key: a large change, still a finite float
+    std::ofstream(entries[0], std::ios::binary | std::ios::trunc) << bytes;
+    EXPECT_NO_THROW(read_safetensors(entries[0].string()));  // still well-formed: only a checksum can tell
   }
+  auto after = make_policy(tiny_spec(cache));
+  const double loss = loss_of(*after, batch, 4).item<double>();
+  EXPECT_NEAR(loss, expected, 1e-5 * std::abs(expected));
+  const auto* stats = dynamic_cast<smolvla::SmolVLAPolicy&>(*after).prefix_cache_stats();
+  EXPECT_EQ(stats->corrupt_entries, 1);
+  EXPECT_EQ(stats->disk_hits, 1);
+  EXPECT_EQ(stats->misses, 1);
+  // The recomputed entry is written again, whole: the next process is served both.
+  auto later = make_policy(tiny_spec(cache));
+  loss_of(*later, batch, 4);
+  EXPECT_EQ(dynamic_cast<smolvla::SmolVLAPolicy&>(*later).prefix_cache_stats()->disk_hits, 2);
+  EXPECT_EQ(dynamic_cast<smolvla::SmolVLAPolicy&>(*later).prefix_cache_stats()->corrupt_entries, 0);
+  // An entry renamed over another's key (a file moved, a bug in eviction) is not served either.
+  std::vector<std::filesystem::path> now;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) now.push_back(e.path());
+  ASSERT_EQ(now.size(), 2u);
+  std::filesystem::copy_file(now[0], now[1], std::filesystem::copy_options::overwrite_existing);
+  auto swapped = make_policy(tiny_spec(cache));
+  EXPECT_NEAR(loss_of(*swapped, batch, 4).item<double>(), expected, 1e-5 * std::abs(expected));
+  EXPECT_EQ(dynamic_cast<smolvla::SmolVLAPolicy&>(*swapped).prefix_cache_stats()->corrupt_entries, 1);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(SmolVLA, EveryPrefixPathGivesTheSameVelocityAndGradients) {
@@ -157,12 +224,28 @@ TEST(SmolVLA, PrefixCacheOnDiskServesAnotherProcessAndIsBounded) {
   auto reader = make_policy(tiny_spec(cache));
   EXPECT_NEAR(loss_of(*reader, batch, 4).item<double>(), expected, 1e-5 * std::abs(expected));
   EXPECT_EQ(dynamic_cast<smolvla::SmolVLAPolicy&>(*reader).prefix_cache_stats()->disk_hits, 2);
+  // Gradients served from the disk tier are the uncached ones too.
+  expect_same_gradients(gradients_of(*make_policy(tiny_spec(cache)), batch, 4), gradients_of(*reference, batch, 4));
 
-  // A corrupt entry is dropped and recomputed, not served.
+  // A truncated entry is dropped and recomputed, not served.
   for (const auto& e : std::filesystem::directory_iterator(dir)) std::filesystem::resize_file(e.path(), 20);
   auto after_corruption = make_policy(tiny_spec(cache));
   EXPECT_NEAR(loss_of(*after_corruption, batch, 4).item<double>(), expected, 1e-5 * std::abs(expected));
   EXPECT_EQ(dynamic_cast<smolvla::SmolVLAPolicy&>(*after_corruption).prefix_cache_stats()->misses, 2);
+
+  // The disk tier stays within its bound through many inserts (1 MiB holds only some of them).
+  const std::string small = test::make_temp_dir("smolvla-cache-bound");
+  auto filling = make_policy(tiny_spec({{"prefix_cache", {{"memory_mb", 0}, {"disk_mb", 1}, {"dir", small}}}}));
+  const auto* disk = dynamic_cast<smolvla::SmolVLAPolicy&>(*filling).prefix_cache_stats();
+  for (uint64_t s = 0; s < 12; ++s) {
+    loss_of(*filling, tiny_batch(4, 200 + s), 1);
+    EXPECT_LE(disk->disk_bytes, int64_t{1} << 20);
+    EXPECT_LE(directory_bytes(small), int64_t{1} << 20);
+    EXPECT_EQ(directory_bytes(small), disk->disk_bytes);
+  }
+  EXPECT_GT(disk->disk_entries, 0);
+  EXPECT_LT(disk->disk_entries, 48);  // evicted: not every sample fits
+  std::filesystem::remove_all(small);
 
   // The memory tier stays within its bound (1 MiB holds only some of 40 samples here).
   auto bounded = make_policy(tiny_spec({{"prefix_cache", {{"memory_mb", 1}}}}));

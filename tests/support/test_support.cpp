@@ -154,7 +154,7 @@ const std::map<std::string, std::string> kSmallSpecDefaults = {
     {"roundTimeoutSeconds", "60"}, {"maxRoundAttempts", "3"}, {"evalEvery", "1"},
     {"checkpointEvery", "1"},   {"keepLast", "0"},            {"chunkSize", "4Mi"},
     {"transferAttempts", "3"},  {"tls", ""},                  {"hiddenDim", "64"},
-    {"episodeLength", "40"},    {"clientExtra", ""}};
+    {"episodeLength", "40"},    {"clientExtra", ""},          {"optimizerState", "reset"}};
 
 const char* kSmallSpec = R"(apiVersion: zk0.io/v1alpha1
 kind: FederationRun
@@ -174,7 +174,7 @@ ${clients}
   training:
     localSteps: ${localSteps}
     batchSize: ${batchSize}
-    optimizer: {lr: ${lr}}
+    optimizer: {lr: ${lr}, state: ${optimizerState}}
     seed: 11
   strategy:
     type: ${strategyType}
