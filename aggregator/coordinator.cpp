@@ -85,6 +85,10 @@ nlohmann::json report_json(const TrainReport& r) {
 
 }  // namespace
 
+uint64_t client_round_seed(uint64_t run_seed, int round, const std::string& client) {
+  return mix_seed(mix_seed(run_seed, static_cast<uint64_t>(round)), hash_string(client));
+}
+
 bool is_reportable_worker_state(const std::string& state) {
   static const std::set<std::string> kStates = {"idle", "downloading", "training", "uploading"};
   return kStates.count(state) > 0;
@@ -274,7 +278,7 @@ Instruction Coordinator::poll(const Caller& caller, std::chrono::milliseconds wa
         ins.parameters_digest = global_->manifest.digest_hex();
         ins.local_steps = open_->plan.local_steps;
         ins.proximal_mu = open_->plan.proximal_mu;
-        ins.seed = mix_seed(mix_seed(spec_.training.seed, static_cast<uint64_t>(open_->round)), hash_string(c.name));
+        ins.seed = client_round_seed(spec_.training.seed, open_->round, c.name);
         ins.deadline_ms = std::chrono::duration_cast<std::chrono::milliseconds>(open_->deadline - Clock::now()).count();
         return ins;
       }

@@ -74,6 +74,10 @@ struct UploadPermit {
   std::chrono::steady_clock::time_point deadline;  // the round's
 };
 
+// The seed of a client's sampling and noise in a round: fixed by the run's seed, so that a
+// resumed or repeated round trains exactly as before.
+uint64_t client_round_seed(uint64_t run_seed, int round, const std::string& client);
+
 // States a worker may report in a heartbeat (proto/zk0/v1/federation.proto).
 bool is_reportable_worker_state(const std::string& state);
 

@@ -447,18 +447,12 @@ void Reconciler::reconcile_member(Context& c, json& record, const std::string& p
   record["state"] = phase;  // Pending or Running
 }
 
-void Reconciler::read_aggregator(Context& c, const std::optional<json>& pod) {
-  if (!pod) return;
-  const std::string ip = pod->value("status", json::object()).value("podIP", "");
-  if (ip.empty()) return;
-  const auto s = read_aggregator_status_(ip, settings_.aggregator_metrics_port);
-  if (!s) return;
+std::optional<std::string> merge_aggregator_status(json& st, const json& reported, const FederationSpec& spec) {
   // The aggregator's pod runs the run author's image and data: take from its answer only values of
   // the documented shape, so that nothing it says can bloat or break the run's status.
-  auto& st = c.status;
   const auto integer_in = [&](const char* key, int lo, int hi) -> std::optional<int> {
-    if (!s->contains(key) || !(*s)[key].is_number_integer()) return std::nullopt;
-    const int64_t v = (*s)[key].get<int64_t>();
+    if (!reported.contains(key) || !reported[key].is_number_integer()) return std::nullopt;
+    const int64_t v = reported[key].get<int64_t>();
     return v < lo || v > hi ? std::nullopt : std::optional<int>(static_cast<int>(v));
   };
   const auto number = [](const json& j, const char* key) -> std::optional<double> {
@@ -466,26 +460,37 @@ void Reconciler::read_aggregator(Context& c, const std::optional<json>& pod) {
     const double v = j[key].get<double>();
     return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
   };
-  const int round = integer_in("round", 0, c.spec.rounds).value_or(st.value("currentRound", 0));
+  if (!reported.is_object()) return std::nullopt;
   const int previous = st.value("currentRound", 0);
+  const int round = integer_in("round", 0, spec.rounds).value_or(previous);
   st["currentRound"] = round;
-  st["readyClients"] = integer_in("ready_clients", 0, static_cast<int>(c.spec.clients.size())).value_or(st.value("readyClients", 0));
-  if (const auto loss = number(*s, "last_server_eval_loss")) st["serverEvalLoss"] = *loss;
-  if (round > previous && previous > 0) {
-    std::string message = "round " + std::to_string(previous) + " of " + std::to_string(c.spec.rounds) + " completed";
-    if (const auto loss = number(*s, "last_server_eval_loss")) message += "; server eval loss " + std::to_string(*loss);
-    c.note("RoundCompleted", message);
-  }
+  st["readyClients"] = integer_in("ready_clients", 0, static_cast<int>(spec.clients.size())).value_or(st.value("readyClients", 0));
+  const auto loss = number(reported, "last_server_eval_loss");
+  if (loss) st["serverEvalLoss"] = *loss;
   static const std::set<std::string> kStates = {"registered", "idle",     "downloading", "training",
                                                  "uploading",  "finished", "failed",      "unreachable"};
-  const json reported = s->contains("clients") && (*s)["clients"].is_object() ? (*s)["clients"] : json::object();
+  const json clients = reported.contains("clients") && reported["clients"].is_object() ? reported["clients"] : json::object();
+  if (!st.contains("clients") || !st["clients"].is_array()) st["clients"] = json::array();
   for (auto& record : st["clients"]) {
-    const auto it = reported.find(record.value("name", ""));
-    if (it == reported.end() || !it->is_object()) continue;
-    if (const auto loss = number(*it, "last_loss")) record["lastLoss"] = *loss;
+    const auto it = clients.find(record.value("name", ""));
+    if (it == clients.end() || !it->is_object()) continue;
+    if (const auto client_loss = number(*it, "last_loss")) record["lastLoss"] = *client_loss;
     const std::string state = it->contains("state") && (*it)["state"].is_string() ? (*it)["state"].get<std::string>() : "";
     if (kStates.count(state)) record["aggregatorState"] = state;
   }
+  if (round <= previous || previous <= 0) return std::nullopt;
+  std::string message = "round " + std::to_string(previous) + " of " + std::to_string(spec.rounds) + " completed";
+  if (loss) message += "; server eval loss " + std::to_string(*loss);
+  return message;
+}
+
+void Reconciler::read_aggregator(Context& c, const std::optional<json>& pod) {
+  if (!pod) return;
+  const std::string ip = pod->value("status", json::object()).value("podIP", "");
+  if (ip.empty()) return;
+  const auto s = read_aggregator_status_(ip, settings_.aggregator_metrics_port);
+  if (!s) return;
+  if (const auto completed = merge_aggregator_status(c.status, *s, c.spec)) c.note("RoundCompleted", *completed);
 }
 
 void Reconciler::finish(Context& c, const std::string& phase, const std::string& reason, const std::string& message) {

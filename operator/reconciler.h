@@ -35,6 +35,13 @@ constexpr size_t kMaxAggregatorStatusBytes = 1 << 20;
 using AggregatorStatusReader = std::function<std::optional<nlohmann::json>(const std::string& ip, int port)>;
 AggregatorStatusReader http_aggregator_status_reader();
 
+// Takes an aggregator's /status document (Coordinator::status_json) into a run's status:
+// currentRound, readyClients, serverEvalLoss, and per client lastLoss and aggregatorState, each only
+// when it has the documented shape. Returns a RoundCompleted event's message when a round ended
+// since the status was last merged.
+std::optional<std::string> merge_aggregator_status(nlohmann::json& run_status, const nlohmann::json& reported,
+                                                   const FederationSpec& spec);
+
 class Reconciler {
  public:
   Reconciler(kube::KubeClient& client, OperatorSettings settings, OperatorMetrics& metrics, kube::Informer& runs,

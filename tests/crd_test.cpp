@@ -9,8 +9,10 @@
 
 #include "core/spec/federation_spec.h"
 #include "core/util/yaml_json.h"
+#include "support/maximal_specs.h"
 
 using namespace zk0;
+using zk0::test::kMaximalSpecs;
 using nlohmann::json;
 
 namespace {
@@ -65,87 +67,6 @@ void schema_paths(const json& schema, const std::string& path, std::set<std::str
   for (auto it = properties.begin(); it != properties.end(); ++it) schema_paths(it.value(), path + "." + it.key(), out);
   if (schema.contains("items")) schema_paths(schema["items"], path + "[]", out);
 }
-
-// Every field pod.overrides may set, in YAML's flow style.
-#define EVERY_OVERRIDE                                                                                                  \
-  "{metadata: {labels: {x: z}, annotations: {note: hello}}, spec: {priorityClassName: high, priority: 10, "           \
-  "affinity: {nodeAffinity: {}}, tolerations: [{key: k, operator: Exists}], nodeSelector: {pool: gpu}, "               \
-  "topologySpreadConstraints: [{maxSkew: 1}], schedulerName: s, runtimeClassName: nvidia, "                            \
-  "terminationGracePeriodSeconds: 30, imagePullSecrets: [{name: regcred}], dnsConfig: {options: []}}}"
-
-// Between them, these set every field the spec has (some fields exclude others).
-const char* kMaximalSpecs[] = {
-    R"(apiVersion: zk0.io/v1alpha1
-kind: FederationRun
-metadata: {name: every-field}
-spec:
-  rounds: 3
-  outputDir: out
-  clients:
-    - name: a
-      dataset: {path: /data/a, episodes: [0, 1]}
-      resources: {cpu: 2, gpu: 1, memory: 8Gi}
-      pod:
-        nodeSelector: {robot: a}
-        tolerations: [{key: gpu, operator: Exists, effect: NoSchedule, tolerationSeconds: 5, value: x}]
-        affinity: {nodeAffinity: {}}
-        overrides: )" EVERY_OVERRIDE R"(
-      tls: {certFile: a.crt, keyFile: a.key}
-    - name: b
-      dataset: {volumeClaim: {claimName: data, subPath: b}}
-      tls: {certFile: b.crt, keyFile: b.key}
-    - name: c
-      dataset: {repoId: owner/set, revision: v1}
-      tls: {certFile: c.crt, keyFile: c.key}
-    - name: d
-      dataset: {synthetic: {task: t, episodes: 3, episodeLength: 10, seed: 1}}
-      tls: {certFile: d.crt, keyFile: d.key}
-  evaluation: {dataset: {synthetic: {task: e}}, everyRounds: 1, mode: quick, batches: 2, batchSize: 4, seed: 3}
-  training:
-    localSteps: 5
-    batchSize: 4
-    optimizer: {type: adamw, lr: 0.001, betas: [0.9, 0.95], eps: 1.0e-8, weightDecay: 0.0, state: keep}
-    gradClipNorm: 1
-    lrSchedule: {type: cosine, minLrRatio: 0.1, warmupSteps: 2}
-    precision: bf16
-    seed: 1
-  strategy:
-    type: fedprox
-    proximalMu: 0.1
-    muSchedule: {type: step, everyRounds: 2, factor: 0.5}
-    fractionFit: 1.0
-    minFitClients: 2
-    minAvailableClients: 2
-    startTimeoutSeconds: 10
-    roundTimeoutSeconds: 10
-    maxRoundAttempts: 2
-    maxUpdateNorm: 100
-  policy: {type: flow-matching-mlp, config: {hiddenDim: 8}, pretrained: /models/x, train: [all]}
-  checkpoints: {everyRounds: 1, keepLast: 2, signingKeyFile: /keys/checkpoint}
-  transport: {chunkSize: 1Mi, maxMessageSize: 2Mi, transferAttempts: 2, tls: {caFile: ca, certFile: c, keyFile: k, mutual: true}}
-  aggregator:
-    resources: {cpu: 1, memory: 4Gi}
-    pod:
-      nodeSelector: {a: b}
-      tolerations: [{key: k, operator: Equal, value: v, effect: NoExecute, tolerationSeconds: 1}]
-      affinity: {podAffinity: {}}
-      overrides: )" EVERY_OVERRIDE R"(
-    storage: {size: 5Gi, storageClassName: fast}
-  runPolicy: {backoffLimit: 1, activeDeadlineSeconds: 60, ttlSecondsAfterFinished: 60, suspend: true}
-  hubTokenSecret: {name: hf, key: token}
-)",
-    R"(apiVersion: zk0.io/v1alpha1
-kind: FederationRun
-metadata: {name: tls-secret}
-spec:
-  rounds: 1
-  clients: [{name: a, dataset: {path: /a}, tls: {secretName: a-tls}}]
-  evaluation: {dataset: {repoId: owner/eval, revision: main, episodes: [3]}, mode: full}
-  strategy: {minFitClients: 1, minAvailableClients: 1}
-  checkpoints: {signingKeySecret: run-key}
-  transport: {tls: {secretName: run-tls, mutual: true}}
-)"};
-
 
 // The evaluation dataset in the two forms the specs above leave out.
 std::string with_evaluation_dataset(const std::string& dataset) {

@@ -440,8 +440,21 @@ TEST(Federation, LocalRunIgnoresPlacementAndRefusesClusterOnlySources) {
       << refused.log();
 }
 
+namespace {
+
+// The value of the first series `prefix` starts (its name and labels up to the value), or -1.
+double sample_value(const std::string& exposition, const std::string& prefix) {
+  const size_t at = exposition.find(prefix);
+  if (at == std::string::npos) return -1;
+  const size_t space = exposition.find(' ', at + prefix.size() - 1);
+  return std::stod(exposition.substr(space + 1, exposition.find('\n', space) - space - 1));
+}
+
+}  // namespace
+
 TEST(Federation, AggregatorExportsPrometheusMetrics) {
-  Federation f("metrics", 2, 2, {{"localSteps", "100"}});
+  // Long rounds: every expected value is observed while the processes still serve it.
+  Federation f("metrics", 2, 3, {{"localSteps", "300"}});
   const std::string port_file = f.dir + "/metrics.port";
   f.aggregator = std::make_unique<Process>(std::vector<std::string>{bin("zk0-aggregator"), "--spec", f.spec, "--listen", f.address(),
                                                                     "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file},
@@ -451,44 +464,47 @@ TEST(Federation, AggregatorExportsPrometheusMetrics) {
   const int port = std::stoi(read_file(port_file));
   f.start_worker("c0");
   f.start_worker("c1");
-  std::string last, last_worker, last_status;  // the newest scrapes that answered
-  while (f.aggregator->running()) {
-    const std::string body = http_get(port, "/metrics");
-    if (!body.empty()) last = body;
-    const std::string status = http_get(port, "/status");  // what the operator reads
-    if (!status.empty()) last_status = status;
-    if (file_exists(f.dir + "/c0.metrics-port")) {
-      const std::string worker = http_get(std::stoi(read_file(f.dir + "/c0.metrics-port")), "/metrics");
-      if (!worker.empty()) last_worker = worker;
-    }
-    std::this_thread::sleep_for(100ms);
-  }
-  EXPECT_EQ(f.aggregator->wait(1s), 0) << f.logs();
-  ASSERT_FALSE(last.empty());
-  EXPECT_NE(last.find("zk0_build_info{component=\"aggregator\""), std::string::npos) << last;
+  ASSERT_TRUE(wait_until([&] { return file_exists(f.dir + "/c0.metrics-port"); }, 30s)) << f.logs();
+  const int worker_port = std::stoi(read_file(f.dir + "/c0.metrics-port"));
+  const std::string run = "run=\"test-run\"", worker_labels = "client=\"c0\"," + run;
+  std::string aggregator_text, worker_text, status_text;
+  // Each expected value, polled until it shows (a scrape is a moment; a round is longer).
+  const auto reaches = [&](int metrics_port, std::string& last, const std::string& series, double at_least) {
+    return wait_until(
+        [&] {
+          const std::string body = http_get(metrics_port, "/metrics");
+          if (!body.empty()) last = body;
+          return sample_value(last, series) >= at_least;
+        },
+        60s);
+  };
+  EXPECT_TRUE(reaches(port, aggregator_text, "zk0_aggregator_rounds_completed_total{" + run + "}", 2)) << aggregator_text;
+  EXPECT_TRUE(reaches(port, aggregator_text, "zk0_aggregator_updates_accepted_total{" + run + "}", 4)) << aggregator_text;
+  EXPECT_TRUE(reaches(worker_port, worker_text, "zk0_worker_rounds_trained_total{" + worker_labels + "}", 2)) << worker_text;
+  EXPECT_TRUE(reaches(worker_port, worker_text, "zk0_worker_local_step_duration_seconds_count{" + worker_labels + "}", 600))
+      << worker_text;
+  EXPECT_TRUE(wait_until([&] { return !(status_text = http_get(port, "/status")).empty(); }, 10s));
+  EXPECT_EQ(f.aggregator->wait(120s), 0) << f.logs();
+
+  EXPECT_NE(aggregator_text.find("zk0_build_info{component=\"aggregator\""), std::string::npos) << aggregator_text;
   // Every series names its run (and, from workers, its client): dashboards filter by them.
-  const std::string run = "run=\"test-run\"";
-  EXPECT_NE(last.find("zk0_aggregator_rounds_completed_total{" + run + "} 2"), std::string::npos) << last;
-  EXPECT_NE(last.find("zk0_aggregator_updates_accepted_total{" + run + "} 4"), std::string::npos) << last;
-  EXPECT_NE(last.find("zk0_aggregator_transfer_bytes_total{direction=\"upload\"," + run + "}"), std::string::npos);
-  EXPECT_NE(last.find("zk0_aggregator_server_eval_loss{" + run + "} "), std::string::npos);
+  EXPECT_NE(aggregator_text.find("zk0_aggregator_transfer_bytes_total{direction=\"upload\"," + run + "}"), std::string::npos);
+  EXPECT_NE(aggregator_text.find("zk0_aggregator_server_eval_loss{" + run + "} "), std::string::npos);
+  EXPECT_NE(aggregator_text.find("zk0_aggregator_registrations_refused_total{reason=\"identity_mismatch\"," + run + "} 0"),
+            std::string::npos);
   // gRPC server metrics from the interceptor: every worker registered once, with status OK.
-  EXPECT_NE(last.find("grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Register\",grpc_service=\"zk0.v1.Federation\","
-                      "grpc_type=\"unary\"," + run + "} 2"),
-            std::string::npos)
-      << last;
-  EXPECT_NE(last.find("grpc_server_handling_seconds_count{grpc_method=\"Register\""), std::string::npos);
-  const std::string worker_labels = "client=\"c0\"," + run;
-  EXPECT_NE(last_worker.find("zk0_worker_rounds_trained_total{" + worker_labels + "} 2"), std::string::npos) << last_worker;
-  EXPECT_NE(last_worker.find("zk0_worker_local_step_duration_seconds_count{" + worker_labels + "} 200"), std::string::npos)
-      << last_worker;
-  EXPECT_NE(last_worker.find("zk0_worker_transfer_bytes_total{direction=\"upload\"," + worker_labels + "}"), std::string::npos);
+  EXPECT_EQ(sample_value(aggregator_text, "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Register\",grpc_service=\"zk0.v1.Federation\","
+                                          "grpc_type=\"unary\"," + run + "}"),
+            2)
+      << aggregator_text;
+  EXPECT_NE(aggregator_text.find("grpc_server_handling_seconds_count{grpc_method=\"Register\""), std::string::npos);
+  EXPECT_NE(worker_text.find("zk0_worker_transfer_bytes_total{direction=\"upload\"," + worker_labels + "}"), std::string::npos);
   // GET /status answers the status.json document.
-  const auto status = nlohmann::json::parse(last_status);
+  const auto status = nlohmann::json::parse(status_text);
   EXPECT_EQ(status["run"], "test-run");
-  EXPECT_EQ(status["rounds"], 2);
+  EXPECT_EQ(status["rounds"], 3);
   // Prometheus's own linter accepts both expositions.
-  for (const auto& [name, text] : {std::pair<std::string, std::string>{"aggregator", last}, {"worker", last_worker}}) {
+  for (const auto& [name, text] : {std::pair<std::string, std::string>{"aggregator", aggregator_text}, {"worker", worker_text}}) {
     std::ofstream(f.dir + "/" + name + ".txt") << text;
     EXPECT_EQ(std::system(("promtool check metrics < " + f.dir + "/" + name + ".txt > " + f.dir + "/promtool.log 2>&1").c_str()), 0)
         << name << ": " << read_file(f.dir + "/promtool.log");

@@ -5,6 +5,8 @@
 // pixels within 1/255.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <cmath>
 #include <filesystem>
 
@@ -55,6 +57,12 @@ void expect_same_samples(const std::string& work, const std::string& lerobot_roo
     EXPECT_EQ(s.task, meta.at(k + "task"));
     EXPECT_EQ(s.episode, as_tensor(ref, k + "episode_index").item<int64_t>());
     EXPECT_EQ(s.frame, as_tensor(ref, k + "frame_index").item<int64_t>());
+    // The same cameras first: a reader returning fewer would otherwise compare only those.
+    std::set<std::string> ours_cameras, their_cameras;
+    for (const auto& [camera, image] : s.images) ours_cameras.insert(camera);
+    for (const auto& t : ref.tensors)
+      if (t.name.rfind(k + "observation.images.", 0) == 0) their_cameras.insert(t.name.substr(k.size()));
+    ASSERT_EQ(ours_cameras, their_cameras);
     for (const auto& [camera, image] : s.images) {
       const at::Tensor theirs = as_tensor(ref, k + camera);
       ASSERT_EQ(image.sizes(), theirs.sizes()) << camera;

@@ -357,8 +357,9 @@ TEST_F(OperatorTest, FailedPodsAreReplacedUntilTheBackoffLimitThenTheClientIsExc
   json r = run("r2");
   EXPECT_EQ(r["status"]["clients"][0]["failures"], 3);
   EXPECT_EQ(r["status"]["clients"][0]["reason"], "BackoffLimitExceeded");
-  std::this_thread::sleep_for(2s);
-  EXPECT_EQ((*pod("r2-worker-c0"))["status"]["phase"], "Failed") << "the last failed pod stays for its logs";
+  // Excluded for good: the last failed pod stays for its logs and no new one comes.
+  const std::string last = uid_of("r2-worker-c0");
+  EXPECT_TRUE(holds_for([&] { return uid_of("r2-worker-c0") == last && (*pod("r2-worker-c0"))["status"]["phase"] == "Failed"; }, 2s));
   EXPECT_EQ(events("ClientPodFailed").size(), 3u);
   EXPECT_EQ(events("ClientExcluded").size(), 1u);
   EXPECT_NE(r["status"]["phase"], "Failed");
@@ -376,13 +377,34 @@ TEST_F(OperatorTest, FailedPodsAreReplacedUntilTheBackoffLimitThenTheClientIsExc
   EXPECT_TRUE(wait_until([&] { return !pod("r2-worker-c2") && !pod("r2-aggregator"); }, 30s));
 }
 
-TEST_F(OperatorTest, ExitCodeForInvalidInputIsNotRetried) {
+// Exit codes 2 (invalid input) and 3 (the run failed by its own rules) are final: a new pod
+// cannot help. For a worker that means excluded at once, for the aggregator a failed run.
+TEST_F(OperatorTest, ExitCodesForInvalidInputAndRunFailureAreNotRetried) {
   start_operator("op-1");
   apply(small_run("r3", "{backoffLimit: 5}"));
-  ASSERT_TRUE(wait_until([&] { return pod("r3-aggregator").has_value(); }, 60s)) << logs();
-  set_pod_status("r3-aggregator", "Failed", 3);  // the run failed by its own rules (quorum)
-  ASSERT_TRUE(wait_until([&] { return run("r3")["status"].value("phase", "") == "Failed"; }, 30s)) << logs();
+  ASSERT_TRUE(wait_until([&] { return pod("r3-worker-c0").has_value() && pod("r3-aggregator").has_value(); }, 60s)) << logs();
+  // A worker whose dataset is invalid exits 2: excluded after one failure, its pod kept.
+  const std::string worker_uid = uid_of("r3-worker-c0");
+  set_pod_status("r3-worker-c0", "Failed", 2);
+  ASSERT_TRUE(wait_until([&] { return run("r3")["status"]["clients"][0].value("state", "") == "Excluded"; }, 30s)) << logs();
+  const json client = run("r3")["status"]["clients"][0];
+  EXPECT_EQ(client["reason"], "InvalidInput");
+  EXPECT_EQ(client["failures"], 1);
+  EXPECT_EQ(client["attempts"], 1);
+  EXPECT_TRUE(holds_for([&] { return uid_of("r3-worker-c0") == worker_uid; }, 2s)) << "the pod was replaced";
+  EXPECT_EQ(events("ClientExcluded").size(), 1u);
+  // The aggregator exiting 2 (its spec is invalid) fails the run without a second pod.
+  apply(small_run("r3b", "{backoffLimit: 5}"));
+  ASSERT_TRUE(wait_until([&] { return pod("r3b-aggregator").has_value(); }, 60s)) << logs();
+  set_pod_status("r3b-aggregator", "Failed", 2);
+  ASSERT_TRUE(wait_until([&] { return run("r3b")["status"].value("phase", "") == "Failed"; }, 30s)) << logs();
   std::string reason;
+  EXPECT_EQ(condition(run("r3b"), "Failed", &reason), "True");
+  EXPECT_EQ(reason, "InvalidInput");
+  EXPECT_EQ(run("r3b")["status"]["aggregator"]["attempts"], 1);
+  // And exiting 3 (its quorum was lost) likewise.
+  set_pod_status("r3-aggregator", "Failed", 3);
+  ASSERT_TRUE(wait_until([&] { return run("r3")["status"].value("phase", "") == "Failed"; }, 30s)) << logs();
   EXPECT_EQ(condition(run("r3"), "Failed", &reason), "True");
   EXPECT_EQ(reason, "RunFailed");
   EXPECT_EQ(run("r3")["status"]["aggregator"]["attempts"], 1);
@@ -619,7 +641,11 @@ TEST_F(OperatorTest, EveryDashboardQueryReturnsDataFromARealPrometheus) {
     const json r = prometheus_query(prometheus_port, "min(zk0_aggregator_rounds_completed_total{run=\"test-run\"}) >= 2 and on() count(up == 1) == 5");
     return r.is_object() && !r["data"]["result"].empty();
   }, 120s)) << prometheus.log() << run.log();
-  std::this_thread::sleep_for(3s);
+  // Rates need several samples of every target.
+  ASSERT_TRUE(wait_until([&] {
+    const json r = prometheus_query(prometheus_port, "min(count_over_time(up[1m])) >= 4");
+    return r.is_object() && !r["data"]["result"].empty();
+  }, 30s)) << prometheus.log();
 
   std::vector<std::string> empty, failed;
   int with_data = 0;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <cmath>
 #include <set>
 
 #include "core/data/dataset.h"
@@ -160,13 +161,47 @@ TEST(SmolVLAFederation, TrainsOnVideoDatasetsAndItsCheckpointLoadsInLeRobot) {
   int code = -1;
   const std::string log = test::run_command(test::bin("zk0") + " run " + spec, &code);
   ASSERT_EQ(code, 0) << log;
+  // Every planned round, with both clients accepted, finite losses and a server evaluation.
   const auto metrics = test::read_json(dir + "/out/federated_metrics.json");
-  ASSERT_FALSE(metrics["rounds"].empty()) << metrics.dump();
+  const auto& rounds = metrics["rounds"];
+  ASSERT_EQ(rounds.size(), 3u) << metrics.dump();
+  for (int r = 0; r <= 2; ++r) {
+    EXPECT_EQ(rounds[r]["round"], r);
+    EXPECT_TRUE(std::isfinite(rounds[r]["server_eval_loss"].get<double>())) << rounds[r].dump();
+    if (r == 0) continue;
+    EXPECT_EQ(rounds[r]["clients_accepted"], 2) << rounds[r].dump();
+    for (const auto& c : rounds[r]["clients"]) {
+      EXPECT_EQ(c["status"], "accepted") << c.dump();
+      EXPECT_TRUE(std::isfinite(c["loss"].get<double>())) << c.dump();
+      EXPECT_GT(c["update_norm"].get<double>(), 0) << c.dump();
+    }
+  }
 
   std::string latest = test::run_command("cat " + dir + "/out/checkpoints/latest");
   latest.erase(latest.find_last_not_of("\n") + 1);
   const std::string checkpoint = dir + "/out/checkpoints/" + latest;
   EXPECT_EQ(test::read_json(checkpoint + "/config.json")["type"], "smolvla");
+  // The federation trained: every trainable tensor of the checkpoint moved from the initial
+  // model's, every frozen one stayed.
+  {
+    PolicySpec initial_spec = load_spec(spec).policy;
+    auto initial = make_policy(initial_spec);
+    std::map<std::string, at::Tensor> start;
+    for (const auto& [name, t] : initial->parameters()) start[name] = t.detach().to(at::kFloat);
+    size_t moved = 0, trainable = 0;
+    for (const auto& t : read_safetensors(checkpoint + "/model.safetensors").tensors) {
+      // Frozen tensors are written in their checkpoint dtype (BF16): compare in that dtype.
+      const bool differs = !to_aten(t).to(at::kFloat).equal(start.at(t.name).to(aten_dtype(t.dtype)).to(at::kFloat));
+      if (initial->is_trainable(t.name)) {
+        ++trainable;
+        moved += differs;
+      } else {
+        EXPECT_FALSE(differs) << t.name << " is frozen but changed";
+      }
+    }
+    EXPECT_GT(trainable, 10u);
+    EXPECT_EQ(moved, trainable);
+  }
   const std::string inputs = dir + "/inputs.safetensors";
   reference("inputs " + checkpoint + " " + inputs + " 3");
   reference("run " + checkpoint + " " + inputs + " " + dir + "/lerobot.safetensors");

@@ -5,7 +5,12 @@
 #include <filesystem>
 
 #include "core/spec/federation_spec.h"
+#include "core/util/yaml_json.h"
+#include "support/maximal_specs.h"
 #include "support/test_support.h"
+
+#include <functional>
+#include <yaml-cpp/yaml.h>
 
 using namespace zk0;
 
@@ -69,13 +74,97 @@ TEST(Spec, ExamplesAreValid) {
     if (entry.path().extension() == ".yaml") EXPECT_NO_THROW(load_spec(entry.path().string())) << entry.path();
 }
 
-TEST(Spec, ResumeFingerprintIgnoresOnlyRounds) {
-  FederationSpec s = parse_spec(kMinimal);
-  const std::string base = resume_fingerprint(s);
-  s.rounds = 30;
-  EXPECT_EQ(resume_fingerprint(s), base);
-  s.training.learning_rate = 5e-4;
-  EXPECT_NE(resume_fingerprint(s), base);
+namespace {
+
+// Every leaf (a scalar, or an empty list or map) of a document, by path.
+void leaves(const nlohmann::json& j, const std::string& path, std::map<std::string, nlohmann::json>& out) {
+  if (j.is_object() && !j.empty()) {
+    for (auto it = j.begin(); it != j.end(); ++it) leaves(it.value(), path + "." + it.key(), out);
+  } else if (j.is_array() && !j.empty()) {
+    for (size_t i = 0; i < j.size(); ++i) leaves(j[i], path + "[" + std::to_string(i) + "]", out);
+  } else {
+    out[path] = j;
+  }
+}
+
+}  // namespace
+
+// Every field of the maximal specs comes back from the resolved YAML with the value it was
+// given, and a second round trip changes nothing.
+TEST(Spec, MaximalSpecsRoundTripFieldByField) {
+  for (const char* text : test::kMaximalSpecs) {
+    const FederationSpec spec = parse_spec(text);
+    const std::string resolved = to_yaml(spec);
+    EXPECT_EQ(to_yaml(parse_spec(resolved)), resolved);
+    std::map<std::string, nlohmann::json> given, got;
+    leaves(yaml_to_json(YAML::Load(text)), "", given);
+    leaves(yaml_to_json(YAML::Load(resolved)), "", got);
+    for (const auto& [path, value] : given) {
+      auto it = got.find(path);
+      ASSERT_NE(it, got.end()) << path << " was lost in the round trip";
+      if (value.is_number()) EXPECT_DOUBLE_EQ(it->second.get<double>(), value.get<double>()) << path;
+      else EXPECT_EQ(it->second, value) << path;
+    }
+  }
+}
+
+// A restarted aggregator resumes only a run whose spec computes the same thing: how it is
+// operated (rounds to go, suspend, deadlines, where and on what its pods run, transport, Secrets,
+// retention) may change; anything that changes what is computed must not.
+TEST(Spec, ResumeFingerprintIgnoresHowARunIsOperatedAndNothingElse) {
+  const FederationSpec base = parse_spec(test::kMaximalSpecs[0]);
+  const std::string fingerprint = resume_fingerprint(base);
+  using Change = std::pair<const char*, std::function<void(FederationSpec&)>>;
+  const std::vector<Change> operational = {
+      {"rounds", [](FederationSpec& s) { s.rounds = 30; }},
+      {"runPolicy.suspend", [](FederationSpec& s) { s.run_policy.suspend = !s.run_policy.suspend; }},
+      {"runPolicy.backoffLimit", [](FederationSpec& s) { s.run_policy.backoff_limit = 9; }},
+      {"runPolicy.activeDeadlineSeconds", [](FederationSpec& s) { s.run_policy.active_deadline_seconds = 99; }},
+      {"runPolicy.ttlSecondsAfterFinished", [](FederationSpec& s) { s.run_policy.ttl_seconds_after_finished = 7; }},
+      {"clients[].pod.nodeSelector", [](FederationSpec& s) { s.clients[0].pod.node_selector = {{"zone", "b"}}; }},
+      {"clients[].pod.tolerations", [](FederationSpec& s) { s.clients[0].pod.tolerations = nlohmann::json::array(); }},
+      {"clients[].pod.affinity", [](FederationSpec& s) { s.clients[0].pod.affinity = nlohmann::json::object(); }},
+      {"clients[].pod.overrides", [](FederationSpec& s) { s.clients[0].pod.overrides = nlohmann::json::object(); }},
+      {"clients[].resources", [](FederationSpec& s) { s.clients[0].resources = ResourcesSpec{8, 0, "64Gi"}; }},
+      {"clients[].tls", [](FederationSpec& s) { s.clients[0].tls.cert_file = "/other.crt"; }},
+      {"aggregator", [](FederationSpec& s) { s.aggregator.storage_size = "1Ti"; s.aggregator.resources.cpu = 16; }},
+      {"transport", [](FederationSpec& s) { s.transport.chunk_bytes = 1 << 20; s.transport.tls.ca_file = "/other-ca.pem"; }},
+      {"hubTokenSecret", [](FederationSpec& s) { s.hub_token_secret.reset(); }},
+      {"checkpoints.keepLast", [](FederationSpec& s) { s.checkpoints.keep_last = 0; }},
+      {"checkpoints.signingKeyFile", [](FederationSpec& s) { s.checkpoints.signing_key_file = "/other.key"; }},
+      {"metadata.namespace", [](FederationSpec& s) { s.namespace_ = "elsewhere"; }},
+  };
+  const std::vector<Change> computational = {
+      {"clients[].name", [](FederationSpec& s) { s.clients[0].name = "renamed"; }},
+      {"clients[].dataset", [](FederationSpec& s) { s.clients[0].dataset.episodes = {5}; }},
+      {"clients (one more)", [](FederationSpec& s) { s.clients.push_back(s.clients[0]); s.clients.back().name = "extra"; }},
+      {"evaluation.seed", [](FederationSpec& s) { s.evaluation.seed += 1; }},
+      {"evaluation.batches", [](FederationSpec& s) { s.evaluation.batches += 1; }},
+      {"evaluation.everyRounds", [](FederationSpec& s) { s.evaluation.every_rounds += 1; }},
+      {"training.localSteps", [](FederationSpec& s) { s.training.local_steps += 1; }},
+      {"training.seed", [](FederationSpec& s) { s.training.seed += 1; }},
+      {"training.optimizer.lr", [](FederationSpec& s) { s.training.learning_rate *= 2; }},
+      {"training.optimizer.state", [](FederationSpec& s) { s.training.optimizer_state = OptimizerState::Reset; }},
+      {"training.precision", [](FederationSpec& s) { s.training.precision = Precision::FP32; }},
+      {"strategy.proximalMu", [](FederationSpec& s) { s.strategy.proximal_mu *= 2; }},
+      {"strategy.fractionFit", [](FederationSpec& s) { s.strategy.fraction_fit = 0.5; }},
+      {"strategy.minFitClients", [](FederationSpec& s) { s.strategy.min_fit_clients = 1; }},
+      {"strategy.maxUpdateNorm", [](FederationSpec& s) { s.strategy.max_update_norm = 5; }},
+      {"policy.config", [](FederationSpec& s) { s.policy.config["hiddenDim"] = 9; }},
+      {"policy.pretrained", [](FederationSpec& s) { s.policy.pretrained = "/models/y"; }},
+      {"policy.train", [](FederationSpec& s) { s.policy.train = {"other"}; }},
+      {"checkpoints.everyRounds", [](FederationSpec& s) { s.checkpoints.every_rounds = 2; }},
+  };
+  for (const auto& [field, change] : operational) {
+    FederationSpec s = base;
+    change(s);
+    EXPECT_EQ(resume_fingerprint(s), fingerprint) << field << " must not block a resume";
+  }
+  for (const auto& [field, change] : computational) {
+    FederationSpec s = base;
+    change(s);
+    EXPECT_NE(resume_fingerprint(s), fingerprint) << field << " changes what the run computes";
+  }
 }
 
 struct BadCase {
@@ -114,6 +203,28 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"kind", "kind: FederationRun", "kind: Job", "kind: must be FederationRun"},
         BadCase{"api version", "zk0.io/v1alpha1", "zk0.io/v2", "apiVersion: must be zk0.io/v1alpha1"},
         BadCase{"duplicate client", "- name: b", "- name: a", "spec.clients[1].name: 'a' is used by another client"},
+        BadCase{"pod override of the containers", "{path: /data/b, episodes: [0, 2, 4]}",
+                "{path: /data/b}\n      pod: {overrides: {spec: {containers: []}}}",
+                "spec.clients[1].pod.overrides.spec.containers: may not be overridden"},
+        BadCase{"pod override of zk0's own label", "{path: /data/b, episodes: [0, 2, 4]}",
+                "{path: /data/b}\n      pod: {overrides: {metadata: {labels: {zk0.io/run: x}}}}",
+                "spec.clients[1].pod.overrides.metadata.labels.zk0.io/run: is set by the operator"},
+        BadCase{"update norm bound", "  clients:", "  strategy: {maxUpdateNorm: 0}\n  clients:",
+                "spec.strategy.maxUpdateNorm: must be a positive number"},
+        BadCase{"optimizer state", "  clients:", "  training: {optimizer: {state: sometimes}}\n  clients:",
+                "spec.training.optimizer.state: must be one of keep, reset (got 'sometimes')"},
+        BadCase{"empty tls block", "  clients:", "  transport: {tls: {}}\n  clients:",
+                "spec.transport.tls.mutual: a tls block needs secretName, the three files, or mutual: true"},
+        BadCase{"one tls file", "  clients:", "  transport: {tls: {caFile: ca.pem}}\n  clients:",
+                "spec.transport.tls.certFile: is required with the other TLS files"},
+        BadCase{"mutual tls without a client certificate", "  clients:",
+                "  transport: {tls: {caFile: ca.pem, certFile: s.pem, keyFile: s.key, mutual: true}}\n  clients:",
+                "spec.clients[0].tls: certFile and keyFile are required with mutual TLS"},
+        BadCase{"client tls without mutual", "{path: /data/b, episodes: [0, 2, 4]}",
+                "{path: /data/b}\n      tls: {certFile: b.pem, keyFile: b.key}",
+                "spec.clients[1].tls: only applies with spec.transport.tls.mutual"},
+        BadCase{"two signing keys", "  clients:", "  checkpoints: {signingKeyFile: k, signingKeySecret: s}\n  clients:",
+                "spec.checkpoints.signingKeySecret: set either signingKeyFile or signingKeySecret"},
         BadCase{"client name", "- name: b", "- name: Bob_1", "spec.clients[1].name: must be lower-case"},
         BadCase{"repo id", "shaunkirby/record-test", "record-test", "spec.clients[0].dataset.repoId: must look like owner/name"},
         BadCase{"revision without hub", "{path: /data/b, episodes: [0, 2, 4]}", "{path: /data/b, revision: v1}",

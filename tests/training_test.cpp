@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "aggregator/coordinator.h"
 #include "aggregator/evaluation.h"
 #include "core/data/batch_loader.h"
 #include "core/data/synthetic_dataset.h"
@@ -250,6 +251,31 @@ TEST(Training, EveryOptimizerKnobChangesTheUpdate) {
   EXPECT_TRUE(differs([](FederationSpec& s) { s.clients[0].dataset.episodes = {0, 1, 2}; }));
 }
 
+// training.seed and training.localSteps reach the worker only through the instruction the
+// aggregator computes from the spec: exercised that way, not by passing them to the trainer.
+TEST(Training, SeedAndLocalStepsComeFromTheSpecThroughTheInstruction) {
+  const auto train_as_instructed = [](const FederationSpec& spec) {
+    const RoundPlan plan = make_strategy(spec)->configure_round(1, 1, {"c0", "c1"});
+    LocalTrainer trainer(spec, spec.clients[0]);
+    trainer.open_dataset();
+    return trainer.train_round(to_parameter_set(trainer.policy().trainable_parameters()),
+                               task(plan.local_steps, plan.proximal_mu, client_round_seed(spec.training.seed, 1, "c0")));
+  };
+  const FederationSpec base = tiny_spec();
+  const RoundResult reference = train_as_instructed(base);
+  EXPECT_EQ(reference.report.steps, 5u);  // tiny_spec's localSteps
+  EXPECT_EQ(max_abs_difference(train_as_instructed(base).update, reference.update), 0);
+  FederationSpec reseeded = base;
+  reseeded.training.seed += 1;
+  EXPECT_GT(max_abs_difference(train_as_instructed(reseeded).update, reference.update), 0);
+  FederationSpec longer = base;
+  longer.training.local_steps = 9;
+  const RoundResult more = train_as_instructed(longer);
+  EXPECT_EQ(more.report.steps, 9u);
+  EXPECT_EQ(more.report.samples, 9u * 16u);
+  EXPECT_GT(max_abs_difference(more.update, reference.update), 0);
+}
+
 TEST(Training, Bf16StaysCloseToFp32) {
   FederationSpec spec = tiny_spec();
   const double fp32 = train_once(spec).report.policy_loss;
@@ -271,8 +297,16 @@ TEST(Resources, CpuSetsThreadsGpuNeedsCuda) {
   EXPECT_EQ(configure_cpu_runtime(1.5).threads, 2);  // resources.cpu rounds up
   EXPECT_GE(available_cpus(), 1);
   FederationSpec spec = tiny_spec();
-  if (!torch::cuda::is_available()) {
-    spec.clients[0].resources.gpu = 1;
+  spec.clients[0].resources.gpu = 1;
+  if (torch::cuda::is_available()) {
+    // With CUDA the client trains there, and its update comes back as float32 bytes.
+    LocalTrainer gpu(spec, spec.clients[0]);
+    EXPECT_TRUE(gpu.policy().device().is_cuda());
+    gpu.open_dataset();
+    const RoundResult r = gpu.train_round(to_parameter_set(gpu.policy().trainable_parameters()), task(3, 0, 1));
+    EXPECT_TRUE(std::isfinite(r.report.loss));
+    EXPECT_EQ(r.update.tensors.front().dtype, DType::F32);
+  } else {
     try {
       LocalTrainer gpu(spec, spec.clients[0]);
       FAIL() << "expected a SpecError on a machine without CUDA";
@@ -361,8 +395,9 @@ TEST(BatchLoader, PrefetchIsBoundedAndErrorsReachTheTrainer) {
   ShuffledSampler s(data.size(), 4, 1);
   {
     BatchLoader loader(data, [&] { return s.next_batch(); }, 50, 2, 3);
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    EXPECT_LE(data.gets.load(), 3 * 4);  // never more than `prefetch` batches ahead
+    // The loaders fill the prefetch queue: `prefetch` batches ahead, and never more.
+    EXPECT_TRUE(test::wait_until([&] { return data.gets.load() == 3 * 4; }, std::chrono::seconds(10))) << data.gets.load();
+    EXPECT_TRUE(test::holds_for([&] { return data.gets.load() == 3 * 4; }, std::chrono::milliseconds(300))) << data.gets.load();
   }
   SlowDataset broken(7);
   std::vector<std::vector<int64_t>> batches = {{0, 1}, {5, 7}, {2, 3}};

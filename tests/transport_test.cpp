@@ -422,22 +422,26 @@ TEST_F(AggregatorUnderTest, MalformedAndOversizedMessagesGetErrorsNotCrashes) {
 
 namespace {
 
-// Flips one byte in the first chunk of the first `streams` DownloadParameters responses, after
-// the service computed its CRC: damage in transit, as a faulty NIC or proxy would cause.
-class DamageDownloads final : public grpc::experimental::ServerInterceptorFactoryInterface {
+// Flips one byte in the first chunk of the first `streams` calls of one method: a download's
+// response after the service computed its CRC, or an upload as the service receives it. Damage in
+// transit, as a faulty NIC or proxy would cause.
+class DamageChunks final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit DamageDownloads(int streams) : remaining_(streams) {}
+  enum class Direction { Download, Upload };
+  DamageChunks(Direction direction, int streams) : direction_(direction), remaining_(streams) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
-    if (std::string(info->method()) != "/zk0.v1.Federation/DownloadParameters") return nullptr;
-    return new Damage(remaining_.fetch_sub(1) > 0);
+    const char* method = direction_ == Direction::Download ? "/zk0.v1.Federation/DownloadParameters" : "/zk0.v1.Federation/UploadUpdate";
+    if (std::string(info->method()) != method) return nullptr;
+    return new Damage(direction_, remaining_.fetch_sub(1) > 0);
   }
 
  private:
   class Damage final : public grpc::experimental::Interceptor {
    public:
-    explicit Damage(bool active) : active_(active) {}
+    Damage(Direction direction, bool active) : direction_(direction), active_(active) {}
     void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-      if (active_ && methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+      using Hook = grpc::experimental::InterceptionHookPoints;
+      if (active_ && direction_ == Direction::Download && methods->QueryInterceptionHookPoint(Hook::PRE_SEND_MESSAGE)) {
         const auto* msg = static_cast<const v1::ParameterMessage*>(methods->GetSendMessage());
         if (msg && msg->has_chunk()) {
           copy_ = *msg;
@@ -446,18 +450,27 @@ class DamageDownloads final : public grpc::experimental::ServerInterceptorFactor
           active_ = false;
         }
       }
+      if (active_ && direction_ == Direction::Upload && methods->QueryInterceptionHookPoint(Hook::POST_RECV_MESSAGE)) {
+        auto* msg = static_cast<v1::UploadMessage*>(methods->GetRecvMessage());
+        if (msg && msg->has_chunk()) {
+          (*msg->mutable_chunk()->mutable_data())[0] ^= 0x01;
+          active_ = false;
+        }
+      }
       methods->Proceed();
     }
 
    private:
+    Direction direction_;
     bool active_;
     v1::ParameterMessage copy_;
   };
+  Direction direction_;
   std::atomic<int> remaining_;
 };
 
-// One round with one real worker process whose first two downloads arrive damaged.
-nlohmann::json round_with_damaged_downloads(int transfer_attempts, std::string& worker_log) {
+// One round with one real worker process whose first two transfers in `direction` arrive damaged.
+nlohmann::json round_with_damaged_transfers(DamageChunks::Direction direction, int transfer_attempts, std::string& worker_log) {
   const std::string dir = test::make_temp_dir("damaged");
   const std::string spec_path = test::write_spec(
       dir, test::small_spec(dir + "/out", 1, 1,
@@ -471,7 +484,7 @@ nlohmann::json round_with_damaged_downloads(int transfer_attempts, std::string& 
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<DamageDownloads>(2));
+  interceptors.push_back(std::make_unique<DamageChunks>(direction, 2));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   auto server = builder.BuildAndStart();
   test::Process worker({test::bin("zk0-worker"), "--spec", spec_path, "--client", "c0", "--aggregator",
@@ -489,7 +502,7 @@ nlohmann::json round_with_damaged_downloads(int transfer_attempts, std::string& 
 
 TEST(TransferAttempts, DamagedDownloadsAreRetriedWithinTheBound) {
   std::string log;
-  const auto round = round_with_damaged_downloads(3, log);
+  const auto round = round_with_damaged_transfers(DamageChunks::Direction::Download, 3, log);
   EXPECT_EQ(round["attempts"], 1) << round.dump(2);  // two damaged streams, the third arrived intact
   EXPECT_EQ(round["clients_accepted"], 1);
   EXPECT_NE(log.find("event=download_failed round=1 attempt=2 error=\"chunk_checksum"), std::string::npos) << log;
@@ -497,7 +510,7 @@ TEST(TransferAttempts, DamagedDownloadsAreRetriedWithinTheBound) {
 
 TEST(TransferAttempts, ExhaustedAttemptsFailTheClientForTheRound) {
   std::string log;
-  const auto round = round_with_damaged_downloads(2, log);
+  const auto round = round_with_damaged_transfers(DamageChunks::Direction::Download, 2, log);
   // Two attempts were both damaged: the worker reported the failure at once, the round lost its
   // quorum and its second attempt (with intact downloads) succeeded.
   ASSERT_EQ(round["attempts"], 2) << round.dump(2);
@@ -505,4 +518,61 @@ TEST(TransferAttempts, ExhaustedAttemptsFailTheClientForTheRound) {
   EXPECT_EQ(failed["status"], "failed");
   EXPECT_NE(failed["reason"].get<std::string>().find("download failed 2 times"), std::string::npos) << failed.dump();
   EXPECT_EQ(round["clients_accepted"], 1);
+}
+
+// An upload damaged on its way in: DATA_LOSS, counted; the real worker sends it again and the
+// round takes the intact copy.
+TEST(TransferAttempts, ARealWorkerRetriesADamagedUpload) {
+  std::string log;
+  const auto round = round_with_damaged_transfers(DamageChunks::Direction::Upload, 3, log);
+  EXPECT_EQ(round["attempts"], 1) << round.dump(2);
+  EXPECT_EQ(round["clients_accepted"], 1);
+  EXPECT_EQ(round["clients"][0]["transfer_rejections"], 2) << round.dump(2);
+  EXPECT_NE(log.find("event=upload_failed round=1 attempt=1 status=\"code=15"), std::string::npos) << log;  // DATA_LOSS
+  EXPECT_NE(log.find("event=update_uploaded round=1"), std::string::npos) << log;
+}
+
+// The two refusals a well-formed upload can still meet: trained from parameters that are not the
+// round's (stale_base), or reporting no training at all (no_samples). Each is counted, never
+// averaged, and the round is repeated for a client that has nothing left to send.
+TEST_F(AggregatorUnderTest, StaleAndEmptyUpdatesAreRefusedAndCounted) {
+  const std::string session = register_as("c0");
+  int rc = -1;
+  run_ = std::thread([&] { rc = coordinator_->run(); });
+  const auto upload_with = [&](const v1::Instruction& ins, const std::string& base, uint32_t steps) {
+    const ParameterSet global = download(session, ins);
+    grpc::ClientContext ctx;
+    v1::UploadReply reply;
+    auto writer = stub_->UploadUpdate(&ctx, &reply);
+    v1::UploadMessage msg;
+    msg.mutable_header()->set_session_id(session);
+    msg.mutable_header()->set_round(ins.round());
+    msg.mutable_header()->set_base_digest(base);
+    msg.mutable_header()->mutable_metrics()->set_samples(steps * 32);
+    msg.mutable_header()->mutable_metrics()->set_steps(steps);
+    msg.mutable_header()->mutable_metrics()->set_loss(0.5);
+    if (writer->Write(msg))
+      send_parameter_messages<v1::UploadMessage>(build_manifest(global), global, spec_.transport.chunk_bytes,
+                                                 [&](const v1::UploadMessage& m) { return writer->Write(m); });
+    writer->WritesDone();
+    return writer->Finish();
+  };
+  v1::Instruction ins = poll_until_train(session);
+  grpc::Status s = upload_with(ins, std::string(64, 'a'), 2);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("not this round's global parameters"), std::string::npos) << s.error_message();
+  EXPECT_TRUE(status_reaches([](const nlohmann::json& st) { return st["rejected_updates"].value("stale_base", 0) == 1; }));
+  ins = poll_until_train(session);  // the round's second attempt
+  s = upload_with(ins, ins.parameters_digest(), 0);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("no trained samples"), std::string::npos) << s.error_message();
+  EXPECT_TRUE(status_reaches([](const nlohmann::json& st) { return st["rejected_updates"].value("no_samples", 0) == 1; }));
+  ins = poll_until_train(session);  // the third
+  EXPECT_TRUE(upload_with(ins, ins.parameters_digest(), 2).ok());
+  run_.join();
+  EXPECT_EQ(rc, 0);
+  const auto round1 = test::read_json(dir_ + "/out/federated_metrics.json")["rounds"][1];
+  EXPECT_EQ(round1["attempts"], 3);
+  EXPECT_EQ(round1["failed_attempts"][0]["clients"][0]["reason"], "stale_base");
+  EXPECT_EQ(round1["failed_attempts"][1]["clients"][0]["reason"], "no_samples");
 }

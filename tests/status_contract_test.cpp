@@ -1,0 +1,69 @@
+// The aggregator's GET /status is the operator's only view into a run: the document a real
+// Coordinator writes must be the one the reconciler reads, so that renaming a field on either side
+// fails here rather than leaving FederationRun statuses silently empty on clusters.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "aggregator/coordinator.h"
+#include "operator/reconciler.h"
+#include "support/test_support.h"
+
+using namespace zk0;
+
+TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
+  const std::string dir = test::make_temp_dir("status-contract");
+  const FederationSpec spec = parse_spec(test::small_spec(dir + "/out", 2, 2, {{"minFitClients", "2"}, {"minAvailableClients", "2"}}));
+  Coordinator coordinator(spec);
+  std::map<std::string, Caller> callers;
+  for (const char* name : {"c0", "c1"})
+    callers[name] = Caller{coordinator.register_client(name, "flow-matching-mlp", coordinator.frozen_digest(), 240, std::nullopt), {}};
+  int rc = -1;
+  std::thread run([&] { rc = coordinator.run(); });
+  // Plays both workers for round 1 through the coordinator's own calls: each sends the global back.
+  for (auto& [name, caller] : callers) {
+    Instruction ins;
+    ASSERT_TRUE(test::wait_until([&] { return (ins = coordinator.poll(caller, std::chrono::milliseconds(200))).kind == Instruction::Kind::Train; },
+                                 std::chrono::seconds(20)));
+    const auto global = coordinator.global_for(caller, ins.round, ins.parameters_digest);
+    const UploadPermit permit = coordinator.begin_upload(caller, ins.round, ins.parameters_digest);
+    TrainReport report;
+    report.samples = 640;
+    report.steps = 20;
+    report.loss = name == "c0" ? 0.25 : 0.5;
+    coordinator.submit(permit, global->parameters, report, 1, 0.1);
+  }
+  ASSERT_TRUE(test::wait_until([&] { return nlohmann::json::parse(coordinator.status_json()).value("round", 0) == 2; },
+                               std::chrono::seconds(20)));
+  for (auto& [name, caller] : callers) coordinator.heartbeat(caller, "training", 2);
+
+  // The operator's side: the run's status before and after reading that document.
+  nlohmann::json status = {{"currentRound", 1}, {"clients", nlohmann::json::array({{{"name", "c0"}}, {{"name", "c1"}}})}};
+  const auto completed = op::merge_aggregator_status(status, nlohmann::json::parse(coordinator.status_json()), spec);
+  ASSERT_TRUE(completed.has_value()) << coordinator.status_json();
+  EXPECT_NE(completed->find("round 1 of 2 completed; server eval loss"), std::string::npos) << *completed;
+  EXPECT_EQ(status["currentRound"], 2);
+  EXPECT_EQ(status["readyClients"], 2);
+  ASSERT_TRUE(status.contains("serverEvalLoss")) << coordinator.status_json();
+  EXPECT_GT(status["serverEvalLoss"].get<double>(), 0);
+  EXPECT_DOUBLE_EQ(status["clients"][0]["lastLoss"].get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(status["clients"][1]["lastLoss"].get<double>(), 0.5);
+  for (const auto& client : status["clients"]) EXPECT_EQ(client["aggregatorState"], "training") << status.dump();
+
+  // Values of any other shape are left out.
+  nlohmann::json hostile = nlohmann::json::parse(coordinator.status_json());
+  hostile["round"] = 1 << 30;
+  hostile["last_server_eval_loss"] = "NaN";
+  hostile["clients"]["c0"]["state"] = std::string(1 << 20, 'x');
+  hostile["clients"]["c1"]["last_loss"] = nlohmann::json::object();
+  nlohmann::json kept = status;
+  op::merge_aggregator_status(kept, hostile, spec);
+  EXPECT_EQ(kept["currentRound"], 2);
+  EXPECT_EQ(kept["serverEvalLoss"], status["serverEvalLoss"]);
+  EXPECT_EQ(kept["clients"][0]["aggregatorState"], "training");
+  EXPECT_EQ(kept["clients"][1]["lastLoss"], 0.5);
+
+  coordinator.request_stop();
+  run.join();
+  EXPECT_NE(rc, 0);  // stopped before its last round
+}
