@@ -235,18 +235,19 @@ class AggregatorUnderTest : public ::testing::Test {
     return receiver.finish();
   }
 
-  // Uploads `update`; `tamper` may change each outgoing chunk message.
+  // Uploads `update`, trained from `base` (the instruction's) in `steps`; `tamper` may change each
+  // outgoing chunk message.
   grpc::Status upload(const std::string& session, const v1::Instruction& ins, const ParameterSet& update,
-                      const std::function<void(v1::Chunk&, int)>& tamper = {}) {
+                      const std::function<void(v1::Chunk&, int)>& tamper = {}, const std::string& base = "", uint32_t steps = 2) {
     grpc::ClientContext ctx;
     v1::UploadReply reply;
     auto writer = stub_->UploadUpdate(&ctx, &reply);
     v1::UploadMessage msg;
     msg.mutable_header()->set_session_id(session);
     msg.mutable_header()->set_round(ins.round());
-    msg.mutable_header()->set_base_digest(ins.parameters_digest());
-    msg.mutable_header()->mutable_metrics()->set_samples(64);
-    msg.mutable_header()->mutable_metrics()->set_steps(2);
+    msg.mutable_header()->set_base_digest(base.empty() ? ins.parameters_digest() : base);
+    msg.mutable_header()->mutable_metrics()->set_samples(steps * 32);
+    msg.mutable_header()->mutable_metrics()->set_steps(steps);
     msg.mutable_header()->mutable_metrics()->set_loss(0.5);
     int index = 0;
     if (writer->Write(msg))
@@ -540,22 +541,7 @@ TEST_F(AggregatorUnderTest, StaleAndEmptyUpdatesAreRefusedAndCounted) {
   int rc = -1;
   run_ = std::thread([&] { rc = coordinator_->run(); });
   const auto upload_with = [&](const v1::Instruction& ins, const std::string& base, uint32_t steps) {
-    const ParameterSet global = download(session, ins);
-    grpc::ClientContext ctx;
-    v1::UploadReply reply;
-    auto writer = stub_->UploadUpdate(&ctx, &reply);
-    v1::UploadMessage msg;
-    msg.mutable_header()->set_session_id(session);
-    msg.mutable_header()->set_round(ins.round());
-    msg.mutable_header()->set_base_digest(base);
-    msg.mutable_header()->mutable_metrics()->set_samples(steps * 32);
-    msg.mutable_header()->mutable_metrics()->set_steps(steps);
-    msg.mutable_header()->mutable_metrics()->set_loss(0.5);
-    if (writer->Write(msg))
-      send_parameter_messages<v1::UploadMessage>(build_manifest(global), global, spec_.transport.chunk_bytes,
-                                                 [&](const v1::UploadMessage& m) { return writer->Write(m); });
-    writer->WritesDone();
-    return writer->Finish();
+    return upload(session, ins, download(session, ins), {}, base, steps);
   };
   v1::Instruction ins = poll_until_train(session);
   grpc::Status s = upload_with(ins, std::string(64, 'a'), 2);
