@@ -100,14 +100,22 @@ void read_v21(Metadata& m) {
     e.to = next_from + e.length;
     next_from = e.to;
   }
-  for (const auto& line : parse_jsonl(meta + "tasks.jsonl")) m.tasks[line.at("task_index").get<int64_t>()] = line.at("task").get<std::string>();
+  try {
+    for (const auto& line : parse_jsonl(meta + "tasks.jsonl")) m.tasks[line.at("task_index").get<int64_t>()] = line.at("task").get<std::string>();
+  } catch (const json::exception& ex) {
+    fail(meta + "tasks.jsonl", std::string("bad task entry: ") + ex.what());
+  }
   const std::string stats_file = meta + "episodes_stats.jsonl";
   if (fs::exists(stats_file))
     for (const auto& line : parse_jsonl(stats_file)) {
-      const int64_t ep = line.at("episode_index").get<int64_t>();
-      for (const auto& f : m.features)
-        if (is_vector_feature(f) && line.at("stats").contains(f.key))
-          m.episode_stats[ep][f.key] = stats_from_json(line["stats"][f.key], stats_file + ": episode " + std::to_string(ep) + " " + f.key);
+      try {
+        const int64_t ep = line.at("episode_index").get<int64_t>();
+        for (const auto& f : m.features)
+          if (is_vector_feature(f) && line.at("stats").contains(f.key))
+            m.episode_stats[ep][f.key] = stats_from_json(line["stats"][f.key], stats_file + ": episode " + std::to_string(ep) + " " + f.key);
+      } catch (const json::exception& ex) {
+        fail(stats_file, std::string("bad statistics entry: ") + ex.what());
+      }
     }
 }
 
@@ -120,7 +128,7 @@ void read_v30(Metadata& m) {
   if (files.empty()) fail(meta + "episodes", "no episode parquet files");
   std::sort(files.begin(), files.end());
   const auto cameras = m.cameras();
-  for (const auto& file : files) {
+  for (const auto& file : files) try {
     const auto names = parquet_column_names(file);
     auto has = [&](const std::string& c) { return std::find(names.begin(), names.end(), c) != names.end(); };
     std::map<std::string, ColumnKind> cols = {{"episode_index", ColumnKind::Int64},      {"length", ColumnKind::Int64},
@@ -167,6 +175,8 @@ void read_v30(Metadata& m) {
       }
       m.episodes.push_back(e);
     }
+  } catch (const std::out_of_range& e) {
+    fail(file, std::string("a column is shorter than its rows: ") + e.what());
   }
   std::sort(m.episodes.begin(), m.episodes.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
   const std::string tasks_file = meta + "tasks.parquet";
@@ -316,6 +326,12 @@ Metadata load_metadata(const std::string& root) {
       feature.key = key;
       feature.dtype = f.at("dtype").get<std::string>();
       feature.shape = f.at("shape").get<std::vector<int64_t>>();
+      // A frame's feature is at most a few million values (a 4K image): anything beyond, or a
+      // negative dimension, is a broken file, and width() must not overflow.
+      int64_t width = 1;
+      for (int64_t d : feature.shape)
+        if (d < 0 || d > (int64_t{1} << 31) || (width *= d) > (int64_t{1} << 31) || feature.shape.size() > 8)
+          fail(info_file, "feature '" + key + "' has the shape " + f.at("shape").dump() + ", not one of a frame");
       if (f.contains("names")) flatten_names(f["names"], feature.names);
       if (f.contains("info") && f["info"].is_object() && f["info"].contains("video.codec"))
         feature.codec = f["info"]["video.codec"].get<std::string>();

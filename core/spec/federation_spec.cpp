@@ -39,7 +39,12 @@ class Fields {
   ~Fields() {
     if (!valid_ || !node_ || node_.IsNull()) return;
     for (const auto& kv : node_) {
-      const auto key = kv.first.as<std::string>();
+      // A key that is itself a mapping or a list (YAML allows it) is no field name.
+      if (!kv.first.IsScalar()) {
+        problem(path_, "field names must be plain strings");
+        continue;
+      }
+      const std::string& key = kv.first.Scalar();
       if (!asked_.count(key)) problem(path_ + "." + key, "unknown field");
     }
   }
@@ -336,7 +341,27 @@ const ClientSpec& FederationSpec::client(const std::string& client_name) const {
   throw std::out_of_range("spec.clients: no client named '" + client_name + "'");
 }
 
+namespace {
+FederationSpec parse_yaml(const std::string& yaml_text);
+}  // namespace
+
 FederationSpec parse_spec(const std::string& yaml_text) {
+  // yaml-cpp throws on conversions deep inside documents it accepted (a mapping used as a key, a
+  // scalar where a sequence goes): every such case is a problem with the file, never a crash.
+  try {
+    return parse_yaml(yaml_text);
+  } catch (const SpecError&) {
+    throw;
+  } catch (const YAML::Exception& e) {
+    throw SpecError({std::string("yaml: ") + e.what()});
+  } catch (const nlohmann::json::exception& e) {
+    throw SpecError({std::string("yaml: ") + e.what()});
+  }
+}
+
+namespace {
+
+FederationSpec parse_yaml(const std::string& yaml_text) {
   std::vector<std::string> problems;
   YAML::Node root;
   try {
@@ -620,6 +645,8 @@ FederationSpec parse_spec(const std::string& yaml_text) {
   if (!problems.empty()) throw SpecError(problems);
   return spec;
 }
+
+}  // namespace
 
 FederationSpec load_spec(const std::string& path) {
   std::string text;

@@ -11,8 +11,7 @@
 namespace zk0 {
 using nlohmann::json;
 
-void write_safetensors(const std::string& path, const ParameterSet& parameters,
-                       const std::map<std::string, std::string>& metadata) {
+std::string encode_safetensors(const ParameterSet& parameters, const std::map<std::string, std::string>& metadata) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -31,24 +30,68 @@ void write_safetensors(const std::string& path, const ParameterSet& parameters,
   out += head;
   for (const auto& t : parameters.tensors)
     out.append(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
-  write_file_atomic(path, out);
+  return out;
 }
 
-ParameterSet read_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0);
+void write_safetensors(const std::string& path, const ParameterSet& parameters,
+                       const std::map<std::string, std::string>& metadata) {
+  write_file_atomic(path, encode_safetensors(parameters, metadata));
+}
+
+namespace {
+
+// Where the bytes come from: a file (read piece by piece, so a 1 GB checkpoint is not held twice)
+// or memory.
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual uint64_t size() const = 0;
+  virtual bool read(uint64_t offset, void* out, uint64_t n) = 0;
+};
+
+class FileSource final : public Source {
+ public:
+  explicit FileSource(const std::string& path) : in_(path, std::ios::binary | std::ios::ate) {
+    if (!in_) throw std::runtime_error(path + ": cannot open");
+    size_ = static_cast<uint64_t>(in_.tellg());
+  }
+  uint64_t size() const override { return size_; }
+  bool read(uint64_t offset, void* out, uint64_t n) override {
+    in_.seekg(static_cast<std::streamoff>(offset));
+    return static_cast<bool>(in_.read(static_cast<char*>(out), static_cast<std::streamsize>(n)));
+  }
+
+ private:
+  std::ifstream in_;
+  uint64_t size_ = 0;
+};
+
+class MemorySource final : public Source {
+ public:
+  explicit MemorySource(const std::string& bytes) : bytes_(bytes) {}
+  uint64_t size() const override { return bytes_.size(); }
+  bool read(uint64_t offset, void* out, uint64_t n) override {
+    if (offset > bytes_.size() || n > bytes_.size() - offset) return false;
+    std::memcpy(out, bytes_.data() + offset, n);
+    return true;
+  }
+
+ private:
+  const std::string& bytes_;
+};
+
+ParameterSet decode(Source& source, const std::string& path, std::map<std::string, std::string>* metadata) {
+  const uint64_t file_size = source.size();
   auto fail = [&](const std::string& why) -> std::runtime_error {
     return std::runtime_error(path + ": " + why);
   };
   uint8_t len_bytes[8];
-  if (file_size < 8 || !in.read(reinterpret_cast<char*>(len_bytes), 8)) throw fail("truncated header length");
+  if (file_size < 8 || !source.read(0, len_bytes, 8)) throw fail("truncated header length");
   uint64_t header_len = 0;
   for (int i = 0; i < 8; ++i) header_len |= static_cast<uint64_t>(len_bytes[i]) << (8 * i);
   if (header_len > file_size - 8 || header_len > (100u << 20)) throw fail("header length out of range");
   std::string head(header_len, '\0');
-  if (!in.read(head.data(), static_cast<std::streamsize>(header_len))) throw fail("truncated header");
+  if (!source.read(8, head.data(), header_len)) throw fail("truncated header");
   json header;
   try {
     header = json::parse(head);
@@ -67,12 +110,14 @@ ParameterSet read_safetensors(const std::string& path, std::map<std::string, std
   std::vector<Entry> entries;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
+      if (!it.value().is_object()) throw fail("__metadata__ is not an object");
       if (metadata)
         for (auto m = it.value().begin(); m != it.value().end(); ++m)
           (*metadata)[m.key()] = m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
       continue;
     }
     try {
+      if (!it.value().is_object()) throw std::runtime_error("not an object");
       Entry e{it.key(), dtype_from_name(it.value().at("dtype").get<std::string>()),
               it.value().at("shape").get<std::vector<int64_t>>(),
               it.value().at("data_offsets").at(0).get<uint64_t>(),
@@ -95,12 +140,23 @@ ParameterSet read_safetensors(const std::string& path, std::map<std::string, std
   const uint64_t data_start = 8 + header_len;
   for (auto& e : entries) {
     Tensor t = make_tensor(e.name, e.dtype, e.shape);
-    in.seekg(static_cast<std::streamoff>(data_start + e.begin));
-    if (t.bytes.size() && !in.read(reinterpret_cast<char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size())))
+    if (t.bytes.size() && !source.read(data_start + e.begin, t.bytes.data(), t.bytes.size()))
       throw fail("truncated data for tensor '" + e.name + "'");
     out.tensors.push_back(std::move(t));
   }
   return out;
+}
+
+}  // namespace
+
+ParameterSet read_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+  FileSource source(path);
+  return decode(source, path, metadata);
+}
+
+ParameterSet decode_safetensors(const std::string& bytes, const std::string& name, std::map<std::string, std::string>* metadata) {
+  MemorySource source(bytes);
+  return decode(source, name, metadata);
 }
 
 }  // namespace zk0

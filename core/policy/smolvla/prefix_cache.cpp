@@ -4,8 +4,8 @@
 #include <filesystem>
 
 #include "core/policy/policy.h"
-#include "core/tensor/hash.h"
-#include "core/tensor/safetensors.h"
+#include "core/policy/smolvla/cache_entry.h"
+#include "core/util/fs.h"
 #include "core/util/log.h"
 
 namespace zk0::smolvla {
@@ -80,21 +80,6 @@ void PrefixCache::put_memory(const std::string& key, const CachedPrefix& entry) 
   stats_.memory_entries = static_cast<int64_t>(memory_.size());
 }
 
-namespace {
-
-// SHA-256 over an entry's tensors in file order, bound to the key it is stored under.
-std::string entry_checksum(const std::string& key, const ParameterSet& set) {
-  Sha256 h;
-  h.update(key.data(), key.size());
-  for (const auto& t : set.tensors) {
-    h.update(t.name.data(), t.name.size());
-    h.update(t.bytes.data(), t.bytes.size());
-  }
-  return to_hex(h.finish());
-}
-
-}  // namespace
-
 void PrefixCache::evict_disk(int64_t room) {
   while (stats_.disk_bytes + room > config_.disk_bytes && !disk_lru_.empty()) {
     const std::string victim = disk_lru_.back();
@@ -120,7 +105,7 @@ void PrefixCache::put_disk(const std::string& key, const CachedPrefix& entry) {
   evict_disk(expected);
   const std::string path = disk_path(key);
   try {
-    write_safetensors(path, set, {{"key", key}, {"sha256", entry_checksum(key, set)}});
+    write_file_atomic(path, encode_cache_entry(key, set));
   } catch (const std::exception& e) {
     // A full or read-only disk costs recomputation, not the training run.
     log_warn("prefix_cache_write_failed", {{"file", path}, {"error", e.what()}});
@@ -148,28 +133,17 @@ std::optional<CachedPrefix> PrefixCache::read_disk(const std::string& key) {
     stats_.disk_entries = static_cast<int64_t>(disk_.size());
   };
   try {
-    std::map<std::string, std::string> meta;
-    const ParameterSet set = read_safetensors(path, &meta);
-    if (meta["key"] != key) {
-      drop("stored under another key");
-      return std::nullopt;
-    }
-    if (meta["sha256"] != entry_checksum(key, set)) {
-      drop("payload does not match its checksum");
-      return std::nullopt;
-    }
+    const ParameterSet set = decode_cache_entry(read_file(path), key, path);
     CachedPrefix entry;
-    std::map<std::string, at::Tensor> tensors;
-    for (const auto& t : set.tensors) tensors[t.name] = to_aten(t);
-    for (size_t l = 0; tensors.count("key." + std::to_string(l)); ++l) {
-      entry.keys.push_back(tensors.at("key." + std::to_string(l)));
-      entry.values.push_back(tensors.at("value." + std::to_string(l)));
+    for (size_t l = 0; set.find("key." + std::to_string(l)); ++l) {
+      entry.keys.push_back(to_aten(set.at("key." + std::to_string(l))));
+      entry.values.push_back(to_aten(set.at("value." + std::to_string(l))));
     }
-    entry.pad_mask = tensors.at("pad_mask");
+    entry.pad_mask = to_aten(set.at("pad_mask"));
     disk_lru_.splice(disk_lru_.begin(), disk_lru_, it->second.second);
     return entry;
   } catch (const std::exception& e) {
-    // A truncated or unparsable file (a crash mid-write, a bad disk).
+    // A flipped bit, a truncated write, a file renamed over another key.
     drop(e.what());
     return std::nullopt;
   }
