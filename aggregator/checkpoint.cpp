@@ -1,4 +1,5 @@
 #include "aggregator/checkpoint.h"
+#include "core/util/json_number.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -137,7 +138,7 @@ std::optional<LoadedCheckpoint> find_latest_checkpoint(const std::string& output
   const auto doc = nlohmann::json::parse(read_file((dir / "aggregator_state.json").string()));
   LoadedCheckpoint out;
   out.dir = dir.string();
-  out.state.round = doc.at("round").get<int>();
+  out.state.round = static_cast<int>(json_integer(doc.at("round")));
   out.state.spec_fingerprint = doc.at("spec_fingerprint").get<std::string>();
   out.state.global_digest = doc.at("global_digest").get<std::string>();
   out.state.strategy = doc.at("strategy");

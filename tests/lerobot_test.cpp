@@ -252,6 +252,28 @@ TEST(LeRobotBadInput, ErrorsNameTheFileAndEpisode) {
   EXPECT_NE(what_of([&] { load_metadata(dir); }).find("episodes.jsonl: missing"), std::string::npos);
 }
 
+TEST(LeRobotBadInput, NumbersOutOfRangeAreErrorsNotCasts) {
+  // Found by fuzzing: a float where an integer belongs ("1e300") was cast, which is undefined.
+  const std::string dir = copy_of_fixture();
+  const std::string original = read_file(dir + "/meta/info.json");
+  const auto with = [&](const std::string& from, const std::string& to) {
+    std::string info = original;
+    info.replace(info.find(from), from.size(), to);
+    write_file_atomic(dir + "/meta/info.json", info);
+    return what_of([&] { load_metadata(dir); });
+  };
+  std::string err = with("\"total_frames\": ", "\"total_frames\": 1e300, \"was\": ");
+  EXPECT_NE(err.find("info.json"), std::string::npos) << err;
+  EXPECT_NE(err.find("must be an integer, not 1e+300"), std::string::npos) << err;
+  err = with("\"chunks_size\": 1000", "\"chunks_size\": 0");
+  EXPECT_NE(err.find("info.json: chunks_size must be positive, not 0"), std::string::npos) << err;
+  err = with("\"fps\": 30", "\"fps\": -30");
+  EXPECT_NE(err.find("info.json: fps must be positive, not -30"), std::string::npos) << err;
+  // A float that holds an integer exactly (what numpy's float64 becomes in json) is that integer.
+  EXPECT_EQ(with("\"total_frames\": 35965", "\"total_frames\": 35965.0"), "");
+  EXPECT_EQ(load_metadata(dir).total_frames, 35965);
+}
+
 namespace {
 struct SynthCase {
   std::string version, codec;

@@ -124,6 +124,30 @@ TEST(Safetensors, TruncatedFileIsAnErrorNamingTheFile) {
   EXPECT_THROW(read_safetensors(dir + "/garbage.safetensors"), std::runtime_error);
 }
 
+// Found by fuzzing: a float in a header's offsets or shape was cast to an integer, undefined when out of range.
+TEST(Safetensors, NonIntegerOffsetsAndShapesAreErrors) {
+  const auto decode_header = [](const std::string& header) {
+    std::string file(8, '\0');
+    for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    file += header + std::string(16, '\0');
+    try {
+      decode_safetensors(file, "m.safetensors");
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(decode_header(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})"), "");
+  for (const std::string bad : {R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,1e300]}})",
+                                R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[-1,16]}})",
+                                R"({"w":{"dtype":"F32","shape":[4.5],"data_offsets":[0,16]}})",
+                                R"({"w":{"dtype":"F32","shape":[-1e30],"data_offsets":[0,16]}})"}) {
+    const std::string err = decode_header(bad);
+    EXPECT_NE(err.find("m.safetensors"), std::string::npos) << bad << " -> " << err;
+    EXPECT_NE(err.find("tensor 'w'"), std::string::npos) << bad << " -> " << err;
+  }
+}
+
 // Shapes come from peers and files: a product that overflows 64 bits (and would then match a
 // small byte length) or asks for terabytes is refused before anything is allocated.
 TEST(TensorSizes, OverflowingAndHugeShapesAreRefused) {

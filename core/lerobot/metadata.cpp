@@ -1,4 +1,5 @@
 #include "core/lerobot/metadata.h"
+#include "core/util/json_number.h"
 
 #include <algorithm>
 #include <cmath>
@@ -71,7 +72,7 @@ Stats stats_from_json(const json& j, const std::string& where) {
     s.mean = doubles(j.at("mean"));
     s.std = doubles(j.at("std"));
     const json& count = j.at("count");
-    s.count = count.is_array() ? count.at(0).get<int64_t>() : count.get<int64_t>();
+    s.count = json_integer(count.is_array() ? count.at(0) : count);
   } catch (const json::exception& e) {
     throw std::runtime_error(where + ": " + e.what());
   }
@@ -86,8 +87,8 @@ void read_v21(Metadata& m) {
   for (const auto& line : parse_jsonl(meta + "episodes.jsonl")) {
     EpisodeMeta e;
     try {
-      e.index = line.at("episode_index").get<int64_t>();
-      e.length = line.at("length").get<int64_t>();
+      e.index = json_integer(line.at("episode_index"));
+      e.length = json_integer(line.at("length"));
       e.tasks = line.value("tasks", std::vector<std::string>{});
     } catch (const json::exception& ex) {
       fail(meta + "episodes.jsonl", std::string("bad episode entry: ") + ex.what());
@@ -101,7 +102,7 @@ void read_v21(Metadata& m) {
     next_from = e.to;
   }
   try {
-    for (const auto& line : parse_jsonl(meta + "tasks.jsonl")) m.tasks[line.at("task_index").get<int64_t>()] = line.at("task").get<std::string>();
+    for (const auto& line : parse_jsonl(meta + "tasks.jsonl")) m.tasks[json_integer(line.at("task_index"))] = line.at("task").get<std::string>();
   } catch (const json::exception& ex) {
     fail(meta + "tasks.jsonl", std::string("bad task entry: ") + ex.what());
   }
@@ -109,7 +110,7 @@ void read_v21(Metadata& m) {
   if (fs::exists(stats_file))
     for (const auto& line : parse_jsonl(stats_file)) {
       try {
-        const int64_t ep = line.at("episode_index").get<int64_t>();
+        const int64_t ep = json_integer(line.at("episode_index"));
         for (const auto& f : m.features)
           if (is_vector_feature(f) && line.at("stats").contains(f.key))
             m.episode_stats[ep][f.key] = stats_from_json(line["stats"][f.key], stats_file + ": episode " + std::to_string(ep) + " " + f.key);
@@ -315,17 +316,19 @@ Metadata load_metadata(const std::string& root) {
     m.version = info.at("codebase_version").get<std::string>();
     if (info.contains("robot_type") && info["robot_type"].is_string()) m.robot_type = info["robot_type"].get<std::string>();
     m.fps = info.at("fps").get<double>();
-    m.total_episodes = info.at("total_episodes").get<int64_t>();
-    m.total_frames = info.at("total_frames").get<int64_t>();
-    m.total_tasks = info.value("total_tasks", int64_t{0});
-    m.chunks_size = info.value("chunks_size", int64_t{1000});
+    m.total_episodes = json_integer(info.at("total_episodes"));
+    m.total_frames = json_integer(info.at("total_frames"));
+    m.total_tasks = info.contains("total_tasks") ? json_integer(info["total_tasks"]) : 0;
+    m.chunks_size = info.contains("chunks_size") ? json_integer(info["chunks_size"]) : 1000;
+    if (!(m.fps > 0)) fail(info_file, "fps must be positive, not " + info["fps"].dump());
+    if (m.chunks_size <= 0) fail(info_file, "chunks_size must be positive, not " + info["chunks_size"].dump());
     m.data_path = info.at("data_path").get<std::string>();
     if (info.contains("video_path") && !info["video_path"].is_null()) m.video_path = info["video_path"].get<std::string>();
     for (const auto& [key, f] : info.at("features").items()) {
       Feature feature;
       feature.key = key;
       feature.dtype = f.at("dtype").get<std::string>();
-      feature.shape = f.at("shape").get<std::vector<int64_t>>();
+      feature.shape = json_integers(f.at("shape"));
       // A frame's feature is at most a few million values (a 4K image): anything beyond, or a
       // negative dimension, is a broken file, and width() must not overflow.
       int64_t width = 1;

@@ -132,22 +132,26 @@ ParquetColumns read_parquet_columns(const std::string& path, const std::map<std:
   auto reader = open(path);
   std::shared_ptr<arrow::Schema> schema;
   if (!reader->GetSchema(&schema).ok()) fail(path, "cannot read the schema");
-  std::vector<int> indices;
-  for (const auto& [name, kind] : columns) {
-    const int i = schema->GetFieldIndex(name);
-    if (i < 0) fail(path, "column '" + name + "' is missing");
-    indices.push_back(i);
-  }
-  std::shared_ptr<arrow::Table> table;
-  try {
-    table = check(reader->ReadTable(indices), path, "cannot read");
-  } catch (const parquet::ParquetException& e) {
-    fail(path, std::string("cannot read: ") + e.what());
-  }
   ParquetColumns out;
-  out.rows = table->num_rows();
+  out.rows = -1;
   for (const auto& [name, kind] : columns) {
-    const auto column = table->GetColumnByName(name);
+    // GetFieldIndex is -1 for a missing and for a repeated name: either way the column is not one thing.
+    const int field = schema->GetFieldIndex(name);
+    if (field < 0) fail(path, "column '" + name + "' is missing or appears more than once");
+    std::shared_ptr<arrow::ChunkedArray> column;
+    try {
+      // ReadColumn takes a top-level field index; ReadTable's indices are leaf columns, which differ once a
+      // schema nests.
+      const auto status = reader->ReadColumn(field, &column);
+      if (!status.ok()) fail(path, "cannot read column '" + name + "': " + status.ToString());
+    } catch (const parquet::ParquetException& e) {
+      fail(path, "cannot read column '" + name + "': " + e.what());
+    }
+    if (!column) fail(path, "cannot read column '" + name + "'");
+    if (out.rows >= 0 && column->length() != out.rows)
+      fail(path, "column '" + name + "' has " + std::to_string(column->length()) + " rows, others " +
+                     std::to_string(out.rows));
+    out.rows = column->length();
     const std::string where = path + ": column '" + name + "'";
     switch (kind) {
       case ColumnKind::Int64: read_int_column(*column, out.ints[name], where); break;
@@ -156,6 +160,7 @@ ParquetColumns read_parquet_columns(const std::string& path, const std::map<std:
       case ColumnKind::StringList: read_string_list_column(*column, out.string_lists[name], where); break;
     }
   }
+  if (out.rows < 0) out.rows = reader->parquet_reader()->metadata()->num_rows();
   return out;
 }
 

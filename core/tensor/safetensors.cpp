@@ -1,4 +1,5 @@
 #include "core/tensor/safetensors.h"
+#include "core/util/json_number.h"
 
 #include <algorithm>
 #include <cstring>
@@ -119,9 +120,9 @@ ParameterSet decode(Source& source, const std::string& path, std::map<std::strin
     try {
       if (!it.value().is_object()) throw std::runtime_error("not an object");
       Entry e{it.key(), dtype_from_name(it.value().at("dtype").get<std::string>()),
-              it.value().at("shape").get<std::vector<int64_t>>(),
-              it.value().at("data_offsets").at(0).get<uint64_t>(),
-              it.value().at("data_offsets").at(1).get<uint64_t>()};
+              json_integers(it.value().at("shape")),
+              json_unsigned(it.value().at("data_offsets").at(0)),
+              json_unsigned(it.value().at("data_offsets").at(1))};
       const uint64_t expected = tensor_bytes(e.dtype, e.shape);
       if (e.end < e.begin || e.end > data_size) throw std::runtime_error("data offsets past the end of the file");
       if (e.end - e.begin != expected) throw std::runtime_error("byte length does not match dtype and shape");

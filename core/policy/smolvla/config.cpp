@@ -1,4 +1,5 @@
 #include "core/policy/smolvla/config.h"
+#include "core/util/json_number.h"
 
 #include <filesystem>
 #include <set>
@@ -57,7 +58,7 @@ void throw_if(const std::vector<std::string>& problems) {
 
 int64_t feature_width(const nlohmann::ordered_json& feature) {
   if (!feature.contains("shape") || !feature["shape"].is_array() || feature["shape"].empty()) return -1;
-  return feature["shape"].back().get<int64_t>();
+  return feature["shape"].back().is_number_integer() ? json_integer(feature["shape"].back()) : -1;
 }
 
 // Reads input_features / output_features and the fields we interpret from `j` into `c`.
@@ -397,9 +398,9 @@ Config config_from_spec(const nlohmann::ordered_json& spec_config, const std::st
     const nlohmann::ordered_json tok = nlohmann::ordered_json::parse(read_file(c.tokenizer_file));
     const auto token_id = [&](const std::string& token) -> int64_t {
       for (const auto& added : tok.value("added_tokens", nlohmann::ordered_json::array()))
-        if (added.value("content", "") == token) return added.at("id").get<int64_t>();
+        if (added.value("content", "") == token) return json_integer(added.at("id"));
       const auto& vocab = tok["model"]["vocab"];
-      if (vocab.is_object() && vocab.contains(token)) return vocab[token].get<int64_t>();
+      if (vocab.is_object() && vocab.contains(token)) return json_integer(vocab[token]);
       throw SpecError({base + "add_image_special_tokens: " + c.tokenizer_file + " has no token " + token});
     };
     c.fake_image_token_id = token_id("<fake_token_around_image>");
