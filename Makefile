@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all setup setup-test build test demo bench clean
+.PHONY: all setup setup-test configure build test demo bench clean
 
 all: build
 
@@ -17,8 +17,10 @@ setup-test: setup
 	@scripts/setup-test.sh
 	@tests/kube/build-tools.sh > /dev/null
 
-build: setup
+configure: setup
 	@cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) > /dev/null
+
+build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Every test, through ctest. Tests start real processes and bind loopback ports.
@@ -27,7 +29,9 @@ test: build setup-test
 
 # A federated run end to end on this machine: examples/quickstart.yaml, 4 clients, 10 rounds,
 # on LeRobot datasets that examples/quickstart-datasets.sh writes once.
-demo: build
+# Builds only the three programs a run needs, not the tests and benchmarks.
+demo: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target zk0 zk0-aggregator zk0-worker
 	@examples/quickstart-datasets.sh $(BUILD)/bin/zk0
 	@$(BUILD)/bin/zk0 run examples/quickstart.yaml --fresh
 

@@ -1,6 +1,7 @@
 #include "aggregator/evaluation.h"
 
 #include "core/data/batch_loader.h"
+#include "core/data/open_dataset.h"
 
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>

@@ -87,29 +87,72 @@ void RunOutputs::write_csv() {
   write_file_atomic((fs::path(dir_) / "federated_metrics.csv").string(), out.str());
 }
 
-void RunOutputs::write_charts() {
-  Chart server{"Server eval loss (" + run_name_ + ")", "round", "flow-matching loss", {{"server (held-out)", {}, {}}}};
-  Chart clients{"Client training loss (" + run_name_ + ")", "round", "loss", {}};
-  std::map<std::string, size_t> index;
-  for (const auto& r : history_) {
+Chart server_loss_chart(const nlohmann::json& history, const std::string& run_name) {
+  Chart chart;
+  chart.title = "Server eval loss (" + run_name + ")";
+  chart.x_label = "round";
+  chart.y_label = "flow-matching loss";
+  chart.series = {{"server (held-out)", {}, {}}, {"clients' mean (training)", {}, {}, true}};
+  chart.integer_x = true;
+  chart.markers_legend = "a client left out";
+  for (const auto& r : history) {
     const double round = r.at("round").get<double>();
     if (r.contains("server_eval_loss") && !r["server_eval_loss"].is_null()) {
-      server.series[0].x.push_back(round);
-      server.series[0].y.push_back(r["server_eval_loss"].get<double>());
+      chart.series[0].x.push_back(round);
+      chart.series[0].y.push_back(r["server_eval_loss"].get<double>());
     }
+    double sum = 0;
+    int accepted = 0;
+    std::map<std::string, int> left_out;  // by status: rejected, dropped, failed, timed_out
+    for (const auto& c : r.value("clients", nlohmann::json::array())) {
+      const std::string status = c.at("status").get<std::string>();
+      if (status == "accepted") {
+        sum += c.at("loss").get<double>();
+        ++accepted;
+      } else if (status != "aggregating") {
+        ++left_out[status];
+      }
+    }
+    if (accepted > 0) {
+      chart.series[1].x.push_back(round);
+      chart.series[1].y.push_back(sum / accepted);
+    }
+    if (!left_out.empty()) {
+      std::string label;
+      for (const auto& [status, count] : left_out)
+        label += (label.empty() ? "" : ", ") + std::to_string(count) + " " + status;
+      chart.markers.push_back({round, label});
+    }
+  }
+  return chart;
+}
+
+Chart client_loss_chart(const nlohmann::json& history, const std::string& run_name) {
+  Chart chart;
+  chart.title = "Client training loss (" + run_name + ")";
+  chart.x_label = "round";
+  chart.y_label = "loss";
+  chart.integer_x = true;
+  std::map<std::string, size_t> index;
+  for (const auto& r : history) {
+    const double round = r.at("round").get<double>();
     for (const auto& c : r.value("clients", nlohmann::json::array())) {
       if (c.at("status") != "accepted") continue;
       const std::string name = c.at("client").get<std::string>();
       if (!index.count(name)) {
-        index[name] = clients.series.size();
-        clients.series.push_back({name, {}, {}});
+        index[name] = chart.series.size();
+        chart.series.push_back({name, {}, {}});
       }
-      clients.series[index[name]].x.push_back(round);
-      clients.series[index[name]].y.push_back(c.at("loss").get<double>());
+      chart.series[index[name]].x.push_back(round);
+      chart.series[index[name]].y.push_back(c.at("loss").get<double>());
     }
   }
-  write_chart(server, (fs::path(dir_) / "server_eval_loss").string());
-  write_chart(clients, (fs::path(dir_) / "client_losses").string());
+  return chart;
+}
+
+void RunOutputs::write_charts() {
+  write_chart(server_loss_chart(history_, run_name_), (fs::path(dir_) / "server_eval_loss").string());
+  write_chart(client_loss_chart(history_, run_name_), (fs::path(dir_) / "client_losses").string());
 }
 
 void RunOutputs::write_status(const std::string& status_json) {

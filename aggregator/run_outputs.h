@@ -5,15 +5,21 @@
 //   federated_metrics.json     the full history (one record per round, round 0 = initial model)
 //   federated_metrics.csv      the same, one row per (round, participant); participant "server"
 //   rounds/round_NNNN.json     one record per round
-//   server_eval_loss.{svg,png} server loss on the held-out dataset against round
+//   server_eval_loss.{svg,png} server loss on the held-out dataset against round, with the
+//                              clients' mean training loss and a mark at rounds that left a client out
 //   client_losses.{svg,png}    each client's training loss against round
 //   status.json                live state for `zk0 run` and the operator
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "aggregator/charts.h"
 #include "core/spec/federation_spec.h"
 
 namespace zk0 {
+
+// The two charts, from a history as federated_metrics.json holds it.
+Chart server_loss_chart(const nlohmann::json& history, const std::string& run_name);
+Chart client_loss_chart(const nlohmann::json& history, const std::string& run_name);
 
 class RunOutputs {
  public:

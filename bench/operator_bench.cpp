@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   for (const char* ns : {"bench", "baseline"}) cluster.kubectl(std::string("create namespace ") + ns);
   kube::KubeClient api(kube::KubeConfig::from_kubeconfig(cluster.admin_kubeconfig()));
   op::OperatorSettings settings;
+  settings.host_path_prefixes = {"/srv/data"};  // the runs' datasets are hostPath volumes under it
 
   // The same children built by the operator's own functions, for the baselines.
   const auto children = [&](const std::string& ns, const std::string& name) {
@@ -94,22 +95,32 @@ int main(int argc, char** argv) {
   const double baseline_seconds = seconds_since(t0);
 
   Process op({bin("zk0-operator"), "--kubeconfig", cluster.admin_kubeconfig(), "--watch-namespace", "bench", "--leader-election-namespace",
-              "bench", "--metrics-listen", "127.0.0.1:0"},
+              "bench", "--metrics-listen", "127.0.0.1:0",
+              "--allow-host-path-prefix", "/srv/data"},
              cluster.dir() + "/operator.log");
-  wait_until([&] { return op.log().find("event=leader_elected") != std::string::npos; }, std::chrono::seconds(30));
+  const auto fail = [&](const std::string& what) {
+    op.signal(SIGTERM);
+    op.wait(std::chrono::seconds(30));
+    std::cerr << what << ":\n" << op.log().substr(0, 4000);
+    return 1;
+  };
+  if (!wait_until([&] { return op.log().find("event=leader_elected") != std::string::npos; }, std::chrono::seconds(30)))
+    return fail("the operator was not elected leader within 30 s");
 
   // One run first, not timed: right after the watches start, the API server's watch cache for
   // runs may still be catching up with the newest resource version (seconds on a fresh server).
   const size_t per_run = static_cast<size_t>(clients) + 1;
   std::ofstream(cluster.dir() + "/warmup.yaml") << run_yaml("warmup", clients);
   cluster.kubectl("-n bench apply -f " + cluster.dir() + "/warmup.yaml", &out);
-  wait_until([&] { return pods_in(api, "bench") >= per_run; }, std::chrono::seconds(60));
+  if (!wait_until([&] { return pods_in(api, "bench") >= per_run; }, std::chrono::seconds(60)))
+    return fail("the operator did not create the warm-up run's pods within 60 s");
 
   // Apply latency through the operator.
   std::ofstream(cluster.dir() + "/run.yaml") << run_yaml("latency", clients);
   t0 = Clock::now();
   cluster.kubectl("-n bench apply -f " + cluster.dir() + "/run.yaml", &out);
-  wait_until([&] { return pods_in(api, "bench") >= 2 * per_run; }, std::chrono::seconds(60));
+  if (!wait_until([&] { return pods_in(api, "bench") >= 2 * per_run; }, std::chrono::seconds(60)))
+    return fail("the operator did not create the timed run's pods within 60 s");
   const double operator_apply = seconds_since(t0);
 
   // Throughput: every run at once.
@@ -121,12 +132,9 @@ int main(int argc, char** argv) {
   const double operator_seconds = seconds_since(t0);
   const size_t operator_objects = (per_run + 4) * static_cast<size_t>(runs);  // pods + ConfigMap, PVC, Service, NetworkPolicy
   const std::string memory = peak_rss(op.pid());
+  if (!done) return fail("the operator did not create every child within 10 minutes");
   op.signal(SIGTERM);
   op.wait(std::chrono::seconds(30));
-  if (!done) {
-    std::cerr << "the operator did not create every child within 10 minutes:\n" << op.log().substr(0, 4000);
-    return 1;
-  }
   std::cout << std::fixed << std::setprecision(2);
   std::cout << "operator apply -> children (1 run, " << clients << " clients): " << operator_apply * 1000 << " ms; kubectl apply --server-side of the same "
             << per_run + 4 << " objects: " << direct_apply * 1000 << " ms; ratio " << operator_apply / direct_apply << "\n";

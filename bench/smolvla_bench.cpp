@@ -21,6 +21,10 @@
 #include "core/runtime/cpu_runtime.h"
 #include "support/test_support.h"
 
+#ifdef ZK0_CUDA_MEMORY_STATS
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 using namespace zk0;
 using Clock = std::chrono::steady_clock;
 
@@ -42,7 +46,7 @@ const char* kFull = R"({"text": {"hidden": 960, "intermediate": 2560, "heads": 1
   "max_state_dim": 32, "max_action_dim": 32, "state": 6, "action": 6, "expert_width_multiplier": 0.75,
   "self_attn_every_n_layers": 2})";
 
-std::string python() { return std::string(ZK0_SOURCE_DIR) + "/.venv-lerobot/bin/python"; }
+std::string python() { return ZK0_PARITY_PYTHON; }
 std::string script() { return std::string(ZK0_SOURCE_DIR) + "/tests/parity/smolvla_reference.py"; }
 
 Batch make_batch(const smolvla::Config& c, int64_t b, uint64_t seed, const at::Device& device) {
@@ -82,8 +86,32 @@ double forward_flops(const smolvla::Config& c, bool cached) {
 
 using PrefixPath = smolvla::SmolVLAPolicy::PrefixPath;
 
-double zk0_samples_per_second(smolvla::SmolVLAPolicy& policy, const at::Device& device, int64_t batch, int steps,
-                              PrefixPath path, int pool) {
+// The CUDA caching allocator's peak since the last reset, in GiB; -1 where it is not built in
+// (a CPU build, or LibTorch without CUDA's headers).
+void reset_peak_memory(const at::Device& device) {
+#ifdef ZK0_CUDA_MEMORY_STATS
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+#endif
+}
+double peak_memory_gib(const at::Device& device) {
+#ifdef ZK0_CUDA_MEMORY_STATS
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    return static_cast<double>(stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak) /
+           (1 << 30);
+  }
+#endif
+  return -1;
+}
+
+struct Throughput {
+  double samples_per_second;
+  double peak_gib;
+};
+
+Throughput zk0_samples_per_second(smolvla::SmolVLAPolicy& policy, const at::Device& device, int64_t batch, int steps,
+                                  PrefixPath path, int pool) {
+  reset_peak_memory(device);
   const smolvla::Config& c = policy.model().config();
   std::vector<at::Tensor> params;
   for (auto& [name, t] : policy.trainable_parameters()) params.push_back(t);
@@ -112,7 +140,7 @@ double zk0_samples_per_second(smolvla::SmolVLAPolicy& policy, const at::Device& 
     seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
   std::nth_element(seconds.begin(), seconds.begin() + steps / 2, seconds.end());
-  return static_cast<double>(batch) / seconds[static_cast<size_t>(steps / 2)];
+  return {static_cast<double>(batch) / seconds[static_cast<size_t>(steps / 2)], peak_memory_gib(device)};
 }
 
 }  // namespace
@@ -163,20 +191,30 @@ int main(int argc, char** argv) {
 
   const std::string out = test::run_command(python() + " " + script() + " bench " + dir + "/model " +
                                             std::to_string(batch) + " " + std::to_string(steps) + " " + device_name);
-  const auto json_start = out.rfind('{');
-  const double lerobot = nlohmann::json::parse(out.substr(json_start))["samples_per_second"].get<double>();
-  const double joint = zk0_samples_per_second(policy, device, batch, steps, PrefixPath::Joint, 1);
-  const double uncached = zk0_samples_per_second(policy, device, batch, steps, PrefixPath::Recompute, 1);
-  const double cached = zk0_samples_per_second(policy, device, batch, steps, PrefixPath::Cached, std::min(steps, 4));
-  std::printf("lerobot         %8.2f samples/s  (Python, baseline)\n", lerobot);
-  std::printf("zk0 joint       %8.2f samples/s  ratio=%.2f vs lerobot (LeRobot's own computation)\n", joint, joint / lerobot);
-  std::printf("zk0 no cache    %8.2f samples/s  ratio=%.2f vs lerobot (goal >= 1.0 on CPU, 1.5 on GPU)\n", uncached,
-              uncached / lerobot);
-  std::printf("zk0 with cache  %8.2f samples/s  ratio=%.2f vs lerobot (goal >= 10 on GPU)\n", cached, cached / lerobot);
+  // The reference prints its result as the last line, after whatever its libraries log.
+  const auto last_line = out.find_last_not_of('\n');
+  const auto line_start = out.rfind('\n', last_line);
+  const nlohmann::json theirs = nlohmann::json::parse(out.substr(line_start == std::string::npos ? 0 : line_start + 1));
+  const double lerobot = theirs["samples_per_second"].get<double>();
+  const Throughput joint = zk0_samples_per_second(policy, device, batch, steps, PrefixPath::Joint, 1);
+  const Throughput uncached = zk0_samples_per_second(policy, device, batch, steps, PrefixPath::Recompute, 1);
+  const Throughput cached = zk0_samples_per_second(policy, device, batch, steps, PrefixPath::Cached, std::min(steps, 4));
+  std::printf("lerobot         %8.2f samples/s  (Python, baseline; parameters by dtype %s)\n", lerobot,
+              theirs["parameter_dtypes"].dump().c_str());
+  std::printf("zk0 joint       %8.2f samples/s  ratio=%.2f vs lerobot (LeRobot's own computation)\n",
+              joint.samples_per_second, joint.samples_per_second / lerobot);
+  std::printf("zk0 no cache    %8.2f samples/s  ratio=%.2f vs lerobot (goal >= 1.0 on CPU, 1.5 on GPU)\n",
+              uncached.samples_per_second, uncached.samples_per_second / lerobot);
+  std::printf("zk0 with cache  %8.2f samples/s  ratio=%.2f vs lerobot (goal >= 10 on GPU)\n", cached.samples_per_second,
+              cached.samples_per_second / lerobot);
   if (device.is_cuda()) {
-    std::printf("mfu (bf16 dense peak 989 TFLOP/s, H100 SXM): %.1f%% joint, %.1f%% no cache, %.1f%% with cache\n",
-                100 * joint * flops_joint / 989e12, 100 * uncached * flops_recompute / 989e12,
-                100 * cached * flops_cached / 989e12);
+    // H100 SXM and H200 share the Hopper GH100's dense bfloat16 peak.
+    std::printf("mfu (bf16 dense peak 989 TFLOP/s, H100/H200 SXM): %.1f%% joint, %.1f%% no cache, %.1f%% with cache\n",
+                100 * joint.samples_per_second * flops_joint / 989e12,
+                100 * uncached.samples_per_second * flops_recompute / 989e12,
+                100 * cached.samples_per_second * flops_cached / 989e12);
+    std::printf("peak memory (GiB): lerobot %.1f, zk0 joint %.1f, no cache %.1f, with cache %.1f\n",
+                theirs.value("peak_memory_bytes", -1.0) / (1 << 30), joint.peak_gib, uncached.peak_gib, cached.peak_gib);
   }
   return 0;
 }

@@ -30,17 +30,7 @@ int main(int argc, char** argv) {
   if (argc < 3) return usage();
   const std::string command = argv[1];
   if (command == "dataset") return dataset_command(argc - 1, argv + 1);
-  if (command == "policy") {
-    try {
-      return policy_command(argc - 1, argv + 1);
-    } catch (const SpecError& e) {
-      std::cerr << "zk0 policy: " << e.what() << "\n";
-      return kExitInvalidInput;
-    } catch (const std::exception& e) {
-      std::cerr << "zk0 policy: " << e.what() << "\n";
-      return kExitError;
-    }
-  }
+  if (command == "policy") return policy_command(argc - 1, argv + 1);
   if (command == "validate" && argc == 3) {
     try {
       std::cout << to_yaml(load_spec(argv[2]));

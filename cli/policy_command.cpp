@@ -6,19 +6,35 @@
 
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include "core/policy/smolvla/smolvla_policy.h"
 #include "core/runtime/cpu_runtime.h"
 #include "core/tensor/safetensors.h"
+#include "core/util/exit_codes.h"
 
 namespace zk0 {
 
 namespace {
 
+at::Device parse_device(const std::string& name) {
+  std::optional<at::Device> device;
+  try {
+    device.emplace(name);
+  } catch (const std::exception&) {
+    throw std::invalid_argument("--device " + name + ": not a device (cpu, cuda, cuda:N)");
+  }
+  if (!device->is_cpu() && !device->is_cuda()) throw std::invalid_argument("--device " + name + ": only cpu and cuda run SmolVLA");
+  if (device->is_cuda() && !torch::cuda::is_available())
+    throw std::invalid_argument("--device " + name + ": this LibTorch sees no CUDA device");
+  return *device;
+}
+
 int usage() {
   std::cerr
       << "usage:\n"
          "  zk0 policy run --pretrained DIR --inputs FILE.safetensors --output FILE.safetensors [--gradients]\n"
+         "                 [--device cpu|cuda|cuda:N]\n"
          "      run a SmolVLA pretrained folder (LeRobot's config.json + model.safetensors) on named tensors:\n"
          "        observation.images.<camera> [B,3,H,W] in [0,1] (the config's VISUAL features), observation.state [B,S],\n"
          "        the task as metadata \"task\" (one string, or a JSON list of B) or observation.language.tokens [B,L]\n"
@@ -27,13 +43,13 @@ int usage() {
          "      writes prefix.embeddings/pad_mask/att_flags, kv.<layer>.key/value (the prefix's keys and values),\n"
          "        actions (a sampled chunk; from `noise` when given), and with noise, time and action: velocity,\n"
          "        losses (elementwise), loss.masked, loss.unmasked, loss; --gradients adds grad.<parameter> of `loss`\n"
-         "        for every trainable parameter\n";
+         "        for every trainable parameter\n"
+         "      every weight in float32 on any device, and on CUDA without TF32, so that the figures are LeRobot's\n"
+         "        float32 reference's, not those of training's bfloat16 backbone\n";
   return 2;
 }
 
-}  // namespace
-
-int policy_command(int argc, char** argv) {
+int run(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) != "run") return usage();
   std::map<std::string, std::string> o;
   bool gradients = false;
@@ -41,7 +57,7 @@ int policy_command(int argc, char** argv) {
     const std::string key = argv[i];
     if (key == "--gradients") {
       gradients = true;
-    } else if ((key == "--pretrained" || key == "--inputs" || key == "--output") && i + 1 < argc) {
+    } else if ((key == "--pretrained" || key == "--inputs" || key == "--output" || key == "--device") && i + 1 < argc) {
       o[key.substr(2)] = argv[++i];
     } else {
       std::cerr << "zk0 policy run: unknown or incomplete option " << key << "\n";
@@ -51,16 +67,22 @@ int policy_command(int argc, char** argv) {
   if (!o.count("pretrained") || !o.count("inputs") || !o.count("output")) return usage();
 
   configure_cpu_runtime();
+  const at::Device device = parse_device(o.count("device") ? o["device"] : "cpu");
+  if (device.is_cuda()) {
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+  }
   PolicySpec spec;
   spec.type = "smolvla";
   spec.pretrained = o["pretrained"];
   std::unique_ptr<Policy> base = make_policy(spec);
   auto& policy = dynamic_cast<smolvla::SmolVLAPolicy&>(*base);
+  policy.to(device, at::kFloat);
   const smolvla::Config& c = policy.model().config();
 
   std::map<std::string, std::string> metadata;
   std::map<std::string, at::Tensor> in;
-  for (const auto& t : read_safetensors(o["inputs"], &metadata).tensors) in[t.name] = to_aten(t);
+  for (const auto& t : read_safetensors(o["inputs"], &metadata).tensors) in[t.name] = to_aten(t).to(device);
   const auto require = [&](const std::string& name) -> const at::Tensor& {
     if (!in.count(name)) throw std::invalid_argument(o["inputs"] + ": no tensor '" + name + "'");
     return in.at(name);
@@ -84,7 +106,9 @@ int policy_command(int argc, char** argv) {
   const smolvla::PrefixInputs inputs = policy.prepare(batch, has_tokens ? &tokens : nullptr);
 
   ParameterSet out;
-  const auto put = [&](const std::string& name, const at::Tensor& t) { out.tensors.push_back(copy_tensor(name, t)); };
+  const auto put = [&](const std::string& name, const at::Tensor& t) {
+    out.tensors.push_back(copy_tensor(name, t.to(at::kCPU)));
+  };
   {
     torch::NoGradGuard no_grad;
     const smolvla::Prefix prefix = policy.model().embed_prefix(inputs);
@@ -97,7 +121,7 @@ int policy_command(int argc, char** argv) {
       put("kv." + std::to_string(l) + ".value", kv[l].value);
     }
     at::Tensor noise = in.count("noise") ? in.at("noise").to(at::kFloat)
-                                         : at::randn({batch.size(), c.chunk_size, c.max_action_dim});
+                                         : at::randn({batch.size(), c.chunk_size, c.max_action_dim}, at::TensorOptions(device));
     put("actions", policy.model().sample_actions(prefix, noise).narrow(-1, 0, c.action_dim));
   }
   if (in.count("action") && in.count("noise") && in.count("time")) {
@@ -123,6 +147,23 @@ int policy_command(int argc, char** argv) {
   write_safetensors(o["output"], out);
   std::cout << "wrote " << out.tensors.size() << " tensors to " << o["output"] << "\n";
   return 0;
+}
+
+}  // namespace
+
+int policy_command(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const SpecError& e) {
+    std::cerr << "zk0 policy: " << e.what() << "\n";
+    return kExitInvalidInput;
+  } catch (const std::invalid_argument& e) {  // arguments or inputs that no retry can fix
+    std::cerr << "zk0 policy: " << e.what() << "\n";
+    return kExitInvalidInput;
+  } catch (const std::exception& e) {
+    std::cerr << "zk0 policy: " << e.what() << "\n";
+    return kExitError;
+  }
 }
 
 }  // namespace zk0

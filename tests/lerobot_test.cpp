@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "core/data/lerobot_dataset.h"
-#include "core/data/dataset.h"
+#include "core/data/open_dataset.h"
 #include "core/lerobot/hub_cache.h"
 #include "core/lerobot/inspect.h"
 #include "core/lerobot/parquet_table.h"

@@ -5,6 +5,7 @@
 #include <torch/version.h>
 
 #include "core/data/batch_loader.h"
+#include "core/data/open_dataset.h"
 #include "core/tensor/safetensors.h"
 #include "core/util/log.h"
 

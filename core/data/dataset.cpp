@@ -5,9 +5,6 @@
 #include <random>
 #include <stdexcept>
 
-#include "core/data/lerobot_dataset.h"
-#include "core/data/synthetic_dataset.h"
-#include "core/lerobot/hub_cache.h"
 
 namespace zk0 {
 
@@ -20,15 +17,6 @@ Batch Batch::to(const at::Device& device) const {
   b.sample_ids = sample_ids;
   for (const auto& [k, v] : images) b.images[k] = v.to(device);
   return b;
-}
-
-std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec, int64_t chunk_size, bool images) {
-  if (spec.synthetic) return std::make_unique<SyntheticDataset>(*spec.synthetic, spec.episodes, chunk_size, spec.describe());
-  if (!spec.path.empty()) return std::make_unique<LeRobotDataset>(spec.path, spec.episodes, chunk_size, images);
-  if (!spec.repo_id.empty())
-    return std::make_unique<LeRobotDataset>(hub_snapshot_path(spec.repo_id, spec.revision), spec.episodes, chunk_size, images);
-  throw std::runtime_error("dataset " + spec.describe() + ": a volume claim is mounted by the operator on a cluster; "
-                           "on this machine name the dataset by path");
 }
 
 Batch collate(const std::vector<Sample>& samples, const FeatureStats& state_stats, const FeatureStats& action_stats) {

@@ -75,10 +75,6 @@ class Dataset {
   virtual const FeatureStats& action_stats() const = 0;
 };
 
-// Opens the dataset a spec names. The chunk size comes from the policy, and so does whether
-// camera frames are decoded at all (a policy without vision never pays for video decoding).
-std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec, int64_t chunk_size, bool images);
-
 // Stacks samples and normalises state and action with the given statistics.
 Batch collate(const std::vector<Sample>& samples, const FeatureStats& state_stats,
               const FeatureStats& action_stats);

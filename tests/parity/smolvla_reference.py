@@ -20,7 +20,7 @@
                            (denoise_step), elementwise losses (VLAFlowMatching.forward), losses,
                            gradients of the trainable parameters, a sampled chunk
 
-Everything runs in float32 on CPU. Nothing touches the network: the backbone is a local folder.
+Everything runs in float32 on CPU (bench on CUDA: in LeRobot's own dtypes). Nothing touches the network: the backbone is a local folder.
 """
 import json
 import os
@@ -34,6 +34,22 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
 from transformers import PreTrainedTokenizerFast, SmolVLMConfig  # noqa: E402
+
+try:
+    import av  # noqa: F401, E402  LeRobot's dataset modules import PyAV when SmolVLA's are imported
+except ImportError:
+    # The GPU check's machine has no PyAV (its wheel, FFmpeg inside, is 40 MB of the 64 MB carried)
+    # and nothing here decodes video: a stand-in lets LeRobot's modules import. torchvision.io
+    # looks for PyAV once, when imported: it must find none before the stand-in exists.
+    import importlib.machinery  # noqa: E402
+
+    import torchvision.io  # noqa: F401, E402
+
+    stand_in = types.ModuleType("av")
+    stand_in.__spec__ = importlib.machinery.ModuleSpec("av", None)
+    # Module-level defaults in lerobot.datasets.video_utils name PyAV's (FFmpeg's) log levels.
+    stand_in.logging = types.SimpleNamespace(ERROR=16, WARNING=24, INFO=32, DEBUG=48)
+    sys.modules["av"] = stand_in
 
 import lerobot.policies.smolvla.smolvlm_with_expert as smolvlm_with_expert  # noqa: E402
 from lerobot.configs.types import FeatureType, PolicyFeature  # noqa: E402
@@ -243,8 +259,17 @@ def trainable(path, out):
 def bench(path, batch_size, steps, device):
     import time
 
-    policy = load(path).to(device)
+    # On CPU both sides compute in float32; on CUDA LeRobot keeps the dtypes it loads and trains
+    # with (zk0's frozen backbone is bfloat16 there): the JSON says which, so that a figure is read
+    # against what was compared.
+    use_local_processor()
+    use_exact_patch_positions()
+    policy = SmolVLAPolicy.from_pretrained(path)
+    policy = (policy.float() if device == "cpu" else policy).to(device)
     policy.train()
+    dtypes = {}
+    for p in policy.parameters():
+        dtypes[str(p.dtype)] = dtypes.get(str(p.dtype), 0) + p.numel()
     cfg = policy.config
     size = cfg.resize_imgs_with_padding[0]
     g = torch.Generator().manual_seed(0)
@@ -268,6 +293,7 @@ def bench(path, batch_size, steps, device):
     step()  # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     # The median step: a shared machine's stalls would otherwise decide the figure.
     seconds = []
     for _ in range(int(steps)):
@@ -277,7 +303,10 @@ def bench(path, batch_size, steps, device):
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     median = sorted(seconds)[len(seconds) // 2]
-    print(json.dumps({"samples_per_second": b / median, "threads": torch.get_num_threads()}))
+    result = {"samples_per_second": b / median, "threads": torch.get_num_threads(), "parameter_dtypes": dtypes}
+    if device == "cuda":
+        result["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+    print(json.dumps(result))
 
 
 def processors(path, out):

@@ -75,6 +75,9 @@ class Model {
   // §3.7: Euler integration of num_steps from `noise` at t=1 with the prefix computed once.
   at::Tensor sample_actions(const Prefix& prefix, const at::Tensor& noise);
 
+  // The dtype activations run in: the frozen backbone's storage dtype.
+  at::ScalarType compute_dtype() const { return embed_tokens_.scalar_type(); }
+
  private:
   struct Linear {
     at::Tensor weight, bias;
@@ -101,8 +104,6 @@ class Model {
   at::Tensor mlp(const DecoderLayer& layer, const at::Tensor& x) const;
   // A projection's output split into heads: [B, L, heads, head_dim].
   at::Tensor heads(const Linear& proj, const at::Tensor& normed) const;
-  // The dtype activations run in: the frozen backbone's storage dtype.
-  at::ScalarType compute_dtype() const { return embed_tokens_.scalar_type(); }
 
   // The layer loop of SmolVLMWithExpertModel.forward (§3.5) over [cached | prefix | suffix]:
   // `prefix` is [B, P', text_hidden] or undefined, `suffix` [B, H, expert_hidden] or undefined,

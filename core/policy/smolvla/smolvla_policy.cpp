@@ -70,11 +70,12 @@ SmolVLAPolicy::SmolVLAPolicy(const Config& config, std::vector<std::string> trai
 void SmolVLAPolicy::to(const at::Device& device) {
   // On CUDA the frozen backbone runs in bfloat16, as LeRobot stores it; trainable weights keep a
   // float32 master copy and are cast to the activations' dtype where they are used.
+  to(device, device.is_cuda() ? at::kBFloat16 : at::kFloat);
+}
+
+void SmolVLAPolicy::to(const at::Device& device, at::ScalarType frozen_dtype) {
   at::NoGradGuard no_grad;
-  for (auto& [name, t] : model_.parameters()) {
-    const at::ScalarType dtype = device.is_cuda() && !is_trainable(name) ? at::kBFloat16 : at::kFloat;
-    t.set_data(t.to(device, dtype));
-  }
+  for (auto& [name, t] : model_.parameters()) t.set_data(t.to(device, is_trainable(name) ? at::kFloat : frozen_dtype));
 }
 
 std::pair<at::Tensor, at::Tensor> SmolVLAPolicy::tokenize(const std::vector<std::string>& tasks) const {
@@ -205,7 +206,7 @@ KVCache SmolVLAPolicy::cached_prefix(const PrefixInputs& in, at::Tensor& pad_mas
   if (!misses.empty()) {
     at::Tensor miss_pad;
     const KVCache kv = frozen_prefix(in, at::tensor(misses, at::kLong).to(device), miss_pad);
-    const at::ScalarType dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+    const at::ScalarType dtype = model_.compute_dtype();
     for (size_t j = 0; j < misses.size(); ++j) {
       const int64_t i = misses[j], len = lengths[static_cast<size_t>(i)];
       CachedPrefix entry;

@@ -24,6 +24,8 @@ class SmolVLAPolicy final : public Policy {
   at::Tensor loss(const Batch& batch, at::Generator generator) override;
   at::Tensor sample_actions(const Batch& batch, at::Generator generator) override;
   void to(const at::Device& device) override;
+  // Frozen weights in `frozen_dtype` (trainable ones stay float32): `zk0 policy run` computes in float32 on CUDA.
+  void to(const at::Device& device, at::ScalarType frozen_dtype);
   void set_training(bool) override {}  // no dropout or batch norm anywhere in SmolVLA
   nlohmann::ordered_json config_json() const override { return model_.config().to_lerobot_json(); }
   void set_normalization(const FeatureStats& state, const FeatureStats& action) override {
