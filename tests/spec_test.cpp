@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/spec/federation_spec.h"
+#include "core/util/fs.h"
 #include "core/util/yaml_json.h"
 #include "support/maximal_specs.h"
 #include "support/test_support.h"
@@ -70,8 +71,34 @@ TEST(Spec, ResolvedYamlReadsBackToTheSameSpec) {
 }
 
 TEST(Spec, ExamplesAreValid) {
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(ZK0_SOURCE_DIR) + "/examples"))
-    if (entry.path().extension() == ".yaml") EXPECT_NO_THROW(load_spec(entry.path().string())) << entry.path();
+  size_t runs = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(std::string(ZK0_SOURCE_DIR) + "/examples")) {
+    if (entry.path().extension() != ".yaml") continue;
+    const YAML::Node first = YAML::LoadFile(entry.path().string());
+    if (first["kind"].as<std::string>("") != "FederationRun") continue;  // e.g. k8s/certificate.yaml
+    EXPECT_NO_THROW(load_spec(entry.path().string())) << entry.path();
+    ++runs;
+  }
+  EXPECT_GE(runs, 4u);  // quickstart, smolvla-tiny, so100-smolvla, k8s/federationrun
+}
+
+// The README's FederationRun blocks are what a reader copies first: each must validate.
+TEST(Spec, ReadmeExamplesAreValid) {
+  const std::string readme = read_file(std::string(ZK0_SOURCE_DIR) + "/README.md");
+  size_t runs = 0;
+  for (size_t at = readme.find("```yaml\n"); at != std::string::npos; at = readme.find("```yaml\n", at + 1)) {
+    const size_t begin = at + 8, end = readme.find("```", begin);
+    ASSERT_NE(end, std::string::npos) << "an unclosed yaml block in README.md";
+    const std::string block = readme.substr(begin, end - begin);
+    if (block.find("kind: FederationRun") == std::string::npos) continue;
+    try {
+      parse_spec(block);
+    } catch (const SpecError& e) {
+      ADD_FAILURE() << "README.md's FederationRun at offset " << begin << ": " << e.what();
+    }
+    ++runs;
+  }
+  EXPECT_GE(runs, 1u);
 }
 
 namespace {
