@@ -11,6 +11,7 @@
 #include "core/security/hmac.h"
 #include "core/security/random.h"
 #include "core/tensor/hash.h"
+#include "core/tensor/safetensors.h"
 #include "core/util/fs.h"
 
 namespace zk0 {
@@ -23,6 +24,7 @@ namespace {
 const char* kRequiredFiles[] = {"model.safetensors", "config.json", "aggregator_state.json"};
 const char* kSums = "SHA256SUMS";
 const char* kSignature = "SHA256SUMS.sig";
+const char* kStrategyTensors = "strategy_state.safetensors";
 
 std::string file_sha256(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -71,6 +73,7 @@ std::string write_checkpoint(const std::string& output_dir, Policy& policy, cons
                               {"strategy", state.strategy},
                               {"history", state.history}};
   write_file_atomic((tmp / "aggregator_state.json").string(), doc.dump(2) + "\n");
+  if (!state.strategy_tensors.tensors.empty()) write_safetensors((tmp / kStrategyTensors).string(), state.strategy_tensors);
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(tmp))
     if (e.is_regular_file()) files.push_back(e.path().filename().string());
@@ -143,6 +146,7 @@ std::optional<LoadedCheckpoint> find_latest_checkpoint(const std::string& output
   out.state.global_digest = doc.at("global_digest").get<std::string>();
   out.state.strategy = doc.at("strategy");
   out.state.history = doc.at("history");
+  if (listed.count(kStrategyTensors)) out.state.strategy_tensors = read_safetensors((dir / kStrategyTensors).string());
   return out;
 }
 

@@ -22,6 +22,7 @@ struct AggregatorState {
   std::string spec_fingerprint;
   std::string global_digest;  // manifest digest of the global trainable parameters
   nlohmann::json strategy;
+  ParameterSet strategy_tensors;  // strategy_state.safetensors when not empty (server optimiser moments)
   nlohmann::json history;
 };
 

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "aggregator/checkpoint.h"
+#include "core/aggregation/deltas.h"
 #include "core/security/random.h"
 #include "core/tensor/safetensors.h"
 #include "core/transport/parameter_stream.h"
@@ -30,42 +31,6 @@ std::string session_key(const std::string& session) { return to_hex(sha256(sessi
 std::string bounded(const std::string& s, size_t limit) {
   if (s.size() <= limit) return s;
   return s.substr(0, limit) + "...(" + std::to_string(s.size()) + " bytes)";
-}
-
-// L2 distance of an update from the global parameters, or NaN when the update holds a NaN or an
-// infinity (`bad` then names the tensor). One pass, in double.
-double distance_from(const ParameterSet& update, const ParameterSet& global, std::string& bad) {
-  double sum = 0;
-  for (size_t i = 0; i < update.tensors.size(); ++i) {
-    const float* x = update.tensors[i].as<float>();
-    const float* g = global.tensors[i].as<float>();
-    double tensor_sum = 0;
-    bool finite = true;
-    for (int64_t k = 0, n = update.tensors[i].numel(); k < n; ++k) {
-      finite &= std::isfinite(x[k]);
-      const double d = static_cast<double>(x[k]) - g[k];
-      tensor_sum += d * d;
-    }
-    if (!finite) {
-      bad = update.tensors[i].name;
-      return NAN;
-    }
-    sum += tensor_sum;
-  }
-  return std::sqrt(sum);
-}
-
-bool all_finite(const ParameterSet& p, std::string& bad) {
-  for (const auto& t : p.tensors) {
-    const float* x = t.as<float>();
-    bool finite = true;
-    for (int64_t k = 0, n = t.numel(); k < n; ++k) finite &= std::isfinite(x[k]);
-    if (!finite) {
-      bad = t.name;
-      return false;
-    }
-  }
-  return true;
 }
 
 nlohmann::json report_json(const TrainReport& r) {
@@ -96,7 +61,10 @@ bool is_reportable_worker_state(const std::string& state) {
 
 Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
   policy_ = make_policy(spec_.policy);
-  strategy_ = make_strategy(spec_);
+  // Rules that need a whole round spill it here; what a killed aggregator left is stale.
+  const std::string scratch = spec_.output_dir + "/scratch";
+  std::filesystem::remove_all(scratch);
+  strategy_ = make_strategy(spec_, scratch);
   evaluator_ = std::make_unique<ServerEvaluator>(spec_.evaluation, *policy_);
   // Checkpoints carry the statistics the server evaluates with (LeRobot's processor files).
   policy_->set_normalization(evaluator_->dataset().state_stats(), evaluator_->dataset().action_stats());
@@ -118,7 +86,7 @@ Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
                                " holds checkpoints of a run with a different spec (only spec.rounds may change on "
                                "resume); choose another outputDir or remove " + checkpoint_root(spec_.output_dir));
     load_parameter_set(policy_->parameters(), read_safetensors(ckpt->dir + "/model.safetensors"));
-    strategy_->restore(ckpt->state.strategy);
+    strategy_->restore(ckpt->state.strategy, std::move(ckpt->state.strategy_tensors));
     outputs_->restore(ckpt->state.history);
     start_round_ = ckpt->state.round + 1;
     for (const auto& r : ckpt->state.history)
@@ -387,7 +355,7 @@ void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const 
     // Folding 100M parameters takes a while: do it outside the main lock so heartbeats and
     // other clients' calls go on; one aggregation at a time.
     std::lock_guard<std::mutex> agg(aggregation_mu_);
-    r->aggregation->add(update, weight);
+    r->aggregation->add(permit.client, update, weight);
   } catch (const std::exception& e) {
     aggregation_error = e.what();
   }
@@ -481,14 +449,38 @@ bool Coordinator::wait_for_available(int count, std::unique_lock<std::mutex>& lo
   return true;
 }
 
+void Coordinator::apply_decisions(OpenRound& round, const AggregationResult& result) {
+  for (const UpdateDecision& d : result.decisions) {
+    auto it = round.participants.find(d.client);
+    if (it == round.participants.end()) throw std::logic_error("the rule decided on '" + d.client + "', who is not in the round");
+    Participant& p = it->second;
+    if (d.outcome == "clipped") {
+      p.clip_scale = d.scale;
+      metrics_.updates_clipped.Increment();
+      log_info("update_clipped", {kv("client", d.client), kv("round", round.round), kv("scale", d.scale), kv("detail", d.reason)});
+    } else if (d.outcome == "discarded") {
+      p.status = "discarded";
+      p.reason = d.reason;
+      p.clip_scale = d.scale;
+      const std::string rule = to_string(spec_.strategy.aggregation.rule);
+      ++discards_[rule];
+      metrics_.updates_discarded.Add({{"rule", rule}}).Increment();
+      Client& c = clients_.at(d.client);
+      --c.rounds_accepted;  // counted when it arrived; the rule left it out
+      log_warn("update_discarded", {kv("client", d.client), kv("round", round.round), kv("rule", rule), kv("detail", d.reason)});
+    }
+  }
+}
+
 nlohmann::json Coordinator::participant_json(const std::string& name, const Participant& p) const {
   nlohmann::json j = {{"client", name}, {"status", p.status}};
   if (!p.reason.empty()) j["reason"] = p.reason;
   if (p.transfer_rejections) j["transfer_rejections"] = p.transfer_rejections;
-  if (p.status == "accepted") {
+  if (p.status == "accepted" || p.status == "discarded") {
     j.update(report_json(p.report));
     j["weight"] = p.weight;
     j["distance_from_global"] = p.update_norm;
+    if (p.clip_scale < 1) j["clip_scale"] = p.clip_scale;
     j["bytes_uploaded"] = p.bytes_uploaded;
     j["upload_seconds"] = p.upload_seconds;
   }
@@ -519,6 +511,7 @@ void Coordinator::publish_status() {
                            {"ready_clients", ready},
                            {"clients", clients},
                            {"rejected_updates", rejections_},
+                           {"discarded_updates", discards_},
                            {"updated_at", unix_now()}};
   if (last_eval_loss_) status["last_server_eval_loss"] = *last_eval_loss_;
   if (!message_.empty()) status["message"] = message_;
@@ -552,6 +545,7 @@ void Coordinator::checkpoint(int round) {
   state.spec_fingerprint = fingerprint_;
   state.global_digest = global_->manifest.digest_hex();
   state.strategy = strategy_->state();
+  state.strategy_tensors = strategy_->state_tensors();
   state.history = outputs_->history();
   const std::string dir = write_checkpoint(spec_.output_dir, *policy_, state, spec_.checkpoints.keep_last, checkpoint_key_);
   metrics_.checkpoint_timestamp.Set(unix_now());
@@ -664,6 +658,8 @@ int Coordinator::run() {
       std::unique_ptr<OpenRound> finished_round;
       ParameterSet next;
       double aggregation_seconds = 0;
+      std::optional<double> clip_norm;
+      size_t discarded = 0;
       for (;; ++attempt) {
         if (!wait_for_available(spec_.strategy.min_available_clients, lock)) {
           const std::string why = stop_ ? "stopped"
@@ -686,7 +682,8 @@ int Coordinator::run() {
           finished_round = std::move(open_);
           lock.unlock();
           const auto agg_start = Clock::now();
-          next = finished_round->aggregation->finish();
+          AggregationResult result = finished_round->aggregation->finish();
+          next = std::move(result.parameters);
           aggregation_seconds = seconds_since(agg_start);
           metrics_.aggregation_duration.Observe(aggregation_seconds);
           std::string bad;
@@ -694,7 +691,12 @@ int Coordinator::run() {
           lock.lock();
           // Bounded, finite updates cannot average to a non-finite model; if a strategy still
           // produced one it must never become the global model or a checkpoint.
-          if (finite) break;
+          if (finite) {
+            apply_decisions(*finished_round, result);
+            clip_norm = result.clip_norm;
+            for (const auto& d : result.decisions) discarded += d.outcome == "discarded";
+            break;
+          }
           why_failed = "non_finite_aggregate";
           log_error("aggregate_refused", {kv("round", round), kv("attempt", attempt), kv("tensor", bad)});
           open_ = std::move(finished_round);
@@ -716,6 +718,14 @@ int Coordinator::run() {
         }
       }
       lock.unlock();
+      next = strategy_->server_step(global_->parameters, std::move(next));
+      {
+        // A server step on a finite, bounded pseudo-gradient stays finite (tau > 0 bounds Adam's
+        // and Yogi's); should it not, the run stops before a bad global is served or saved.
+        std::string bad;
+        if (!all_finite(next, bad))
+          return fail("round " + std::to_string(round) + ": the server optimizer's step made tensor '" + bad + "' non-finite", kExitError);
+      }
       std::string unused;
       const double update_norm = distance_from(next, global_->parameters, unused);
       load_parameter_set(policy_->trainable_parameters(), next);
@@ -729,7 +739,9 @@ int Coordinator::run() {
                                {"duration_seconds", seconds_since(t0)},
                                {"proximal_mu", finished_round->plan.proximal_mu},
                                {"clients_selected", finished_round->plan.clients.size()},
-                               {"clients_accepted", finished_round->aggregation->count()},
+                               {"clients_accepted", finished_round->aggregation->count() - discarded},
+                               {"clients_discarded", discarded},
+                               {"aggregation_rule", to_string(spec_.strategy.aggregation.rule)},
                                {"aggregation_seconds", aggregation_seconds},
                                {"global_update_norm", update_norm},
                                {"global_digest", global_->manifest.digest_hex()},
@@ -739,6 +751,7 @@ int Coordinator::run() {
         record["eval_samples"] = eval->samples;
         record["eval_seconds"] = eval->seconds;
       }
+      if (clip_norm) record["clip_norm"] = *clip_norm;
       if (!failed_attempts.empty()) record["failed_attempts"] = failed_attempts;
       record["clients"] = nlohmann::json::array();
       for (const auto& [name, p] : finished_round->participants) record["clients"].push_back(participant_json(name, p));
@@ -746,7 +759,8 @@ int Coordinator::run() {
       checkpoint(round);
       metrics_.rounds_completed.Increment();
       metrics_.round_duration.Observe(seconds_since(t0));
-      log_info("round_completed", {kv("round", round), kv("accepted", finished_round->aggregation->count()),
+      log_info("round_completed", {kv("round", round), kv("accepted", finished_round->aggregation->count() - discarded),
+                                   kv("discarded", discarded),
                                    kv("server_eval_loss", eval ? std::to_string(eval->loss) : "-"),
                                    kv("seconds", seconds_since(t0))});
       std::lock_guard<std::mutex> status_lock(mu_);

@@ -21,7 +21,7 @@
 #include "aggregator/metrics.h"
 #include "aggregator/run_outputs.h"
 #include "aggregator/status_writer.h"
-#include "aggregator/strategy.h"
+#include "core/aggregation/strategy.h"
 #include "core/metrics/train_report.h"
 #include "core/policy/policy.h"
 #include "core/security/certificate.h"
@@ -144,7 +144,7 @@ class Coordinator {
     int rounds_accepted = 0;
   };
   struct Participant {
-    std::string status = "pending";  // pending, aggregating, accepted, rejected, failed, dropped, timed_out
+    std::string status = "pending";  // pending, aggregating, accepted, discarded, rejected, failed, dropped, timed_out
     std::string reason;
     double weight = 0;  // the share of the round's planned samples: what the server asked it to train
     uint64_t upload_ticket = 0;  // non-zero while an upload is being received
@@ -152,6 +152,7 @@ class Coordinator {
     uint64_t bytes_uploaded = 0;
     double upload_seconds = 0;
     double update_norm = 0;
+    double clip_scale = 1;  // below 1: norm bounding scaled the update down
     int transfer_rejections = 0;
   };
   struct OpenRound {
@@ -204,6 +205,8 @@ class Coordinator {
   std::unique_ptr<OpenRound> open_;
   std::mutex aggregation_mu_;
   std::map<std::string, int> rejections_;  // by reason, for the whole run
+  std::map<std::string, int> discards_;    // by rule, for the whole run
+  void apply_decisions(OpenRound& round, const AggregationResult& result);  // requires mu_
   bool finished_ = false;  // the run is over, succeeded or failed
   std::string phase_ = "Pending";  // Pending, Running, Succeeded, Failed
   std::string message_;            // why it failed

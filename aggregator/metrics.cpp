@@ -14,6 +14,11 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
                            .Name("zk0_aggregator_updates_rejected_total")
                            .Help("Updates refused, by reason")
                            .Register(r)),
+      updates_discarded(prometheus::BuildCounter()
+                            .Name("zk0_aggregator_updates_discarded_total")
+                            .Help("Valid updates a robust rule left out of the aggregate, by rule")
+                            .Register(r)),
+      updates_clipped(add_counter(r, "zk0_aggregator_updates_clipped_total", "Updates scaled down to the round's clip norm")),
       transfer_bytes(prometheus::BuildCounter()
                          .Name("zk0_aggregator_transfer_bytes_total")
                          .Help("Parameter bytes moved, by direction (download: to workers, upload: from workers)")
@@ -37,6 +42,7 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
   // Every label value starts at 0, so dashboards and alerts see the series before the first event.
   for (const char* reason : kUpdateRejectionReasons) updates_rejected.Add({{"reason", reason}});
   for (const char* reason : kRegistrationRefusalReasons) registrations_refused.Add({{"reason", reason}});
+  for (const char* rule : kDiscardingRules) updates_discarded.Add({{"rule", rule}});
   for (const char* direction : {"upload", "download"}) {
     transfer_bytes.Add({{"direction", direction}});
     transfer_duration.Add({{"direction", direction}}, duration_buckets());

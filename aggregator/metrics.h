@@ -13,6 +13,9 @@ constexpr const char* kUpdateRejectionReasons[] = {"bad_manifest", "layout_misma
                                                    "incomplete",   "out_of_order",    "no_samples",     "non_finite",
                                                    "stale_base",   "update_norm"};
 
+// The rules that discard whole updates (core/aggregation/krum.cpp).
+constexpr const char* kDiscardingRules[] = {"krum", "multiKrum", "bulyan"};
+
 // Why a registration can be refused (coordinator.cpp).
 constexpr const char* kRegistrationRefusalReasons[] = {"unknown_client", "no_certificate", "no_identity", "identity_mismatch",
                                                        "incompatible_policy", "frozen_digest", "dataset_samples"};
@@ -28,6 +31,8 @@ struct AggregatorMetrics {
   prometheus::Gauge& clients_selected;
   prometheus::Counter& updates_accepted;
   prometheus::Family<prometheus::Counter>& updates_rejected;  // label reason
+  prometheus::Family<prometheus::Counter>& updates_discarded;  // label rule
+  prometheus::Counter& updates_clipped;
   prometheus::Family<prometheus::Counter>& transfer_bytes;    // label direction
   prometheus::Family<prometheus::Histogram>& transfer_duration;  // label direction
   prometheus::Histogram& aggregation_duration;

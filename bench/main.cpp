@@ -1,8 +1,10 @@
 // zk0-bench: the hot paths, each against a baseline measured in the same run.
-//   zk0-bench [--smoke] [transfer|fedavg]...
+//   zk0-bench [--smoke] [transfer|fedavg|robust|decode|samples]...
 //   transfer  a 100M-parameter fp32 update through the real gRPC upload path (SHA-256 manifest,
 //             CRC32C chunks, receiver verification) vs a plain loopback TCP copy of the bytes
 //   fedavg    FedAvg of 8 such updates vs memcpy of the same bytes
+//   robust    median, trimmed mean, Krum, Multi-Krum and Bulyan over 16 such updates (spilled to
+//             disk, blockwise) vs FedAvg of the same updates and memcpy; peak RSS of each
 //   decode    AV1 frames per second of our decoder vs the ffmpeg command line, same 480x640 file
 //   samples   SmolVLA-shaped batches (64 samples, 2 cameras at 480x640) from a LeRobot v3.0 dataset
 //             through the prefetching loader vs building the same batches on one thread
@@ -17,12 +19,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
 #include <filesystem>
 
-#include "aggregator/strategy.h"
+#include "core/aggregation/strategy.h"
 #include "core/data/batch_loader.h"
 #include "core/data/lerobot_dataset.h"
 #include "core/lerobot/synth.h"
@@ -211,7 +214,7 @@ void bench_fedavg(int64_t params, int clients) {
   const uint64_t bytes = updates[0].total_bytes() * static_cast<uint64_t>(clients);
   FederationSpec spec;
   spec.strategy.type = StrategyType::FedAvg;
-  auto strategy = make_strategy(spec);
+  auto strategy = make_strategy(spec, std::filesystem::temp_directory_path() / "zk0-bench-scratch");
   const auto global = std::make_shared<const ParameterSet>(make_update(params, 1));
   Buffer copy(bytes);
   double best_avg = 1e9, best_copy = 1e9;
@@ -226,14 +229,87 @@ void bench_fedavg(int64_t params, int clients) {
     best_copy = std::min(best_copy, seconds_since(start));
     start = Clock::now();
     auto agg = strategy->begin_aggregation(global);
-    for (int i = 0; i < clients; ++i) agg->add(updates[static_cast<size_t>(i)], 1.0 / clients);
-    const ParameterSet out = agg->finish();
+    for (int i = 0; i < clients; ++i) agg->add("c" + std::to_string(i), updates[static_cast<size_t>(i)], 1.0 / clients);
+    const ParameterSet out = agg->finish().parameters;
     best_avg = std::min(best_avg, seconds_since(start));
   }
   const double gb = static_cast<double>(bytes) / 1e9;
   report("fedavg", format("%.2f GB/s of updates folded (%.3f s", gb / best_avg, best_avg) +
                        format(" for %.0f updates), memcpy %.2f GB/s", clients, gb / best_copy),
          best_copy / best_avg, "memcpy", 0.5);
+}
+
+// Peak resident memory since the last reset, in bytes (VmHWM); writing 5 to clear_refs resets it.
+uint64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+// Each rule over `clients` updates made one at a time (so the bench never holds them all, as the
+// aggregator never does): seconds to add them all and finish, and the peak RSS meanwhile.
+void bench_robust(int64_t params, int clients, int f) {
+  const auto global = std::make_shared<const ParameterSet>(make_update(params, 1));
+  const double bytes = static_cast<double>(global->total_bytes()) * clients;
+  const std::string scratch = std::filesystem::temp_directory_path() / ("zk0-bench-" + std::to_string(getpid())) / "scratch";
+  Buffer copy(global->total_bytes());
+  double best_copy = 1e9;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto start = Clock::now();
+    uint64_t offset = 0;
+    for (const auto& t : global->tensors) {
+      std::memcpy(copy.data() + offset, t.bytes.data(), t.bytes.size());
+      offset += t.bytes.size();
+    }
+    best_copy = std::min(best_copy, seconds_since(start));
+  }
+  const double memcpy_gbs = static_cast<double>(global->total_bytes()) / 1e9 / best_copy;
+  const auto run = [&](StrategySpec spec, uint64_t& peak) {
+    reset_peak_rss();
+    auto agg = make_aggregation(spec, global, scratch);
+    double seconds = 0;
+    for (int i = 0; i < clients; ++i) {
+      ParameterSet u = make_update(params, static_cast<uint32_t>(i + 2));
+      // Spread the updates around the global like honest clients' deltas.
+      for (size_t t = 0; t < u.tensors.size(); ++t) {
+        float* x = u.tensors[t].as<float>();
+        const float* g = global->tensors[t].as<float>();
+        for (int64_t k = 0; k < u.tensors[t].numel(); ++k) x[k] = g[k] + 1e-3f * x[k];
+      }
+      const auto start = Clock::now();
+      agg->add("c" + std::to_string(i), u, 1.0 / clients);
+      seconds += seconds_since(start);
+    }
+    const auto start = Clock::now();
+    const AggregationResult result = agg->finish();
+    seconds += seconds_since(start);
+    peak = peak_rss_bytes();  // the whole process: the global, one update being added, buffers, result
+    return seconds;
+  };
+  StrategySpec mean;
+  uint64_t mean_peak = 0;
+  const double mean_seconds = run(mean, mean_peak);
+  std::printf("robust    %d updates: FedAvg %.2f GB/s (%.2f s), memcpy %.2f GB/s, FedAvg peak RSS %.2f GB\n", clients,
+              bytes / 1e9 / mean_seconds, mean_seconds, memcpy_gbs, static_cast<double>(mean_peak) / 1e9);
+  const double one_update_gb = static_cast<double>(global->total_bytes()) / 1e9;
+  for (AggregationRule r : {AggregationRule::Median, AggregationRule::TrimmedMean, AggregationRule::Krum, AggregationRule::MultiKrum,
+                            AggregationRule::Bulyan}) {
+    StrategySpec spec;
+    spec.aggregation.rule = r;
+    spec.aggregation.byzantine = f;
+    spec.aggregation.select = clients - f;
+    spec.aggregation.trim_fraction = 0.2;
+    spec.clipping.quantile = 0.9;
+    uint64_t peak = 0;
+    const double seconds = run(spec, peak);
+    const std::string name = to_string(r);
+    report(name.c_str(),
+           format("%.2f GB/s of updates (%.2f s", bytes / 1e9 / seconds, seconds) +
+               format(", peak RSS %.2f GB = %.1f updates)", static_cast<double>(peak) / 1e9, static_cast<double>(peak) / 1e9 / one_update_gb),
+           mean_seconds / seconds, "FedAvg", 0.1);
+  }
 }
 
 // A LeRobot v3.0 dataset with 2 cameras, written once per run into a temporary folder.
@@ -306,13 +382,13 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--smoke") smoke = true;
-    else if (a == "transfer" || a == "fedavg" || a == "decode" || a == "samples") cases.push_back(a);
+    else if (a == "transfer" || a == "fedavg" || a == "robust" || a == "decode" || a == "samples") cases.push_back(a);
     else {
-      std::cerr << "usage: zk0-bench [--smoke] [transfer|fedavg|decode|samples]...\n";
+      std::cerr << "usage: zk0-bench [--smoke] [transfer|fedavg|robust|decode|samples]...\n";
       return 2;
     }
   }
-  if (cases.empty()) cases = {"transfer", "fedavg", "decode", "samples"};
+  if (cases.empty()) cases = {"transfer", "fedavg", "robust", "decode", "samples"};
   const int64_t params = smoke ? 1'000'000 : 100'000'000;
   std::printf("zk0-bench: %lld fp32 parameters per update%s\n", static_cast<long long>(params), smoke ? " (smoke)" : "");
   int rc = 0;
@@ -320,6 +396,7 @@ int main(int argc, char** argv) {
     for (const auto& c : cases) {
       if (c == "transfer") bench_transfer(params);
       if (c == "fedavg") bench_fedavg(params, smoke ? 2 : 8);
+      if (c == "robust") bench_robust(params, smoke ? 7 : 16, smoke ? 1 : 3);
       if (c == "decode") bench_decode(smoke);
       if (c == "samples") bench_samples(smoke);
     }

@@ -1,11 +1,13 @@
 // zk0: the command line of zk0.
 //   zk0 run FILE.yaml [--fresh]     run a FederationRun on this machine
 //   zk0 validate FILE.yaml          check a spec and print it with every default filled in
+//   zk0 aggregate FILE.yaml ...     apply a spec's strategy to update files
 //   zk0 dataset inspect PATH        look into a LeRobot dataset
 //   zk0 policy run ...              run a SmolVLA checkpoint on recorded inputs
 #include <iostream>
 #include <string>
 
+#include "cli/aggregate_command.h"
 #include "cli/dataset_command.h"
 #include "cli/local_runtime.h"
 #include "cli/policy_command.h"
@@ -19,6 +21,8 @@ int usage() {
   std::cerr << "usage:\n"
                "  zk0 run FILE.yaml [--fresh]   run a FederationRun locally (aggregator + one worker per client)\n"
                "  zk0 validate FILE.yaml        check a FederationRun and print it resolved\n"
+               "  zk0 aggregate FILE.yaml --global G.safetensors --update NAME=U.safetensors... --output OUT.safetensors\n"
+               "                [--weight NAME=W...]  apply the spec's aggregation rule to update files\n"
                "  zk0 dataset inspect PATH [--json]  look into a LeRobot dataset (v2.1, v3.0)\n"
                "  zk0 policy run --pretrained DIR --inputs IN.safetensors --output OUT.safetensors\n"
                "                                run a SmolVLA checkpoint on recorded inputs\n";
@@ -30,6 +34,7 @@ int main(int argc, char** argv) {
   if (argc < 3) return usage();
   const std::string command = argv[1];
   if (command == "dataset") return dataset_command(argc - 1, argv + 1);
+  if (command == "aggregate") return aggregate_command(argc - 1, argv + 1);
   if (command == "policy") return policy_command(argc - 1, argv + 1);
   if (command == "validate" && argc == 3) {
     try {

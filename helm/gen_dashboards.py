@@ -285,13 +285,18 @@ def transport():
                      "Duration of one parameter transfer, by direction.",
                      quantiles("zk0_aggregator_transfer_duration_seconds", ["run", "direction"],
                                "1h", qs=(0.5, 0.95, 0.99)), unit="s", min_=0), 8, 8)
-    b.add(timeseries("Updates accepted and rejected",
-                     "Updates verified and aggregated, and updates refused by reason (damaged "
-                     "chunks or tensors, NaN, stale parameters...).",
+    b.add(timeseries("Updates accepted, rejected, discarded and clipped",
+                     "Updates verified and aggregated; updates refused by reason (damaged "
+                     "chunks or tensors, NaN, stale parameters...); valid updates a robust rule "
+                     "(Krum, Multi-Krum, Bulyan) left out; updates scaled to the clip norm.",
                      [t(f"sum by (run) (increase(zk0_aggregator_updates_accepted_total{{{RUN}}}"
                         "[$__rate_interval]))", "{{run}} accepted"),
                       t(f"sum by (run, reason) (increase(zk0_aggregator_updates_rejected_total{{{RUN}}}"
-                        "[$__rate_interval]))", "{{run}} rejected: {{reason}}")],
+                        "[$__rate_interval]))", "{{run}} rejected: {{reason}}"),
+                      t(f"sum by (run, rule) (increase(zk0_aggregator_updates_discarded_total{{{RUN}}}"
+                        "[$__rate_interval]))", "{{run}} discarded by {{rule}}"),
+                      t(f"sum by (run) (increase(zk0_aggregator_updates_clipped_total{{{RUN}}}"
+                        "[$__rate_interval]))", "{{run}} clipped")],
                      bars=True, min_=0, legend_calcs=("sum",)), 8, 8)
     b.add(timeseries("Hash failures", "Transfers failing a CRC32C or SHA-256 check.",
                      [t(f"sum by (run) (increase(zk0_aggregator_hash_failures_total{{{RUN}}}"

@@ -217,18 +217,36 @@ const std::map<std::string, std::string> kDeterministicRun = {
 // round by round, bit for bit, as the run that was never interrupted: every round's update
 // depends only on that round's global (AdamW restarts each round), and the average does not
 // depend on the order updates arrive in.
-TEST(Federation, ARunKilledAtARandomPointAndResumedIsTheUninterruptedRunBitForBit) {
-  const auto [expected, duration] = uninterrupted("det-a", kDeterministicRun);
-  ASSERT_EQ(expected.size(), 7u);
-  Federation f("det-b", 3, 6, kDeterministicRun);
+// Runs `settings` uninterrupted, then again with the aggregator SIGKILLed at a random point and
+// restarted; expects the same global digests round by round. Returns the interrupted run's outputs.
+std::string killed_and_resumed_equals_uninterrupted(const std::string& tag, const std::map<std::string, std::string>& settings) {
+  const auto [expected, duration] = uninterrupted(tag + "-a", settings);
+  EXPECT_EQ(expected.size(), 7u);
+  Federation f(tag + "-b", 3, 6, settings);
   f.start_aggregator();
   for (const char* n : {"c0", "c1", "c2"}) f.start_worker(n);
   std::this_thread::sleep_for(random_moment(duration));  // the fault's moment, not a wait for a condition
   f.aggregator->signal(SIGKILL);
   f.aggregator->wait(10s);
   f.start_aggregator();
-  ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+  EXPECT_EQ(f.aggregator->wait(180s), 0) << f.logs();
   EXPECT_EQ(f.global_digests(), expected) << f.logs();
+  return f.out;
+}
+
+TEST(Federation, ARunKilledAtARandomPointAndResumedIsTheUninterruptedRunBitForBit) {
+  killed_and_resumed_equals_uninterrupted("det", kDeterministicRun);
+}
+
+// The same with a robust rule over clipped, spilled updates and a server optimiser: FedAdam's
+// moments travel in the checkpoint (strategy_state.safetensors) and a killed round's spilled
+// updates are cleared on restart.
+TEST(Federation, ARobustFedAdamRunKilledAndResumedIsTheUninterruptedRunBitForBit) {
+  auto settings = kDeterministicRun;
+  settings["aggregation"] = "aggregation: {rule: median}\n    clipping: {quantile: 0.9}\n    serverOptimizer: {type: adam, lr: 0.05}";
+  const std::string out = killed_and_resumed_equals_uninterrupted("adam", settings);
+  EXPECT_TRUE(fs::exists(out + "/checkpoints/round_0006/strategy_state.safetensors"));
+  EXPECT_TRUE(fs::is_empty(out + "/scratch"));
 }
 
 // optimizer.state: keep carries AdamW's moments from a client's round to its next; persisted in
@@ -333,6 +351,45 @@ TEST(Federation, ClientsSwappingCertificatesAreRefusedAndCounted) {
   f.start_worker("c0");
   EXPECT_EQ(f.aggregator->wait(120s), 0) << f.logs();
   EXPECT_EQ(f.metrics()["rounds"][2]["clients_accepted"], 2);
+}
+
+// A robust rule in a whole run: Multi-Krum keeping 2 of 3 updates each round leaves one out, and
+// says so in federated_metrics.json, status.json, the metrics and the log.
+TEST(Federation, UpdatesARuleDiscardsAreRecordedEverywhere) {
+  Federation f("multikrum", 3, 3, {{"minFitClients", "3"}, {"minAvailableClients", "3"}, {"localSteps", "150"},
+                                   {"aggregation", "aggregation: {rule: multiKrum, byzantine: 0, select: 2}"}});
+  const std::string port_file = f.dir + "/metrics.port";
+  f.aggregator = std::make_unique<Process>(std::vector<std::string>{bin("zk0-aggregator"), "--spec", f.spec, "--listen", f.address(),
+                                                                    "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file},
+                                           f.dir + "/aggregator.log");
+  for (const char* c : {"c0", "c1", "c2"}) f.start_worker(c);
+  ASSERT_TRUE(wait_until([&] { return file_exists(port_file); }, 30s)) << f.logs();
+  const int port = std::stoi(read_file(port_file));
+  const std::string series = "zk0_aggregator_updates_discarded_total{rule=\"multiKrum\",run=\"test-run\"} ";
+  EXPECT_TRUE(wait_until([&] {
+    const std::string body = http_get(port, "/metrics");
+    const auto at = body.find(series);
+    return at != std::string::npos && std::stod(body.substr(at + series.size())) >= 1;
+  }, 120s)) << http_get(port, "/metrics") << f.logs();
+  ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+  const auto rounds = f.metrics()["rounds"];
+  ASSERT_EQ(rounds.size(), 4u);
+  for (int r = 1; r <= 3; ++r) {
+    EXPECT_EQ(rounds[r]["aggregation_rule"], "multiKrum");
+    EXPECT_EQ(rounds[r]["clients_accepted"], 2);
+    EXPECT_EQ(rounds[r]["clients_discarded"], 1);
+    int discarded = 0;
+    for (const auto& c : rounds[r]["clients"]) {
+      if (c["status"] != "discarded") continue;
+      ++discarded;
+      EXPECT_NE(c["reason"].get<std::string>().find("multiKrum: score"), std::string::npos) << c.dump();
+      EXPECT_GT(c["distance_from_global"].get<double>(), 0) << "a discarded update is still described";
+    }
+    EXPECT_EQ(discarded, 1) << rounds[r].dump();
+  }
+  EXPECT_EQ(f.status()["discarded_updates"]["multiKrum"], 3);
+  EXPECT_NE(f.aggregator->log().find("event=update_discarded"), std::string::npos);
+  EXPECT_TRUE(fs::is_empty(f.out + "/scratch")) << "the rounds' spilled updates are removed";
 }
 
 TEST(Federation, MutualTlsRunCompletes) {

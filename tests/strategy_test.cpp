@@ -6,11 +6,19 @@
 #include <cstring>
 #include <set>
 
-#include "aggregator/strategy.h"
+#include "core/aggregation/strategy.h"
 
 using namespace zk0;
 
 namespace {
+
+std::string scratch() { return testing::TempDir() + "zk0-strategy-scratch"; }
+
+// A fresh client name for each update: a rule takes one update per client.
+std::string next_client() {
+  static int n = 0;
+  return "client-" + std::to_string(n++);
+}
 
 ParameterSet update(std::vector<float> w, std::vector<float> b) {
   ParameterSet p;
@@ -37,12 +45,12 @@ FederationSpec spec_with(StrategyType type, double mu) {
 }  // namespace
 
 TEST(FedAvg, GlobalPlusTheWeightedMeanOfTheDeltas) {
-  auto strategy = make_strategy(spec_with(StrategyType::FedAvg, 0));
+  auto strategy = make_strategy(spec_with(StrategyType::FedAvg, 0), scratch());
   const ParameterSet global = update({1, 1, 1, 1}, {0.5f, 0});
   auto agg = strategy->begin_aggregation(std::make_shared<ParameterSet>(global));
-  agg->add(update({1, 2, 3, 4}, {10, 20}), 0.25);   // a quarter of the round's samples
-  agg->add(update({5, 6, 7, 8}, {-10, 0}), 0.75);
-  const ParameterSet out = agg->finish();
+  agg->add(next_client(), update({1, 2, 3, 4}, {10, 20}), 0.25);   // a quarter of the round's samples
+  agg->add(next_client(), update({5, 6, 7, 8}, {-10, 0}), 0.75);
+  const ParameterSet out = agg->finish().parameters;
   // g + (0.25 (a - g) + 0.75 (b - g)) / 1 = 0.25 a + 0.75 b
   const float expected_w[] = {4, 5, 6, 7}, expected_b[] = {-5, 5};
   for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(out.tensors[0].as<float>()[i], expected_w[i]);
@@ -53,11 +61,11 @@ TEST(FedAvg, GlobalPlusTheWeightedMeanOfTheDeltas) {
 TEST(FedAvg, AClientThatDroppedOutLeavesTheOthersAveraged) {
   // Weights are shares of the round's planned samples; with one of three missing, the mean is
   // over the two that arrived.
-  auto strategy = make_strategy(spec_with(StrategyType::FedAvg, 0));
+  auto strategy = make_strategy(spec_with(StrategyType::FedAvg, 0), scratch());
   auto agg = strategy->begin_aggregation(std::make_shared<ParameterSet>(update({0, 0, 0, 0}, {0, 0})));
-  agg->add(update({2, 2, 2, 2}, {2, 2}), 1.0 / 3);
-  agg->add(update({4, 4, 4, 4}, {4, 4}), 1.0 / 3);
-  const ParameterSet out = agg->finish();
+  agg->add(next_client(), update({2, 2, 2, 2}, {2, 2}), 1.0 / 3);
+  agg->add(next_client(), update({4, 4, 4, 4}, {4, 4}), 1.0 / 3);
+  const ParameterSet out = agg->finish().parameters;
   for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(out.tensors[0].as<float>()[i], 3.0f);
 }
 
@@ -76,11 +84,11 @@ TEST(FedAvg, TheResultIsTheSameBitForBitWhateverOrderUpdatesArriveIn) {
   const double weights[] = {0.2, 0.3, 0.5};
   std::vector<int> order = {0, 1, 2};
   std::vector<std::vector<float>> results;
-  auto strategy = make_strategy(spec_with(StrategyType::FedAvg, 0));
+  auto strategy = make_strategy(spec_with(StrategyType::FedAvg, 0), scratch());
   do {
     auto agg = strategy->begin_aggregation(std::make_shared<ParameterSet>(global));
-    for (int k : order) agg->add(updates[static_cast<size_t>(k)], weights[k]);
-    const ParameterSet out = agg->finish();
+    for (int k : order) agg->add("c" + std::to_string(k), updates[static_cast<size_t>(k)], weights[k]);
+    const ParameterSet out = agg->finish().parameters;
     results.emplace_back(out.tensors[0].as<float>(), out.tensors[0].as<float>() + n);
   } while (std::next_permutation(order.begin(), order.end()));
   for (const auto& r : results) EXPECT_EQ(std::memcmp(r.data(), results[0].data(), n * sizeof(float)), 0);
@@ -97,19 +105,19 @@ TEST(FedAvg, TheResultIsTheSameBitForBitWhateverOrderUpdatesArriveIn) {
 TEST(FedAvg, RejectsMismatchedLayoutBadWeightsAndDeltasBeyondTheBound) {
   FederationSpec spec = spec_with(StrategyType::FedAvg, 0);
   spec.strategy.max_update_norm = 10;
-  auto strategy = make_strategy(spec);
+  auto strategy = make_strategy(spec, scratch());
   const ParameterSet global = update({0, 0, 0, 0}, {0, 0});
   auto agg = strategy->begin_aggregation(std::make_shared<ParameterSet>(global));
   ParameterSet wrong = update({1, 2, 3, 4}, {1, 2});
   wrong.tensors[1].name = "bias";
-  EXPECT_THROW(agg->add(wrong, 0.5), std::invalid_argument);
-  EXPECT_THROW(agg->add(update({1, 2, 3, 4}, {1, 2}), 0), std::invalid_argument);
-  EXPECT_THROW(agg->add(update({1, 2, 3, 4}, {1, 2}), 1.5), std::invalid_argument);
+  EXPECT_THROW(agg->add(next_client(), wrong, 0.5), std::invalid_argument);
+  EXPECT_THROW(agg->add(next_client(), update({1, 2, 3, 4}, {1, 2}), 0), std::invalid_argument);
+  EXPECT_THROW(agg->add(next_client(), update({1, 2, 3, 4}, {1, 2}), 1.5), std::invalid_argument);
   EXPECT_THROW(agg->finish(), std::logic_error);
-  agg->add(update({1, 2, 3, 4}, {1, 2}), 0.75);
-  EXPECT_THROW(agg->add(update({1, 2, 3, 4}, {1, 2}), 0.5), std::invalid_argument);  // the round's weights exceed 1
+  agg->add(next_client(), update({1, 2, 3, 4}, {1, 2}), 0.75);
+  EXPECT_THROW(agg->add(next_client(), update({1, 2, 3, 4}, {1, 2}), 0.5), std::invalid_argument);  // the round's weights exceed 1
   auto bounded = strategy->begin_aggregation(std::make_shared<ParameterSet>(global));
-  EXPECT_THROW(bounded->add(update({1, 2, 3, 40}, {1, 2}), 0.5), std::logic_error);  // |40| beyond max|global| + 10
+  EXPECT_THROW(bounded->add(next_client(), update({1, 2, 3, 40}, {1, 2}), 0.5), std::logic_error);  // |40| beyond max|global| + 10
 }
 
 TEST(FedAvg, ThreadedKernelMatchesSerial) {
@@ -128,12 +136,12 @@ TEST(FedAvg, ThreadedKernelMatchesSerial) {
 }
 
 TEST(FedProx, ConfigureSendsMuAndLocalSteps) {
-  auto prox = make_strategy(spec_with(StrategyType::FedProx, 0.01));
+  auto prox = make_strategy(spec_with(StrategyType::FedProx, 0.01), scratch());
   const RoundPlan plan = prox->configure_round(1, 1, {"a", "b", "c", "d"});
   EXPECT_DOUBLE_EQ(plan.proximal_mu, 0.01);
   EXPECT_EQ(plan.local_steps, 7);
   EXPECT_EQ(plan.clients.size(), 2u);
-  auto avg = make_strategy(spec_with(StrategyType::FedAvg, 0));
+  auto avg = make_strategy(spec_with(StrategyType::FedAvg, 0), scratch());
   EXPECT_DOUBLE_EQ(avg->configure_round(1, 1, {"a", "b"}).proximal_mu, 0.0);
 }
 
@@ -176,10 +184,10 @@ TEST(MuSchedule, ConstantStepAndAdaptive) {
 TEST(MuSchedule, AdaptiveStrategyLearnsFromEvaluations) {
   FederationSpec spec = spec_with(StrategyType::FedProx, 0.01);
   spec.strategy.mu_schedule = MuScheduleType::Adaptive;
-  auto strategy = make_strategy(spec);
+  auto strategy = make_strategy(spec, scratch());
   for (double loss : {1.0, 1.0, 1.1}) strategy->on_evaluation(0, loss);
   EXPECT_DOUBLE_EQ(strategy->configure_round(4, 1, {"a", "b"}).proximal_mu, 0.011);
-  auto restored = make_strategy(spec);
-  restored->restore(strategy->state());  // what a checkpoint carries
+  auto restored = make_strategy(spec, scratch());
+  restored->restore(strategy->state(), strategy->state_tensors());  // what a checkpoint carries
   EXPECT_DOUBLE_EQ(restored->configure_round(4, 1, {"a", "b"}).proximal_mu, 0.011);
 }

@@ -255,7 +255,7 @@ TEST(Training, EveryOptimizerKnobChangesTheUpdate) {
 // aggregator computes from the spec: exercised that way, not by passing them to the trainer.
 TEST(Training, SeedAndLocalStepsComeFromTheSpecThroughTheInstruction) {
   const auto train_as_instructed = [](const FederationSpec& spec) {
-    const RoundPlan plan = make_strategy(spec)->configure_round(1, 1, {"c0", "c1"});
+    const RoundPlan plan = make_strategy(spec, testing::TempDir())->configure_round(1, 1, {"c0", "c1"});
     LocalTrainer trainer(spec, spec.clients[0]);
     trainer.open_dataset();
     return trainer.train_round(to_parameter_set(trainer.policy().trainable_parameters()),

@@ -316,6 +316,27 @@ const char* to_string(MuScheduleType v) {
   return "constant";
 }
 
+const char* to_string(AggregationRule v) {
+  switch (v) {
+    case AggregationRule::Mean: return "mean";
+    case AggregationRule::Median: return "median";
+    case AggregationRule::TrimmedMean: return "trimmedMean";
+    case AggregationRule::Krum: return "krum";
+    case AggregationRule::MultiKrum: return "multiKrum";
+    case AggregationRule::Bulyan: return "bulyan";
+  }
+  return "mean";
+}
+const char* to_string(ServerOptimizerType v) {
+  switch (v) {
+    case ServerOptimizerType::None: return "none";
+    case ServerOptimizerType::AvgM: return "avgm";
+    case ServerOptimizerType::Adam: return "adam";
+    case ServerOptimizerType::Yogi: return "yogi";
+    case ServerOptimizerType::Adagrad: return "adagrad";
+  }
+  return "none";
+}
 const char* to_string(OptimizerState v) { return v == OptimizerState::Reset ? "reset" : "keep"; }
 
 bool looks_like_hub_id(const std::string& s) {
@@ -343,6 +364,95 @@ const ClientSpec& FederationSpec::client(const std::string& client_name) const {
 
 namespace {
 FederationSpec parse_yaml(const std::string& yaml_text);
+}  // namespace
+
+namespace {
+
+// spec.strategy.aggregation and spec.strategy.clipping. A round aggregates at least minFitClients
+// updates, so each rule's minimum is checked against it: what passes here cannot fail for want
+// of updates at run time.
+void read_aggregation(Fields& strategy, StrategySpec& st, std::vector<std::string>& problems) {
+  const int n = st.min_fit_clients;
+  const std::string fit = strategy.path("minFitClients");
+  if (strategy.has("aggregation")) {
+    Fields a(strategy.node("aggregation"), strategy.path("aggregation"), problems);
+    auto& ag = st.aggregation;
+    a.get_enum("rule", ag.rule,
+               names_of({AggregationRule::Mean, AggregationRule::Median, AggregationRule::TrimmedMean, AggregationRule::Krum,
+                         AggregationRule::MultiKrum, AggregationRule::Bulyan}));
+    const std::string rule = to_string(ag.rule);
+    const bool krum_family = ag.rule == AggregationRule::Krum || ag.rule == AggregationRule::MultiKrum || ag.rule == AggregationRule::Bulyan;
+    a.get("byzantine", ag.byzantine, krum_family);
+    a.get("select", ag.select, ag.rule == AggregationRule::MultiKrum);
+    a.get("trimFraction", ag.trim_fraction, ag.rule == AggregationRule::TrimmedMean);
+    if (!krum_family && a.has("byzantine")) a.problem(a.path("byzantine"), "only applies to krum, multiKrum and bulyan");
+    if (ag.rule != AggregationRule::MultiKrum && a.has("select")) a.problem(a.path("select"), "only applies to multiKrum");
+    if (ag.rule != AggregationRule::TrimmedMean && a.has("trimFraction")) a.problem(a.path("trimFraction"), "only applies to trimmedMean");
+    const int f = ag.byzantine;
+    if (krum_family && f < 0) a.problem(a.path("byzantine"), "must not be negative");
+    if (krum_family && f >= 0) {
+      // Krum scores each update by its n - f - 2 nearest others: with n <= 2f + 2 an attacker's f
+      // updates can outnumber the honest neighbours. Bulyan needs n >= 4f + 3 (El Mhamdi et al.).
+      const int needed = ag.rule == AggregationRule::Bulyan ? 4 * f + 3 : 2 * f + 3;
+      if (n < needed)
+        strategy.problem(fit, std::to_string(n) + " is too few for " + rule + " with byzantine " + std::to_string(f) + ": it needs at least " +
+                                  std::to_string(needed) + (ag.rule == AggregationRule::Bulyan ? " (4f + 3)" : " (2f + 3)"));
+    }
+    if (ag.rule == AggregationRule::MultiKrum && a.has("select") && (ag.select < 1 || ag.select > n - f))
+      a.problem(a.path("select"), "must be in [1, minFitClients - byzantine] = [1, " + std::to_string(n - f) + "] (got " +
+                                      std::to_string(ag.select) + ")");
+    if (ag.rule == AggregationRule::TrimmedMean && a.has("trimFraction")) {
+      if (!(ag.trim_fraction > 0 && ag.trim_fraction < 0.5)) {
+        a.problem(a.path("trimFraction"), "must be in (0, 0.5)");
+      } else if (static_cast<int>(std::floor(ag.trim_fraction * n)) < 1) {
+        // Flower's FedTrimmedAvg trims int(beta * n) and so, with few clients, silently nothing.
+        a.problem(a.path("trimFraction"), "trims nothing with minFitClients " + std::to_string(n) + " (floor(" +
+                                              std::to_string(ag.trim_fraction) + " * " + std::to_string(n) + ") = 0): use at least " +
+                                              std::to_string(1.0 / n) + " or more clients");
+      }
+    }
+  }
+  if (strategy.has("serverOptimizer")) {
+    Fields o(strategy.node("serverOptimizer"), strategy.path("serverOptimizer"), problems);
+    auto& so = st.server_optimizer;
+    o.get_enum("type", so.type,
+               names_of({ServerOptimizerType::AvgM, ServerOptimizerType::Adam, ServerOptimizerType::Yogi, ServerOptimizerType::Adagrad}));
+    if (!o.has("type")) o.problem(o.path("type"), "is required");
+    o.get("lr", so.learning_rate);
+    if (!o.has("lr"))
+      so.learning_rate = so.type == ServerOptimizerType::AvgM ? 1.0 : so.type == ServerOptimizerType::Yogi ? 0.01 : 0.1;
+    require(so.learning_rate > 0 && std::isfinite(so.learning_rate), o, "lr", "must be a positive number");
+    o.get("momentum", so.momentum);
+    if (o.has("momentum") && so.type != ServerOptimizerType::AvgM) o.problem(o.path("momentum"), "only applies to avgm");
+    require(so.momentum >= 0 && so.momentum < 1, o, "momentum", "must be in [0, 1)");
+    std::vector<double> betas;
+    o.get_list("betas", betas);
+    if (o.has("betas")) {
+      if (so.type != ServerOptimizerType::Adam && so.type != ServerOptimizerType::Yogi) o.problem(o.path("betas"), "only applies to adam and yogi");
+      if (betas.size() != 2 || betas[0] < 0 || betas[0] >= 1 || betas[1] < 0 || betas[1] >= 1)
+        o.problem(o.path("betas"), "must be two numbers in [0, 1)");
+      else so.betas = {betas[0], betas[1]};
+    }
+    o.get("tau", so.tau);
+    if (o.has("tau") && so.type == ServerOptimizerType::AvgM) o.problem(o.path("tau"), "only applies to adam, yogi and adagrad");
+    require(so.tau > 0 && std::isfinite(so.tau), o, "tau", "must be a positive number");
+  }
+  if (strategy.has("clipping")) {
+    Fields c(strategy.node("clipping"), strategy.path("clipping"), problems);
+    auto& cl = st.clipping;
+    c.get("norm", cl.norm);
+    c.get("quantile", cl.quantile);
+    if (c.has("norm") == c.has("quantile")) {
+      c.problem(strategy.path("clipping"), "set exactly one of norm or quantile");
+    } else if (c.has("norm")) {
+      require(cl.norm > 0 && std::isfinite(cl.norm), c, "norm", "must be a positive number");
+      require(!(cl.norm > st.max_update_norm), c, "norm", "is above spec.strategy.maxUpdateNorm, which rejects such updates first");
+    } else {
+      require(cl.quantile > 0 && cl.quantile <= 1, c, "quantile", "must be in (0, 1]");
+    }
+  }
+}
+
 }  // namespace
 
 FederationSpec parse_spec(const std::string& yaml_text) {
@@ -532,6 +642,7 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
     if (!spec.clients.empty() && st.min_available_clients > static_cast<int>(spec.clients.size()))
       f.problem(f.path("minAvailableClients"), std::to_string(st.min_available_clients) + " exceeds the " +
                                                    std::to_string(spec.clients.size()) + " clients listed");
+    read_aggregation(f, st, problems);
   }
 
   // policy
@@ -768,6 +879,27 @@ std::string to_yaml(const FederationSpec& spec) {
   sn["roundTimeoutSeconds"] = st.round_timeout_seconds;
   sn["maxRoundAttempts"] = st.max_round_attempts;
   sn["maxUpdateNorm"] = st.max_update_norm;
+  const auto& ag = st.aggregation;
+  sn["aggregation"]["rule"] = to_string(ag.rule);
+  if (ag.rule == AggregationRule::Krum || ag.rule == AggregationRule::MultiKrum || ag.rule == AggregationRule::Bulyan)
+    sn["aggregation"]["byzantine"] = ag.byzantine;
+  if (ag.rule == AggregationRule::MultiKrum) sn["aggregation"]["select"] = ag.select;
+  if (ag.rule == AggregationRule::TrimmedMean) sn["aggregation"]["trimFraction"] = ag.trim_fraction;
+  const auto& so = st.server_optimizer;
+  if (so.type != ServerOptimizerType::None) {
+    YAML::Node on = sn["serverOptimizer"];
+    on["type"] = to_string(so.type);
+    on["lr"] = so.learning_rate;
+    if (so.type == ServerOptimizerType::AvgM) on["momentum"] = so.momentum;
+    if (so.type == ServerOptimizerType::Adam || so.type == ServerOptimizerType::Yogi) {
+      on["betas"].push_back(so.betas[0]);
+      on["betas"].push_back(so.betas[1]);
+      on["betas"].SetStyle(YAML::EmitterStyle::Flow);
+    }
+    if (so.type != ServerOptimizerType::AvgM) on["tau"] = so.tau;
+  }
+  if (st.clipping.norm > 0) sn["clipping"]["norm"] = st.clipping.norm;
+  if (st.clipping.quantile > 0) sn["clipping"]["quantile"] = st.clipping.quantile;
   YAML::Node pn = s["policy"];
   pn["type"] = spec.policy.type;
   if (!spec.policy.config.empty()) pn["config"] = json_to_yaml(spec.policy.config);

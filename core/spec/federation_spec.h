@@ -140,6 +140,35 @@ struct TrainingSpec {
 
 enum class StrategyType { FedAvg, FedProx };
 enum class MuScheduleType { Constant, Step, Adaptive };
+enum class AggregationRule { Mean, Median, TrimmedMean, Krum, MultiKrum, Bulyan };
+
+// How the server combines a round's updates (deltas from its global). mean: weighted by the
+// server's weights (FedAvg). The others resist Byzantine clients; see core/aggregation/.
+struct AggregationSpec {
+  AggregationRule rule = AggregationRule::Mean;
+  int byzantine = 0;           // f, the Byzantine updates tolerated: krum, multiKrum, bulyan
+  int select = 0;              // m, the updates Multi-Krum averages
+  double trim_fraction = 0;    // trimmedMean: floor(fraction * n) values cut from each tail
+};
+
+enum class ServerOptimizerType { None, AvgM, Adam, Yogi, Adagrad };
+
+// FedOpt (Reddi et al. 2021) on the server: a step along aggregate - global instead of the jump.
+struct ServerOptimizerSpec {
+  ServerOptimizerType type = ServerOptimizerType::None;
+  double learning_rate = 0;                // eta; unset: avgm 1.0, adam 0.1, yogi 0.01, adagrad 0.1 (Flower's)
+  double momentum = 0.9;                   // avgm
+  std::array<double, 2> betas{0.9, 0.99};  // adam, yogi
+  double tau = 1e-3;                       // adam, yogi, adagrad: keeps the step finite where v is 0
+};
+
+// Norm bounding before the rule: every delta longer than the round's clip norm is scaled to it.
+// The clip norm is `norm`, or the `quantile` of the round's delta norms (nearest rank).
+struct ClippingSpec {
+  double norm = 0;      // 0: not a fixed norm
+  double quantile = 0;  // 0: not a quantile
+  bool enabled() const { return norm > 0 || quantile > 0; }
+};
 
 struct StrategySpec {
   StrategyType type = StrategyType::FedProx;
@@ -156,6 +185,9 @@ struct StrategySpec {
   // An update farther than this (L2) from the round's global parameters is rejected
   // (update_norm): it bounds what one client can move the average by, and keeps every sum finite.
   double max_update_norm = 1e4;
+  AggregationSpec aggregation;
+  ClippingSpec clipping;
+  ServerOptimizerSpec server_optimizer;
 };
 
 struct PolicySpec {
@@ -240,6 +272,8 @@ const char* to_string(LrScheduleType v);
 const char* to_string(Precision v);
 const char* to_string(StrategyType v);
 const char* to_string(MuScheduleType v);
+const char* to_string(AggregationRule v);
+const char* to_string(ServerOptimizerType v);
 const char* to_string(OptimizerState v);
 
 // A Hugging Face Hub id (owner/name) rather than a local folder.

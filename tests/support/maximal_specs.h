@@ -58,6 +58,9 @@ spec:
     roundTimeoutSeconds: 10
     maxRoundAttempts: 2
     maxUpdateNorm: 100
+    aggregation: {rule: median}
+    clipping: {quantile: 0.9}
+    serverOptimizer: {type: adam, lr: 0.05, betas: [0.9, 0.999], tau: 1.0e-4}
   policy: {type: flow-matching-mlp, config: {hiddenDim: 8}, pretrained: /models/x, train: [all]}
   checkpoints: {everyRounds: 1, keepLast: 2, signingKeyFile: /keys/checkpoint}
   transport: {chunkSize: 1Mi, maxMessageSize: 2Mi, transferAttempts: 2, tls: {caFile: ca, certFile: c, keyFile: k, mutual: true}}
@@ -82,6 +85,31 @@ spec:
   strategy: {minFitClients: 1, minAvailableClients: 1}
   checkpoints: {signingKeySecret: run-key}
   transport: {tls: {secretName: run-tls, mutual: true}}
+)",
+    R"(apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata: {name: multi-krum}
+spec:
+  rounds: 1
+  clients: [{name: a, dataset: {path: /a}}, {name: b, dataset: {path: /b}}, {name: c, dataset: {path: /c}},
+            {name: d, dataset: {path: /d}}, {name: e, dataset: {path: /e}}]
+  evaluation: {dataset: {path: /eval}}
+  strategy:
+    minFitClients: 5
+    minAvailableClients: 5
+    aggregation: {rule: multiKrum, byzantine: 1, select: 3}
+    clipping: {norm: 50}
+    serverOptimizer: {type: avgm, lr: 1.0, momentum: 0.5}
+)",
+    R"(apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata: {name: trimmed-mean}
+spec:
+  rounds: 1
+  clients: [{name: a, dataset: {path: /a}}, {name: b, dataset: {path: /b}}, {name: c, dataset: {path: /c}},
+            {name: d, dataset: {path: /d}}]
+  evaluation: {dataset: {path: /eval}}
+  strategy: {minFitClients: 4, minAvailableClients: 4, aggregation: {rule: trimmedMean, trimFraction: 0.25}}
 )"};
 
 

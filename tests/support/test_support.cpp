@@ -163,7 +163,8 @@ const std::map<std::string, std::string> kSmallSpecDefaults = {
     {"roundTimeoutSeconds", "60"}, {"maxRoundAttempts", "3"}, {"evalEvery", "1"},
     {"checkpointEvery", "1"},   {"keepLast", "0"},            {"chunkSize", "4Mi"},
     {"transferAttempts", "3"},  {"tls", ""},                  {"hiddenDim", "64"},
-    {"episodeLength", "40"},    {"clientExtra", ""},          {"optimizerState", "reset"}};
+    {"episodeLength", "40"},    {"clientExtra", ""},          {"optimizerState", "reset"},
+    {"aggregation", ""}};
 
 const char* kSmallSpec = R"(apiVersion: zk0.io/v1alpha1
 kind: FederationRun
@@ -194,6 +195,7 @@ ${clients}
     startTimeoutSeconds: ${startTimeoutSeconds}
     roundTimeoutSeconds: ${roundTimeoutSeconds}
     maxRoundAttempts: ${maxRoundAttempts}
+    ${aggregation}
   policy:
     type: flow-matching-mlp
     config: {chunkSize: 5, hiddenDim: ${hiddenDim}, layers: 2}

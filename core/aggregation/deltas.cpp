@@ -1,0 +1,55 @@
+#include "core/aggregation/deltas.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace zk0 {
+
+double distance_from(const ParameterSet& update, const ParameterSet& global, std::string& bad) {
+  double sum = 0;
+  for (size_t i = 0; i < update.tensors.size(); ++i) {
+    const float* x = update.tensors[i].as<float>();
+    const float* g = global.tensors[i].as<float>();
+    double tensor_sum = 0;
+    bool finite = true;
+    for (int64_t k = 0, n = update.tensors[i].numel(); k < n; ++k) {
+      finite &= std::isfinite(x[k]);
+      const double d = static_cast<double>(x[k]) - g[k];
+      tensor_sum += d * d;
+    }
+    if (!finite) {
+      bad = update.tensors[i].name;
+      return NAN;
+    }
+    sum += tensor_sum;
+  }
+  return std::sqrt(sum);
+}
+
+bool all_finite(const ParameterSet& p, std::string& bad) {
+  for (const auto& t : p.tensors) {
+    const float* x = t.as<float>();
+    bool finite = true;
+    for (int64_t k = 0, n = t.numel(); k < n; ++k) finite &= std::isfinite(x[k]);
+    if (!finite) {
+      bad = t.name;
+      return false;
+    }
+  }
+  return true;
+}
+
+void check_same_layout(const ParameterSet& update, const ParameterSet& global, const std::string& who) {
+  if (update.tensors.size() != global.tensors.size())
+    throw std::invalid_argument(who + ": update has " + std::to_string(update.tensors.size()) + " tensors, the global " +
+                                std::to_string(global.tensors.size()));
+  for (size_t i = 0; i < global.tensors.size(); ++i) {
+    const Tensor& g = global.tensors[i];
+    const Tensor& x = update.tensors[i];
+    if (x.name != g.name || x.shape != g.shape || x.dtype != DType::F32 || g.dtype != DType::F32)
+      throw std::invalid_argument(who + ": tensor '" + x.name + "' does not match '" + g.name + "' " + shape_string(g.shape) +
+                                  " F32");
+  }
+}
+
+}  // namespace zk0
