@@ -335,12 +335,9 @@ void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const 
     };
     if (report.samples == 0 || report.steps == 0 || p.weight <= 0) throw reject("no_samples", "update reports no trained samples");
     if (!std::isfinite(report.loss)) throw reject("non_finite", "reported loss is not finite");
-    std::string bad;
-    const double norm = distance_from(update, global_->parameters, bad);
-    if (!bad.empty()) throw reject("non_finite", "tensor '" + bad + "' holds NaN or infinity");
-    if (!(norm <= spec_.strategy.max_update_norm))
-      throw reject("update_norm", "update is " + std::to_string(norm) + " from the global parameters, more than spec.strategy.maxUpdateNorm (" +
-                                      std::to_string(spec_.strategy.max_update_norm) + ")");
+    const UpdateCheck check = check_update(update, global_->parameters, spec_.strategy.max_update_norm);
+    if (!check.ok()) throw reject(check.reason, check.message);
+    const double norm = check.norm;
     p.status = "aggregating";
     p.report = report;
     p.bytes_uploaded = bytes_uploaded;

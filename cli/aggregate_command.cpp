@@ -111,12 +111,8 @@ int aggregate_command(int argc, char** argv) {
       } catch (const std::invalid_argument& e) {
         throw InvalidInput(path + ": " + e.what() + " (the layout of " + global_path + ")");
       }
-      std::string bad;
-      const double norm = distance_from(update, *global, bad);
-      if (!bad.empty()) throw InvalidInput(path + ": tensor '" + bad + "' holds NaN or infinity");
-      if (!(norm <= spec.strategy.max_update_norm))
-        throw InvalidInput(path + ": the update is " + std::to_string(norm) + " from the global, more than spec.strategy.maxUpdateNorm (" +
-                           std::to_string(spec.strategy.max_update_norm) + ")");
+      const UpdateCheck check = check_update(update, *global, spec.strategy.max_update_norm);
+      if (!check.ok()) throw InvalidInput(path + ": " + check.message);
       const double weight = weights.empty() ? 1.0 / static_cast<double>(updates.size()) : weights.at(name);
       try {
         aggregation->add(name, update, weight);

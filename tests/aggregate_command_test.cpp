@@ -83,7 +83,7 @@ TEST(AggregateCommand, RefusesWhatTheAggregatorWouldRefuseNamingTheFile) {
   std::vector<Case> cases;
   cases.push_back({"NaN", point({NAN}), "c4.safetensors: tensor 'w' holds NaN or infinity"});
   cases.push_back({"layout", point({1}, "bias"), "c4.safetensors: layout: tensor 'bias' does not match 'w'"});
-  cases.push_back({"norm", point({1e5f}), "c4.safetensors: the update is 100000.000000 from the global, more than spec.strategy.maxUpdateNorm"});
+  cases.push_back({"norm", point({1e5f}), "c4.safetensors: update is 100000.000000 from the global parameters, more than spec.strategy.maxUpdateNorm"});
   for (auto& c : cases) {
     Files f("aggregation: {rule: median}");
     for (int i = 0; i < 4; ++i) f.update("c" + std::to_string(i), point({static_cast<float>(i)}));

@@ -14,24 +14,14 @@ namespace zk0 {
 
 namespace {
 
-std::vector<size_t> all_members(const SpilledRound& round) {
-  std::vector<size_t> m(round.size());
-  for (size_t i = 0; i < m.size(); ++i) m[i] = i;
-  return m;
-}
-
 class ClippedMean final : public SpilledAggregation {
  public:
   using SpilledAggregation::SpilledAggregation;
 
  private:
   void combine(const SpilledRound& round, AggregationResult& result) override {
-    double total = 0;
-    for (double w : round.weights) total += w;
-    std::vector<double> share;
-    for (double w : round.weights) share.push_back(w / total);
-    // Summed in client-name order, so the result does not depend on arrival order.
-    result.parameters = combine_blockwise(round, all_members(round), weighted_mean(share));
+    const std::vector<size_t> everyone = all_members(round);
+    result.parameters = combine_blockwise(round, everyone, weighted_mean(round, everyone));
   }
 };
 

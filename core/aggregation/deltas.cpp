@@ -39,6 +39,21 @@ bool all_finite(const ParameterSet& p, std::string& bad) {
   return true;
 }
 
+UpdateCheck check_update(const ParameterSet& update, const ParameterSet& global, double max_update_norm) {
+  UpdateCheck c;
+  std::string bad;
+  c.norm = distance_from(update, global, bad);
+  if (!bad.empty()) {
+    c.reason = "non_finite";
+    c.message = "tensor '" + bad + "' holds NaN or infinity";
+  } else if (!(c.norm <= max_update_norm)) {
+    c.reason = "update_norm";
+    c.message = "update is " + std::to_string(c.norm) + " from the global parameters, more than spec.strategy.maxUpdateNorm (" +
+                std::to_string(max_update_norm) + ")";
+  }
+  return c;
+}
+
 void check_same_layout(const ParameterSet& update, const ParameterSet& global, const std::string& who) {
   if (update.tensors.size() != global.tensors.size())
     throw std::invalid_argument(who + ": update has " + std::to_string(update.tensors.size()) + " tensors, the global " +

@@ -13,6 +13,16 @@ double distance_from(const ParameterSet& update, const ParameterSet& global, std
 // False, with `bad` naming the tensor, when a parameter is NaN or infinite.
 bool all_finite(const ParameterSet& p, std::string& bad);
 
+// What the aggregator checks of every update's content before a rule sees it: finite, and no
+// farther than `max_update_norm` (spec.strategy.maxUpdateNorm) from the global. `reason` is
+// empty when it passes, else non_finite or update_norm, with `message` saying why.
+struct UpdateCheck {
+  double norm = 0;
+  std::string reason, message;
+  bool ok() const { return reason.empty(); }
+};
+UpdateCheck check_update(const ParameterSet& update, const ParameterSet& global, double max_update_norm);
+
 // Throws std::invalid_argument, prefixed with `who`, unless `update` has the layout of `global`
 // (the same F32 tensors, names and shapes, in the same order).
 void check_same_layout(const ParameterSet& update, const ParameterSet& global, const std::string& who);

@@ -9,7 +9,6 @@
 // score go to the client whose name sorts first, so the selection never depends on timing.
 #include <algorithm>
 #include <numeric>
-#include <sstream>
 #include <stdexcept>
 
 #include "core/aggregation/rules.h"
@@ -17,13 +16,6 @@
 namespace zk0 {
 
 namespace {
-
-std::string number(double v) {
-  std::ostringstream s;
-  s.precision(6);
-  s << v;
-  return s.str();
-}
 
 // Krum's score of each of `alive` (indices into the round) among `alive`: the sum of its
 // max(1, |alive| - f - 2) smallest squared distances to the others.
@@ -67,21 +59,15 @@ class MultiKrum final : public SpilledAggregation {
   void combine(const SpilledRound& round, AggregationResult& result) override {
     const size_t n = round.size();
     const std::vector<double> distances = pairwise_squared_distances(round);
-    std::vector<size_t> everyone(n);
-    std::iota(everyone.begin(), everyone.end(), size_t{0});
-    const std::vector<double> scores = krum_scores(distances, n, everyone, f());
+    const std::vector<double> scores = krum_scores(distances, n, all_members(round), f());
     const std::vector<size_t> order = by_score(scores);
     std::vector<size_t> selected(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(select_));
     std::sort(selected.begin(), selected.end());
     const double cutoff = scores[order[select_ - 1]];
     for (size_t r = select_; r < n; ++r)
-      discard(result, order[r], rule_ + ": score " + number(scores[order[r]]) + " not among the " + std::to_string(select_) +
-                                    " lowest (the highest kept: " + number(cutoff) + ")");
-    double total = 0;
-    for (size_t i : selected) total += round.weights[i];
-    std::vector<double> share;
-    for (size_t i : selected) share.push_back(round.weights[i] / total);
-    result.parameters = combine_blockwise(round, selected, weighted_mean(share));
+      discard(result, order[r], rule_ + ": score " + format_number(scores[order[r]]) + " not among the " + std::to_string(select_) +
+                                    " lowest (the highest kept: " + format_number(cutoff) + ")");
+    result.parameters = combine_blockwise(round, selected, weighted_mean(round, selected));
   }
   size_t select_;
 };
@@ -96,8 +82,7 @@ class Bulyan final : public SpilledAggregation {
   void combine(const SpilledRound& round, AggregationResult& result) override {
     const size_t n = round.size(), theta = n - 2 * static_cast<size_t>(f()), beta = theta - 2 * static_cast<size_t>(f());
     const std::vector<double> distances = pairwise_squared_distances(round);
-    std::vector<size_t> alive(n), selected;
-    std::iota(alive.begin(), alive.end(), size_t{0});
+    std::vector<size_t> alive = all_members(round), selected;
     while (selected.size() < theta) {
       const std::vector<size_t> order = by_score(krum_scores(distances, n, alive, f()));
       selected.push_back(alive[order[0]]);

@@ -39,8 +39,15 @@ struct SpilledRound {
 using BlockKernel = std::function<void(const std::vector<const float*>& rows, size_t begin, size_t end, float* out)>;
 ParameterSet combine_blockwise(const SpilledRound& round, const std::vector<size_t>& members, const BlockKernel& kernel);
 
-// The kernel of sum_k shares[k] * rows[k][c], summed in member order.
-BlockKernel weighted_mean(std::vector<double> shares);
+// The mean of `members` with the server's weights renormalised over them, summed in member
+// (client-name) order so the result does not depend on arrival order.
+BlockKernel weighted_mean(const SpilledRound& round, const std::vector<size_t>& members);
+
+// Every member of the round, 0..n-1.
+std::vector<size_t> all_members(const SpilledRound& round);
+
+// A number for a decision's reason or an error: six significant digits.
+std::string format_number(double v);
 
 // The bytes one pass's block buffers may take, 256 MB unless a test shrinks it to make small
 // inputs cross block boundaries.

@@ -37,6 +37,9 @@ void read_block(const SpilledRound& round, const std::vector<size_t>& members, i
   }
 }
 
+
+}  // namespace
+
 std::string format_number(double v) {
   std::ostringstream s;
   s.precision(6);
@@ -44,9 +47,17 @@ std::string format_number(double v) {
   return s.str();
 }
 
-}  // namespace
+std::vector<size_t> all_members(const SpilledRound& round) {
+  std::vector<size_t> m(round.size());
+  std::iota(m.begin(), m.end(), size_t{0});
+  return m;
+}
 
-BlockKernel weighted_mean(std::vector<double> shares) {
+BlockKernel weighted_mean(const SpilledRound& round, const std::vector<size_t>& members) {
+  double total = 0;
+  for (size_t i : members) total += round.weights[i];
+  std::vector<double> shares;
+  for (size_t i : members) shares.push_back(round.weights[i] / total);
   return [shares = std::move(shares)](const std::vector<const float*>& rows, size_t begin, size_t end, float* out) {
     for (size_t c = begin; c < end; ++c) {
       double s = 0;
@@ -98,8 +109,7 @@ ParameterSet combine_blockwise(const SpilledRound& round, const std::vector<size
 
 std::vector<double> pairwise_squared_distances(const SpilledRound& round) {
   const size_t n = round.size();
-  std::vector<size_t> everyone(n);
-  std::iota(everyone.begin(), everyone.end(), size_t{0});
+  const std::vector<size_t> everyone = all_members(round);
   const int64_t total = round.store->elements();
   const size_t block = std::min<size_t>(block_size(n), static_cast<size_t>(std::max<int64_t>(1, total)));
   std::vector<std::vector<float>> buffers(n, std::vector<float>(block));
