@@ -1,11 +1,8 @@
 // zk0-aggregator: serves one FederationRun's rounds over gRPC until the last round is done.
 //   zk0-aggregator --spec run.yaml [--listen 0.0.0.0:50051] [--port-file PATH]
 #include <grpcpp/grpcpp.h>
-#include <signal.h>
 
-#include <cstring>
 #include <iostream>
-#include <thread>
 
 #include "aggregator/coordinator.h"
 #include "aggregator/grpc_metrics.h"
@@ -16,6 +13,7 @@
 #include "core/util/fs.h"
 #include "core/util/exit_codes.h"
 #include "core/util/log.h"
+#include "core/util/stop_signals.h"
 
 using namespace zk0;
 
@@ -42,13 +40,8 @@ int main(int argc, char** argv) {
   if (spec_path.empty()) return usage();
   set_log_component("aggregator");
 
-  // Signals go to one thread that asks the coordinator to stop; the round loop ends at its next wait.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGUSR1);  // our own wake-up of the signal thread at shutdown
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Signals ask the coordinator to stop; the round loop ends at its next wait.
+  StopSignals signals;
 
   try {
     const FederationSpec spec = load_spec(spec_path);
@@ -82,19 +75,12 @@ int main(int argc, char** argv) {
                            kv("mutual_tls", spec.transport.tls.mutual)});
     if (!port_file.empty()) write_file_atomic(port_file, std::to_string(port) + "\n");
 
-    std::thread signal_thread([&] {
-      int sig = 0;
-      sigwait(&signals, &sig);
-      if (sig == SIGUSR1) return;
-      log_info("signal_received", {kv("signal", strsignal(sig))});
-      coordinator.request_stop();
-    });
+    signals.on_stop([&] { coordinator.request_stop(); });
     const int rc = coordinator.run();
     coordinator.drain(std::chrono::seconds(5));
     service.shut_down();
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    pthread_kill(signal_thread.native_handle(), SIGUSR1);
-    signal_thread.join();
+    signals.disarm();
     return rc;
   } catch (const SpecError& e) {
     std::cerr << "zk0-aggregator: invalid spec " << spec_path << ":\n" << e.what() << "\n";

@@ -12,7 +12,6 @@
 //
 // Only the replica holding the Lease reconciles; SIGTERM stops the workers, releases the Lease
 // and exits 0.
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -24,6 +23,7 @@
 #include "core/metrics/metrics_server.h"
 #include "core/util/exit_codes.h"
 #include "core/util/log.h"
+#include "core/util/stop_signals.h"
 #include "operator/kube/client.h"
 #include "operator/kube/informer.h"
 #include "operator/kube/leader_election.h"
@@ -90,12 +90,8 @@ int main(int argc, char** argv) {
   }
   if (workers < 1) return usage();
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::atomic<bool> stop{false};
+  StopSignals signals;  // after `stop`, so that its watcher ends before `stop` is gone
 
   try {
     kube::KubeClient client(kubeconfig.empty() ? kube::KubeConfig::in_cluster() : kube::KubeConfig::from_kubeconfig(kubeconfig));
@@ -116,13 +112,7 @@ int main(int argc, char** argv) {
     log_info("started", {kv("server", client.config().server), kv("watch_namespace", watch_namespace.empty() ? "*" : watch_namespace),
                          kv("identity", identity), kv("metrics_port", metrics_server.port()), kv("mutual_tls", settings.mutual_tls)});
 
-    std::thread signal_thread([&] {
-      int sig = 0;
-      sigwait(&signals, &sig);
-      log_info("signal_received", {kv("signal", strsignal(sig))});
-      stop = true;
-    });
-    signal_thread.detach();
+    signals.on_stop([&] { stop = true; });
 
     kube::LeaderElector elector(client, {lease_namespace, lease_name, identity});
     if (!elector.acquire(stop)) return kExitOk;

@@ -14,14 +14,6 @@ using namespace zk0::test;
 
 namespace {
 
-ParameterSet point(std::vector<float> values, const std::string& name = "w") {
-  ParameterSet p;
-  Tensor t = make_tensor(name, DType::F32, {static_cast<int64_t>(values.size())});
-  std::copy(values.begin(), values.end(), t.as<float>());
-  p.tensors.push_back(std::move(t));
-  return p;
-}
-
 struct Files {
   std::string dir = make_temp_dir("aggregate-cli");
   std::string spec;

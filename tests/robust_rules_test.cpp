@@ -12,20 +12,14 @@
 #include "core/aggregation/rules.h"
 #include "core/aggregation/server_optimizer.h"
 #include "core/aggregation/strategy.h"
+#include "support/test_support.h"
 
 using namespace zk0;
+using zk0::test::point;
 
 namespace {
 
 std::string scratch() { return testing::TempDir() + "zk0-rules-scratch"; }
-
-ParameterSet point(std::vector<float> values) {
-  ParameterSet p;
-  Tensor t = make_tensor("w", DType::F32, {static_cast<int64_t>(values.size())});
-  std::copy(values.begin(), values.end(), t.as<float>());
-  p.tensors.push_back(std::move(t));
-  return p;
-}
 
 StrategySpec rule(AggregationRule r, int f = 0, int select = 0, double trim = 0) {
   StrategySpec s;

@@ -222,13 +222,13 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   }
   set_state("training");
   RoundResult result;
+  RoundTask task;
+  task.round = round;
+  task.local_steps = static_cast<int>(ins.config().local_steps());
+  task.proximal_mu = ins.config().proximal_mu();
+  task.seed = ins.config().seed();
+  task.base_digest = ins.parameters_digest();
   try {
-    RoundTask task;
-    task.round = round;
-    task.local_steps = static_cast<int>(ins.config().local_steps());
-    task.proximal_mu = ins.config().proximal_mu();
-    task.seed = ins.config().seed();
-    task.base_digest = ins.parameters_digest();
     result = trainer_->train_round(global, task, &abandon_round_);
   } catch (const RoundAbandoned& e) {
     log_warn("round_abandoned", {kv("round", round), kv("detail", e.what())});
@@ -242,6 +242,7 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   log_info("round_trained", {kv("round", round), kv("loss", result.report.loss), kv("policy_loss", result.report.policy_loss),
                              kv("proximal_loss", result.report.proximal_loss), kv("update_norm", result.report.update_norm),
                              kv("seconds", result.report.train_seconds)});
+  if (before_upload_) before_upload_(task, global, result);
   set_state("uploading");
   const Transfer up = upload(ins, result);
   if (!up.done && !up.failure.empty()) report_failure(round, up.failure, false);

@@ -3,6 +3,7 @@
 // Transient failures (aggregator restarting, a transfer failing verification) are retried
 // within bounds; anything the worker cannot recover from is reported to the aggregator.
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,6 +20,10 @@ class WorkerClient {
   // Returns the process exit code: 0 when the aggregator finished the run.
   int run();
   void request_stop() { stop_ = true; }
+  // Called with each trained update before it is uploaded. The only user is the attack harness
+  // (tests/attack), which rewrites updates the way a Byzantine client would; zk0-worker sets none.
+  using UpdateHook = std::function<void(const RoundTask& task, const ParameterSet& global, RoundResult& result)>;
+  void before_upload(UpdateHook hook) { before_upload_ = std::move(hook); }
   const std::shared_ptr<prometheus::Registry>& metrics_registry() const { return registry_; }
 
  private:
@@ -49,6 +54,7 @@ class WorkerClient {
   std::atomic<bool> done_{false};
   std::atomic<int> working_round_{0};
   std::atomic<bool> abandon_round_{false};
+  UpdateHook before_upload_;
 };
 
 }  // namespace zk0

@@ -2,8 +2,6 @@
 //   zk0-worker --spec run.yaml --client NAME --aggregator HOST:PORT [--state-dir DIR]
 // --state-dir holds what must survive a restart of this worker (AdamW's moments when
 // spec.training.optimizer.state is keep).
-#include <signal.h>
-
 #include <iostream>
 #include <thread>
 
@@ -12,6 +10,7 @@
 #include "core/util/fs.h"
 #include "core/util/exit_codes.h"
 #include "core/util/log.h"
+#include "core/util/stop_signals.h"
 #include "worker/client.h"
 
 using namespace zk0;
@@ -34,11 +33,7 @@ int main(int argc, char** argv) {
     return kExitInvalidInput;
   }
   set_log_component("worker/" + client);
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  StopSignals signals;
   try {
     const FederationSpec spec = load_spec(spec_path);
     configure_cpu_runtime(spec.client(client).resources.cpu);
@@ -47,13 +42,10 @@ int main(int argc, char** argv) {
     metrics.serve(worker.metrics_registry());
     metrics.serve_health("/healthz", [](std::string&) { return true; });
     if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");
-    std::thread([&] {
-      int sig = 0;
-      sigwait(&signals, &sig);
-      log_info("signal_received", {kv("signal", strsignal(sig))});
-      worker.request_stop();
-    }).detach();
-    return worker.run();
+    signals.on_stop([&] { worker.request_stop(); });
+    const int rc = worker.run();
+    signals.disarm();
+    return rc;
   } catch (const SpecError& e) {
     std::cerr << "zk0-worker: invalid spec " << spec_path << ":\n" << e.what() << "\n";
     return kExitInvalidInput;

@@ -207,6 +207,14 @@ ${tls}
 )";
 }  // namespace
 
+ParameterSet point(std::vector<float> values, const std::string& name) {
+  ParameterSet p;
+  Tensor t = make_tensor(name, DType::F32, {static_cast<int64_t>(values.size())});
+  std::copy(values.begin(), values.end(), t.as<float>());
+  p.tensors.push_back(std::move(t));
+  return p;
+}
+
 std::string small_spec(const std::string& output_dir, int clients, int rounds,
                        const std::map<std::string, std::string>& overrides) {
   std::map<std::string, std::string> values = kSmallSpecDefaults;

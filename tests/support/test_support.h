@@ -10,7 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor/parameter_set.h"
+
 namespace zk0::test {
+
+// One F32 tensor `name` holding `values`: the small updates rule tests compute by hand.
+ParameterSet point(std::vector<float> values, const std::string& name = "w");
 
 std::string make_temp_dir(const std::string& tag);
 std::string bin(const std::string& name);  // build/bin/<name>

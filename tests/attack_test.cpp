@@ -1,0 +1,115 @@
+// Byzantine clients against the aggregation rules. The attacks' arithmetic against values computed
+// by hand; then whole federations of real processes on loopback gRPC in which zk0-byzantine-worker
+// plays the attackers: FedAvg is broken by them and the robust rules are not. bench/attack_bench
+// measures every attack against every rule for the README's table.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "attack/adversary.h"
+#include "attack/attacked_federation.h"
+#include "support/test_support.h"
+
+using namespace zk0;
+using namespace zk0::test;
+
+namespace {
+
+std::vector<float> values(const ParameterSet& p) {
+  const Tensor& t = p.tensors.at(0);
+  return {t.as<float>(), t.as<float>() + t.numel()};
+}
+
+}  // namespace
+
+TEST(Attacks, AreParsedWithTheirDefaultsAndUnknownNamesAreRefused) {
+  EXPECT_EQ(parse_attack("signFlip", 5, 1).strength, 10);
+  EXPECT_EQ(parse_attack("scale", 5, 1).strength, 100);
+  EXPECT_EQ(parse_attack("scale:3.5", 5, 1).strength, 3.5);
+  EXPECT_EQ(parse_attack("innerProduct", 10, 2).kind, AttackKind::InnerProduct);
+  try {
+    parse_attack("flip", 5, 1);
+    FAIL() << "an unknown attack was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("aLittleIsEnough"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_attack("scale:lots", 5, 1), std::invalid_argument);
+}
+
+TEST(Attacks, ALittleIsEnoughUsesBaruchEtAlsZMax) {
+  // n = 5, f = 1: s = floor(5/2 + 1) - 1 = 2 supporters, z = Phi^-1(3/5).
+  EXPECT_NEAR(a_little_is_enough_z(5, 1), 0.253347, 1e-5);
+  // n = 10, f = 2: s = 4, z = Phi^-1(6/10), the same.
+  EXPECT_NEAR(a_little_is_enough_z(10, 2), 0.253347, 1e-5);
+  // n = 50, f = 12 (the paper's CIFAR setting): s = 14, z = Phi^-1(36/50).
+  EXPECT_NEAR(a_little_is_enough_z(50, 12), 0.582842, 1e-5);
+  EXPECT_NEAR(parse_attack("aLittleIsEnough", 5, 1).strength, 0.253347, 1e-5);
+}
+
+TEST(Attacks, CraftDeltasAsTheLiteratureStatesThem) {
+  const ParameterSet own = point({1, -2, 0.5});
+  EXPECT_EQ(values(malicious_delta({AttackKind::SignFlip, 4}, own, nullptr, 1)), (std::vector<float>{-4, 8, -2}));
+  EXPECT_EQ(values(malicious_delta({AttackKind::Scale, 100}, own, nullptr, 1)), (std::vector<float>{100, -200, 50}));
+
+  // Honest deltas {0, 2, 4} and {2, 2, 0}: mean {1, 2, 2}, population std {1, 0, 2}.
+  const DeltaMoments m = delta_moments({point({0, 2, 4}), point({2, 2, 0})});
+  EXPECT_EQ(values(m.mean), (std::vector<float>{1, 2, 2}));
+  EXPECT_EQ(values(m.stddev), (std::vector<float>{1, 0, 2}));
+  EXPECT_EQ(values(malicious_delta({AttackKind::ALittleIsEnough, 1.5}, own, &m, 1)), (std::vector<float>{-0.5, 2, -1}));
+  EXPECT_EQ(values(malicious_delta({AttackKind::InnerProduct, 0.5}, own, &m, 1)), (std::vector<float>{-0.5, -1, -1}));
+  EXPECT_THROW(malicious_delta({AttackKind::InnerProduct, 0.5}, own, nullptr, 1), std::invalid_argument);
+
+  // Gaussian: zero-mean noise with s times the RMS of the own delta, reproducible from its seed.
+  std::vector<float> big(20000, 0.f);
+  big[0] = std::sqrt(20000.f);  // RMS 1
+  const std::vector<float> noise = values(malicious_delta({AttackKind::Gaussian, 3}, point(big), nullptr, 7));
+  double sum = 0, sq = 0;
+  for (float v : noise) sum += v, sq += double(v) * v;
+  EXPECT_NEAR(sum / noise.size(), 0, 0.1);
+  EXPECT_NEAR(std::sqrt(sq / noise.size()), 3, 0.1);
+  EXPECT_EQ(noise, values(malicious_delta({AttackKind::Gaussian, 3}, point(big), nullptr, 7)));
+}
+
+namespace {
+
+// Four honest clients and one attacker, FedAvg's settings otherwise.
+AttackedOutcome federation(const std::string& tag, const std::string& attack, const std::string& aggregation, int rounds = 5) {
+  AttackedRun run;
+  run.clients = 5;
+  run.byzantine = 1;
+  run.attack = attack;
+  run.aggregation = aggregation;
+  run.rounds = rounds;
+  return run_attacked_federation(run, make_temp_dir(tag));
+}
+
+}  // namespace
+
+TEST(AttackedFederation, ScaledUpdatesBreakFedAvgAndNotTheMedianOrKrum) {
+  const AttackedOutcome honest = federation("attack-honest", "", "");
+  const AttackedOutcome fedavg = federation("attack-fedavg", "scale", "");
+  const AttackedOutcome median = federation("attack-median", "scale", "aggregation: {rule: median}");
+  const AttackedOutcome krum = federation("attack-krum", "scale", "aggregation: {rule: krum, byzantine: 1}");
+  EXPECT_GT(fedavg.final_loss, 2 * honest.final_loss) << fedavg.logs;
+  EXPECT_LT(median.final_loss, 1.1 * honest.final_loss) << median.logs;
+  EXPECT_LT(krum.final_loss, 1.1 * honest.final_loss) << krum.logs;
+  // Krum discards the attacker's update every round, and says why.
+  for (const auto& round : krum.metrics["rounds"]) {
+    if (round["round"].get<int>() == 0) continue;
+    bool discarded = false;
+    for (const auto& c : round["clients"])
+      if (c["client"] == "c4") discarded = c["status"] == "discarded";
+    EXPECT_TRUE(discarded) << round.dump();
+  }
+}
+
+TEST(AttackedFederation, TheOmniscientAttackersTrainExactlyTheHonestUpdates) {
+  // innerProduct with eps = -1 uploads +1 times the honest clients' mean delta. If the colluders'
+  // copies of the honest rounds are exact, FedAvg over four honest clients and that mean is the
+  // honest-only mean, and the two runs end at the same loss (up to float rounding of the blend).
+  const AttackedOutcome honest = federation("attack-exact-honest", "", "", 3);
+  const AttackedOutcome echoed = federation("attack-exact-echo", "innerProduct:-1", "", 3);
+  EXPECT_NEAR(echoed.final_loss, honest.final_loss, 1e-4 * honest.final_loss) << echoed.logs;
+  const AttackedOutcome reversed = federation("attack-exact-reversed", "innerProduct:1", "", 3);
+  EXPECT_GT(std::abs(reversed.final_loss - honest.final_loss), 1e-3 * honest.final_loss);
+}
