@@ -5,6 +5,7 @@
 #include <set>
 
 #include "aggregator/checkpoint.h"
+#include "aggregator/round_records.h"
 #include "core/aggregation/deltas.h"
 #include "core/security/random.h"
 #include "core/tensor/safetensors.h"
@@ -19,34 +20,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 std::string session_key(const std::string& session) { return to_hex(sha256(session.data(), session.size())); }
-
-// At most `limit` bytes of a string a client sent, for the logs, the status and the outputs.
-std::string bounded(const std::string& s, size_t limit) {
-  if (s.size() <= limit) return s;
-  return s.substr(0, limit) + "...(" + std::to_string(s.size()) + " bytes)";
-}
-
-nlohmann::json report_json(const TrainReport& r) {
-  return {{"loss", r.loss},
-          {"policy_loss", r.policy_loss},
-          {"proximal_loss", r.proximal_loss},
-          {"grad_norm", r.grad_norm},
-          {"samples", r.samples},
-          {"steps", r.steps},
-          {"update_norm", r.update_norm},
-          {"learning_rate", r.learning_rate},
-          {"train_seconds", r.train_seconds},
-          {"data_seconds", r.data_seconds},
-          {"download_seconds", r.download_seconds},
-          {"bytes_downloaded", r.bytes_downloaded}};
-}
 
 }  // namespace
 
@@ -220,6 +194,7 @@ bool Coordinator::heartbeat(const Caller& caller, const std::string& state, int 
     publish_status();
   }
   if (round == 0) return false;
+  if (asynchronous()) return finished_ || stop_ || abandon_buffered(c, round);
   if (finished_ || stop_ || !open_ || open_->closed || open_->round != round) return true;
   const auto it = open_->participants.find(c.name);
   return it == open_->participants.end() || (it->second.status != "pending" && it->second.status != "aggregating");
@@ -238,7 +213,10 @@ Instruction Coordinator::poll(const Caller& caller, std::chrono::milliseconds wa
       changed_.notify_all();
       return ins;
     }
-    if (open_ && !open_->closed) {
+    if (asynchronous()) {
+      Instruction ins = poll_buffered(c);
+      if (ins.kind == Instruction::Kind::Train) return ins;
+    } else if (open_ && !open_->closed) {
       auto it = open_->participants.find(c.name);
       if (it != open_->participants.end() && it->second.status == "pending" && it->second.upload_ticket == 0) {
         ins.kind = Instruction::Kind::Train;
@@ -259,6 +237,7 @@ std::shared_ptr<const GlobalModel> Coordinator::global_for(const Caller& caller,
   std::lock_guard<std::mutex> lock(mu_);
   Client& c = client_for(caller);
   c.last_seen = Clock::now();
+  if (asynchronous()) return buffered_global(c, round, digest);
   if (global_->round != round || global_->manifest.digest_hex() != digest)
     throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(round) + " with parameters " + bounded(digest, 64) +
                                                  " is not the current round " + std::to_string(global_->round));
@@ -271,6 +250,7 @@ UploadPermit Coordinator::begin_upload(const Caller& caller, int round, const st
   std::lock_guard<std::mutex> lock(mu_);
   Client& c = client_for(caller);
   c.last_seen = Clock::now();
+  if (asynchronous()) return begin_buffered_upload(c, round, base_digest);
   if (!open_ || open_->closed || open_->round != round)
     throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(round) + " is not open");
   auto it = open_->participants.find(c.name);
@@ -307,6 +287,12 @@ Coordinator::Participant& Coordinator::pending_participant(const UploadPermit& p
 
 void Coordinator::end_upload(const UploadPermit& permit) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (asynchronous()) {
+    auto& task = clients_.at(permit.client).task;
+    if (task && task->upload_ticket == permit.ticket && !task->aggregating) task->upload_ticket = 0;
+    changed_.notify_all();
+    return;
+  }
   if (!open_ || open_->round != permit.round) return;
   auto it = open_->participants.find(permit.client);
   if (it != open_->participants.end() && it->second.upload_ticket == permit.ticket) it->second.upload_ticket = 0;
@@ -315,6 +301,7 @@ void Coordinator::end_upload(const UploadPermit& permit) {
 
 void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const TrainReport& report, uint64_t bytes_uploaded,
                          double upload_seconds) {
+  if (asynchronous()) return submit_buffered(permit, std::move(update), report, bytes_uploaded, upload_seconds);
   OpenRound* r = nullptr;
   double weight = 0;
   {
@@ -400,6 +387,7 @@ void Coordinator::report_failure(const Caller& caller, int round, const std::str
   const std::string reason = bounded(reason_sent, kMaxReasonBytes);
   std::lock_guard<std::mutex> lock(mu_);
   Client& c = client_for(caller);
+  if (asynchronous() && c.task && c.task->base_round == round && c.task->upload_ticket == 0) c.task.reset();
   if (open_ && open_->round == round) {
     auto it = open_->participants.find(c.name);
     if (it != open_->participants.end() && it->second.status == "pending") {
@@ -434,6 +422,13 @@ void Coordinator::request_stop() {
   std::lock_guard<std::mutex> lock(mu_);
   stop_ = true;
   changed_.notify_all();
+}
+
+std::string Coordinator::wait_for_quorum(int round, std::unique_lock<std::mutex>& lock) {
+  if (wait_for_available(spec_.strategy.min_available_clients, lock)) return "";
+  if (stop_) return "stopped";
+  return "round " + std::to_string(round) + ": fewer than " + std::to_string(spec_.strategy.min_available_clients) +
+         " clients available within startTimeoutSeconds (" + std::to_string(available_clients().size()) + " up)";
 }
 
 bool Coordinator::wait_for_available(int count, std::unique_lock<std::mutex>& lock) {
@@ -475,11 +470,7 @@ nlohmann::json Coordinator::participant_json(const std::string& name, const Part
   if (p.transfer_rejections) j["transfer_rejections"] = p.transfer_rejections;
   if (p.status == "accepted" || p.status == "discarded") {
     j.update(report_json(p.report));
-    j["weight"] = p.weight;
-    j["distance_from_global"] = p.update_norm;
-    if (p.clip_scale < 1) j["clip_scale"] = p.clip_scale;
-    j["bytes_uploaded"] = p.bytes_uploaded;
-    j["upload_seconds"] = p.upload_seconds;
+    add_update_fields(j, p.weight, p.update_norm, p.clip_scale, p.bytes_uploaded, p.upload_seconds);
   }
   return j;
 }
@@ -498,6 +489,7 @@ void Coordinator::publish_status() {
       auto it = open_->participants.find(name);
       if (it != open_->participants.end()) j["round_status"] = it->second.status;
     }
+    if (c.task) j["task_round"] = c.task->base_round;
     clients[name] = j;
   }
   metrics_.clients_connected.Set(ready);
@@ -618,6 +610,127 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
   while (open_->in_flight > 0) changed_.wait_for(lock, std::chrono::milliseconds(50));
 }
 
+std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohmann::json record, Clock::time_point t0,
+                                        size_t accepted, size_t discarded) {
+  ParameterSet next = strategy_->server_step(global_->parameters, std::move(aggregate));
+  // A server step on a finite, bounded pseudo-gradient stays finite (tau > 0 bounds Adam's and
+  // Yogi's); should it not, the run stops before a bad global is served or saved.
+  std::string bad;
+  if (!all_finite(next, bad))
+    return "round " + std::to_string(round) + ": the server optimizer's step made tensor '" + bad + "' non-finite";
+  std::string unused;
+  const double update_norm = distance_from(next, global_->parameters, unused);
+  load_parameter_set(policy_->trainable_parameters(), next);
+  set_global(std::move(next), round + 1);
+  const auto eval = evaluate_if_due(round);
+  if (eval) last_eval_loss_ = eval->loss;
+  record["duration_seconds"] = seconds_since(t0);
+  record["clients_accepted"] = accepted;
+  record["clients_discarded"] = discarded;
+  record["aggregation_rule"] = to_string(spec_.strategy.aggregation.rule);
+  record["global_update_norm"] = update_norm;
+  record["global_digest"] = global_->manifest.digest_hex();
+  record["server_eval_loss"] = eval ? nlohmann::json(eval->loss) : nlohmann::json();
+  if (eval) {
+    record["eval_batches"] = eval->batches;
+    record["eval_samples"] = eval->samples;
+    record["eval_seconds"] = eval->seconds;
+  }
+  outputs_->append_round(record);
+  checkpoint(round);
+  metrics_.rounds_completed.Increment();
+  metrics_.round_duration.Observe(seconds_since(t0));
+  log_info("round_completed", {kv("round", round), kv("accepted", accepted), kv("discarded", discarded),
+                               kv("server_eval_loss", eval ? std::to_string(eval->loss) : "-"), kv("seconds", seconds_since(t0))});
+  std::lock_guard<std::mutex> status_lock(mu_);
+  publish_status();
+  return "";
+}
+
+int Coordinator::run_synchronous(const std::function<int(const std::string&, int)>& fail) {
+  for (int round = start_round_; round <= spec_.rounds; ++round) {
+    std::unique_lock<std::mutex> lock(mu_);
+    current_round_ = round;
+    double started = 0;  // when the round opened, once enough clients were up
+    Clock::time_point t0;
+    int attempt = 1;
+    nlohmann::json failed_attempts = nlohmann::json::array();
+    std::unique_ptr<OpenRound> finished_round;
+    ParameterSet next;
+    double aggregation_seconds = 0;
+    std::optional<double> clip_norm;
+    size_t discarded = 0;
+    for (;; ++attempt) {
+      if (const std::string why = wait_for_quorum(round, lock); !why.empty()) {
+        lock.unlock();
+        return fail(why, kExitRunFailed);
+      }
+      if (attempt == 1) started = unix_now(), t0 = Clock::now();
+      run_round_attempt(round, attempt, lock);
+      if (stop_) {
+        lock.unlock();
+        return fail("stopped", kExitError);
+      }
+      std::string why_failed;
+      if (open_->aggregation_failed) {
+        why_failed = "aggregation_failed";
+      } else if (static_cast<int>(open_->aggregation->count()) >= spec_.strategy.min_fit_clients) {
+        finished_round = std::move(open_);
+        lock.unlock();
+        const auto agg_start = Clock::now();
+        AggregationResult result = finished_round->aggregation->finish();
+        next = std::move(result.parameters);
+        aggregation_seconds = seconds_since(agg_start);
+        metrics_.aggregation_duration.Observe(aggregation_seconds);
+        std::string bad;
+        const bool finite = all_finite(next, bad);
+        lock.lock();
+        // Bounded, finite updates cannot average to a non-finite model; if a strategy still
+        // produced one it must never become the global model or a checkpoint.
+        if (finite) {
+          apply_decisions(*finished_round, result);
+          clip_norm = result.clip_norm;
+          for (const auto& d : result.decisions) discarded += d.outcome == "discarded";
+          break;
+        }
+        why_failed = "non_finite_aggregate";
+        log_error("aggregate_refused", {kv("round", round), kv("attempt", attempt), kv("tensor", bad)});
+        open_ = std::move(finished_round);
+      } else {
+        why_failed = "quorum_lost";
+        log_warn("quorum_lost", {kv("round", round), kv("attempt", attempt), kv("accepted", open_->aggregation->count()),
+                                 kv("needed", spec_.strategy.min_fit_clients)});
+      }
+      nlohmann::json lost = {{"attempt", attempt}, {"reason", why_failed}, {"clients", nlohmann::json::array()}};
+      for (const auto& [name, p] : open_->participants) lost["clients"].push_back(participant_json(name, p));
+      failed_attempts.push_back(lost);
+      if (attempt >= spec_.strategy.max_round_attempts) {
+        lock.unlock();
+        return fail(why_failed == "quorum_lost"
+                        ? "round " + std::to_string(round) + ": quorum of " + std::to_string(spec_.strategy.min_fit_clients) +
+                              " updates not reached in " + std::to_string(attempt) + " attempts"
+                        : "round " + std::to_string(round) + ": the aggregate was not finite in " + std::to_string(attempt) + " attempts",
+                    kExitRunFailed);
+      }
+    }
+    lock.unlock();
+    nlohmann::json record = {{"round", round},
+                             {"attempts", attempt},
+                             {"started_at", started},
+                             {"proximal_mu", finished_round->plan.proximal_mu},
+                             {"clients_selected", finished_round->plan.clients.size()},
+                             {"aggregation_seconds", aggregation_seconds}};
+    if (clip_norm) record["clip_norm"] = *clip_norm;
+    if (!failed_attempts.empty()) record["failed_attempts"] = failed_attempts;
+    record["clients"] = nlohmann::json::array();
+    for (const auto& [name, p] : finished_round->participants) record["clients"].push_back(participant_json(name, p));
+    const std::string failure =
+        complete_round(round, std::move(next), std::move(record), t0, finished_round->aggregation->count() - discarded, discarded);
+    if (!failure.empty()) return fail(failure, kExitError);
+  }
+  return kExitOk;
+}
+
 int Coordinator::run() {
   const auto fail = [&](const std::string& why, int exit_code) {
     log_error("run_failed", {kv("reason", why)});
@@ -645,124 +758,8 @@ int Coordinator::run() {
                               {"eval_samples", eval->samples}, {"eval_seconds", eval->seconds},
                               {"global_digest", global_->manifest.digest_hex()}, {"clients", nlohmann::json::array()}});
     }
-    for (int round = start_round_; round <= spec_.rounds; ++round) {
-      std::unique_lock<std::mutex> lock(mu_);
-      current_round_ = round;
-      const double started = unix_now();
-      const auto t0 = Clock::now();
-      int attempt = 1;
-      nlohmann::json failed_attempts = nlohmann::json::array();
-      std::unique_ptr<OpenRound> finished_round;
-      ParameterSet next;
-      double aggregation_seconds = 0;
-      std::optional<double> clip_norm;
-      size_t discarded = 0;
-      for (;; ++attempt) {
-        if (!wait_for_available(spec_.strategy.min_available_clients, lock)) {
-          const std::string why = stop_ ? "stopped"
-                                        : "round " + std::to_string(round) + ": fewer than " +
-                                              std::to_string(spec_.strategy.min_available_clients) +
-                                              " clients available within startTimeoutSeconds (" +
-                                              std::to_string(available_clients().size()) + " up)";
-          lock.unlock();
-          return fail(why, kExitRunFailed);
-        }
-        run_round_attempt(round, attempt, lock);
-        if (stop_) {
-          lock.unlock();
-          return fail("stopped", kExitError);
-        }
-        std::string why_failed;
-        if (open_->aggregation_failed) {
-          why_failed = "aggregation_failed";
-        } else if (static_cast<int>(open_->aggregation->count()) >= spec_.strategy.min_fit_clients) {
-          finished_round = std::move(open_);
-          lock.unlock();
-          const auto agg_start = Clock::now();
-          AggregationResult result = finished_round->aggregation->finish();
-          next = std::move(result.parameters);
-          aggregation_seconds = seconds_since(agg_start);
-          metrics_.aggregation_duration.Observe(aggregation_seconds);
-          std::string bad;
-          const bool finite = all_finite(next, bad);
-          lock.lock();
-          // Bounded, finite updates cannot average to a non-finite model; if a strategy still
-          // produced one it must never become the global model or a checkpoint.
-          if (finite) {
-            apply_decisions(*finished_round, result);
-            clip_norm = result.clip_norm;
-            for (const auto& d : result.decisions) discarded += d.outcome == "discarded";
-            break;
-          }
-          why_failed = "non_finite_aggregate";
-          log_error("aggregate_refused", {kv("round", round), kv("attempt", attempt), kv("tensor", bad)});
-          open_ = std::move(finished_round);
-        } else {
-          why_failed = "quorum_lost";
-          log_warn("quorum_lost", {kv("round", round), kv("attempt", attempt), kv("accepted", open_->aggregation->count()),
-                                   kv("needed", spec_.strategy.min_fit_clients)});
-        }
-        nlohmann::json lost = {{"attempt", attempt}, {"reason", why_failed}, {"clients", nlohmann::json::array()}};
-        for (const auto& [name, p] : open_->participants) lost["clients"].push_back(participant_json(name, p));
-        failed_attempts.push_back(lost);
-        if (attempt >= spec_.strategy.max_round_attempts) {
-          lock.unlock();
-          return fail(why_failed == "quorum_lost"
-                          ? "round " + std::to_string(round) + ": quorum of " + std::to_string(spec_.strategy.min_fit_clients) +
-                                " updates not reached in " + std::to_string(attempt) + " attempts"
-                          : "round " + std::to_string(round) + ": the aggregate was not finite in " + std::to_string(attempt) + " attempts",
-                      kExitRunFailed);
-        }
-      }
-      lock.unlock();
-      next = strategy_->server_step(global_->parameters, std::move(next));
-      {
-        // A server step on a finite, bounded pseudo-gradient stays finite (tau > 0 bounds Adam's
-        // and Yogi's); should it not, the run stops before a bad global is served or saved.
-        std::string bad;
-        if (!all_finite(next, bad))
-          return fail("round " + std::to_string(round) + ": the server optimizer's step made tensor '" + bad + "' non-finite", kExitError);
-      }
-      std::string unused;
-      const double update_norm = distance_from(next, global_->parameters, unused);
-      load_parameter_set(policy_->trainable_parameters(), next);
-      set_global(std::move(next), round + 1);
-      const auto eval = evaluate_if_due(round);
-      if (eval) last_eval_loss_ = eval->loss;
-
-      nlohmann::json record = {{"round", round},
-                               {"attempts", attempt},
-                               {"started_at", started},
-                               {"duration_seconds", seconds_since(t0)},
-                               {"proximal_mu", finished_round->plan.proximal_mu},
-                               {"clients_selected", finished_round->plan.clients.size()},
-                               {"clients_accepted", finished_round->aggregation->count() - discarded},
-                               {"clients_discarded", discarded},
-                               {"aggregation_rule", to_string(spec_.strategy.aggregation.rule)},
-                               {"aggregation_seconds", aggregation_seconds},
-                               {"global_update_norm", update_norm},
-                               {"global_digest", global_->manifest.digest_hex()},
-                               {"server_eval_loss", eval ? nlohmann::json(eval->loss) : nlohmann::json()}};
-      if (eval) {
-        record["eval_batches"] = eval->batches;
-        record["eval_samples"] = eval->samples;
-        record["eval_seconds"] = eval->seconds;
-      }
-      if (clip_norm) record["clip_norm"] = *clip_norm;
-      if (!failed_attempts.empty()) record["failed_attempts"] = failed_attempts;
-      record["clients"] = nlohmann::json::array();
-      for (const auto& [name, p] : finished_round->participants) record["clients"].push_back(participant_json(name, p));
-      outputs_->append_round(record);
-      checkpoint(round);
-      metrics_.rounds_completed.Increment();
-      metrics_.round_duration.Observe(seconds_since(t0));
-      log_info("round_completed", {kv("round", round), kv("accepted", finished_round->aggregation->count() - discarded),
-                                   kv("discarded", discarded),
-                                   kv("server_eval_loss", eval ? std::to_string(eval->loss) : "-"),
-                                   kv("seconds", seconds_since(t0))});
-      std::lock_guard<std::mutex> status_lock(mu_);
-      publish_status();
-    }
+    const int rc = asynchronous() ? run_buffered(fail) : run_synchronous(fail);
+    if (rc != kExitOk) return rc;
   } catch (const std::exception& e) {
     return fail(e.what(), kExitError);
   }

@@ -9,6 +9,7 @@
 // update itself must be finite and within spec.strategy.maxUpdateNorm of the global parameters.
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -131,6 +132,13 @@ class Coordinator {
   AggregatorMetrics& metrics() { return metrics_; }
 
  private:
+  // Asynchronous rounds: one client's current piece of training.
+  struct Task {
+    int base_round = 0;       // the global version it trains from (GlobalModel::round)
+    uint64_t number = 0;      // the client's tasks so far, this one included: its seed and its name
+    uint64_t upload_ticket = 0;
+    bool aggregating = false;  // its update is being folded into the buffer
+  };
   struct Client {
     std::string name;
     std::string session;
@@ -142,6 +150,8 @@ class Coordinator {
     uint64_t dataset_samples = 0;
     std::optional<double> last_loss;
     int rounds_accepted = 0;
+    std::optional<Task> task;  // asynchronous rounds only
+    uint64_t tasks_started = 0;
   };
   struct Participant {
     std::string status = "pending";  // pending, aggregating, accepted, discarded, rejected, failed, dropped, timed_out
@@ -166,10 +176,59 @@ class Coordinator {
     int in_flight = 0;  // submits folding into the aggregation outside the lock
   };
 
+  // Asynchronous rounds (FedBuff): the updates that make the next global version, from whatever
+  // version each was trained on. aggregator/buffered_rounds.cpp.
+  struct Contribution {
+    std::string client;
+    uint64_t task = 0;
+    int base_round = 0, staleness = 0;
+    double staleness_weight = 1, weight = 0;
+    int sequence = 0;             // its place in the buffer, which names its file
+    nlohmann::json report;        // the worker's, as the outputs show it
+    uint64_t bytes_uploaded = 0;
+    double upload_seconds = 0, update_norm = 0, clip_scale = 1;
+    std::string status = "accepted", reason;  // accepted, discarded (by the rule)
+    std::string key() const { return client + "#" + std::to_string(sequence); }  // the rule's name for it
+  };
+  struct Buffer {
+    int round = 0;  // folds into the global of round + 1
+    RoundPlan plan;
+    std::shared_ptr<const GlobalModel> global;
+    std::unique_ptr<Aggregation> aggregation;
+    std::vector<Contribution> contributions;
+    nlohmann::json rejected = nlohmann::json::array();  // updates refused while it was open
+    std::chrono::steady_clock::time_point opened, deadline;
+    int in_flight = 0;  // admitted updates being folded outside the lock
+    int next_sequence = 0;
+    std::string failure;  // folding or keeping an update failed: the run cannot go on
+    bool closed = false;
+  };
+  bool asynchronous() const { return spec_.strategy.asynchronous.enabled; }
+  int run_synchronous(const std::function<int(const std::string&, int)>& fail);
+  int run_buffered(const std::function<int(const std::string&, int)>& fail);
+  void open_buffer(int round);  // requires mu_
+  Instruction poll_buffered(Client& c);  // requires mu_
+  bool abandon_buffered(const Client& c, int round) const;  // requires mu_
+  std::shared_ptr<const GlobalModel> buffered_global(const Client& c, int round, const std::string& digest) const;  // requires mu_
+  UploadPermit begin_buffered_upload(Client& c, int round, const std::string& base_digest);  // requires mu_
+  void submit_buffered(const UploadPermit& permit, ParameterSet update, const TrainReport& report, uint64_t bytes_uploaded,
+                       double upload_seconds);
+  void reject_buffered(Client& c, int round, const std::string& reason, const std::string& message);  // requires mu_
+  nlohmann::json contribution_json(const Contribution& c) const;
+  std::string buffer_dir(int round) const;
+  void restore_buffer(Buffer& b);
+
+  // What every kind of round does once its rule produced a finite aggregate: the server step, the
+  // new global, evaluation, the round's record and the checkpoint. Empty, or why the run must fail.
+  std::string complete_round(int round, ParameterSet aggregate, nlohmann::json record, std::chrono::steady_clock::time_point t0,
+                             size_t accepted, size_t discarded);
+
   Client& client_for(const Caller& caller);  // requires mu_; throws Refusal
   bool alive(const Client& c, std::chrono::steady_clock::time_point now) const;
   std::vector<std::string> available_clients();  // requires mu_
   bool wait_for_available(int count, std::unique_lock<std::mutex>& lock);
+  // Waits for minAvailableClients; empty once they are up, else why the run must fail.
+  std::string wait_for_quorum(int round, std::unique_lock<std::mutex>& lock);
   void run_round_attempt(int round, int attempt, std::unique_lock<std::mutex>& lock);
   Participant& pending_participant(const UploadPermit& permit);  // requires mu_; throws Refusal
   nlohmann::json participant_json(const std::string& name, const Participant& p) const;
@@ -203,6 +262,8 @@ class Coordinator {
   uint64_t next_upload_ticket_ = 1;
   std::shared_ptr<const GlobalModel> global_;
   std::unique_ptr<OpenRound> open_;
+  std::unique_ptr<Buffer> buffer_;  // asynchronous rounds
+  std::map<int, std::shared_ptr<const GlobalModel>> recent_globals_;  // the versions tasks may still train from
   std::mutex aggregation_mu_;
   std::map<std::string, int> rejections_;  // by reason, for the whole run
   std::map<std::string, int> discards_;    // by rule, for the whole run

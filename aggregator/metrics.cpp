@@ -28,6 +28,11 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
                             .Help("Duration of one parameter transfer, by direction")
                             .Register(r)),
       aggregation_duration(add_duration_histogram(r, "zk0_aggregator_aggregation_duration_seconds", "Time to finish an aggregation")),
+      update_staleness(prometheus::BuildHistogram()
+                           .Name("zk0_aggregator_update_staleness")
+                           .Help("Asynchronous rounds: how many global versions behind each accepted update was")
+                           .Register(r)
+                           .Add({}, prometheus::Histogram::BucketBoundaries{0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32})),
       stragglers(add_counter(r, "zk0_aggregator_stragglers_total", "Selected clients without an update at the round deadline")),
       dropouts(add_counter(r, "zk0_aggregator_dropouts_total", "Selected clients that stopped heartbeating mid-round")),
       client_failures(add_counter(r, "zk0_aggregator_client_failures_total", "Failures reported by workers")),

@@ -11,7 +11,7 @@ namespace zk0 {
 // coordinator's checks on the update's content.
 constexpr const char* kUpdateRejectionReasons[] = {"bad_manifest", "layout_mismatch", "chunk_checksum", "tensor_hash",
                                                    "incomplete",   "out_of_order",    "no_samples",     "non_finite",
-                                                   "stale_base",   "update_norm"};
+                                                   "stale_base",   "update_norm",     "too_stale"};
 
 // The rules that discard whole updates (core/aggregation/krum.cpp).
 constexpr const char* kDiscardingRules[] = {"krum", "multiKrum", "bulyan"};
@@ -36,6 +36,7 @@ struct AggregatorMetrics {
   prometheus::Family<prometheus::Counter>& transfer_bytes;    // label direction
   prometheus::Family<prometheus::Histogram>& transfer_duration;  // label direction
   prometheus::Histogram& aggregation_duration;
+  prometheus::Histogram& update_staleness;  // asynchronous rounds: versions behind, per accepted update
   prometheus::Counter& stragglers;
   prometheus::Counter& dropouts;
   prometheus::Counter& client_failures;

@@ -289,7 +289,7 @@ TEST(Abuse, StalledAuthorisedUploadsAreCancelledAndHonestClientsFinish) {
 // huge finite values: 1e18 samples times 1e30 overflowed to NaN, which was checkpointed. Now the
 // server decides the weight, bounds the update's distance and refuses what is not finite.
 TEST(Abuse, HugeFiniteUpdatesAndInflatedSampleCountsMoveNothing) {
-  LiveRun r("poison", 2, 2, {{"localSteps", "30"}, {"minFitClients", "1"}, {"minAvailableClients", "2"}, {"maxRoundAttempts", "3"}});
+  LiveRun r("poison", 2, 2, {{"localSteps", "30"}, {"minFitClients", "1"}, {"minAvailableClients", "2"}, {"maxRoundAttempts", "maxRoundAttempts: 3"}});
   r.start_aggregator();
   Attacker attacker(r.address());
   EXPECT_EQ(attacker.register_as("c1", r.frozen_digest(), uint64_t{1} << 60).error_code(), grpc::StatusCode::INVALID_ARGUMENT);

@@ -8,9 +8,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -440,7 +444,7 @@ TEST(Federation, BrokenDatasetFailsThatClientWhileQuorumHolds) {
 }
 
 TEST(Federation, RoundWithoutQuorumIsRetriedThenTheRunFails) {
-  Federation f("quorum", 2, 2, {{"localSteps", "100000"}, {"roundTimeoutSeconds", "2"}, {"maxRoundAttempts", "2"}});
+  Federation f("quorum", 2, 2, {{"localSteps", "100000"}, {"roundTimeoutSeconds", "2"}, {"maxRoundAttempts", "maxRoundAttempts: 2"}});
   f.start_aggregator();
   f.start_worker("c0");
   f.start_worker("c1");
@@ -566,4 +570,164 @@ TEST(Federation, AggregatorExportsPrometheusMetrics) {
     EXPECT_EQ(std::system(("promtool check metrics < " + f.dir + "/" + name + ".txt > " + f.dir + "/promtool.log 2>&1").c_str()), 0)
         << name << ": " << read_file(f.dir + "/promtool.log");
   }
+}
+
+// --- Asynchronous rounds (FedBuff, spec.strategy.asynchronous) ---
+
+namespace {
+
+// Lets a process run one `slowdown`-th of the time (SIGCONT, then SIGSTOP), as a robot that many
+// times slower would; its heartbeats still arrive well within the aggregator's timeout.
+class Throttle {
+ public:
+  Throttle(pid_t pid, int slowdown)
+      : thread_([this, pid, slowdown] {
+          while (!stop_) {
+            kill(pid, SIGCONT);
+            std::this_thread::sleep_for(20ms);
+            if (stop_) break;
+            kill(pid, SIGSTOP);
+            std::this_thread::sleep_for(20ms * (slowdown - 1));
+          }
+          kill(pid, SIGCONT);
+        }) {}
+  ~Throttle() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Seconds from the opening of the first round to the end of `record`.
+double seconds_into_run(const nlohmann::json& rounds, const nlohmann::json& record) {
+  return record["started_at"].get<double>() + record["duration_seconds"].get<double>() - rounds[1]["started_at"].get<double>();
+}
+
+// The updates the aggregator logged as accepted (client, round and place in the round's buffer).
+std::set<std::string> accepted_in_log(const std::string& log) {
+  std::set<std::string> out;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("event=update_accepted") == std::string::npos) continue;
+    auto value = [&](const std::string& key) {
+      const size_t at = line.find(" " + key + "=");
+      return at == std::string::npos ? std::string() : line.substr(at + key.size() + 2, line.find(' ', at + 1) - at - key.size() - 2);
+    };
+    out.insert(value("client") + "@" + value("round") + "#" + value("sequence"));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(FedBuff, WithAClientFiveTimesSlowerReachesTheSynchronousLossInLessTime) {
+  // Two clients and one five times slower (one thread each, so that the fast two do not slow each
+  // other on this machine's two cores). Synchronous FedAvg waits for the slow one every round;
+  // FedBuff folds every two updates, whichever version they were trained on (constant staleness
+  // weights: the fast two alternate, so most updates are a version late, and 1/sqrt(2) would take
+  // a third of each version's step; the weights' arithmetic is tested in transport_test).
+  const std::map<std::string, std::string> common = {{"strategyType", "fedavg"}, {"proximalMu", ""}, {"localSteps", "100"},
+                                                     {"minAvailableClients", "3"}, {"roundTimeoutSeconds", "120"},
+                                                     {"clientExtra", "      resources: {cpu: 1}\n"}};
+  auto sync_settings = common;
+  sync_settings["minFitClients"] = "3";
+  Federation sync("fedbuff-sync", 3, 4, sync_settings);
+  sync.start_aggregator();
+  for (const char* n : {"c0", "c1", "c2"}) sync.start_worker(n);
+  {
+    Throttle slow(sync.workers["c2"]->pid(), 5);
+    ASSERT_EQ(sync.aggregator->wait(300s), 0) << sync.logs();
+  }
+  const nlohmann::json sync_rounds = sync.metrics()["rounds"];
+  const double sync_seconds = seconds_into_run(sync_rounds, sync_rounds.back());
+  const double sync_loss = sync_rounds.back()["server_eval_loss"].get<double>();
+
+  auto async_settings = common;
+  async_settings["minFitClients"] = "2";
+  async_settings["aggregation"] = "asynchronous: {maxStaleness: 12, stalenessWeight: constant}";
+  async_settings["maxRoundAttempts"] = "";  // asynchronous rounds have no attempts
+  Federation buffered("fedbuff-async", 3, 12, async_settings);
+  buffered.start_aggregator();
+  for (const char* n : {"c0", "c1", "c2"}) buffered.start_worker(n);
+  {
+    Throttle slow(buffered.workers["c2"]->pid(), 5);
+    ASSERT_EQ(buffered.aggregator->wait(300s), 0) << buffered.logs();
+  }
+  const nlohmann::json rounds = buffered.metrics()["rounds"];
+  std::optional<double> reached;
+  int stale_from_slow = 0;
+  for (size_t r = 1; r < rounds.size(); ++r) {
+    EXPECT_EQ(rounds[r]["clients"].size(), 2u) << rounds[r].dump();
+    for (const auto& c : rounds[r]["clients"]) {
+      EXPECT_EQ(c["staleness_weight"].get<double>(), 1.0);
+      stale_from_slow += c["client"] == "c2" && c["staleness"].get<int>() > 0;
+    }
+    if (!reached && rounds[r]["server_eval_loss"].get<double>() <= sync_loss) reached = seconds_into_run(rounds, rounds[r]);
+  }
+  EXPECT_GT(stale_from_slow, 0) << "the slow client's updates should arrive versions late";
+  ASSERT_TRUE(reached) << "FedBuff never reached the synchronous run's loss " << sync_loss << "\n" << rounds.dump(1);
+  std::cerr << "synchronous: loss " << sync_loss << " after " << sync_seconds << " s; FedBuff reached it after " << *reached << " s\n";
+  EXPECT_LT(*reached, sync_seconds);
+}
+
+TEST(FedBuff, ASlowWorkersStaleWorkIsAbandonedOrRefusedNeverFolded) {
+  // maxStaleness 0: only updates of the current version count. The slow client's tasks outlive
+  // their version: heartbeats tell it to give them up, and what still arrives is refused.
+  Federation f("fedbuff-stale", 3, 4, {{"minFitClients", "2"}, {"minAvailableClients", "3"}, {"maxRoundAttempts", ""},
+                                       {"aggregation", "asynchronous: {maxStaleness: 0}"}});
+  f.start_aggregator();
+  for (const char* n : {"c0", "c1", "c2"}) f.start_worker(n);
+  {
+    Throttle slow(f.workers["c2"]->pid(), 8);
+    ASSERT_EQ(f.aggregator->wait(300s), 0) << f.logs();
+  }
+  const nlohmann::json rounds = f.metrics()["rounds"];
+  ASSERT_EQ(rounds.size(), 5u);
+  for (const auto& r : rounds)
+    for (const auto& c : r.value("clients", nlohmann::json::array())) EXPECT_EQ(c["staleness"], 0) << r.dump();
+  const std::string slow_log = f.workers["c2"]->log();
+  size_t abandoned = 0;
+  for (size_t at = 0; (at = slow_log.find("event=round_abandoned", at)) != std::string::npos; ++at) ++abandoned;
+  const int refused = f.status()["rejected_updates"].value("too_stale", 0);
+  EXPECT_GE(abandoned + refused, 1u) << f.logs();
+}
+
+TEST(FedBuff, AnAggregatorKilledWithUpdatesBufferedLosesNoneOfThem) {
+  // Three updates per version from three clients: once the first of a later version is on disk,
+  // the aggregator is killed before the others can arrive and fold it away.
+  Federation f("fedbuff-kill", 3, 6, {{"minFitClients", "3"}, {"minAvailableClients", "3"}, {"maxRoundAttempts", ""},
+                                      {"aggregation", "asynchronous: {maxStaleness: 12}"}});
+  f.start_aggregator();
+  for (const char* n : {"c0", "c1", "c2"}) f.start_worker(n);
+  auto buffered_file = [&] {
+    for (int round = 2; round <= 5; ++round) {
+      char dir[64];
+      std::snprintf(dir, sizeof dir, "/buffer/round-%04d", round);
+      if (!fs::exists(f.out + dir)) continue;
+      for (const auto& e : fs::directory_iterator(f.out + dir))
+        if (e.path().extension() == ".safetensors") return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_until(buffered_file, 120s)) << f.logs();
+  f.aggregator->signal(SIGKILL);
+  f.aggregator->wait(10s);
+  const std::set<std::string> accepted_before = accepted_in_log(f.aggregator->log());
+  const std::string first_log = f.aggregator->log_path();
+  fs::rename(first_log, first_log + ".killed");
+  f.start_aggregator();
+  ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+  EXPECT_NE(f.aggregator->log().find("event=buffered_update_restored"), std::string::npos) << f.aggregator->log();
+  std::set<std::string> in_outputs;
+  const nlohmann::json rounds = f.metrics()["rounds"];
+  for (const auto& r : rounds)
+    for (const auto& c : r.value("clients", nlohmann::json::array()))
+      in_outputs.insert(c["client"].get<std::string>() + "@" + std::to_string(r["round"].get<int>()) + "#" +
+                        std::to_string(c["sequence"].get<int>()));
+  ASSERT_FALSE(accepted_before.empty());
+  for (const auto& u : accepted_before) EXPECT_TRUE(in_outputs.count(u)) << "accepted before the kill, then lost: " << u;
+  EXPECT_FALSE(fs::exists(f.out + "/buffer/round-0006"));  // spent once its version is checkpointed
 }

@@ -463,13 +463,22 @@ TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed
            {"aggregation: {rule: krum}, ", "krum, multiKrum and bulyan need byzantine"},
            {"aggregation: {rule: trimmedMean, trimFraction: 0.2}, ", "trimFraction trims nothing at minFitClients"},
            {"clipping: {norm: 1, quantile: 0.5}, ", "set exactly one of norm or quantile"},
-           {"serverOptimizer: {type: adam, momentum: 0.9}, ", "momentum only applies to avgm"}}) {
+           {"serverOptimizer: {type: adam, momentum: 0.9}, ", "momentum only applies to avgm"},
+           {"asynchronous: {}, aggregation: {rule: median}, ", "only mean applies to asynchronous rounds"},
+           {"asynchronous: {}, maxRoundAttempts: 2, ", "maxRoundAttempts does not apply to asynchronous rounds"}}) {
     yaml = small_run("r6");
     yaml.replace(yaml.find("strategy: {"), 11, "strategy: {" + strategy);
     std::ofstream(path) << yaml;
     EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0) << strategy;
     EXPECT_NE(out.find(message), std::string::npos) << out;
   }
+  // FedBuff keeps its buffered updates against the latest checkpoint: one every version.
+  yaml = small_run("r6");
+  yaml.replace(yaml.find("strategy: {"), 11, "strategy: {asynchronous: {maxStaleness: 3}, ");
+  yaml += "  checkpoints: {everyRounds: 2}\n";
+  std::ofstream(path) << yaml;
+  EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0) << yaml;
+  EXPECT_NE(out.find("checkpoints.everyRounds must be 1 with strategy.asynchronous"), std::string::npos) << out;
   // The rest the operator finds with the same parser as `zk0 run`, and names the field.
   yaml = small_run("r6");
   yaml.replace(yaml.find("strategy: {"), 11, "strategy: {type: fedavg, proximalMu: 0.1, ");

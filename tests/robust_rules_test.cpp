@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 
+#include "core/aggregation/buffered.h"
 #include "core/aggregation/rules.h"
 #include "core/aggregation/server_optimizer.h"
 #include "core/aggregation/strategy.h"
@@ -319,4 +320,30 @@ TEST(RobustRules, MedianAndTrimmedMeanAgreeWithSortingAboveAndBelow64Members) {
       ASSERT_FLOAT_EQ(trimmed.values()[c], static_cast<float>(s / static_cast<double>(n - 2 * k))) << "n " << n << " coordinate " << c;
     }
   }
+}
+
+TEST(BufferedRounds, StalenessWeightsAreFedBuffs) {
+  EXPECT_DOUBLE_EQ(staleness_weight(StalenessWeight::InverseSqrt, 0), 1.0);
+  EXPECT_DOUBLE_EQ(staleness_weight(StalenessWeight::InverseSqrt, 3), 0.5);
+  EXPECT_DOUBLE_EQ(staleness_weight(StalenessWeight::InverseSqrt, 8), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(staleness_weight(StalenessWeight::Constant, 0), 1.0);
+  EXPECT_DOUBLE_EQ(staleness_weight(StalenessWeight::Constant, 7), 1.0);
+}
+
+TEST(BufferedRounds, AStaleUpdateJoinsTheNewerGlobalAsItsScaledDelta) {
+  // Trained from {1, 1} to {3, 4}: delta {2, 3}; at half weight onto the newer global {10, 20}.
+  const ParameterSet base = point({1, 1}), current = point({10, 20});
+  const ParameterSet rebased = rebase_update(point({3, 4}), base, current, 0.5);
+  EXPECT_EQ(std::vector<float>(rebased.tensors[0].as<float>(), rebased.tensors[0].as<float>() + 2), (std::vector<float>{11, 21.5}));
+  // A fresh update (its base is the buffer's global) at weight 1 is the update itself.
+  const ParameterSet fresh = rebase_update(point({0.1f, 0.3f}), current, current, 1.0);
+  EXPECT_EQ(std::vector<float>(fresh.tensors[0].as<float>(), fresh.tensors[0].as<float>() + 2), (std::vector<float>{0.1f, 0.3f}));
+  EXPECT_THROW(rebase_update(point({1, 2, 3}), base, current, 1.0), std::invalid_argument);
+  // With the mean of a buffer: global + the mean of the weighted deltas.
+  auto agg = make_aggregation(rule(AggregationRule::Mean), std::make_shared<ParameterSet>(current), scratch());
+  agg->add("a#0", rebase_update(point({3, 4}), base, current, 0.5), 0.5);  // delta {1, 1.5}
+  agg->add("b#1", rebase_update(point({12, 18}), current, current, 1.0), 0.5);  // delta {2, -2}
+  const ParameterSet next = agg->finish().parameters;
+  EXPECT_FLOAT_EQ(next.tensors[0].as<float>()[0], 11.5f);
+  EXPECT_FLOAT_EQ(next.tensors[0].as<float>()[1], 19.75f);
 }

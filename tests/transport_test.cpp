@@ -172,10 +172,19 @@ TEST(Transport, ReceiverRejectsEachKindOfDamage) {
 class AggregatorUnderTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    start(1, {{"minFitClients", "1"}, {"minAvailableClients", "1"}, {"fractionFit", "0.5"}});
+  }
+  // A fresh aggregator over small_spec's two clients, with `overrides`.
+  void start(int rounds, std::map<std::string, std::string> overrides) {
+    if (server_) {
+      coordinator_->request_stop();
+      if (run_.joinable()) run_.join();
+      server_->Shutdown();
+    }
     dir_ = test::make_temp_dir("agg");
-    spec_ = parse_spec(test::small_spec(dir_ + "/out", 2, 1,
-                                        {{"minFitClients", "1"}, {"minAvailableClients", "1"}, {"fractionFit", "0.5"},
-                                         {"roundTimeoutSeconds", "30"}, {"chunkSize", "64Ki"}}));
+    overrides.emplace("roundTimeoutSeconds", "30");
+    overrides.emplace("chunkSize", "64Ki");
+    spec_ = parse_spec(test::small_spec(dir_ + "/out", 2, rounds, overrides));
     spec_.transport.max_message_bytes = 256 << 10;
     coordinator_ = std::make_unique<Coordinator>(spec_);
     service_ = std::make_unique<FederationService>(*coordinator_, spec_);
@@ -475,7 +484,7 @@ nlohmann::json round_with_damaged_transfers(DamageChunks::Direction direction, i
   const std::string dir = test::make_temp_dir("damaged");
   const std::string spec_path = test::write_spec(
       dir, test::small_spec(dir + "/out", 1, 1,
-                            {{"minFitClients", "1"}, {"minAvailableClients", "1"}, {"maxRoundAttempts", "2"},
+                            {{"minFitClients", "1"}, {"minAvailableClients", "1"}, {"maxRoundAttempts", "maxRoundAttempts: 2"},
                              {"transferAttempts", std::to_string(transfer_attempts)}}));
   const FederationSpec spec = load_spec(spec_path);
   Coordinator coordinator(spec);
@@ -561,4 +570,69 @@ TEST_F(AggregatorUnderTest, StaleAndEmptyUpdatesAreRefusedAndCounted) {
   EXPECT_EQ(round1["attempts"], 3);
   EXPECT_EQ(round1["failed_attempts"][0]["clients"][0]["reason"], "stale_base");
   EXPECT_EQ(round1["failed_attempts"][1]["clients"][0]["reason"], "no_samples");
+}
+
+// FedBuff's rules over the real protocol, one step at a time: with a buffer of one update and
+// maxStaleness 1, an update two versions late is refused (too_stale) and one a version late joins
+// the newer global as its delta times 1/sqrt(2).
+TEST_F(AggregatorUnderTest, AsynchronousRoundsWeighAndRefuseStaleUpdates) {
+  start(5, {{"minFitClients", "1"}, {"minAvailableClients", "2"}, {"maxRoundAttempts", ""},
+            {"aggregation", "asynchronous: {maxStaleness: 1}"}});
+  const std::string a = register_as("c0"), b = register_as("c1");
+  int rc = -1;
+  run_ = std::thread([&] { rc = coordinator_->run(); });
+  const auto shifted = [](ParameterSet p, float by) {
+    for (auto& t : p.tensors)
+      for (int64_t i = 0; i < t.numel(); ++i) t.as<float>()[i] += by;
+    return p;
+  };
+  const auto train = [&](const std::string& session, float by) {
+    const v1::Instruction ins = poll_until_train(session);
+    return std::make_pair(ins, shifted(download(session, ins), by));
+  };
+  auto [a1, a1_update] = train(a, 0.01f);
+  auto [b1, b1_update] = train(b, 0.02f);
+  EXPECT_EQ(a1.round(), 1u);
+  EXPECT_EQ(b1.round(), 1u);
+  ASSERT_TRUE(upload(a, a1, a1_update).ok());  // version 2
+  auto [a2, a2_update] = train(a, 0.01f);
+  EXPECT_EQ(a2.round(), 2u);
+  ASSERT_TRUE(upload(a, a2, a2_update).ok());  // version 3: b's round-1 update is now 2 behind
+  grpc::Status s = upload(b, b1, b1_update);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("maxStaleness 1"), std::string::npos) << s.error_message();
+  EXPECT_TRUE(status_reaches([](const nlohmann::json& st) { return st["rejected_updates"].value("too_stale", 0) == 1; }));
+
+  auto [b3, b3_update] = train(b, 0.04f);  // from version 3 ...
+  auto [a3, a3_update] = train(a, 0.01f);
+  EXPECT_EQ(b3.round(), 3u);
+  EXPECT_EQ(a3.round(), 3u);
+  const ParameterSet g4 = a3_update;  // a buffer of one, at weight 1: the update is the next global
+  ASSERT_TRUE(upload(a, a3, a3_update).ok());  // version 4
+  ASSERT_TRUE(upload(b, b3, b3_update).ok());  // ... joins version 4's buffer a version late: version 5
+  auto [a5, g5] = train(a, 0.f);
+  EXPECT_EQ(a5.round(), 5u);
+  // Version 5 = version 4 + b's delta (0.04 everywhere) / sqrt(2).
+  ASSERT_EQ(g5.tensors.size(), g4.tensors.size());
+  for (size_t t = 0; t < g5.tensors.size(); ++t)
+    for (int64_t i = 0; i < g5.tensors[t].numel(); ++i)
+      ASSERT_NEAR(g5.tensors[t].as<float>()[i], g4.tensors[t].as<float>()[i] + 0.04 / std::sqrt(2.0), 1e-5)
+          << g5.tensors[t].name << "[" << i << "]";
+  const ParameterSet a5_update = g5;
+  ASSERT_TRUE(upload(a, a5, a5_update).ok());  // the last version
+  run_.join();
+  EXPECT_EQ(rc, 0);
+  const auto rounds = test::read_json(dir_ + "/out/federated_metrics.json")["rounds"];
+  ASSERT_EQ(rounds.size(), 6u);
+  EXPECT_EQ(rounds[4]["clients"][0]["client"], "c1");
+  EXPECT_EQ(rounds[4]["clients"][0]["staleness"], 1);
+  EXPECT_DOUBLE_EQ(rounds[4]["clients"][0]["staleness_weight"].get<double>(), 1 / std::sqrt(2.0));
+  bool refusal_recorded = false;
+  for (const auto& r : rounds)
+    for (const auto& x : r.value("rejected", nlohmann::json::array())) refusal_recorded |= x["client"] == "c1" && x["reason"] == "too_stale";
+  EXPECT_TRUE(refusal_recorded) << rounds.dump(1);
+  // Staleness per accepted update, as the Prometheus histogram has it: five updates, one stale by 1.
+  const prometheus::ClientMetric staleness = coordinator_->metrics().update_staleness.Collect();
+  EXPECT_EQ(staleness.histogram.sample_count, 5u);
+  EXPECT_DOUBLE_EQ(staleness.histogram.sample_sum, 1.0);
 }

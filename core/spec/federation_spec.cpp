@@ -338,6 +338,7 @@ const char* to_string(ServerOptimizerType v) {
   return "none";
 }
 const char* to_string(OptimizerState v) { return v == OptimizerState::Reset ? "reset" : "keep"; }
+const char* to_string(StalenessWeight v) { return v == StalenessWeight::InverseSqrt ? "inverseSqrt" : "constant"; }
 
 bool looks_like_hub_id(const std::string& s) {
   return !s.empty() && s.front() != '/' && s.front() != '.' && s.find('/') != std::string::npos;
@@ -436,6 +437,20 @@ void read_aggregation(Fields& strategy, StrategySpec& st, std::vector<std::strin
     o.get("tau", so.tau);
     if (o.has("tau") && so.type == ServerOptimizerType::AvgM) o.problem(o.path("tau"), "only applies to adam, yogi and adagrad");
     require(so.tau > 0 && std::isfinite(so.tau), o, "tau", "must be a positive number");
+  }
+  if (strategy.has("asynchronous")) {
+    Fields a(strategy.node("asynchronous"), strategy.path("asynchronous"), problems);
+    auto& as = st.asynchronous;
+    as.enabled = true;
+    a.get("maxStaleness", as.max_staleness);
+    a.get_enum("stalenessWeight", as.staleness_weight, names_of({StalenessWeight::InverseSqrt, StalenessWeight::Constant}));
+    require(as.max_staleness >= 0, a, "maxStaleness", "must not be negative");
+    if (strategy.has("maxRoundAttempts"))
+      strategy.problem(strategy.path("maxRoundAttempts"), "does not apply to asynchronous rounds, which have no attempts");
+    // A robust rule's f counts clients, and one fast client may fill several places of a buffer.
+    if (st.aggregation.rule != AggregationRule::Mean)
+      strategy.problem(strategy.path("aggregation") + ".rule",
+                       std::string("only mean applies to asynchronous rounds (got ") + to_string(st.aggregation.rule) + ")");
   }
   if (strategy.has("clipping")) {
     Fields c(strategy.node("clipping"), strategy.path("clipping"), problems);
@@ -671,6 +686,10 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
       f.problem(f.path("signingKeySecret"), "set either signingKeyFile or signingKeySecret");
     require(spec.checkpoints.every_rounds >= 1, f, "everyRounds", "must be at least 1");
     require(spec.checkpoints.keep_last >= 0, f, "keepLast", "must not be negative (0 keeps all)");
+    // The updates buffered towards the next version are kept on disk against the latest
+    // checkpoint; one that is older would leave versions that no file can rebuild.
+    if (spec.strategy.asynchronous.enabled && spec.checkpoints.every_rounds != 1)
+      f.problem(f.path("everyRounds"), "must be 1 with spec.strategy.asynchronous, so that a resumed run loses no accepted update");
   }
 
   // transport
@@ -877,7 +896,7 @@ std::string to_yaml(const FederationSpec& spec) {
   sn["minAvailableClients"] = st.min_available_clients;
   sn["startTimeoutSeconds"] = st.start_timeout_seconds;
   sn["roundTimeoutSeconds"] = st.round_timeout_seconds;
-  sn["maxRoundAttempts"] = st.max_round_attempts;
+  if (!st.asynchronous.enabled) sn["maxRoundAttempts"] = st.max_round_attempts;
   sn["maxUpdateNorm"] = st.max_update_norm;
   const auto& ag = st.aggregation;
   sn["aggregation"]["rule"] = to_string(ag.rule);
@@ -897,6 +916,10 @@ std::string to_yaml(const FederationSpec& spec) {
       on["betas"].SetStyle(YAML::EmitterStyle::Flow);
     }
     if (so.type != ServerOptimizerType::AvgM) on["tau"] = so.tau;
+  }
+  if (st.asynchronous.enabled) {
+    sn["asynchronous"]["maxStaleness"] = st.asynchronous.max_staleness;
+    sn["asynchronous"]["stalenessWeight"] = to_string(st.asynchronous.staleness_weight);
   }
   if (st.clipping.norm > 0) sn["clipping"]["norm"] = st.clipping.norm;
   if (st.clipping.quantile > 0) sn["clipping"]["quantile"] = st.clipping.quantile;

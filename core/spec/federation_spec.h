@@ -170,6 +170,19 @@ struct ClippingSpec {
   bool enabled() const { return norm > 0 || quantile > 0; }
 };
 
+enum class StalenessWeight { InverseSqrt, Constant };
+
+// FedBuff (Nguyen et al. 2022): no rounds that wait for everyone. Every selected client trains
+// continuously on the newest global it was given; the server folds each minFitClients arrived
+// updates into the next global version (a "round" of spec.rounds), scaling each by its staleness
+// weight s(t) (t: versions since its base; inverseSqrt 1/sqrt(1 + t), or constant 1), and
+// rejects updates staler than maxStaleness. fractionFit of the available clients train at once.
+struct AsynchronousSpec {
+  bool enabled = false;
+  int max_staleness = 10;
+  StalenessWeight staleness_weight = StalenessWeight::InverseSqrt;
+};
+
 struct StrategySpec {
   StrategyType type = StrategyType::FedProx;
   double proximal_mu = 0.01;
@@ -188,6 +201,7 @@ struct StrategySpec {
   AggregationSpec aggregation;
   ClippingSpec clipping;
   ServerOptimizerSpec server_optimizer;
+  AsynchronousSpec asynchronous;
 };
 
 struct PolicySpec {
@@ -275,6 +289,7 @@ const char* to_string(MuScheduleType v);
 const char* to_string(AggregationRule v);
 const char* to_string(ServerOptimizerType v);
 const char* to_string(OptimizerState v);
+const char* to_string(StalenessWeight v);
 
 // A Hugging Face Hub id (owner/name) rather than a local folder.
 bool looks_like_hub_id(const std::string& s);

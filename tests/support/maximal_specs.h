@@ -110,6 +110,20 @@ spec:
             {name: d, dataset: {path: /d}}]
   evaluation: {dataset: {path: /eval}}
   strategy: {minFitClients: 4, minAvailableClients: 4, aggregation: {rule: trimmedMean, trimFraction: 0.25}}
+)",
+    R"(apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata: {name: fedbuff}
+spec:
+  rounds: 20
+  clients: [{name: a, dataset: {path: /a}}, {name: b, dataset: {path: /b}}, {name: c, dataset: {path: /c}}]
+  evaluation: {dataset: {path: /eval}}
+  strategy:
+    minFitClients: 2
+    minAvailableClients: 3
+    asynchronous: {maxStaleness: 4, stalenessWeight: constant}
+    clipping: {quantile: 0.8}
+    serverOptimizer: {type: avgm, lr: 1.0, momentum: 0.9}
 )"};
 
 

@@ -160,7 +160,7 @@ const std::map<std::string, std::string> kSmallSpecDefaults = {
     {"localSteps", "20"},       {"batchSize", "32"},          {"lr", "1.0e-3"},
     {"strategyType", "fedprox"}, {"proximalMu", "proximalMu: 0.01"}, {"fractionFit", "1.0"},
     {"minFitClients", "2"},     {"minAvailableClients", "2"}, {"startTimeoutSeconds", "30"},
-    {"roundTimeoutSeconds", "60"}, {"maxRoundAttempts", "3"}, {"evalEvery", "1"},
+    {"roundTimeoutSeconds", "60"}, {"maxRoundAttempts", "maxRoundAttempts: 3"}, {"evalEvery", "1"},
     {"checkpointEvery", "1"},   {"keepLast", "0"},            {"chunkSize", "4Mi"},
     {"transferAttempts", "3"},  {"tls", ""},                  {"hiddenDim", "64"},
     {"episodeLength", "40"},    {"clientExtra", ""},          {"optimizerState", "reset"},
@@ -194,7 +194,7 @@ ${clients}
     minAvailableClients: ${minAvailableClients}
     startTimeoutSeconds: ${startTimeoutSeconds}
     roundTimeoutSeconds: ${roundTimeoutSeconds}
-    maxRoundAttempts: ${maxRoundAttempts}
+    ${maxRoundAttempts}
     ${aggregation}
   policy:
     type: flow-matching-mlp
