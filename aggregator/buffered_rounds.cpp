@@ -335,6 +335,7 @@ int Coordinator::run_buffered(const std::function<int(const std::string&, int)>&
           lock.unlock();
           return fail(why, kExitRunFailed);
         }
+        loop_watchdog_.beat();
         changed_.wait_until(lock, std::min(buffer_->deadline, Clock::now() + std::chrono::milliseconds(200)));
       }
       buffer_->closed = true;

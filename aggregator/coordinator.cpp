@@ -33,7 +33,9 @@ bool is_reportable_worker_state(const std::string& state) {
   return kStates.count(state) > 0;
 }
 
-Coordinator::Coordinator(const FederationSpec& spec) : spec_(spec) {
+Coordinator::Coordinator(const FederationSpec& spec)
+    : spec_(spec),
+      loop_watchdog_(std::chrono::duration<double>(spec.strategy.round_timeout_seconds), "spec.strategy.roundTimeoutSeconds") {
   policy_ = make_policy(spec_.policy);
   // Rules that need a whole round spill it here; what a killed aggregator left is stale.
   const std::string scratch = spec_.output_dir + "/scratch";
@@ -207,12 +209,15 @@ Instruction Coordinator::poll(const Caller& caller, std::chrono::milliseconds wa
     Client& c = client_for(caller);
     c.last_seen = Clock::now();
     Instruction ins;
-    if (finished_ || stop_) {
+    if (finished_) {
       ins.kind = Instruction::Kind::Finish;
       c.state = "finished";
       changed_.notify_all();
       return ins;
     }
+    // Stopping is not the run's end: the workers keep waiting, find this aggregator gone and
+    // register with the one that resumes the run (a pod deleted, a node drained).
+    if (stop_) return ins;
     if (asynchronous()) {
       Instruction ins = poll_buffered(c);
       if (ins.kind == Instruction::Kind::Train) return ins;
@@ -408,6 +413,7 @@ void Coordinator::report_failure(const Caller& caller, int round, const std::str
 
 void Coordinator::drain(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
+  if (!finished_) return;  // stopped: no worker is told to finish, so none will be
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     bool pending = false;
@@ -436,6 +442,7 @@ bool Coordinator::wait_for_available(int count, std::unique_lock<std::mutex>& lo
                                            std::chrono::duration<double>(spec_.strategy.start_timeout_seconds));
   while (static_cast<int>(available_clients().size()) < count) {
     if (stop_ || Clock::now() >= deadline) return false;
+    loop_watchdog_.beat();
     changed_.wait_until(lock, std::min(deadline, Clock::now() + std::chrono::milliseconds(200)));
   }
   return true;
@@ -603,6 +610,9 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
         }
       if (open_->in_flight == 0) break;
     }
+    // Past the deadline the loop only waits for updates being folded in, which end on their own:
+    // no beat then, so that a fold that hangs shows as a stall.
+    if (now < open_->deadline) loop_watchdog_.beat();
     changed_.wait_until(lock, std::min(open_->deadline, now + std::chrono::milliseconds(200)));
   }
   open_->closed = true;
@@ -738,7 +748,7 @@ int Coordinator::run() {
       std::lock_guard<std::mutex> lock(mu_);
       phase_ = "Failed";
       message_ = why;
-      finished_ = true;  // workers polling now are told to finish
+      finished_ = !stop_;  // workers polling now are told to finish, unless only this process stops
       publish_status();
       changed_.notify_all();
     }
@@ -750,6 +760,11 @@ int Coordinator::run() {
     phase_ = "Running";
     publish_status();
   }
+  loop_watchdog_.arm("the round loop");
+  struct Disarm {
+    Watchdog& watchdog;
+    ~Disarm() { watchdog.disarm(); }
+  } disarm{loop_watchdog_};
   try {
     if (start_round_ == 1) {
       const auto eval = evaluate_if_due(0);

@@ -28,6 +28,7 @@
 #include "core/security/certificate.h"
 #include "core/tensor/manifest.h"
 #include "core/util/exit_codes.h"
+#include "core/util/watchdog.h"
 
 namespace zk0 {
 
@@ -130,6 +131,12 @@ class Coordinator {
   const std::shared_ptr<prometheus::Registry>& metrics_registry() const { return registry_; }
   std::string frozen_digest() const { return frozen_digest_; }
   AggregatorMetrics& metrics() { return metrics_; }
+  // Armed while run() runs; beaten each time the round loop comes back to check its deadlines
+  // (every 200 ms while it waits). Silent for longer than spec.strategy.roundTimeoutSeconds, the
+  // loop is wedged: a lock never released, a disk that hangs a checkpoint, a fold that never
+  // ends. A round's own work between two checks (aggregation, evaluation, checkpoint) must fit in
+  // that time too: a server slower than that could not keep the run's deadlines anyway.
+  const Watchdog& loop_watchdog() const { return loop_watchdog_; }
 
  private:
   // Asynchronous rounds: one client's current piece of training.
@@ -239,6 +246,7 @@ class Coordinator {
   void checkpoint(int round);
 
   FederationSpec spec_;
+  Watchdog loop_watchdog_;
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
   AggregatorMetrics metrics_{*registry_};
   std::unique_ptr<Policy> policy_;

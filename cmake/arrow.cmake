@@ -1,7 +1,7 @@
 # Apache Arrow / Parquet C++. Debian 12 ships no Arrow packages, so local builds take the C++
 # libraries and headers that the pyarrow wheel carries (pinned in scripts/requirements.txt,
-# installed into .venv by scripts/setup.sh); container images use Apache's own packages
-# (ZK0_ARROW_FROM=system, see docker/).
+# installed into .venv by scripts/setup.sh), and so do the container images (docker/zk0.Dockerfile).
+# ZK0_ARROW_FROM=system takes an Arrow installed with its CMake packages (Apache's own, for example).
 set(ZK0_ARROW_FROM "wheel" CACHE STRING "Where Arrow/Parquet C++ come from: wheel (pyarrow in .venv) or system")
 if(ZK0_ARROW_FROM STREQUAL "system")
   find_package(Arrow CONFIG REQUIRED)

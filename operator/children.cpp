@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/security/random.h"
+#include "core/transport/health_services.h"
 
 
 namespace zk0::op {
@@ -231,6 +232,23 @@ bool allowed_host_path(const std::string& path, const OperatorSettings& settings
 
 json metrics_port(int port) { return {{"name", "metrics"}, {"containerPort", port}, {"protocol", "TCP"}}; }
 
+// Probes. The processes answer them from the moment they start (the health port and the metrics
+// endpoint open before any model is loaded), so no initial delay. Readiness every 5 s, unready
+// after two misses: a stopping aggregator leaves the Service within ~10 s. Liveness every 10 s,
+// killed after three misses: the bound that matters (roundTimeoutSeconds) is already in the
+// process's own verdict, and three misses keep a node saturated by aggregation or training from
+// killing a healthy pod over one slow answer. With restartPolicy Never a kill fails the pod,
+// which the operator replaces within runPolicy.backoffLimit like any other failure.
+json probe(json action, int period_seconds, int failure_threshold) {
+  action["periodSeconds"] = period_seconds;
+  action["timeoutSeconds"] = 5;
+  action["failureThreshold"] = failure_threshold;
+  return action;
+}
+json readiness_probe(json action) { return probe(std::move(action), 5, 2); }
+json liveness_probe(json action) { return probe(std::move(action), 10, 3); }
+json grpc_health(int port, const char* service) { return {{"grpc", {{"port", port}, {"service", service}}}}; }
+
 }  // namespace
 
 std::string config_map_name(const std::string& run) { return run + "-spec"; }
@@ -238,12 +256,14 @@ std::string claim_name(const std::string& run) { return run + "-checkpoints"; }
 std::string aggregator_name(const std::string& run) { return run + "-aggregator"; }
 std::string worker_name(const std::string& run, const std::string& client) { return run + "-worker-" + client; }
 
-std::vector<std::string> RunSecrets::all() const {
-  std::set<std::string> names;
-  for (const auto* n : {&aggregator_tls, &checkpoint_key, &hub_token})
-    if (!n->empty()) names.insert(*n);
-  for (const auto& [client, secret] : client_tls) names.insert(secret);
-  return {names.begin(), names.end()};
+std::map<std::string, std::set<std::string>> RunSecrets::required_keys() const {
+  std::map<std::string, std::set<std::string>> keys;
+  // ca.crt: the aggregator verifies clients with it (mutual TLS), or workers verify the server.
+  if (!aggregator_tls.empty()) keys[aggregator_tls].insert({"ca.crt", "tls.crt", "tls.key"});
+  for (const auto& [client, secret] : client_tls) keys[secret].insert({"ca.crt", "tls.crt", "tls.key"});
+  if (!checkpoint_key.empty()) keys[checkpoint_key].insert("key");
+  if (!hub_token.empty()) keys[hub_token].insert(hub_token_key);
+  return keys;
 }
 
 RunSecrets run_secrets(const FederationSpec& spec, const OperatorSettings& settings) {
@@ -264,7 +284,10 @@ RunSecrets run_secrets(const FederationSpec& spec, const OperatorSettings& setti
     s.checkpoint_key = spec.name + "-checkpoint-key";
     s.checkpoint_key_generated = true;
   }
-  if (spec.hub_token_secret) s.hub_token = spec.hub_token_secret->name;
+  if (spec.hub_token_secret) {
+    s.hub_token = spec.hub_token_secret->name;
+    s.hub_token_key = spec.hub_token_secret->key;
+  }
   return s;
 }
 
@@ -412,12 +435,19 @@ json aggregator_pod(const json& run, const FederationSpec& spec, const OperatorS
       {"name", "aggregator"},
       {"image", settings.aggregator_image},
       {"args", json::array({"--spec", std::string(kSpecMount) + "/run.yaml", "--listen", "0.0.0.0:" + std::to_string(settings.grpc_port),
-                            "--metrics-listen", "0.0.0.0:" + std::to_string(settings.aggregator_metrics_port)})},
+                            "--metrics-listen", "0.0.0.0:" + std::to_string(settings.aggregator_metrics_port),
+                            "--health-listen", "0.0.0.0:" + std::to_string(settings.aggregator_health_port),
+                            "--termination-log", "/dev/termination-log"})},
+      // The run's last status (round, loss) outlives the process there; a crash leaves its log's end.
+      {"terminationMessagePolicy", "FallbackToLogsOnError"},
       {"ports", json::array({{{"name", "grpc"}, {"containerPort", settings.grpc_port}, {"protocol", "TCP"}},
+                             {{"name", "health"}, {"containerPort", settings.aggregator_health_port}, {"protocol", "TCP"}},
                              metrics_port(settings.aggregator_metrics_port)})},
       {"env", json::array()},
       {"resources", container_resources(spec.aggregator.resources)},
-      {"readinessProbe", {{"tcpSocket", {{"port", "grpc"}}}, {"periodSeconds", 5}}}};
+      // grpc probes name their port by number; the services: core/transport/health_services.h.
+      {"readinessProbe", readiness_probe(grpc_health(settings.aggregator_health_port, AggregatorHealthServices::kReadiness))},
+      {"livenessProbe", liveness_probe(grpc_health(settings.aggregator_health_port, AggregatorHealthServices::kLiveness))}};
   std::vector<DatasetMount> datasets{mount_dataset(spec.evaluation.dataset, "evaluation-data", kEvaluationMount, spec, settings),
                                      mount_policy(spec, settings)};
   const RunSecrets secrets = run_secrets(spec, settings);
@@ -447,8 +477,11 @@ json worker_pod(const json& run, const FederationSpec& spec, const ClientSpec& c
       {"args", json::array({"--spec", std::string(kSpecMount) + "/run.yaml", "--client", client.name, "--aggregator", aggregator,
                             "--metrics-listen", "0.0.0.0:" + std::to_string(settings.worker_metrics_port)})},
       {"ports", json::array({metrics_port(settings.worker_metrics_port)})},
+      // A worker's last log line says why it failed (e.g. the field of an impossible spec).
+      {"terminationMessagePolicy", "FallbackToLogsOnError"},
       {"env", json::array()},
-      {"resources", container_resources(client.resources)}};
+      {"resources", container_resources(client.resources)},
+      {"livenessProbe", liveness_probe({{"httpGet", {{"path", "/healthz"}, {"port", "metrics"}}}})}};
   std::vector<DatasetMount> datasets{mount_dataset(client.dataset, "dataset", client_mount(client.name), spec, settings),
                                      mount_policy(spec, settings)};
   // Only its own certificate; without mutual TLS only the CA that verifies the aggregator, never

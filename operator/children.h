@@ -6,11 +6,12 @@
 //   <run>-spec          ConfigMap  the spec as the pods read it (paths rewritten to mounts)
 //   <run>-checkpoints   PVC        the aggregator's outputDir: checkpoints, history, charts
 //   <run>-aggregator    Service    gRPC (50051) and metrics (9464) of the aggregator pod
-//   <run>-aggregator    Pod
+//   <run>-aggregator    Pod        probed by gRPC health (readiness, liveness) on its health port
 //   <run>-aggregator    NetworkPolicy  gRPC only from the run's own workers; metrics only from the
 //                                  namespaces allowed to scrape (Prometheus's, the operator's)
 //   <run>-workers       NetworkPolicy  workers accept only metrics scrapes, from the same
-//   <run>-worker-<client> Pod      one per client dataset, with its GPU request and placement
+//   <run>-worker-<client> Pod      one per client dataset, with its GPU request and placement; its
+//                                  liveness probe fails when training is stuck (GET /healthz)
 //   <run>-checkpoint-key Secret    the key that signs checkpoints, made once unless the spec names one
 //
 // Every pod is restricted whatever the spec says: non-root, read-only root file system, no
@@ -19,6 +20,7 @@
 // again after it. A pod mounts only its own Secret: the aggregator its server certificate and the
 // checkpoint key, each worker its own client certificate.
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -39,6 +41,10 @@ struct OperatorSettings {
   // empty: any.
   std::vector<std::string> metrics_namespaces;
   int grpc_port = 50051;
+  // The aggregator's plaintext gRPC health port, for the kubelet's grpc probes (which cannot speak
+  // TLS): neither the Service nor the NetworkPolicy opens it to pods, and NetworkPolicies always
+  // admit traffic from the pod's own node, where the kubelet probes from.
+  int aggregator_health_port = 50052;
   int aggregator_metrics_port = 9464;
   int worker_metrics_port = 9465;
 };
@@ -68,8 +74,11 @@ struct RunSecrets {
   std::string checkpoint_key;                     // key `key`
   bool checkpoint_key_generated = false;          // <run>-checkpoint-key, which the operator creates
   std::string hub_token;
+  std::string hub_token_key;
 
-  std::vector<std::string> all() const;  // each once
+  // Each Secret once, with the keys the pods read from it: a Secret without one of them would
+  // leave a pod in ContainerCreating (FailedMount) or crash its process on a missing file.
+  std::map<std::string, std::set<std::string>> required_keys() const;
 };
 RunSecrets run_secrets(const FederationSpec& spec, const OperatorSettings& settings);
 

@@ -34,17 +34,66 @@ int restarts_of(const json& pod) {
   return n;
 }
 
-// The exit code and reason of the pod's main (first) container, when it terminated.
-std::optional<std::pair<int, std::string>> termination_of(const json& pod) {
+// How the pod's main (first) container ended: its exit code, the kubelet's reason, and its
+// termination message (what the process wrote to /dev/termination-log, or with
+// FallbackToLogsOnError the end of its log when it failed without writing one).
+struct Termination {
+  int exit_code = -1;
+  std::string reason, message;
+};
+std::optional<Termination> termination_of(const json& pod) {
   for (const auto& s : pod.value("status", json::object()).value("containerStatuses", json::array())) {
     const auto state = s.value("state", json::object());
-    if (state.contains("terminated"))
-      return std::make_pair(state["terminated"].value("exitCode", -1), state["terminated"].value("reason", ""));
+    if (!state.contains("terminated")) continue;
+    const json& t = state["terminated"];
+    return Termination{t.value("exitCode", -1), t.value("reason", ""), t.value("message", "")};
   }
   return std::nullopt;
 }
 
+// The last non-empty line of a termination message that is not the aggregator's JSON summary:
+// a process's own last word (`invalid spec ...: spec.clients[0].resources.gpu: ...`), capped.
+std::string last_words(const std::string& message) {
+  if (message.empty() || message.front() == '{') return "";
+  std::string line;
+  std::istringstream lines(message);
+  for (std::string l; std::getline(lines, l);)
+    if (l.find_first_not_of(" \t\r") != std::string::npos) line = l;
+  return line.size() > 300 ? line.substr(0, 300) + "..." : line;
+}
+
 std::string pod_phase(const json& pod) { return pod.value("status", json::object()).value("phase", "Pending"); }
+
+// Every claim a run's datasets name, with the field that names it.
+std::vector<std::pair<std::string, std::string>> dataset_claims(const FederationSpec& spec) {
+  std::vector<std::pair<std::string, std::string>> claims;
+  for (size_t i = 0; i < spec.clients.size(); ++i)
+    if (spec.clients[i].dataset.volume_claim)
+      claims.emplace_back(spec.clients[i].dataset.volume_claim->claim_name, "spec.clients[" + std::to_string(i) + "].dataset.volumeClaim");
+  if (spec.evaluation.dataset.volume_claim)
+    claims.emplace_back(spec.evaluation.dataset.volume_claim->claim_name, "spec.evaluation.dataset.volumeClaim");
+  return claims;
+}
+
+// Why a Pending pod does not start, in the scheduler's or the kubelet's words: reason, message.
+std::optional<std::pair<std::string, std::string>> blocker_of(const json& pod) {
+  static const std::set<std::string> kImageFailures = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"};
+  static const std::set<std::string> kConfigFailures = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"};
+  const json status = pod.value("status", json::object());
+  for (const auto& cond : status.value("conditions", json::array()))
+    if (cond.value("type", "") == "PodScheduled" && cond.value("status", "") == "False")
+      return std::make_pair(cond.value("reason", "Unschedulable"), cond.value("message", "not scheduled"));
+  for (const char* list : {"initContainerStatuses", "containerStatuses"})
+    for (const auto& s : status.value(list, json::array())) {
+      const json waiting = s.value("state", json::object()).value("waiting", json::object());
+      const std::string why = waiting.value("reason", "");
+      const std::string what = "container " + s.value("name", "") + " (image " + s.value("image", "") + "): " + why +
+                               (waiting.contains("message") ? ": " + waiting.value("message", "") : "");
+      if (kImageFailures.count(why)) return std::make_pair(std::string("ImagePullFailed"), what);
+      if (kConfigFailures.count(why)) return std::make_pair(std::string("ContainerConfigError"), what);
+    }
+  return std::nullopt;
+}
 
 uint64_t version_number(const json& object) {
   try {
@@ -259,21 +308,25 @@ milliseconds Reconciler::reconcile_run(Context& c) {
   // The checkpoint key is the operator's own to make.
   const RunSecrets secrets = run_secrets(c.spec, settings_);
   if (secrets.checkpoint_key_generated) ensure_checkpoint_key(c, secrets.checkpoint_key);
-  std::vector<std::string> missing;
-  for (const auto& name : secrets.all())
-    if (!secret_exists(c.ns, name)) missing.push_back(name);
-  if (!missing.empty()) {
-    std::string list;
-    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-    const std::string message = "waiting for Secret " + list + " in namespace " + c.ns;
-    bool was_waiting = false;
-    for (const auto& cond : st["conditions"])
-      if (cond.value("type", "") == "Ready" && cond.value("reason", "") == "SecretMissing") was_waiting = true;
-    if (!was_waiting) c.warn("SecretMissing", message);
-    set_condition(st["conditions"], "Ready", false, "SecretMissing", message, c.generation, c.now);
-    c.requeue_within(std::chrono::seconds(10));
-    return c.requeue;
+  std::string missing, incomplete;
+  for (const auto& [name, keys] : secrets.required_keys()) {
+    const auto held = secret_keys(core_path(c.ns, "secrets") + "/" + name);
+    if (!held) {
+      missing += (missing.empty() ? "" : ", ") + name;
+      continue;
+    }
+    std::string lacking;
+    for (const auto& k : keys)
+      if (!held->count(k)) lacking += (lacking.empty() ? "" : ", ") + k;
+    if (!lacking.empty()) incomplete += (incomplete.empty() ? "" : "; ") + name + " lacks key " + lacking;
   }
+  if (!missing.empty()) return wait_for_missing(c, "SecretMissing", "waiting for Secret " + missing + " in namespace " + c.ns);
+  if (!incomplete.empty()) return wait_for_missing(c, "SecretInvalid", "waiting for Secret " + incomplete + " (namespace " + c.ns + ")");
+  // Dataset claims likewise: a pod on a missing claim stays Pending with no word to the run.
+  for (const auto& [claim, field] : dataset_claims(c.spec))
+    if (!exists(core_path(c.ns, "persistentvolumeclaims") + "/" + claim)) missing += (missing.empty() ? "" : ", ") + claim + " (" + field + ")";
+  if (!missing.empty())
+    return wait_for_missing(c, "ClaimMissing", "waiting for PersistentVolumeClaim " + missing + " in namespace " + c.ns);
 
   ensure_owned_objects(c);
 
@@ -310,6 +363,7 @@ milliseconds Reconciler::reconcile_run(Context& c) {
     clients.push_back(record);
   }
   st["clients"] = clients;
+  report_pods_ready(c);
   if (usable < c.spec.strategy.min_fit_clients) {
     const std::string message = std::to_string(usable) + " clients left, fewer than strategy.minFitClients (" +
                                 std::to_string(c.spec.strategy.min_fit_clients) + ")";
@@ -406,13 +460,20 @@ void Reconciler::reconcile_member(Context& c, json& record, const std::string& p
     record["state"] = "Succeeded";
     return;
   }
+  // A pod deleted by someone else (kubectl, a drain, an eviction) has not failed: it ends as
+  // SIGTERM makes it end, and the next attempt starts once it is gone, costing no retry.
+  if (pod->at("metadata").contains("deletionTimestamp") && record.value("lastFailedPod", "") != pod->at("metadata").value("uid", "")) {
+    record["state"] = "Restarting";
+    return;
+  }
   const std::string uid = pod->at("metadata").value("uid", "");
   if (phase == "Failed") {
     const auto termination = termination_of(*pod);
-    const int exit_code = termination ? termination->first : -1;
-    const std::string why = termination ? (termination->second.empty() ? "exit code " + std::to_string(exit_code)
-                                                                        : termination->second + ", exit code " + std::to_string(exit_code))
-                                        : pod->value("status", json::object()).value("reason", "pod failed");
+    const int exit_code = termination ? termination->exit_code : -1;
+    std::string why = termination ? (termination->reason.empty() ? "exit code " + std::to_string(exit_code)
+                                                                 : termination->reason + ", exit code " + std::to_string(exit_code))
+                                  : pod->value("status", json::object()).value("reason", "pod failed");
+    if (termination && !last_words(termination->message).empty()) why += ": " + last_words(termination->message);
     if (record.value("lastFailedPod", "") != uid) {  // count each failed pod once
       record["lastFailedPod"] = uid;
       record["failures"] = record.value("failures", 0) + 1;
@@ -486,6 +547,18 @@ std::optional<std::string> merge_aggregator_status(json& st, const json& reporte
 
 void Reconciler::read_aggregator(Context& c, const std::optional<json>& pod) {
   if (!pod) return;
+  // An aggregator that has ended left its last status as its termination message: the run's
+  // final round and loss, which no endpoint serves any more.
+  if (const auto termination = termination_of(*pod)) {
+    json reported;
+    try {
+      reported = json::parse(termination->message);
+    } catch (const json::exception&) {
+      return;
+    }
+    if (const auto completed = merge_aggregator_status(c.status, reported, c.spec)) c.note("RoundCompleted", *completed);
+    return;
+  }
   const std::string ip = pod->value("status", json::object()).value("podIP", "");
   if (ip.empty()) return;
   const auto s = read_aggregator_status_(ip, settings_.aggregator_metrics_port);
@@ -513,6 +586,32 @@ void Reconciler::finish(Context& c, const std::string& phase, const std::string&
     c.requeue_within(std::chrono::seconds(c.spec.run_policy.ttl_seconds_after_finished) + milliseconds(100));
 }
 
+void Reconciler::report_pods_ready(Context& c) {
+  std::string reason, message;
+  int starting = 0;
+  for (const auto& p : c.pods) {
+    if (pod_phase(p) != "Pending" || p["metadata"].contains("deletionTimestamp")) continue;
+    const auto blocker = blocker_of(p);
+    if (!blocker) {
+      ++starting;
+      continue;
+    }
+    if (reason.empty()) reason = blocker->first;
+    message += (message.empty() ? "pod " : "; pod ") + p["metadata"].value("name", "") + ": " + blocker->second;
+  }
+  auto& conditions = c.status["conditions"];
+  if (!reason.empty()) {
+    bool reported = false;
+    for (const auto& cond : conditions)
+      if (cond.value("type", "") == "PodsReady" && cond.value("reason", "") == reason && cond.value("message", "") == message) reported = true;
+    if (!reported) c.warn(reason, message);
+    set_condition(conditions, "PodsReady", false, reason, message, c.generation, c.now);
+    return;
+  }
+  set_condition(conditions, "PodsReady", starting == 0, starting == 0 ? "PodsRunning" : "PodsStarting",
+                starting == 0 ? "" : std::to_string(starting) + " pods starting", c.generation, c.now);
+}
+
 void Reconciler::delete_pods(Context& c, bool only_active) {
   for (const auto& p : c.pods) {
     const std::string phase = pod_phase(p);
@@ -537,7 +636,7 @@ void Reconciler::ensure_checkpoint_key(Context& c, const std::string& name) {
     if (applied_[c.ns + "/" + c.name].count(path)) return;
   }
   // Created once and never replaced: a new key would orphan every checkpoint the run has.
-  if (!secret_exists(c.ns, name)) {
+  if (!exists(path)) {
     try {
       client_.create(core_path(c.ns, "secrets"), checkpoint_key_secret(c.run));
       c.note("Created", "created Secret " + name + " with the key that signs this run's checkpoints");
@@ -549,14 +648,40 @@ void Reconciler::ensure_checkpoint_key(Context& c, const std::string& name) {
   applied_[c.ns + "/" + c.name][path] = {"", std::chrono::steady_clock::now()};
 }
 
-bool Reconciler::secret_exists(const std::string& ns, const std::string& name) {
+bool Reconciler::exists(const std::string& path) {
   try {
-    client_.get_metadata(core_path(ns, "secrets") + "/" + name);
+    client_.get_metadata(path);  // metadata only: existence is all that is asked
     return true;
   } catch (const kube::ApiError& e) {
     if (e.not_found()) return false;
     throw;
   }
+}
+
+std::optional<std::set<std::string>> Reconciler::secret_keys(const std::string& path) {
+  json secret;
+  try {
+    secret = client_.get(path);
+  } catch (const kube::ApiError& e) {
+    if (e.not_found()) return std::nullopt;
+    throw;
+  }
+  // Only the key names leave this function; the values are dropped with `secret`.
+  std::set<std::string> keys;
+  const json data = secret.value("data", json::object());
+  for (const auto& [key, value] : data.items()) keys.insert(key);
+  return keys;
+}
+
+milliseconds Reconciler::wait_for_missing(Context& c, const std::string& reason, const std::string& message) {
+  auto& conditions = c.status["conditions"];
+  bool was_waiting = false;
+  for (const auto& cond : conditions)
+    if (cond.value("type", "") == "Ready" && cond.value("reason", "") == reason) was_waiting = true;
+  if (!was_waiting) c.warn(reason, message);
+  set_condition(conditions, "Ready", false, reason, message, c.generation, c.now);
+  c.requeue_within(std::chrono::seconds(10));
+  return c.requeue;
 }
 
 void Reconciler::write_status(Context& c) {

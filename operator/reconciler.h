@@ -65,7 +65,15 @@ class Reconciler {
   // Deletes the run's pods; only_active keeps finished ones for their logs (running ones hold GPUs).
   void delete_pods(Context& c, bool only_active);
   void remove_if_present(const std::string& path);
-  bool secret_exists(const std::string& ns, const std::string& name);
+  // PodsReady: False with the scheduler's or kubelet's reason while a pod cannot start (no node
+  // fits, its image cannot be pulled, its configuration is refused), naming each pod.
+  void report_pods_ready(Context& c);
+  bool exists(const std::string& path);
+  // The key names a Secret holds; nullopt when it does not exist.
+  std::optional<std::set<std::string>> secret_keys(const std::string& path);
+  // Waits visibly for something the pods would mount: Ready=False with `reason`, a Warning event
+  // when the wait begins, and a look again in a few seconds.
+  std::chrono::milliseconds wait_for_missing(Context& c, const std::string& reason, const std::string& message);
   void ensure_checkpoint_key(Context& c, const std::string& name);
   void write_status(Context& c);
   void event(const nlohmann::json& run, const std::string& type, const std::string& reason, const std::string& message);

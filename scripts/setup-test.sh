@@ -6,18 +6,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
-# clang with libFuzzer and the sanitizers' runtimes, for tests/fuzz.
-missing=()
-for p in clang-14 libclang-rt-14-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup-test: installing ${missing[*]}"
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# clang with libFuzzer and the sanitizers' runtimes, for tests/fuzz. (The cluster tests' packages
+# come from scripts/setup-cluster.sh, which `make setup-test` runs first.)
+"$root/scripts/install-packages.sh" setup-test clang-14 libclang-rt-14-dev
 venv="$root/.venv-lerobot"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 if ! cmp -s "$root/tests/parity/requirements.txt" "$venv/.requirements.installed"; then

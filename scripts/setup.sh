@@ -15,17 +15,7 @@ packages=(
   openssl curl ca-certificates
 )
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}"
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+"$(dirname "$0")/install-packages.sh" setup "${packages[@]}"
 
 # The project venv: pyarrow brings Arrow/Parquet C++ (Debian 12 has none). pip reuses ~/.cache/pip.
 root="$(cd "$(dirname "$0")/.." && pwd)"

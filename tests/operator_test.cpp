@@ -16,6 +16,7 @@
 #include "core/util/fs.h"
 #include "operator/kube/client.h"
 #include "support/kube_cluster.h"
+#include "support/prometheus.h"
 
 using namespace zk0;
 using namespace zk0::test;
@@ -99,6 +100,11 @@ class OperatorTest : public ::testing::Test {
     if (!r.contains("status") || !r["status"].is_object()) r["status"] = json::object();
     return r;
   }
+  // status.clients[index], or {} while the operator has not written it (it creates pods first).
+  json client_record(const std::string& name, size_t index) {
+    const json clients = run(name)["status"].value("clients", json::array());
+    return index < clients.size() ? clients[index] : json::object();
+  }
   std::string condition(const json& r, const std::string& type, std::string* reason = nullptr) {
     for (const auto& c : r.value("status", json::object()).value("conditions", json::array()))
       if (c.value("type", "") == type) {
@@ -136,10 +142,13 @@ class OperatorTest : public ::testing::Test {
       if (e.value("reason", "") == reason) messages.push_back(e.value("message", ""));
     return messages;
   }
-  void create_tls_secret(const std::string& name) {
+  // The operator checks which keys a Secret holds, not their content. Without the key, a Secret
+  // as a hand-made one often is: ca.crt and tls.crt only.
+  void create_tls_secret(const std::string& name, bool with_key = true) {
     const Certificates certs = generate_certificates(make_temp_dir("tls-" + ns));
+    kubectl("delete secret " + name + " --ignore-not-found");
     kubectl("create secret generic " + name + " --from-file=ca.crt=" + certs.ca + " --from-file=tls.crt=" + certs.server_cert +
-            " --from-file=tls.key=" + certs.server_key);  // the operator needs the Secret, not its content
+            (with_key ? " --from-file=tls.key=" + certs.server_key : std::string()));
   }
   void apply(const std::string& yaml) {
     const std::string path = cluster->dir() + "/" + ns + "-run.yaml";
@@ -179,12 +188,31 @@ TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretsExist) {
   std::string reason;
   ASSERT_TRUE(wait_until([&] { return condition(run(name), "Ready", &reason) == "False" && reason == "SecretMissing"; }, 30s)) << logs();
   EXPECT_FALSE(pod(name + "-aggregator"));
-  const auto missing = events("SecretMissing");
-  ASSERT_FALSE(missing.empty());
+  // The operator writes the status before it records the event.
+  std::vector<std::string> missing;
+  ASSERT_TRUE(wait_until([&] { return !(missing = events("SecretMissing")).empty(); }, 10s)) << logs();
   for (const char* secret : {"-aggregator-tls", "-owner-a-tls", "-owner-b-tls", "-owner-c-tls"})
     EXPECT_NE(missing[0].find(name + secret), std::string::npos) << missing[0];
   EXPECT_EQ(missing[0].find(name + "-checkpoint-key"), std::string::npos) << "the operator makes that one itself";
-  for (const char* secret : {"-aggregator-tls", "-owner-a-tls", "-owner-b-tls", "-owner-c-tls"}) create_tls_secret(name + secret);
+  // A Secret without a key its pod mounts would leave that pod in ContainerCreating: the run waits
+  // again, naming the Secret and the key.
+  for (const char* secret : {"-aggregator-tls", "-owner-a-tls", "-owner-b-tls"}) create_tls_secret(name + secret);
+  create_tls_secret(name + "-owner-c-tls", false);
+  ASSERT_TRUE(wait_until([&] { return condition(run(name), "Ready", &reason) == "False" && reason == "SecretInvalid"; }, 30s)) << logs();
+  std::vector<std::string> invalid;
+  ASSERT_TRUE(wait_until([&] { return !(invalid = events("SecretInvalid")).empty(); }, 10s)) << logs();
+  EXPECT_NE(invalid[0].find(name + "-owner-c-tls lacks key tls.key"), std::string::npos) << invalid[0];
+  EXPECT_FALSE(pod(name + "-aggregator"));
+  create_tls_secret(name + "-owner-c-tls");
+  // Then for owner-b's dataset claim, named with the field that names it.
+  ASSERT_TRUE(wait_until([&] { return condition(run(name), "Ready", &reason) == "False" && reason == "ClaimMissing"; }, 30s)) << logs();
+  EXPECT_FALSE(pod(name + "-aggregator"));
+  std::vector<std::string> claim_missing;
+  ASSERT_TRUE(wait_until([&] { return !(claim_missing = events("ClaimMissing")).empty(); }, 10s)) << logs();
+  EXPECT_NE(claim_missing[0].find("owner-b-datasets (spec.clients[1].dataset.volumeClaim)"), std::string::npos) << claim_missing[0];
+  api->create("/api/v1/namespaces/" + ns + "/persistentvolumeclaims",
+              {{"apiVersion", "v1"}, {"kind", "PersistentVolumeClaim"}, {"metadata", {{"name", "owner-b-datasets"}}},
+               {"spec", {{"accessModes", {"ReadOnlyMany"}}, {"resources", {{"requests", {{"storage", "1Gi"}}}}}}}});
   ASSERT_TRUE(wait_until([&] { return pod(name + "-worker-owner-c").has_value(); }, 60s)) << logs();
 
   const json r = run(name);
@@ -241,6 +269,12 @@ TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretsExist) {
   EXPECT_FALSE(wc["securityContext"]["allowPrivilegeEscalation"].get<bool>());
   EXPECT_EQ(wc["securityContext"]["capabilities"]["drop"][0], "ALL");
   EXPECT_EQ(a["spec"]["restartPolicy"], "Never");
+  // Probes: grpc health on the aggregator's plaintext health port (its federation port is mutual
+  // TLS, which grpc probes cannot speak), /healthz on each worker's metrics port.
+  const auto& ac = agg["spec"]["containers"][0];
+  EXPECT_EQ(ac["readinessProbe"]["grpc"], (json{{"port", 50052}, {"service", "zk0.v1.Federation"}}));
+  EXPECT_EQ(ac["livenessProbe"]["grpc"], (json{{"port", 50052}, {"service", "liveness"}}));
+  EXPECT_EQ(wc["livenessProbe"]["httpGet"], (json{{"path", "/healthz"}, {"port", "metrics"}, {"scheme", "HTTP"}}));
   const std::string volumes_a = a["spec"]["volumes"].dump(), volumes_b = b["spec"]["volumes"].dump();
   EXPECT_NE(volumes_a.find("\"hostPath\":{\"path\":\"/srv/lerobot/so100-pick-a\""), std::string::npos) << volumes_a;
   EXPECT_NE(volumes_b.find("\"claimName\":\"owner-b-datasets\""), std::string::npos) << volumes_b;
@@ -259,8 +293,11 @@ TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretsExist) {
   EXPECT_NE(agg["spec"]["volumes"].dump().find("so100-pick-place-checkpoints"), std::string::npos);
   // Scratch space is bounded.
   for (const json* p : {&agg, &a, &c})
-    for (const auto& v : (*p)["spec"]["volumes"])
-      if (v.contains("emptyDir")) EXPECT_TRUE(v["emptyDir"].contains("sizeLimit")) << v.dump();
+    for (const auto& v : (*p)["spec"]["volumes"]) {
+      if (v.contains("emptyDir")) {
+        EXPECT_TRUE(v["emptyDir"].contains("sizeLimit")) << v.dump();
+      }
+    }
   EXPECT_EQ(pvc["spec"]["resources"]["requests"]["storage"], "20Gi");
   EXPECT_EQ(svc["spec"]["ports"][0]["port"], 50051);
   // gRPC reaches the aggregator only from this run's workers.
@@ -347,21 +384,22 @@ TEST_F(OperatorTest, FailedPodsAreReplacedUntilTheBackoffLimitThenTheClientIsExc
     const std::string uid = uid_of("r2-worker-c0");
     ASSERT_FALSE(uid.empty());
     EXPECT_EQ((*pod("r2-worker-c0"))["metadata"]["annotations"]["zk0.io/attempt"], std::to_string(attempt));
-    set_pod_status("r2-worker-c0", "Failed", 1);
+    // 137: what a container killed after failed liveness probes exits with.
+    set_pod_status("r2-worker-c0", "Failed", attempt == 2 ? 137 : 1);
     if (attempt < 3) {
       ASSERT_TRUE(wait_until([&] { const auto u = uid_of("r2-worker-c0"); return !u.empty() && u != uid; }, 30s)) << logs();
     }
   }
   // The third failure exceeds backoffLimit 2: excluded, not replaced; the run goes on (quorum 2).
-  ASSERT_TRUE(wait_until([&] { return run("r2")["status"]["clients"][0].value("state", "") == "Excluded"; }, 30s)) << logs();
+  ASSERT_TRUE(wait_until([&] { return client_record("r2", 0).value("state", "") == "Excluded"; }, 30s)) << logs();
   json r = run("r2");
   EXPECT_EQ(r["status"]["clients"][0]["failures"], 3);
   EXPECT_EQ(r["status"]["clients"][0]["reason"], "BackoffLimitExceeded");
   // Excluded for good: the last failed pod stays for its logs and no new one comes.
   const std::string last = uid_of("r2-worker-c0");
   EXPECT_TRUE(holds_for([&] { return uid_of("r2-worker-c0") == last && (*pod("r2-worker-c0"))["status"]["phase"] == "Failed"; }, 2s));
-  EXPECT_EQ(events("ClientPodFailed").size(), 3u);
-  EXPECT_EQ(events("ClientExcluded").size(), 1u);
+  EXPECT_TRUE(wait_until([&] { return events("ClientPodFailed").size() == 3u; }, 10s)) << events("ClientPodFailed").size();
+  EXPECT_TRUE(wait_until([&] { return events("ClientExcluded").size() == 1u; }, 10s)) << events("ClientExcluded").size();
   EXPECT_NE(r["status"]["phase"], "Failed");
 
   // Container restarts count too: c1 restarting in place three times is excluded as well.
@@ -386,13 +424,13 @@ TEST_F(OperatorTest, ExitCodesForInvalidInputAndRunFailureAreNotRetried) {
   // A worker whose dataset is invalid exits 2: excluded after one failure, its pod kept.
   const std::string worker_uid = uid_of("r3-worker-c0");
   set_pod_status("r3-worker-c0", "Failed", 2);
-  ASSERT_TRUE(wait_until([&] { return run("r3")["status"]["clients"][0].value("state", "") == "Excluded"; }, 30s)) << logs();
+  ASSERT_TRUE(wait_until([&] { return client_record("r3", 0).value("state", "") == "Excluded"; }, 30s)) << logs();
   const json client = run("r3")["status"]["clients"][0];
   EXPECT_EQ(client["reason"], "InvalidInput");
   EXPECT_EQ(client["failures"], 1);
   EXPECT_EQ(client["attempts"], 1);
   EXPECT_TRUE(holds_for([&] { return uid_of("r3-worker-c0") == worker_uid; }, 2s)) << "the pod was replaced";
-  EXPECT_EQ(events("ClientExcluded").size(), 1u);
+  EXPECT_TRUE(wait_until([&] { return events("ClientExcluded").size() == 1u; }, 10s)) << events("ClientExcluded").size();
   // The aggregator exiting 2 (its spec is invalid) fails the run without a second pod.
   apply(small_run("r3b", "{backoffLimit: 5}"));
   ASSERT_TRUE(wait_until([&] { return pod("r3b-aggregator").has_value(); }, 60s)) << logs();
@@ -408,6 +446,45 @@ TEST_F(OperatorTest, ExitCodesForInvalidInputAndRunFailureAreNotRetried) {
   EXPECT_EQ(condition(run("r3"), "Failed", &reason), "True");
   EXPECT_EQ(reason, "RunFailed");
   EXPECT_EQ(run("r3")["status"]["aggregator"]["attempts"], 1);
+}
+
+// Pods that cannot start say why on the run, in the kubelet's words and naming the pod, with one
+// event per change; once they start, PodsReady is true. (A pod the scheduler cannot place is
+// shown by the cluster test, with a real scheduler.)
+TEST_F(OperatorTest, PodsThatCannotStartAreNamedInPodsReady) {
+  start_operator("op-1");
+  apply(small_run("r14"));
+  ASSERT_TRUE(wait_until([&] { return pod("r14-worker-c1").has_value() && pod("r14-aggregator").has_value(); }, 60s)) << logs();
+  const auto waiting = [&](const std::string& name, const std::string& reason, const std::string& message) {
+    const auto p = pod(name);
+    ASSERT_TRUE(p) << name;
+    const json status = {{"phase", "Pending"},
+                         {"containerStatuses",
+                          json::array({{{"name", (*p)["spec"]["containers"][0]["name"]}, {"image", (*p)["spec"]["containers"][0]["image"]},
+                                        {"imageID", ""}, {"ready", false}, {"restartCount", 0},
+                                        {"state", {{"waiting", {{"reason", reason}, {"message", message}}}}}}})}};
+    api->patch("/api/v1/namespaces/" + ns + "/pods/" + name + "/status", {{"status", status}}, kube::PatchType::Merge);
+  };
+  waiting("r14-worker-c1", "ImagePullBackOff", "Back-off pulling image \"zk0/worker:test\"");
+  std::string reason, message;
+  const auto pods_ready = [&] {
+    for (const auto& c : run("r14")["status"].value("conditions", json::array()))
+      if (c.value("type", "") == "PodsReady") {
+        reason = c.value("reason", "");
+        message = c.value("message", "");
+        return c.value("status", "");
+      }
+    return std::string();
+  };
+  ASSERT_TRUE(wait_until([&] { return pods_ready() == "False" && reason == "ImagePullFailed"; }, 30s)) << logs();
+  EXPECT_NE(message.find("pod r14-worker-c1: container worker (image zk0/worker:test): ImagePullBackOff"), std::string::npos) << message;
+  ASSERT_TRUE(wait_until([&] { return events("ImagePullFailed").size() == 1u; }, 10s)) << logs();
+  waiting("r14-aggregator", "CreateContainerConfigError", "secret \"r14-checkpoint-key\" not found");
+  ASSERT_TRUE(wait_until([&] { return pods_ready() == "False" && message.find("pod r14-aggregator: ") != std::string::npos; }, 30s))
+      << logs();
+  EXPECT_NE(message.find("CreateContainerConfigError: secret \"r14-checkpoint-key\" not found"), std::string::npos) << message;
+  for (const auto& name : {"r14-aggregator", "r14-worker-c0", "r14-worker-c1", "r14-worker-c2"}) set_pod_status(name, "Running");
+  ASSERT_TRUE(wait_until([&] { return pods_ready() == "True" && reason == "PodsRunning"; }, 30s)) << logs();
 }
 
 TEST_F(OperatorTest, SuspendDeletesPodsKeepsCheckpointsAndResumeRecreatesThem) {
@@ -586,50 +663,6 @@ TEST_F(OperatorTest, WorksWithExactlyTheChartsPermissions) {
   }
 }
 
-namespace {
-
-// Prometheus's HTTP API: GET /api/v1/query.
-json prometheus_query(int port, const std::string& promql, const std::string& at = "") {
-  std::string escaped;
-  for (unsigned char c : promql) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') escaped += static_cast<char>(c);
-    else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      escaped += buf;
-    }
-  }
-  const std::string body = http_get(port, "/api/v1/query?query=" + escaped + (at.empty() ? "" : "&time=" + at));
-  return body.empty() ? json() : json::parse(body);
-}
-
-struct PanelQuery {
-  std::string dashboard, panel, description, expr;
-};
-
-std::vector<PanelQuery> dashboard_queries(const std::string& run) {
-  std::vector<PanelQuery> queries;
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(ZK0_SOURCE_DIR) + "/helm/zk0/dashboards")) {
-    const json board = json::parse(read_file(entry.path().string()));
-    std::function<void(const json&)> walk = [&](const json& panels) {
-      for (const auto& p : panels) {
-        if (p.contains("panels")) walk(p["panels"]);
-        for (const auto& t : p.value("targets", json::array())) {
-          std::string expr = t.value("expr", "");
-          for (const auto& [var, value] : std::vector<std::pair<std::string, std::string>>{
-                   {"$__rate_interval", "1m"}, {"$__interval", "1m"}, {"$__range", "5m"}, {"$run", run}}) {
-            for (size_t at; (at = expr.find(var)) != std::string::npos;) expr.replace(at, var.size(), value);
-          }
-          queries.push_back({board.value("title", ""), p.value("title", ""), p.value("description", ""), expr});
-        }
-      }
-    };
-    walk(board["panels"]);
-  }
-  return queries;
-}
-
-}  // namespace
 
 // A real Prometheus (Debian's) scrapes a local federation run (`zk0 run`: aggregator and three
 // workers) and the operator; then every PromQL expression of every dashboard panel runs through
@@ -678,7 +711,7 @@ TEST_F(OperatorTest, EveryDashboardQueryReturnsDataFromARealPrometheus) {
       failed.push_back(q.dashboard + " / " + q.panel + ": " + q.expr + " -> " + (r.is_object() ? r.dump() : "no answer"));
       continue;
     }
-    const bool gpu = q.description.rfind("Needs the DCGM exporter", 0) == 0;
+    const bool gpu = needs_gpu(q);
     const bool has_data = !r["data"]["result"].empty();
     if (has_data) ++with_data;
     if (!has_data && !gpu) empty.push_back(q.dashboard + " / " + q.panel + ": " + q.expr);

@@ -38,14 +38,8 @@ TEST(SmolVLAFederation, TrainsOnVideoDatasetsAndItsCheckpointLoadsInLeRobot) {
                            "    - {name: a, dataset: {path: " + dir + "/a}}\n    - {name: b, dataset: {path: " + dir + "/b}}\n"
                            "  evaluation: {dataset: {path: " + dir + "/eval}, batches: 2, batchSize: 4}\n"
                            "  training: {localSteps: 3, batchSize: 4}\n"
-                           "  strategy: {type: fedprox, proximalMu: 0.01, minFitClients: 2, minAvailableClients: 2}\n"
-                           "  policy:\n    type: smolvla\n    config:\n"
-                           "      vlm_model_name: " + std::string(ZK0_SOURCE_DIR) + "/examples/smolvla-tiny/backbone\n"
-                           "      num_vlm_layers: 2\n      chunk_size: 6\n      n_action_steps: 6\n"
-                           "      resize_imgs_with_padding: [64, 64]\n      tokenizer_max_length: 12\n"
-                           "      input_features: {observation.state: {type: STATE, shape: [6]}, "
-                           "observation.images.front: {type: VISUAL, shape: [3, 64, 96]}}\n"
-                           "      output_features: {action: {type: ACTION, shape: [6]}}\n";
+                           "  strategy: {type: fedprox, proximalMu: 0.01, minFitClients: 2, minAvailableClients: 2}\n" +
+                           test::tiny_smolvla_policy();
   const std::string spec = test::write_spec(dir, yaml);
   int code = -1;
   const std::string log = test::run_command(test::bin("zk0") + " run " + spec, &code);

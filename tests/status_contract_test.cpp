@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "aggregator/coordinator.h"
+#include "aggregator/termination_message.h"
 #include "operator/reconciler.h"
 #include "support/test_support.h"
 
@@ -62,6 +63,23 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
   EXPECT_EQ(kept["serverEvalLoss"], status["serverEvalLoss"]);
   EXPECT_EQ(kept["clients"][0]["aggregatorState"], "training");
   EXPECT_EQ(kept["clients"][1]["lastLoss"], 0.5);
+
+  // The same document as the termination message the aggregator leaves in its pod's status: what
+  // the operator reads once the process is gone, within the kubelet's 4096 bytes.
+  const std::string summary = termination_summary(coordinator.status_json());
+  EXPECT_LE(summary.size(), 4096u);
+  nlohmann::json from_summary = {{"currentRound", 1}, {"clients", nlohmann::json::array({{{"name", "c0"}}, {{"name", "c1"}}})}};
+  op::merge_aggregator_status(from_summary, nlohmann::json::parse(summary), spec);
+  EXPECT_EQ(from_summary["currentRound"], status["currentRound"]);
+  EXPECT_EQ(from_summary["serverEvalLoss"], status["serverEvalLoss"]);
+  EXPECT_EQ(from_summary["clients"], status["clients"]) << summary;
+  // Hundreds of clients do not fit: the run's round and loss still do.
+  nlohmann::json crowded = nlohmann::json::parse(coordinator.status_json());
+  for (int i = 0; i < 500; ++i) crowded["clients"]["client-" + std::to_string(i)] = {{"state", "training"}, {"last_loss", 0.5}};
+  crowded["message"] = std::string(10000, 'm');
+  const std::string short_summary = termination_summary(crowded.dump());
+  EXPECT_LE(short_summary.size(), 4096u);
+  EXPECT_EQ(nlohmann::json::parse(short_summary)["round"], 2);
 
   coordinator.request_stop();
   run.join();

@@ -18,11 +18,27 @@ std::chrono::system_clock::time_point in(std::chrono::milliseconds d) { return s
 std::string describe(const grpc::Status& s) {
   return "code=" + std::to_string(static_cast<int>(s.error_code())) + " " + s.error_message();
 }
+
+// A stream reader that beats the watchdog with every message that arrives.
+template <typename Reader>
+struct ProgressReader {
+  Reader& reader;
+  Watchdog& progress;
+  template <typename Message>
+  bool Read(Message* message) {
+    if (!reader.Read(message)) return false;
+    progress.beat();
+    return true;
+  }
+};
 }  // namespace
 
 WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, const std::string& address,
                            const std::string& state_dir)
-    : spec_(spec), name_(std::move(client_name)) {
+    : spec_(spec),
+      name_(std::move(client_name)),
+      progress_(std::make_shared<Watchdog>(std::chrono::duration<double>(spec.strategy.round_timeout_seconds),
+                                           "spec.strategy.roundTimeoutSeconds")) {
   stub_ = v1::Federation::NewStub(make_channel(address, spec_.transport, spec_.client(name_).tls));
   trainer_ = std::make_unique<LocalTrainer>(spec_, spec_.client(name_), state_dir);
 }
@@ -30,6 +46,8 @@ WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, 
 void WorkerClient::set_state(const std::string& s) {
   std::lock_guard<std::mutex> lock(session_mu_);
   state_ = s;
+  if (s == "idle") progress_->disarm();
+  else progress_->arm(s);
 }
 
 bool WorkerClient::connect_and_register(const std::string& open_error) {
@@ -119,7 +137,8 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
     ParameterReceiver receiver(trainer_->layout());
     error.clear();
     try {
-      receive_parameter_messages<v1::ParameterMessage>(*reader, receiver);
+      ProgressReader<grpc::ClientReader<v1::ParameterMessage>> counted{*reader, *progress_};
+      receive_parameter_messages<v1::ParameterMessage>(counted, receiver);
     } catch (const TransferError& e) {
       error = std::string(e.reason()) + ": " + e.what();
       ctx.TryCancel();
@@ -182,7 +201,11 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     m->set_bytes_downloaded(r.bytes_downloaded);
     if (writer->Write(msg))
       send_parameter_messages<v1::UploadMessage>(manifest, result.update, spec_.transport.chunk_bytes,
-                                                 [&](const v1::UploadMessage& m) { return writer->Write(m); });
+                                                 [&](const v1::UploadMessage& m) {
+                                                   if (!writer->Write(m)) return false;
+                                                   progress_->beat();
+                                                   return true;
+                                                 });
     writer->WritesDone();
     const grpc::Status s = writer->Finish();
     if (s.ok()) {
@@ -229,7 +252,7 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   task.seed = ins.config().seed();
   task.base_digest = ins.parameters_digest();
   try {
-    result = trainer_->train_round(global, task, &abandon_round_);
+    result = trainer_->train_round(global, task, &abandon_round_, [this] { progress_->beat(); });
   } catch (const RoundAbandoned& e) {
     log_warn("round_abandoned", {kv("round", round), kv("detail", e.what())});
     set_state("idle");

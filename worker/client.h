@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 
+#include "core/util/watchdog.h"
 #include "worker/metrics.h"
 #include "worker/trainer.h"
 #include "zk0/v1/federation.grpc.pb.h"
@@ -25,11 +26,19 @@ class WorkerClient {
   using UpdateHook = std::function<void(const RoundTask& task, const ParameterSet& global, RoundResult& result)>;
   void before_upload(UpdateHook hook) { before_upload_ = std::move(hook); }
   const std::shared_ptr<prometheus::Registry>& metrics_registry() const { return registry_; }
+  // The worker's liveness (its /healthz). Busy (downloading, training, uploading) and without
+  // progress for longer than spec.strategy.roundTimeoutSeconds, with no chunk moved, no batch
+  // delivered and no step completed, the worker is stuck: the aggregator has given up on its
+  // round by then, and what hangs (a read from a dataset on a dead mount, a stream whose peer
+  // went silent) cannot be abandoned from inside, so only a new process helps. Waiting for the
+  // next round or for the aggregator is idle, never stuck. Shared, so that a health endpoint may
+  // outlive the client.
+  std::shared_ptr<const Watchdog> progress() const { return progress_; }
 
  private:
   bool connect_and_register(const std::string& open_error);
   void heartbeat_loop();
-  void set_state(const std::string& s);
+  void set_state(const std::string& s);  // arms the progress watchdog while busy
   // What became of a transfer: done, refused because the round moved on (no failure), or
   // failed transferAttempts times (failure says the last reason).
   struct Transfer {
@@ -50,6 +59,7 @@ class WorkerClient {
   std::mutex session_mu_;
   std::string session_;
   std::string state_ = "idle";
+  std::shared_ptr<Watchdog> progress_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> done_{false};
   std::atomic<int> working_round_{0};

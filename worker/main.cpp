@@ -9,6 +9,7 @@
 #include "core/runtime/cpu_runtime.h"
 #include "core/util/fs.h"
 #include "core/util/exit_codes.h"
+#include "core/util/health_watch.h"
 #include "core/util/log.h"
 #include "core/util/stop_signals.h"
 #include "worker/client.h"
@@ -37,11 +38,18 @@ int main(int argc, char** argv) {
   try {
     const FederationSpec spec = load_spec(spec_path);
     configure_cpu_runtime(spec.client(client).resources.cpu);
-    WorkerClient worker(spec, client, address, state_dir);
+    // The health endpoint answers from the start: loading the policy is starting, not stuck.
     MetricsServer metrics("worker", metrics_listen, {{"run", spec.name}, {"client", client}});
-    metrics.serve(worker.metrics_registry());
     metrics.serve_health("/healthz", [](std::string&) { return true; });
+    WorkerClient worker(spec, client, address, state_dir);
+    metrics.serve(worker.metrics_registry());
     if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");
+    metrics.serve_health("/healthz", [progress = worker.progress()](std::string& why_not) {
+      why_not = progress->stalled();
+      return why_not.empty();
+    });
+    HealthWatch liveness([progress = worker.progress()] { return progress->stalled(); },
+                         [](const std::string& why_not) { log_health_change("liveness", why_not); });
     signals.on_stop([&] { worker.request_stop(); });
     const int rc = worker.run();
     signals.disarm();

@@ -157,7 +157,8 @@ void LocalTrainer::save_optimizer(const RoundTask& task) {
   for (size_t i = 0; i + 2 < files.size(); ++i) fs::remove(files[i]);
 }
 
-RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTask& task, const std::atomic<bool>* abandon) {
+RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTask& task, const std::atomic<bool>* abandon,
+                                      const std::function<void()>& progressed) {
   if (!dataset_) throw std::logic_error("train_round before open_dataset");
   const int local_steps = task.local_steps;
   const double proximal_mu = task.proximal_mu;
@@ -180,6 +181,7 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTas
     const auto data_start = Clock::now();  // time the trainer waits for data, not the loaders' work
     const Batch batch = loader.next().to(device_);
     data_seconds += std::chrono::duration<double>(Clock::now() - data_start).count();
+    progressed();
 
     lr = learning_rate_at(spec_.training, step, local_steps);
     at::Tensor policy_loss;
@@ -203,6 +205,7 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTas
     prox_sum += proximal;
     grad_sum += grad_norm;
     out.step_seconds.push_back(std::chrono::duration<double>(Clock::now() - step_start).count());
+    progressed();
   }
   double update_sq = 0;
   {

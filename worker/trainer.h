@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,8 +57,10 @@ class LocalTrainer {
   const Manifest& layout() const { return layout_; }
   std::string frozen_digest() const { return frozen_digest_; }
 
-  // Stops with RoundAbandoned at the next step once `abandon` turns true.
-  RoundResult train_round(const ParameterSet& global, const RoundTask& task, const std::atomic<bool>* abandon = nullptr);
+  // Stops with RoundAbandoned at the next step once `abandon` turns true. Calls `progressed`
+  // whenever a batch arrives and whenever a step completes (the worker's liveness).
+  RoundResult train_round(const ParameterSet& global, const RoundTask& task, const std::atomic<bool>* abandon = nullptr,
+                          const std::function<void()>& progressed = [] {});
 
  private:
   // optimizer.state keep: the moments this client had after its latest round before `round`.

@@ -27,13 +27,13 @@ http::client::http_client_config client_config(const KubeConfig& c, std::chrono:
   return cfg;
 }
 
-http::http_request make_request(const KubeConfig& c, const std::string& method, const std::string& path,
+http::http_request make_request(const std::string& token, const std::string& method, const std::string& path,
                                 const std::string& accept = "application/json") {
   http::http_request req(method);
   req.set_request_uri(path);
   req.headers().add("Accept", accept);
   req.headers().add("User-Agent", "zk0-operator/0.1.0");
-  if (!c.token.empty()) req.headers().add("Authorization", "Bearer " + c.token);
+  if (!token.empty()) req.headers().add("Authorization", "Bearer " + token);
   return req;
 }
 
@@ -56,13 +56,28 @@ std::string query_escape(const std::string& value) {
 
 KubeClient::KubeClient(KubeConfig config)
     : config_(std::move(config)),
-      http_(std::make_unique<http::client::http_client>(config_.server, client_config(config_, std::chrono::seconds(30)))) {}
+      http_(std::make_unique<http::client::http_client>(config_.server, client_config(config_, std::chrono::seconds(30)))),
+      token_(config_.token),
+      token_read_(std::chrono::steady_clock::now()) {}
+
+std::string KubeClient::bearer_token() {
+  std::lock_guard<std::mutex> lock(token_mu_);
+  if (!config_.token_file.empty() && std::chrono::steady_clock::now() - token_read_ >= std::chrono::minutes(1)) {
+    try {
+      token_ = read_token(config_.token_file);
+    } catch (const std::exception&) {
+      // The kubelet swaps the file atomically; a failed read keeps the token we have.
+    }
+    token_read_ = std::chrono::steady_clock::now();
+  }
+  return token_;
+}
 
 KubeClient::~KubeClient() = default;
 
 nlohmann::json KubeClient::request(const std::string& method, const std::string& path, const std::string& body,
                                    const std::string& content_type, const std::string& accept) {
-  auto req = make_request(config_, method, path, accept);
+  auto req = make_request(bearer_token(), method, path, accept);
   if (!content_type.empty()) req.set_body(body, content_type);
   http::http_response resp;
   std::string text;
@@ -120,7 +135,7 @@ void KubeClient::watch(const std::string& path, const std::function<bool(const n
   pplx::cancellation_token_source cancel;
   http::http_response resp;
   try {
-    resp = client.request(make_request(config_, "GET", path), cancel.get_token()).get();
+    resp = client.request(make_request(bearer_token(), "GET", path), cancel.get_token()).get();
   } catch (const std::exception& e) {
     throw ApiError(0, "Unreachable", "GET " + path + ": " + e.what());
   }

@@ -3,6 +3,8 @@
 // (nlohmann::json), errors as ApiError carrying the HTTP status and the API's Status reason, and
 // watch streams read line by line as the API server sends them.
 #include <atomic>
+#include <chrono>
+#include <mutex>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -63,8 +65,13 @@ class KubeClient {
   nlohmann::json request(const std::string& method, const std::string& path, const std::string& body,
                          const std::string& content_type, const std::string& accept = "application/json");
 
+  std::string bearer_token();  // config_.token, read again from token_file once a minute
+
   KubeConfig config_;
   std::unique_ptr<web::http::client::http_client> http_;
+  std::mutex token_mu_;
+  std::string token_;
+  std::chrono::steady_clock::time_point token_read_;
 };
 
 // URL-encodes a query parameter value (label selectors contain '=' and ',').

@@ -51,6 +51,12 @@ YAML::Node named(const YAML::Node& list, const std::string& name, const std::str
 
 }  // namespace
 
+std::string read_token(const std::string& path) {
+  std::string token = read_file(path);
+  while (!token.empty() && (token.back() == '\n' || token.back() == ' ')) token.pop_back();
+  return token;
+}
+
 KubeConfig KubeConfig::in_cluster() {
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
   const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
@@ -59,8 +65,8 @@ KubeConfig KubeConfig::in_cluster() {
   const std::string h = host;
   c.server = "https://" + (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + port;
   const std::string dir = kServiceAccountDir;
-  c.token = read_file(dir + "/token");
-  while (!c.token.empty() && (c.token.back() == '\n' || c.token.back() == ' ')) c.token.pop_back();
+  c.token_file = dir + "/token";
+  c.token = read_token(c.token_file);
   c.ca_pem = read_file(dir + "/ca.crt");
   c.namespace_ = read_file(dir + "/namespace");
   return c;

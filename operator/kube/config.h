@@ -11,6 +11,9 @@ struct KubeConfig {
   std::string server;  // https://host:port
   std::string ca_pem;  // empty = the system's trust store
   std::string token;
+  // Where the token came from when the kubelet keeps it fresh (a pod's projected service-account
+  // token, rotated before it expires): the client reads it again every minute, as client-go does.
+  std::string token_file;
   std::string client_cert_pem;
   std::string client_key_pem;
   std::string namespace_;  // the context's (or the pod's) namespace
@@ -18,5 +21,8 @@ struct KubeConfig {
   static KubeConfig in_cluster();  // throws when not running in a pod
   static KubeConfig from_kubeconfig(const std::string& path);
 };
+
+// A token file's content without its trailing newline.
+std::string read_token(const std::string& path);
 
 }  // namespace zk0::kube

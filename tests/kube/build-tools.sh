@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes tools the operator and chart tests run: kube-apiserver,
-# kube-controller-manager, kubectl and etcd from their Go modules (versions pinned in tests/kube/tools/go.mod) and helm from its
-# module. Output: $ZK0_KUBE_TOOLS (default ~/.cache/zk0/kube-tools/<hash of the pins>), so a warm
+# Builds the real Kubernetes tools the operator, chart and cluster tests run, from their Go modules
+# (versions pinned in tests/kube/tools/go.mod): kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubelet, kube-proxy, kubectl and etcd, and CoreDNS, helm and Prometheus at the
+# versions below (Debian's Prometheus is built without its Kubernetes service discovery). Output: $ZK0_KUBE_TOOLS (default ~/.cache/zk0/kube-tools/<hash of the pins>), so a warm
 # machine rebuilds nothing and a changed pin builds into a new folder. Prints that folder.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 helm_version=v3.21.4
-pins="$(cat "$here/tools/go.mod" "$here/tools/go.sum"; echo "helm $helm_version")"
+coredns_version=v1.14.7
+prometheus_version=v0.316.0  # the Go module's version of Prometheus 3.16
+kube_tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+pins="$(cat "$here/tools/go.mod" "$here/tools/go.sum"; echo "helm $helm_version"; echo "coredns $coredns_version"; echo "prometheus $prometheus_version")"
 key="$(printf '%s' "$pins" | sha256sum | cut -c1-16)"
 out="${ZK0_KUBE_TOOLS:-$HOME/.cache/zk0/kube-tools/$key}"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kubectl" ] && [ -x "$out/etcd" ] &&
-  [ -x "$out/helm" ]; then
+complete=1
+for tool in "${kube_tools[@]}" etcd helm coredns prometheus; do [ -x "$out/$tool" ] || complete=0; done
+if ((complete)); then
   echo "$out"
   exit 0
 fi
 mkdir -p "$out"
 export GOFLAGS="-buildvcs=false -trimpath" CGO_ENABLED=0
+# The version the binaries report (kubectl version, the node's kubeletVersion, what helm checks a
+# chart's kubeVersion against): the pinned release, as Kubernetes' own build stamps it.
+version="$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$here/tools/go.mod")"
+minor="${version#v*.}"
+minor="${minor%%.*}"
+stamp="-s"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  stamp+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
 # -p 2: the machines this runs on have two cores; go build would otherwise use all of them anyway.
-(cd "$here/tools" &&
-  go build -p 2 -ldflags=-s -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2 &&
-  go build -p 2 -ldflags=-s -o "$out/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager >&2 &&
-  go build -p 2 -ldflags=-s -o "$out/kubectl" k8s.io/kubernetes/cmd/kubectl >&2 &&
-  go build -p 2 -ldflags=-s -o "$out/etcd" go.etcd.io/etcd/server/v3 >&2)
+cd "$here/tools"
+for tool in "${kube_tools[@]}"; do
+  go build -p 2 -ldflags="$stamp" -o "$out/$tool" "k8s.io/kubernetes/cmd/$tool" >&2
+done
+go build -p 2 -ldflags=-s -o "$out/etcd" go.etcd.io/etcd/server/v3 >&2
 GOBIN="$out" go install -ldflags=-s "helm.sh/helm/v3/cmd/helm@$helm_version" >&2
+GOBIN="$out" go install -ldflags=-s "github.com/coredns/coredns@$coredns_version" >&2
+# Only the Kubernetes service discovery (and the file and static ones every build has): the other
+# discovery plugins would double the build. No web UI assets: the tests use the HTTP API.
+GOBIN="$out" go install -tags remove_all_sd,enable_kubernetes_sd -ldflags=-s \
+  "github.com/prometheus/prometheus/cmd/prometheus@$prometheus_version" >&2
 echo "$out"

@@ -24,7 +24,7 @@ for scope in cluster namespace; do
   "$helm" template zk0 "$chart" --namespace zk0-system --include-crds --set rbac.scope=$scope "${all_on[@]}" \
     2>/dev/null > "$work/$scope.yaml"
   "$python" "$root/tests/kube/validate_manifests.py" "$work/$scope.yaml" || fail "rendered chart ($scope scope)"
-  for kind in Deployment ServiceAccount ServiceMonitor PodMonitor PrometheusRule ConfigMap CustomResourceDefinition; do
+  for kind in Deployment ServiceAccount Lease ServiceMonitor PodMonitor PrometheusRule ConfigMap CustomResourceDefinition; do
     grep -q "^kind: $kind$" "$work/$scope.yaml" || fail "$kind missing from the rendered chart ($scope scope)"
   done
 done

@@ -36,6 +36,7 @@ SCHEMAS = {
 # unknown ones.
 OPENAPI_DEFINITIONS = {
     ("policy/v1", "PodDisruptionBudget"): "io.k8s.api.policy.v1.PodDisruptionBudget",
+    ("coordination.k8s.io/v1", "Lease"): "io.k8s.api.coordination.v1.Lease",
 }
 
 

@@ -248,6 +248,16 @@ std::string write_spec(const std::string& dir, const std::string& yaml) {
   return path;
 }
 
+std::string tiny_smolvla_policy() {
+  return "  policy:\n    type: smolvla\n    config:\n"
+         "      vlm_model_name: " + std::string(ZK0_SOURCE_DIR) + "/examples/smolvla-tiny/backbone\n"
+         "      num_vlm_layers: 2\n      chunk_size: 6\n      n_action_steps: 6\n"
+         "      resize_imgs_with_padding: [64, 64]\n      tokenizer_max_length: 12\n"
+         "      input_features: {observation.state: {type: STATE, shape: [6]}, "
+         "observation.images.front: {type: VISUAL, shape: [3, 64, 96]}}\n"
+         "      output_features: {action: {type: ACTION, shape: [6]}}\n";
+}
+
 Certificates generate_certificates(const std::string& dir, const std::string& run, const std::vector<std::string>& clients) {
   auto sh = [](const std::string& cmd) {
     if (std::system((cmd + " > /dev/null 2>&1").c_str()) != 0) throw std::runtime_error("failed: " + cmd);

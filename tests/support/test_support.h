@@ -62,6 +62,10 @@ bool file_exists(const std::string& path);
 std::string small_spec(const std::string& output_dir, int clients, int rounds,
                        const std::map<std::string, std::string>& overrides = {});
 std::string write_spec(const std::string& dir, const std::string& yaml);  // returns the path
+// The `policy:` block (indented for spec) of a tiny SmolVLA with random weights and the small
+// backbone in examples/smolvla-tiny, reading one 64x96 camera: what datasets from `zk0 dataset
+// synth --cameras 1 --height 64 --width 96` feed.
+std::string tiny_smolvla_policy();
 
 // From the openssl CLI, as cert-manager would issue them: a CA; the aggregator's server
 // certificate (SAN 127.0.0.1, localhost); a client certificate per name in `clients`, each with
