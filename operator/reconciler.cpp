@@ -599,16 +599,12 @@ void Reconciler::report_pods_ready(Context& c) {
     if (reason.empty()) reason = blocker->first;
     message += (message.empty() ? "pod " : "; pod ") + p["metadata"].value("name", "") + ": " + blocker->second;
   }
-  auto& conditions = c.status["conditions"];
   if (!reason.empty()) {
-    bool reported = false;
-    for (const auto& cond : conditions)
-      if (cond.value("type", "") == "PodsReady" && cond.value("reason", "") == reason && cond.value("message", "") == message) reported = true;
-    if (!reported) c.warn(reason, message);
-    set_condition(conditions, "PodsReady", false, reason, message, c.generation, c.now);
+    // Each new blocker is an event; a pod that stays blocked for the same reason is not.
+    set_blocked(c, "PodsReady", reason, message, /*each_message=*/true);
     return;
   }
-  set_condition(conditions, "PodsReady", starting == 0, starting == 0 ? "PodsRunning" : "PodsStarting",
+  set_condition(c.status["conditions"], "PodsReady", starting == 0, starting == 0 ? "PodsRunning" : "PodsStarting",
                 starting == 0 ? "" : std::to_string(starting) + " pods starting", c.generation, c.now);
 }
 
@@ -673,13 +669,21 @@ std::optional<std::set<std::string>> Reconciler::secret_keys(const std::string& 
   return keys;
 }
 
-milliseconds Reconciler::wait_for_missing(Context& c, const std::string& reason, const std::string& message) {
+void Reconciler::set_blocked(Context& c, const std::string& type, const std::string& reason, const std::string& message,
+                             bool each_message) {
   auto& conditions = c.status["conditions"];
-  bool was_waiting = false;
+  bool said = false;
   for (const auto& cond : conditions)
-    if (cond.value("type", "") == "Ready" && cond.value("reason", "") == reason) was_waiting = true;
-  if (!was_waiting) c.warn(reason, message);
-  set_condition(conditions, "Ready", false, reason, message, c.generation, c.now);
+    if (cond.value("type", "") == type && cond.value("status", "") == "False" && cond.value("reason", "") == reason &&
+        (!each_message || cond.value("message", "") == message))
+      said = true;
+  if (!said) c.warn(reason, message);
+  set_condition(conditions, type, false, reason, message, c.generation, c.now);
+}
+
+milliseconds Reconciler::wait_for_missing(Context& c, const std::string& reason, const std::string& message) {
+  // While the list of what is missing shrinks, the condition follows it without a new event.
+  set_blocked(c, "Ready", reason, message, /*each_message=*/false);
   c.requeue_within(std::chrono::seconds(10));
   return c.requeue;
 }

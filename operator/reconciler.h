@@ -71,6 +71,9 @@ class Reconciler {
   bool exists(const std::string& path);
   // The key names a Secret holds; nullopt when it does not exist.
   std::optional<std::set<std::string>> secret_keys(const std::string& path);
+  // Condition `type` False with `reason`, and a Warning event when the condition did not already
+  // say so (the same reason, and with `each_message` the same message).
+  void set_blocked(Context& c, const std::string& type, const std::string& reason, const std::string& message, bool each_message);
   // Waits visibly for something the pods would mount: Ready=False with `reason`, a Warning event
   // when the wait begins, and a look again in a few seconds.
   std::chrono::milliseconds wait_for_missing(Context& c, const std::string& reason, const std::string& message);
