@@ -201,8 +201,9 @@ size_t count_of(const std::string& haystack, const std::string& needle) {
 // wait kept the process alive after its run. Now no slot is taken before the header is
 // authorised, the silent ones are cancelled, and the aggregator exits on time.
 TEST(Abuse, IdleUploadStreamsStopNoUploadAndTheAggregatorStillExits) {
-  // The run lasts longer than the stall allowance (5 s at this round timeout).
-  LiveRun r("idle-streams", 2, 3, {{"localSteps", "1500"}, {"roundTimeoutSeconds", "50"}});
+  // The run lasts well beyond the stall allowance (5 s at this round timeout): about 14 s here,
+  // where 1500 steps a round once ended the run in 4.6 s, before any stream was due to stall.
+  LiveRun r("idle-streams", 2, 3, {{"localSteps", "5000"}, {"roundTimeoutSeconds", "50"}});
   r.start_aggregator();
   Attacker attacker(r.address());
   std::vector<std::unique_ptr<IdleUpload>> idle;
