@@ -29,8 +29,11 @@ configure: setup
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# Every test, through ctest. Tests start real processes and bind loopback ports.
-test: build setup-test
+# Every test, through ctest. Tests start real processes and bind loopback ports. Before ctest,
+# scripts/prepare-test.sh builds zk0 beside the tests' downloads (setup-test's, the Go modules,
+# the images that need no build), then the Go tools.
+test: configure
+	@scripts/prepare-test.sh $(BUILD) $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure --timeout 900
 
 # A federated run end to end on this machine: examples/quickstart.yaml, 4 clients, 10 rounds,

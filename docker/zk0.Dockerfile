@@ -28,7 +28,9 @@
 ARG BUILD_BASE=debian:12
 ARG RUNTIME_BASE=debian:12-slim
 
-FROM ${BUILD_BASE} AS build
+# The compilers, libraries and tools, before any of zk0's source: a stage of its own so that a
+# builder can make (and cache) it while the source is still changing or being compiled elsewhere.
+FROM ${BUILD_BASE} AS toolchain
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
 # Empty: Debian's libtorch-dev. Otherwise a LibTorch zip, unpacked into /opt/zk0/libtorch.
@@ -89,6 +91,10 @@ RUN --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
       --require-hashes -r /tmp/pyarrow.txt \
  && rm /tmp/pyarrow.txt
 
+FROM toolchain AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG LIBTORCH_URL=
+ARG SRC_DIR=/src
 WORKDIR ${SRC_DIR}
 COPY . .
 # ccache keys on the compiler's locale: a builder sharing a host's compiler cache passes the

@@ -17,11 +17,17 @@ targets=("$@")
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$root/tests/fuzz/crashes"
+# One fuzzer per core at a time (each is single-threaded); the results are read back in order.
+export build root scratch seconds
+printf '%s\n' "${targets[@]}" | xargs -P "$(nproc)" -I{} bash -c '
+  t={}; mkdir -p "$scratch/$t"
+  "$build/fuzz_$t" -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$root/tests/fuzz/crashes/$t-" "$scratch/$t" "$root/tests/fuzz/corpus/$t" \
+    > "$scratch/$t.log" 2>&1
+  echo $? > "$scratch/$t.rc"'
 failed=0
 for t in "${targets[@]}"; do
-  mkdir -p "$scratch/$t"
-  if "$build/fuzz_$t" -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 \
-       -artifact_prefix="$root/tests/fuzz/crashes/$t-" "$scratch/$t" "$root/tests/fuzz/corpus/$t" > "$scratch/$t.log" 2>&1; then
+  if [ "$(cat "$scratch/$t.rc" 2> /dev/null)" = 0 ]; then
     echo "fuzz_$t: $(grep -o 'number_of_executed_units: [0-9]*' "$scratch/$t.log" | cut -d' ' -f2) runs, no crash"
   else
     echo "FAIL: fuzz_$t crashed" >&2

@@ -4,7 +4,16 @@
 # kube-scheduler, kubelet, kube-proxy, kubectl and etcd, and CoreDNS, helm and Prometheus at the
 # versions below (Debian's Prometheus is built without its Kubernetes service discovery). Output: $ZK0_KUBE_TOOLS (default ~/.cache/zk0/kube-tools/<hash of the pins>), so a warm
 # machine rebuilds nothing and a changed pin builds into a new folder. Prints that folder.
+#   tests/kube/build-tools.sh [--download-only]
+# --download-only fetches the modules those builds read (several GB from the Go module proxy) and
+# compiles nothing: `make test` runs it beside zk0's C++ build, which needs the cores, not the network.
 set -euo pipefail
+download_only=0
+case "${1:-}" in
+  --download-only) download_only=1 ;;
+  "") ;;
+  *) echo "build-tools.sh: unknown argument $1" >&2; exit 2 ;;
+esac
 here="$(cd "$(dirname "$0")" && pwd)"
 helm_version=v3.21.4
 coredns_version=v1.14.7
@@ -19,8 +28,19 @@ if ((complete)); then
   echo "$out"
   exit 0
 fi
-mkdir -p "$out"
 export GOFLAGS="-buildvcs=false -trimpath" CGO_ENABLED=0
+installed=("helm.sh/helm/v3/cmd/helm@$helm_version" "github.com/coredns/coredns@$coredns_version")
+# Only the Kubernetes service discovery (and the file and static ones every build has): the other
+# discovery plugins would double the build. No web UI assets: the tests use the HTTP API.
+prometheus=(-tags remove_all_sd,enable_kubernetes_sd "github.com/prometheus/prometheus/cmd/prometheus@$prometheus_version")
+if ((download_only)); then
+  # Loading the packages a build would compile downloads exactly their modules.
+  (cd "$here/tools" && go list -deps "${kube_tools[@]/#/k8s.io/kubernetes/cmd/}" go.etcd.io/etcd/server/v3 > /dev/null)
+  for target in "${installed[@]}"; do go install -n "$target" 2> /dev/null; done
+  go install -n "${prometheus[@]}" 2> /dev/null
+  exit 0
+fi
+mkdir -p "$out"
 # The version the binaries report (kubectl version, the node's kubeletVersion, what helm checks a
 # chart's kubeVersion against): the pinned release, as Kubernetes' own build stamps it.
 version="$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$here/tools/go.mod")"
@@ -36,10 +56,6 @@ for tool in "${kube_tools[@]}"; do
   go build -p 2 -ldflags="$stamp" -o "$out/$tool" "k8s.io/kubernetes/cmd/$tool" >&2
 done
 go build -p 2 -ldflags=-s -o "$out/etcd" go.etcd.io/etcd/server/v3 >&2
-GOBIN="$out" go install -ldflags=-s "helm.sh/helm/v3/cmd/helm@$helm_version" >&2
-GOBIN="$out" go install -ldflags=-s "github.com/coredns/coredns@$coredns_version" >&2
-# Only the Kubernetes service discovery (and the file and static ones every build has): the other
-# discovery plugins would double the build. No web UI assets: the tests use the HTTP API.
-GOBIN="$out" go install -tags remove_all_sd,enable_kubernetes_sd -ldflags=-s \
-  "github.com/prometheus/prometheus/cmd/prometheus@$prometheus_version" >&2
+for target in "${installed[@]}"; do GOBIN="$out" go install -ldflags=-s "$target" >&2; done
+GOBIN="$out" go install -ldflags=-s "${prometheus[@]}" >&2
 echo "$out"

@@ -18,12 +18,15 @@
 #   localhost/zk0/hub-download:V                   docker/hub-download.Dockerfile
 #   localhost/zk0/worker:V-cpu                     docker/zk0.Dockerfile --target worker
 #   localhost/zk0/aggregator:V-cpu                 docker/zk0.Dockerfile --target aggregator
+#   localhost/zk0/toolchain:V-cpu                  docker/zk0.Dockerfile --target toolchain: the
+#                                                  two above's first stage, only when named in
+#                                                  --only (to have it cached before they build)
 #   localhost/zk0/pause:3.10                       the pod sandbox: Debian's static catatonit -P
 #   localhost/zk0/coredns:C                        FROM scratch + --coredns-binary (only with it;
 #                                                  C is the version the binary reports)
 #
-# --only limits the run to some of operator, hub-download, worker, aggregator, pause, coredns
-# (and the bases they need). V is helm/zk0/Chart.yaml's appVersion, the chart's default tag.
+# --only limits the run to some of operator, hub-download, worker, aggregator, pause, coredns,
+# toolchain (and the bases they need). V is helm/zk0/Chart.yaml's appVersion, the chart's default tag.
 # An image is rebuilt only when its key changes: the Dockerfile, its ignore file, the build
 # arguments, the base images' IDs and the content of the build context's files that git tracks
 # or would track (kept with the image's ID in ~/.cache/zk0/images/keys). The builds reuse this
@@ -254,7 +257,7 @@ for f in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
 done
 [ -n "$ca_bundle" ] || fail "no CA bundle on this machine for HTTPS inside builds"
 
-if wants operator || wants hub-download || wants worker || wants aggregator; then
+if wants operator || wants hub-download || wants worker || wants aggregator || wants toolchain; then
   base_step
 fi
 
@@ -282,7 +285,7 @@ other_lane() {
 }
 
 zk0_lane() {
-  wants worker || wants aggregator || return 0
+  wants worker || wants aggregator || wants toolchain || return 0
   local ccache_dir pip_cache cargo_home host_rust host_target target
   ccache_dir="$( (command -v ccache > /dev/null && ccache -k cache_dir) 2> /dev/null || true)"
   ccache_dir="${ccache_dir:-${XDG_CACHE_HOME:-$HOME/.cache}/ccache}"
@@ -298,7 +301,9 @@ zk0_lane() {
      && [ "$(printf '%s\n1.85.0\n' "$host_rust" | sort -V | head -n 1)" = "1.85.0" ]; then
     rust_args=(--build-arg "RUST_VERSION=$host_rust")
     host_target="$root/build/core/tokenizer/cargo"
-    if [ ! -e "$cache/tokenizers-target/release" ] && [ -d "$host_target/release" ]; then
+    # (Not for the toolchain alone: the host build may be writing that folder right now.)
+    if { wants worker || wants aggregator; } && [ ! -e "$cache/tokenizers-target/release" ] \
+       && [ -d "$host_target/release" ]; then
       cp -a "$host_target/." "$cache/tokenizers-target/"
     fi
   fi
@@ -316,7 +321,7 @@ zk0_lane() {
     -v "$cache/tokenizers-target:/var/cache/zk0-tokenizers"
   )
   # The worker first: the aggregator's build then finds every layer but its last in the cache.
-  for target in worker aggregator; do
+  for target in toolchain worker aggregator; do
     wants "$target" || continue
     build "$target" "localhost/zk0/$target:$version-cpu" "$root/docker/zk0.Dockerfile" \
       "$root" "$root/docker/zk0.Dockerfile.dockerignore" "localhost/debian:12 localhost/debian:12-slim" \
