@@ -497,7 +497,14 @@ void Coordinator::publish_status() {
       if (it != open_->participants.end()) j["round_status"] = it->second.status;
     }
     if (c.task) j["task_round"] = c.task->base_round;
+    j["last_seen_unix"] = unix_now() - std::chrono::duration<double>(now - c.last_seen).count();
     clients[name] = j;
+  }
+  // A remote client is listed before it joins, so that whoever waits for it sees that it has not.
+  for (const auto& c : spec_.clients) {
+    if (!c.remote) continue;
+    if (!clients.contains(c.name)) clients[c.name] = {{"state", "not_joined"}, {"rounds_accepted", 0}};
+    clients[c.name]["remote"] = true;
   }
   metrics_.clients_connected.Set(ready);
   nlohmann::json status = {{"run", spec_.name},

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "aggregator/coordinator.h"
+#include "aggregator/enrollment.h"
 #include "aggregator/grpc_metrics.h"
 #include "aggregator/health.h"
 #include "aggregator/service.h"
@@ -84,10 +85,15 @@ int main(int argc, char** argv) {
     interceptors.push_back(grpc_metrics.interceptor_factory());
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
     int port = 0;
-    builder.AddListeningPort(listen, make_server_credentials(spec.transport.tls), &port);
+    builder.AddListeningPort(listen, make_server_credentials(spec.transport.tls, spec.has_remote_clients()), &port);
     configure_server_limits(builder, spec.transport);
     configure_server_hardening(builder, spec.clients.size());
     builder.RegisterService(&service);
+    std::unique_ptr<EnrollmentService> enrollment;
+    if (spec.has_remote_clients()) {
+      enrollment = std::make_unique<EnrollmentService>(spec);
+      builder.RegisterService(enrollment.get());
+    }
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     if (!server || port == 0) {
       log_error("listen_failed", {kv("address", listen)});

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -17,6 +19,8 @@
 #include <vector>
 
 #include "core/runtime/cpu_runtime.h"
+#include "core/security/certificate.h"
+#include "core/security/join_token.h"
 #include "core/security/local_ca.h"
 #include "core/spec/federation_spec.h"
 #include "core/util/fs.h"
@@ -101,6 +105,49 @@ std::string progress_line(const nlohmann::json& s) {
   return out.str();
 }
 
+// The host of a listen address, or "" when it is every interface.
+std::string specific_host(const std::string& listen) {
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  return host == "0.0.0.0" || host == "[::]" || host == "*" ? "" : host;
+}
+
+// Where this machine's own workers reach an aggregator listening on `listen` (its port chosen).
+std::string local_address(const std::string& listen, const std::string& port) {
+  const std::string host = specific_host(listen);
+  return (host.empty() ? "127.0.0.1" : host) + ":" + port;
+}
+
+// One single-use token per remote client in DIR/<client>.token (0600), and the command its owner
+// runs. The server name is the one the aggregator's certificate carries.
+void write_join_tokens(const FederationSpec& spec, const fs::path& dir, const std::string& listen, const std::string& port) {
+  const CertificateInfo server = parse_certificate(read_file(spec.transport.tls.cert_file));
+  const std::string server_name = !spec.transport.tls.server_name.empty() ? spec.transport.tls.server_name
+                                  : !server.dns_sans.empty()              ? server.dns_sans.front()
+                                                                          : "";
+  if (server_name.empty())
+    throw std::runtime_error(spec.transport.tls.cert_file + " carries no DNS name: set spec.transport.tls.serverName");
+  const std::string key = read_join_token_key(spec.transport.join.token_key_file);
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  fs::create_directories(dir);
+  chmod(dir.c_str(), 0700);
+  JoinToken claims;
+  claims.run = spec.name;
+  claims.expires_unix = now + spec.transport.join.token_ttl_seconds;
+  claims.ca_sha256 = parse_certificate(read_file(spec.transport.tls.ca_file)).fingerprint_sha256;
+  claims.server_name = server_name;
+  const std::string host = specific_host(listen).empty() ? "THIS-MACHINE" : specific_host(listen);
+  for (const auto& c : spec.clients) {
+    if (!c.remote) continue;
+    claims.client = c.name;
+    claims.nonce.clear();
+    const fs::path file = dir / (c.name + ".token");
+    write_file_atomic(file.string(), mint_join_token(claims, key) + "\n");
+    chmod(file.c_str(), 0600);
+    std::cout << "zk0: remote client " << c.name << " joins with: zk0 join --endpoint " << host << ":" << port << " --token $(cat "
+              << file.string() << ") --dataset PATH" << std::endl;
+  }
+}
+
 }  // namespace
 
 int run_locally(const LocalRunOptions& options) {
@@ -143,15 +190,24 @@ int run_locally(const LocalRunOptions& options) {
   if (spec.transport.tls.generated()) {
     // mutual TLS on one machine: a CA for this run and a certificate per process, each client's
     // naming it, handed to the processes in a resolved copy of the spec.
+    // Remote clients get theirs when they join, signed with the CA's key kept for that.
     std::vector<std::string> names;
-    for (const auto& c : spec.clients) names.push_back(c.name);
-    const RunCertificates certs = issue_run_certificates((out / "tls").string(), spec.name, names);
+    for (const auto& c : spec.clients)
+      if (!c.remote) names.push_back(c.name);
+    const RunCertificates certs = issue_run_certificates((out / "tls").string(), spec.name, names, spec.has_remote_clients());
     spec.transport.tls.ca_file = certs.ca_file;
     spec.transport.tls.cert_file = certs.aggregator.cert_file;
     spec.transport.tls.key_file = certs.aggregator.key_file;
     for (auto& c : spec.clients) {
+      if (c.remote) continue;
       c.tls.cert_file = certs.clients.at(c.name).cert_file;
       c.tls.key_file = certs.clients.at(c.name).key_file;
+    }
+    if (spec.has_remote_clients()) {
+      spec.transport.join.ca_key_file = certs.ca_key_file;
+      spec.transport.join.token_key_file = (out / "tls" / "join-token.key").string();
+      write_file_atomic(spec.transport.join.token_key_file, new_join_token_key() + "\n");
+      chmod(spec.transport.join.token_key_file.c_str(), 0600);
     }
     spec_path = logs / "run.yaml";
     write_file_atomic(spec_path.string(), to_yaml(spec));
@@ -169,7 +225,7 @@ int run_locally(const LocalRunOptions& options) {
   children.push_back({"aggregator", -1, (logs / "aggregator.log").string()});
   const fs::path metrics_port_file = logs / "aggregator.metrics-port";
   fs::remove(metrics_port_file);
-  children[0].pid = spawn({(bin / "zk0-aggregator").string(), "--spec", spec_path.string(), "--listen", "127.0.0.1:0",
+  children[0].pid = spawn({(bin / "zk0-aggregator").string(), "--spec", spec_path.string(), "--listen", options.listen,
                            "--port-file", port_file.string(), "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
                            metrics_port_file.string()},
                           children[0].log);
@@ -192,7 +248,7 @@ int run_locally(const LocalRunOptions& options) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
-  const std::string address = "127.0.0.1:" + port;
+  const std::string address = local_address(options.listen, port);
   if (fs::exists(metrics_port_file)) {
     std::string metrics_port = read_file(metrics_port_file.string());
     std::cout << "zk0: aggregator metrics at http://127.0.0.1:" << metrics_port.substr(0, metrics_port.find('\n')) << "/metrics"
@@ -201,11 +257,23 @@ int run_locally(const LocalRunOptions& options) {
   // The workers train at the same time on this machine's CPUs: each gets its share of threads
   // unless the spec (resources.cpu) or the environment (OMP_NUM_THREADS) says otherwise.
   std::map<std::string, std::string> worker_env;
-  if (!std::getenv("OMP_NUM_THREADS")) {
+  const auto local_clients = static_cast<size_t>(
+      std::count_if(spec.clients.begin(), spec.clients.end(), [](const ClientSpec& c) { return !c.remote; }));
+  if (!std::getenv("OMP_NUM_THREADS") && local_clients > 0) {
     const auto cpus = static_cast<size_t>(available_cpus());
-    worker_env["OMP_NUM_THREADS"] = std::to_string(std::max<size_t>(1, cpus / spec.clients.size()));
+    worker_env["OMP_NUM_THREADS"] = std::to_string(std::max<size_t>(1, cpus / local_clients));
+  }
+  if (spec.has_remote_clients()) {
+    try {
+      write_join_tokens(spec, out / "join", options.listen, port);
+    } catch (const std::exception& e) {
+      stop_all(children);
+      std::cerr << "zk0: cannot make the remote clients' join tokens: " << e.what() << "\n";
+      return 1;
+    }
   }
   for (const auto& c : spec.clients) {
+    if (c.remote) continue;
     Child w{c.name, -1, (logs / (c.name + ".log")).string()};
     w.pid = spawn({(bin / "zk0-worker").string(), "--spec", spec_path.string(), "--client", c.name, "--aggregator", address,
                    "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", (logs / (c.name + ".metrics-port")).string(),

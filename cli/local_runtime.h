@@ -9,6 +9,9 @@ namespace zk0 {
 struct LocalRunOptions {
   std::string spec_path;
   bool fresh = false;  // delete the output directory first instead of resuming from it
+  // Where the aggregator listens: loopback for the local workers, or an address remote clients
+  // on other machines can reach.
+  std::string listen = "127.0.0.1:0";
 };
 
 int run_locally(const LocalRunOptions& options);

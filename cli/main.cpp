@@ -1,5 +1,6 @@
 // zk0: the command line of zk0.
-//   zk0 run FILE.yaml [--fresh]     run a FederationRun on this machine
+//   zk0 run FILE.yaml [--fresh] [--listen HOST:PORT]   run a FederationRun on this machine
+//   zk0 join --endpoint ... --token ... --dataset ...   join a run as its remote client
 //   zk0 validate FILE.yaml          check a spec and print it with every default filled in
 //   zk0 aggregate FILE.yaml ...     apply a spec's strategy to update files
 //   zk0 dataset inspect PATH        look into a LeRobot dataset
@@ -9,6 +10,7 @@
 
 #include "cli/aggregate_command.h"
 #include "cli/dataset_command.h"
+#include "cli/join_command.h"
 #include "cli/local_runtime.h"
 #include "cli/policy_command.h"
 #include "core/util/exit_codes.h"
@@ -19,7 +21,11 @@ using namespace zk0;
 namespace {
 int usage() {
   std::cerr << "usage:\n"
-               "  zk0 run FILE.yaml [--fresh]   run a FederationRun locally (aggregator + one worker per client)\n"
+               "  zk0 run FILE.yaml [--fresh] [--listen HOST:PORT]\n"
+               "                                run a FederationRun locally (aggregator + one worker per client;\n"
+               "                                remote clients join with the token written to OUTPUT/join/)\n"
+               "  zk0 join --endpoint HOST:PORT --token TOKEN --dataset PATH [--device cpu|cuda] [--state-dir DIR]\n"
+               "                                join a run as the remote client the token names\n"
                "  zk0 validate FILE.yaml        check a FederationRun and print it resolved\n"
                "  zk0 aggregate FILE.yaml --global G.safetensors --update NAME=U.safetensors... --output OUT.safetensors\n"
                "                [--weight NAME=W...]  apply the spec's aggregation rule to update files\n"
@@ -36,6 +42,7 @@ int main(int argc, char** argv) {
   if (command == "dataset") return dataset_command(argc - 1, argv + 1);
   if (command == "aggregate") return aggregate_command(argc - 1, argv + 1);
   if (command == "policy") return policy_command(argc - 1, argv + 1);
+  if (command == "join") return join_command(argc - 1, argv + 1);
   if (command == "validate" && argc == 3) {
     try {
       std::cout << to_yaml(load_spec(argv[2]));
@@ -45,7 +52,15 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (command == "run" && (argc == 3 || (argc == 4 && std::string(argv[3]) == "--fresh")))
-    return run_locally({argv[2], argc == 4});
+  if (command == "run") {
+    LocalRunOptions options{argv[2]};
+    for (int i = 3; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--fresh") options.fresh = true;
+      else if (a == "--listen" && i + 1 < argc) options.listen = argv[++i];
+      else return usage();
+    }
+    return run_locally(options);
+  }
   return usage();
 }

@@ -232,6 +232,12 @@ milliseconds Reconciler::reconcile_run(Context& c) {
                 {"metadata", {{"name", c.name}, {"namespace", c.ns}}},
                 {"spec", c.run.value("spec", json::object())}};
     c.spec = parse_spec(doc.dump());
+    // The operator does not issue join tokens or expose the aggregator outside the cluster yet:
+    // a remote client would wait forever for a token nobody can get.
+    for (size_t i = 0; i < c.spec.clients.size(); ++i)
+      if (c.spec.clients[i].remote)
+        throw SpecError({"spec.clients[" + std::to_string(i) + "].remote: remote clients are not supported on a cluster yet; "
+                         "run this spec with `zk0 run --listen HOST:PORT`, whose remote clients join with `zk0 join`"});
   } catch (const SpecError& e) {
     if (st.value("phase", "") != kPhaseFailed) c.warn("InvalidSpec", e.what());
     st["phase"] = kPhaseFailed;

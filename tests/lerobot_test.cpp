@@ -19,6 +19,7 @@
 
 using namespace zk0;
 using namespace zk0::lerobot;
+using zk0::test::what_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -35,15 +36,6 @@ std::string copy_of_fixture() {
   const std::string dir = test::make_temp_dir("lerobot");
   fs::copy(fixture(), dir, fs::copy_options::recursive);
   return dir;
-}
-
-std::string what_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

@@ -549,6 +549,13 @@ TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed
     EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0) << strategy;
     EXPECT_NE(out.find(message), std::string::npos) << out;
   }
+  // A remote client is a name only: its owner brings the dataset.
+  const std::string c2 = "{name: c2, dataset: {synthetic: {task: c}}}";
+  yaml = small_run("r6");
+  yaml.replace(yaml.find(c2), c2.size(), "{name: c2, remote: true, dataset: {synthetic: {task: c}}}");
+  std::ofstream(path) << yaml;
+  EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0) << yaml;
+  EXPECT_NE(out.find("a remote client has only a name"), std::string::npos) << out;
   // FedBuff keeps its buffered updates against the latest checkpoint: one every version.
   yaml = small_run("r6");
   yaml.replace(yaml.find("strategy: {"), 11, "strategy: {asynchronous: {maxStaleness: 3}, ");
@@ -565,6 +572,18 @@ TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed
       << run("r6")["status"].dump();
   EXPECT_TRUE(wait_until([&] { return !events("InvalidSpec").empty(); }, 10s));
   EXPECT_FALSE(pod("r6-aggregator"));
+  // Remote clients run under `zk0 run` only, for now: on a cluster the run fails naming the field
+  // instead of waiting for an owner who cannot get a token.
+  yaml = small_run("r6b");
+  yaml.replace(yaml.find(c2), c2.size(), "{name: c2, remote: true}");
+  yaml += "  transport: {tls: {mutual: true}}\n";
+  apply(yaml);
+  ASSERT_TRUE(wait_until([&] { return run("r6b")["status"].value("phase", "") == "Failed"; }, 30s)) << logs();
+  EXPECT_NE(run("r6b")["status"]["message"].get<std::string>().find("spec.clients[2].remote: remote clients are not supported on a cluster yet"),
+            std::string::npos)
+      << run("r6b")["status"].dump();
+  EXPECT_FALSE(pod("r6b-aggregator"));
+  EXPECT_FALSE(pod("r6b-worker-c0"));
 }
 
 TEST_F(OperatorTest, WatchesRecoverWhenTheApiServerRestarts) {

@@ -1,5 +1,6 @@
 #include "core/security/local_ca.h"
 
+#include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -42,14 +43,19 @@ void add_extension(X509* cert, X509* issuer, int nid, const std::string& value) 
   X509_EXTENSION_free(ext);
 }
 
-// Signed by (issuer, issuer_key), or self-signed when issuer is null.
-Cert make_certificate(const std::string& common_name, EVP_PKEY* key, X509* issuer, EVP_PKEY* issuer_key, long serial,
+constexpr long kRunCertificateSeconds = 30L * 24 * 3600;
+
+// Signed by (issuer, issuer_key), or self-signed when issuer is null. The serial is random (a CA
+// that signs for joining clients over weeks keeps no counter).
+Cert make_certificate(const std::string& common_name, EVP_PKEY* key, X509* issuer, EVP_PKEY* issuer_key, long validity_seconds,
                       const std::vector<std::pair<int, std::string>>& extensions) {
   Cert cert(X509_new(), X509_free);
   X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial);
+  std::unique_ptr<BIGNUM, decltype(&BN_free)> serial(BN_new(), BN_free);
+  check(serial && BN_rand(serial.get(), 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) == 1, "a random serial");
+  check(BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) != nullptr, "a random serial");
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -60);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 30L * 24 * 3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), validity_seconds);
   X509_set_pubkey(cert.get(), key);
   X509_NAME* name = X509_get_subject_name(cert.get());
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("zk0"), -1, -1, 0);
@@ -84,30 +90,81 @@ CertificateFiles write_pair(const fs::path& base, X509* cert, EVP_PKEY* key) {
   return f;
 }
 
+std::vector<std::pair<int, std::string>> client_extensions(const std::string& run, const std::string& client) {
+  return {{NID_subject_alt_name, "URI:" + client_identity_uri(run, client)},
+          {NID_key_usage, "critical,digitalSignature"},
+          {NID_ext_key_usage, "clientAuth"}};
+}
+
 }  // namespace
 
-RunCertificates issue_run_certificates(const std::string& dir, const std::string& run, const std::vector<std::string>& clients) {
+KeyAndRequest new_key_and_request(const std::string& common_name) {
+  const Key key = new_key();
+  std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)> request(X509_REQ_new(), X509_REQ_free);
+  X509_REQ_set_version(request.get(), 0);
+  X509_NAME* name = X509_REQ_get_subject_name(request.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1, 0);
+  X509_REQ_set_pubkey(request.get(), key.get());
+  check(X509_REQ_sign(request.get(), key.get(), EVP_sha256()) > 0, "signing the request");
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  PEM_write_bio_X509_REQ(bio.get(), request.get());
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio.get(), &data);
+  return {pem_of(key.get()), std::string(data, static_cast<size_t>(n))};
+}
+
+std::string sign_client_request(const std::string& request_pem, const std::string& ca_cert_pem, const std::string& ca_key_pem,
+                                const std::string& run, const std::string& client, std::chrono::seconds validity) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> rbio(BIO_new_mem_buf(request_pem.data(), static_cast<int>(request_pem.size())), BIO_free);
+  std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)> request(PEM_read_bio_X509_REQ(rbio.get(), nullptr, nullptr, nullptr),
+                                                             X509_REQ_free);
+  if (!request) throw std::runtime_error("the certificate signing request is not a PEM CERTIFICATE REQUEST");
+  const Key public_key(X509_REQ_get_pubkey(request.get()), EVP_PKEY_free);
+  if (!public_key) throw std::runtime_error("the certificate signing request carries no public key");
+  if (X509_REQ_verify(request.get(), public_key.get()) != 1)
+    throw std::runtime_error("the certificate signing request's signature does not verify: its sender does not hold the key");
+  const int bits = EVP_PKEY_get_bits(public_key.get());
+  const int type = EVP_PKEY_get_base_id(public_key.get());
+  if (!((type == EVP_PKEY_EC && bits >= 256) || (type == EVP_PKEY_RSA && bits >= 2048) || type == EVP_PKEY_ED25519))
+    throw std::runtime_error("the certificate signing request's key is too weak (" + std::to_string(bits) +
+                             " bits): use P-256 or stronger, RSA 2048 or Ed25519");
+  std::unique_ptr<BIO, decltype(&BIO_free)> cbio(BIO_new_mem_buf(ca_cert_pem.data(), static_cast<int>(ca_cert_pem.size())), BIO_free);
+  const Cert ca(PEM_read_bio_X509(cbio.get(), nullptr, nullptr, nullptr), X509_free);
+  if (!ca) throw std::runtime_error("the CA certificate is not PEM");
+  std::unique_ptr<BIO, decltype(&BIO_free)> kbio(BIO_new_mem_buf(ca_key_pem.data(), static_cast<int>(ca_key_pem.size())), BIO_free);
+  const Key ca_key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+  if (!ca_key) throw std::runtime_error("the CA key is not a PEM private key");
+  if (X509_check_private_key(ca.get(), ca_key.get()) != 1) throw std::runtime_error("the CA key does not belong to the CA certificate");
+  const Cert cert = make_certificate(client, public_key.get(), ca.get(), ca_key.get(), static_cast<long>(validity.count()),
+                                     client_extensions(run, client));
+  return pem_of(cert.get());
+}
+
+RunCertificates issue_run_certificates(const std::string& dir, const std::string& run, const std::vector<std::string>& clients,
+                                       bool keep_ca_key) {
   fs::create_directories(fs::path(dir) / "clients");
   chmod(dir.c_str(), 0700);
   RunCertificates out;
   const Key ca_key = new_key();
-  const Cert ca = make_certificate("zk0 run " + run + " CA", ca_key.get(), nullptr, nullptr, 1,
+  const Cert ca = make_certificate("zk0 run " + run + " CA", ca_key.get(), nullptr, nullptr, kRunCertificateSeconds,
                                    {{NID_basic_constraints, "critical,CA:TRUE"}, {NID_key_usage, "critical,keyCertSign,cRLSign"}});
   out.ca_file = (fs::path(dir) / "ca.crt").string();
   write_file_atomic(out.ca_file, pem_of(ca.get()));
-  long serial = 2;
+  if (keep_ca_key) {
+    out.ca_key_file = (fs::path(dir) / "ca.key").string();
+    write_file_atomic(out.ca_key_file, pem_of(ca_key.get()));
+    chmod(out.ca_key_file.c_str(), 0600);
+  }
   const Key server_key = new_key();
-  const Cert server = make_certificate("aggregator", server_key.get(), ca.get(), ca_key.get(), serial++,
+  const Cert server = make_certificate("aggregator", server_key.get(), ca.get(), ca_key.get(), kRunCertificateSeconds,
                                        {{NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1"},
                                         {NID_key_usage, "critical,digitalSignature"},
                                         {NID_ext_key_usage, "serverAuth"}});
   out.aggregator = write_pair(fs::path(dir) / "aggregator", server.get(), server_key.get());
   for (const auto& client : clients) {
     const Key key = new_key();
-    const Cert cert = make_certificate(client, key.get(), ca.get(), ca_key.get(), serial++,
-                                       {{NID_subject_alt_name, "URI:" + client_identity_uri(run, client)},
-                                        {NID_key_usage, "critical,digitalSignature"},
-                                        {NID_ext_key_usage, "clientAuth"}});
+    const Cert cert = make_certificate(client, key.get(), ca.get(), ca_key.get(), kRunCertificateSeconds,
+                                       client_extensions(run, client));
     out.clients[client] = write_pair(fs::path(dir) / "clients" / client, cert.get(), key.get());
   }
   return out;

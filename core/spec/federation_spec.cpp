@@ -363,6 +363,36 @@ const ClientSpec& FederationSpec::client(const std::string& client_name) const {
   throw std::out_of_range("spec.clients: no client named '" + client_name + "'");
 }
 
+FederationSpec client_view(const FederationSpec& spec, const std::string& client) {
+  FederationSpec view = spec;
+  // The others stay as nameless remote entries: the quorum is checked against their number, and
+  // one owner learns nothing of another.
+  spec.client(client);
+  int peer = 0;
+  for (auto& c : view.clients) {
+    if (c.name == client) continue;
+    std::string name;
+    do name = "peer-" + std::to_string(++peer);
+    while (name == client);
+    c = ClientSpec{};
+    c.name = name;
+    c.remote = true;
+  }
+  view.transport.tls = TlsSpec{};
+  view.transport.tls.mutual = true;
+  view.transport.tls.server_name = spec.transport.tls.server_name;
+  view.transport.join.ca_key_file.clear();
+  view.transport.join.token_key_file.clear();
+  view.checkpoints.signing_key_file.clear();
+  view.checkpoints.signing_key_secret.clear();
+  view.hub_token_secret.reset();
+  return view;
+}
+
+bool FederationSpec::has_remote_clients() const {
+  return std::any_of(clients.begin(), clients.end(), [](const ClientSpec& c) { return c.remote; });
+}
+
 namespace {
 FederationSpec parse_yaml(const std::string& yaml_text);
 }  // namespace
@@ -539,6 +569,15 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
         problems.push_back(path + ".name: must be lower-case letters, digits and '-', at most 40 characters (got '" + c.name + "')");
       if (!c.name.empty() && !names.insert(c.name).second)
         problems.push_back(path + ".name: '" + c.name + "' is used by another client");
+      cf.get("remote", c.remote);
+      if (c.remote) {
+        // Its owner says at `zk0 join` what the run's author cannot know: the dataset on their
+        // machine and the device to train on.
+        for (const char* k : {"dataset", "resources", "pod", "tls"})
+          if (cf.has(k)) cf.problem(cf.path(k), "does not apply to a remote client: its owner chooses it at zk0 join");
+        spec.clients.push_back(std::move(c));
+        continue;
+      }
       c.dataset = read_dataset(cf.node("dataset"), path + ".dataset", problems);
       c.resources = read_resources(cf, true, problems);
       c.pod = read_placement(cf, problems);
@@ -713,25 +752,51 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
       tf.get("certFile", t.tls.cert_file);
       tf.get("keyFile", t.tls.key_file);
       tf.get("mutual", t.tls.mutual);
+      tf.get("serverName", t.tls.server_name);
       const bool any_file = !t.tls.ca_file.empty() || !t.tls.cert_file.empty() || !t.tls.key_file.empty();
       if (!t.tls.secret_name.empty()) {
         for (const char* k : {"caFile", "certFile", "keyFile"})
           if (tf.has(k)) tf.problem(tf.path(k), "set either secretName or the three files");
       } else if (any_file) {
-        for (auto [k, v] : {std::pair<const char*, const std::string*>{"caFile", &t.tls.ca_file},
-                            {"certFile", &t.tls.cert_file}, {"keyFile", &t.tls.key_file}})
-          if (v->empty()) tf.problem(tf.path(k), "is required with the other TLS files");
+        // caFile alone is a client's view (a joined remote client verifies the aggregator with it);
+        // the aggregator's own certificate and key come together, and with the CA.
+        if (t.tls.ca_file.empty()) tf.problem(tf.path("caFile"), "is required with the other TLS files");
+        if (t.tls.cert_file.empty() != t.tls.key_file.empty())
+          tf.problem(tf.path(t.tls.cert_file.empty() ? "certFile" : "keyFile"), "is required with the other TLS files");
       } else if (!t.tls.mutual) {
         tf.problem(tf.path("mutual"), "a tls block needs secretName, the three files, or mutual: true (certificates issued by zk0 run or the operator)");
       }
     }
+    if (f.has("join")) {
+      auto& j = t.join;
+      Fields jf(f.node("join"), f.path("join"), problems);
+      jf.get("caKeyFile", j.ca_key_file);
+      jf.get("tokenKeyFile", j.token_key_file);
+      jf.get("tokenTtlSeconds", j.token_ttl_seconds);
+      jf.get("certificateTtlSeconds", j.certificate_ttl_seconds);
+      require(j.token_ttl_seconds >= 60, jf, "tokenTtlSeconds", "must be at least 60");
+      require(j.certificate_ttl_seconds >= 3600, jf, "certificateTtlSeconds", "must be at least 3600");
+      if (j.ca_key_file.empty() != j.token_key_file.empty())
+        jf.problem(jf.path(j.ca_key_file.empty() ? "caKeyFile" : "tokenKeyFile"), "is required with the other join file");
+      if (j.has_files() && !t.tls.has_files())
+        jf.problem(jf.path("caKeyFile"), "needs spec.transport.tls's caFile, certFile and keyFile (the CA it signs for)");
+      if (!spec.has_remote_clients()) jf.problem(f.path("join"), "applies only when a client is remote");
+    }
   }
+
+  // Remote clients authenticate with the certificates they get when they join.
+  if (spec.has_remote_clients() && !spec.transport.tls.mutual)
+    problems.push_back("spec.transport.tls.mutual: must be true when a client is remote (remote clients prove who they are with "
+                       "the certificate they get at zk0 join)");
+  if (spec.has_remote_clients() && !spec.transport.tls.cert_file.empty() && !spec.transport.join.has_files())
+    problems.push_back("spec.transport.join: caKeyFile and tokenKeyFile are required for remote clients with TLS files "
+                       "(zk0 run issues them itself when spec.transport.tls is only mutual: true)");
 
   // Under mutual TLS with files, every client names its own certificate: one shared certificate
   // would let any client register as any other.
   if (spec.transport.tls.mutual && spec.transport.tls.has_files())
     for (size_t i = 0; i < spec.clients.size(); ++i)
-      if (spec.clients[i].tls.cert_file.empty() && spec.clients[i].tls.secret_name.empty())
+      if (!spec.clients[i].remote && spec.clients[i].tls.cert_file.empty() && spec.clients[i].tls.secret_name.empty())
         problems.push_back("spec.clients[" + std::to_string(i) + "].tls: certFile and keyFile are required with mutual TLS (each client's own certificate)");
   for (size_t i = 0; i < spec.clients.size(); ++i)
     if (!spec.clients[i].tls.empty() && !spec.transport.tls.mutual)
@@ -845,6 +910,11 @@ std::string to_yaml(const FederationSpec& spec) {
   for (const auto& c : spec.clients) {
     YAML::Node cn;
     cn["name"] = c.name;
+    if (c.remote) {
+      cn["remote"] = true;
+      s["clients"].push_back(cn);
+      continue;
+    }
     emit_dataset(cn["dataset"], c.dataset);
     emit_resources(cn, c.resources);
     emit_placement(cn, c.pod);
@@ -946,6 +1016,16 @@ std::string to_yaml(const FederationSpec& spec) {
     xn["tls"]["mutual"] = spec.transport.tls.mutual;
   } else if (spec.transport.tls.mutual) {
     xn["tls"]["mutual"] = true;
+  }
+  if (!spec.transport.tls.server_name.empty()) xn["tls"]["serverName"] = spec.transport.tls.server_name;
+  if (spec.has_remote_clients()) {
+    const auto& j = spec.transport.join;
+    if (j.has_files()) {
+      xn["join"]["caKeyFile"] = j.ca_key_file;
+      xn["join"]["tokenKeyFile"] = j.token_key_file;
+    }
+    xn["join"]["tokenTtlSeconds"] = j.token_ttl_seconds;
+    xn["join"]["certificateTtlSeconds"] = j.certificate_ttl_seconds;
   }
   const auto& a = spec.aggregator;
   YAML::Node an = s["aggregator"];

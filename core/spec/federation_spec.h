@@ -77,6 +77,9 @@ struct ClientTlsSpec {
 
 struct ClientSpec {
   std::string name;
+  // A robot owner's client: no process or pod is started for it; its owner joins from their own
+  // machine with `zk0 join` and a token, and chooses the dataset and device there.
+  bool remote = false;
   DatasetSpec dataset;
   ResourcesSpec resources;
   PodPlacementSpec pod;
@@ -230,10 +233,24 @@ struct TlsSpec {
   std::string cert_file;    // the aggregator's certificate
   std::string key_file;
   bool mutual = false;  // aggregator demands and verifies client certificates
+  // The name the aggregator's certificate carries, for clients that reach it at another address
+  // (a node port, a load balancer): checked instead of the address's host.
+  std::string server_name;
 
   bool has_files() const { return !cert_file.empty() || !ca_file.empty(); }
   bool generated() const { return mutual && !has_files() && secret_name.empty(); }
   bool enabled() const { return has_files() || !secret_name.empty() || mutual; }
+};
+
+// How remote clients join (core/security/join_token.h): a single-use token per client, and a
+// client certificate signed by the run's CA over a key the client made itself.
+struct JoinSpec {
+  std::string ca_key_file;     // the key of transport.tls.caFile's CA, which signs joining clients
+  std::string token_key_file;  // the HMAC key that join tokens are signed with
+  int64_t token_ttl_seconds = 24 * 3600;
+  int64_t certificate_ttl_seconds = 7 * 24 * 3600;  // a joined client renews at two thirds of it
+
+  bool has_files() const { return !ca_key_file.empty() || !token_key_file.empty(); }
 };
 
 struct TransportSpec {
@@ -241,6 +258,7 @@ struct TransportSpec {
   uint64_t max_message_bytes = 8ull << 20;  // anything larger is refused by gRPC
   int transfer_attempts = 3;                // a transfer failing verification is retried this often
   TlsSpec tls;
+  JoinSpec join;
 };
 
 struct FederationSpec {
@@ -260,6 +278,7 @@ struct FederationSpec {
   std::optional<SecretKeyRef> hub_token_secret;  // cluster: token for private Hub datasets
 
   const ClientSpec& client(const std::string& name) const;  // throws std::out_of_range
+  bool has_remote_clients() const;
 };
 
 // What spec.clients[].pod.overrides and spec.aggregator.pod.overrides may set: pod metadata and
@@ -273,6 +292,10 @@ FederationSpec load_spec(const std::string& path);
 
 // Fields that only a cluster gives meaning to, by path: `zk0 run` names them in one log line.
 std::vector<std::string> cluster_only_fields(const FederationSpec& spec);
+
+// What a remote client is sent when it joins: the run as it needs it to train, none of the
+// aggregator's file paths or keys, and of the other clients only how many there are.
+FederationSpec client_view(const FederationSpec& spec, const std::string& client);
 
 // The spec with every default filled in, as YAML that parse_spec reads back to an equal spec.
 std::string to_yaml(const FederationSpec& spec);

@@ -20,13 +20,23 @@ void require_tls_files(const TlsSpec& tls) {
 
 }  // namespace
 
-std::shared_ptr<grpc::ServerCredentials> make_server_credentials(const TlsSpec& tls) {
+std::shared_ptr<grpc::ServerCredentials> make_server_credentials(const TlsSpec& tls, bool remote_clients) {
   if (!tls.enabled()) return grpc::InsecureServerCredentials();
   require_tls_files(tls);
-  grpc::SslServerCredentialsOptions options(tls.mutual ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                                                       : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  if (tls.cert_file.empty())
+    throw SpecError({"spec.transport.tls: the aggregator needs certFile and keyFile (caFile alone is a client's view)"});
+  // With remote clients, a connection without a certificate is let through the handshake to
+  // enroll; the federation's calls refuse it (a session is bound to the certificate that opened it).
+  const auto client_certificates = !tls.mutual        ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                   : remote_clients   ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
+                                                      : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  grpc::SslServerCredentialsOptions options(client_certificates);
   options.pem_root_certs = read_file(tls.ca_file);
-  options.pem_key_cert_pairs.push_back({read_file(tls.key_file), read_file(tls.cert_file)});
+  // A joining client has only a hash of the CA (its token): the CA travels with the chain for it
+  // to find and check against that hash.
+  std::string chain = read_file(tls.cert_file);
+  if (remote_clients) chain += (chain.empty() || chain.back() == '\n' ? "" : "\n") + options.pem_root_certs;
+  options.pem_key_cert_pairs.push_back({read_file(tls.key_file), chain});
   return grpc::SslServerCredentials(options);
 }
 
@@ -41,6 +51,11 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const Tr
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   set_bulk_transfer_args([&](const char* key, int value) { args.SetInt(key, value); });
+  // A home router or proxy drops a connection idle for a minute or two: pings every 30 s while a
+  // call is open (the long poll) keep it, and find a dead link in 40 s. (The aggregator accepts
+  // pings every 10 s, aggregator/service.cpp.)
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30 * 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10 * 1000);
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (transport.tls.enabled()) {
     require_tls_files(transport.tls);
@@ -53,6 +68,7 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const Tr
       options.pem_cert_chain = read_file(client.cert_file);
     }
     creds = grpc::SslCredentials(options);
+    if (!transport.tls.server_name.empty()) args.SetSslTargetNameOverride(transport.tls.server_name);
   } else {
     creds = grpc::InsecureChannelCredentials();
   }

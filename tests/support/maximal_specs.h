@@ -124,6 +124,18 @@ spec:
     asynchronous: {maxStaleness: 4, stalenessWeight: constant}
     clipping: {quantile: 0.8}
     serverOptimizer: {type: avgm, lr: 1.0, momentum: 0.9}
+)",
+    R"(apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata: {name: remote}
+spec:
+  rounds: 2
+  clients: [{name: a, dataset: {path: /a}, tls: {certFile: a.crt, keyFile: a.key}}, {name: b, remote: true}]
+  evaluation: {dataset: {path: /eval}}
+  strategy: {minFitClients: 1, minAvailableClients: 1}
+  transport:
+    tls: {caFile: ca, certFile: c, keyFile: k, mutual: true, serverName: zk0.example.org}
+    join: {caKeyFile: ca.key, tokenKeyFile: join.key, tokenTtlSeconds: 600, certificateTtlSeconds: 7200}
 )"};
 
 

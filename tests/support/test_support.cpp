@@ -25,6 +25,15 @@ std::string make_temp_dir(const std::string& tag) {
   return pattern;
 }
 
+std::string what_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 std::string bin(const std::string& name) { return std::string(ZK0_BIN_DIR) + "/" + name; }
 std::string shared_dir() { return (fs::path(ZK0_SOURCE_DIR).parent_path() / "shared").string(); }
 

@@ -51,6 +51,8 @@ int free_port();  // a loopback TCP port free a moment ago
 std::string run_command(const std::string& command, int* exit_code = nullptr);
 
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+// What `f` throws (its what()), or "" when it returns.
+std::string what_of(const std::function<void()>& f);
 // A negative check: false as soon as `condition` fails within `duration` (checked every 20 ms).
 bool holds_for(const std::function<bool()>& condition, std::chrono::milliseconds duration);
 nlohmann::json read_json(const std::string& path);  // throws if missing or not JSON
