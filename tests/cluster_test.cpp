@@ -266,15 +266,26 @@ TEST(Cluster, AFederationRunTrainsInPodsThroughWorkerAndAggregatorFaults) {
     return prometheus.holds("count(up{job=\"worker\"} == 1) == 3 and on() count(up{job=\"aggregator\"} == 1) == 1 and on() "
                             "count(up{job=\"zk0\"} == 1) == 2 and on() min(count_over_time(up[1m])) >= 4");
   }, 120s)) << prometheus_query(prometheus.port(), "up").dump(1) << prometheus.log();
+  // Some panels have data only once the run has done something (a checkpoint's age): polled.
   std::vector<std::string> empty;
   int with_data = 0;
-  for (const auto& q : dashboard_queries(run)) {
-    const json r = prometheus_query(prometheus.port(), q.expr);
-    ASSERT_TRUE(r.is_object() && r.value("status", "") == "success") << q.expr << " -> " << (r.is_object() ? r.dump() : "no answer");
-    const bool has_data = !r["data"]["result"].empty();
-    with_data += has_data;
-    if (!has_data && !needs_gpu(q)) empty.push_back(q.dashboard + " / " + q.panel + ": " + q.expr);
-  }
+  wait_until(
+      [&] {
+        empty.clear();
+        with_data = 0;
+        for (const auto& q : dashboard_queries(run)) {
+          const json r = prometheus_query(prometheus.port(), q.expr);
+          if (!r.is_object() || r.value("status", "") != "success") {
+            empty.push_back(q.expr + " -> " + (r.is_object() ? r.dump() : "no answer"));
+            continue;
+          }
+          const bool has_data = !r["data"]["result"].empty();
+          with_data += has_data;
+          if (!has_data && !needs_gpu(q)) empty.push_back(q.dashboard + " / " + q.panel + ": " + q.expr);
+        }
+        return empty.empty();
+      },
+      90s);
   EXPECT_TRUE(empty.empty()) << "queries without data:\n" << [&] { std::string s; for (auto& e : empty) s += e + "\n"; return s; }();
   EXPECT_GT(with_data, 40);
 
