@@ -108,7 +108,8 @@ TEST(Enrollment, TheCertificateNamesTheTokensClientWhateverTheRequestAsksFor) {
 // One local client and two robot owners who join with `zk0 join` from their own folders and
 // datasets. Before they do, every bad join is refused with a message naming what is wrong, and
 // none of them spends a token; a token works once; a joined certificate names its client only; a
-// joined worker that dies rejoins with its certificate and the run completes with all three.
+// joined worker that dies rejoins with its certificate, one whose certificate nears its end renews
+// it on the way, and the run completes with all three.
 TEST(RemoteClients, TwoOwnersJoinWithTokensAndTrainBesideALocalClient) {
   const std::string dir = make_temp_dir("remote");
   const std::string out = dir + "/out";
@@ -165,7 +166,7 @@ TEST(RemoteClients, TwoOwnersJoinWithTokensAndTrainBesideALocalClient) {
 
   // The owners join (the tokens above spent nothing) and become their workers.
   auto owner_b = std::make_unique<Process>(join(token_b, data_b, "owner-b"), dir + "/owner-b.log");
-  Process owner_c(join(token_c, data_c, "owner-c"), dir + "/owner-c.log");
+  auto owner_c = std::make_unique<Process>(join(token_c, data_c, "owner-c"), dir + "/owner-c.log");
   ASSERT_TRUE(wait_until([&] { return owner_b->log().find("joined run test-run as owner-b") != std::string::npos; }, 30s))
       << owner_b->log();
   // A token works once, whoever holds it.
@@ -197,15 +198,32 @@ TEST(RemoteClients, TwoOwnersJoinWithTokensAndTrainBesideALocalClient) {
       120s))
       << run.log();
   owner_b->signal(SIGKILL);
+  owner_c->signal(SIGKILL);
   owner_b->wait(10s);
-  ASSERT_LT(round_at_kill, 4) << "the run outpaced the test: owner-b must still be needed when it comes back";
+  owner_c->wait(10s);
+  ASSERT_LT(round_at_kill, 4) << "the run outpaced the test: the owners must still be needed when they come back";
   owner_b = std::make_unique<Process>(join(token_b, data_b, "owner-b"), dir + "/owner-b-again.log");
   ASSERT_TRUE(wait_until([&] { return owner_b->log().find("rejoining as owner-b") != std::string::npos; }, 30s)) << owner_b->log();
+  // owner-c's certificate is near its end (20 s left of 80): coming back, it renews it first,
+  // authenticated by that certificate, and continues with the new one.
+  const KeyAndRequest short_lived = new_key_and_request("owner-c");
+  const std::string short_cert = sign_client_request(short_lived.request_pem, read_file(out + "/tls/ca.crt"),
+                                                     read_file(out + "/tls/ca.key"), "test-run", "owner-c", std::chrono::seconds(20));
+  write_file_atomic(dir + "/owner-c/client.key", short_lived.key_pem);
+  write_file_atomic(dir + "/owner-c/client.crt", short_cert);
+  owner_c = std::make_unique<Process>(join(token_c, data_c, "owner-c"), dir + "/owner-c-again.log");
+  ASSERT_TRUE(wait_until([&] { return owner_c->log().find("joined run test-run as owner-c") != std::string::npos; }, 30s))
+      << owner_c->log();
+  EXPECT_NE(read_file(out + "/logs/aggregator.log").find("event=client_renewed client=owner-c"), std::string::npos);
+  const std::string renewed = read_file(dir + "/owner-c/client.crt");
+  EXPECT_NE(parse_certificate(renewed).fingerprint_sha256, parse_certificate(short_cert).fingerprint_sha256);
+  EXPECT_EQ(client_named_by(parse_certificate(renewed), "test-run"), "owner-c");
 
-  ASSERT_EQ(run.wait(300s), 0) << run.log() << owner_b->log() << owner_c.log();
+  ASSERT_EQ(run.wait(300s), 0) << run.log() << owner_b->log() << owner_c->log();
   EXPECT_EQ(owner_b->wait(30s), 0) << owner_b->log();
-  EXPECT_EQ(owner_c.wait(30s), 0) << owner_c.log();
+  EXPECT_EQ(owner_c->wait(30s), 0) << owner_c->log();
   EXPECT_NE(owner_b->log().find("event=update_uploaded round=4"), std::string::npos) << owner_b->log();
+  EXPECT_NE(owner_c->log().find("event=update_uploaded round=4"), std::string::npos) << owner_c->log();
   const auto rounds = read_json(out + "/federated_metrics.json")["rounds"];
   ASSERT_EQ(rounds.size(), 5u);
   for (const char* owner : {"owner-b", "owner-c", "c0"}) {
