@@ -3,6 +3,7 @@
 #include <grpc/grpc_security_constants.h>
 #include <grpcpp/security/auth_context.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -40,6 +41,10 @@ EnrollmentService::EnrollmentService(const FederationSpec& spec)
   fs::create_directories(used_dir_);
 }
 
+bool EnrollmentService::is_remote(const std::string& client) const {
+  return std::any_of(spec_.clients.begin(), spec_.clients.end(), [&](const ClientSpec& c) { return c.name == client && c.remote; });
+}
+
 void EnrollmentService::issue(const std::string& client, const std::string& request_pem, v1::JoinReply* reply) const {
   reply->set_client_name(client);
   reply->set_certificate(sign_client_request(request_pem, ca_pem_, ca_key_pem_, spec_.name, client,
@@ -60,9 +65,7 @@ grpc::Status EnrollmentService::Join(grpc::ServerContext*, const v1::JoinRequest
   if (token.run != spec_.name)
     return refuse(grpc::StatusCode::PERMISSION_DENIED, token.client, "other_run",
                   "join token is for run '" + token.run + "', this aggregator serves run '" + spec_.name + "'");
-  bool remote = false;
-  for (const auto& c : spec_.clients) remote = remote || (c.name == token.client && c.remote);
-  if (!remote)
+  if (!is_remote(token.client))
     return refuse(grpc::StatusCode::PERMISSION_DENIED, token.client, "not_remote",
                   "client '" + token.client + "' is not a remote client of run '" + spec_.name + "'");
   std::lock_guard<std::mutex> lock(mu_);
@@ -110,9 +113,7 @@ grpc::Status EnrollmentService::Renew(grpc::ServerContext* ctx, const v1::RenewR
     client = client_named_by(parse_certificate(std::string(pem.front().data(), pem.front().size())), spec_.name);
   } catch (const std::exception&) {
   }
-  bool remote = false;
-  for (const auto& c : spec_.clients) remote = remote || (client && c.name == *client && c.remote);
-  if (!remote)
+  if (!client || !is_remote(*client))
     return refuse(grpc::StatusCode::PERMISSION_DENIED, client.value_or(""), "not_remote",
                   "the certificate names no remote client of run '" + spec_.name + "'");
   try {

@@ -25,6 +25,7 @@ class EnrollmentService final : public v1::Enrollment::Service {
   grpc::Status Renew(grpc::ServerContext* ctx, const v1::RenewRequest* req, v1::JoinReply* reply) override;
 
  private:
+  bool is_remote(const std::string& client) const;
   // Signs and fills the reply; throws std::runtime_error on a bad request.
   void issue(const std::string& client, const std::string& request_pem, v1::JoinReply* reply) const;
 

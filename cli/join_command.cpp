@@ -161,10 +161,12 @@ int join_command(int argc, char** argv) {
   fs::create_directories(state);
   chmod(state.c_str(), 0700);
 
+  bool rejoining = false;
   try {
     const auto left = certificate_time_left(state / "client.crt");
     const bool have_certificate = left && left->first > 0 && fs::exists(state / "client.key") && fs::exists(state / "ca.crt");
-    if (have_certificate && left->first > left->second / 3) {
+    rejoining = have_certificate && left->first > left->second / 3;
+    if (rejoining) {
       std::cout << "zk0 join: rejoining as " << token.client << " with the certificate in " << state.string() << std::endl;
     } else {
       const std::string ca_pem = fetch_pinned_ca(endpoint, token.ca_sha256, token.server_name, kConnectTimeout);
@@ -207,14 +209,14 @@ int join_command(int argc, char** argv) {
     return fail(e.what());
   }
 
-  // The spec kept in the state folder names the dataset of the first join; this one's wins.
-  try {
-    FederationSpec spec = load_spec((state / "run.yaml").string());
-    on_this_machine(spec, token.client, dataset, device == "cuda");
-    write_file_atomic((state / "run.yaml").string(), to_yaml(spec));
-  } catch (const std::exception& e) {
-    return fail(std::string("the kept spec in ") + state.string() + " is unusable (delete the folder to join afresh): " + e.what());
-  }
+  // The spec kept in the state folder names the dataset and device of an earlier join; this one's win.
+  if (rejoining) try {
+      FederationSpec spec = load_spec((state / "run.yaml").string());
+      on_this_machine(spec, token.client, dataset, device == "cuda");
+      write_file_atomic((state / "run.yaml").string(), to_yaml(spec));
+    } catch (const std::exception& e) {
+      return fail(std::string("the kept spec in ") + state.string() + " is unusable (delete the folder to join afresh): " + e.what());
+    }
   // The worker only dials out; its metrics stay on this machine unless asked otherwise.
   const std::string worker = (fs::read_symlink("/proc/self/exe").parent_path() / "zk0-worker").string();
   std::vector<std::string> args{worker,
