@@ -118,6 +118,18 @@ Coordinator::Client& Coordinator::client_for(const Caller& caller) {
   return *c;
 }
 
+std::string Coordinator::client_name(const Caller& caller) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Client& c = client_for(caller);
+  c.last_seen = Clock::now();
+  return c.name;
+}
+
+void Coordinator::record_resume(const std::string& client, int round, const std::string& direction, uint64_t bytes_kept) {
+  metrics_.transfer_resumes.Add({{"direction", direction}}).Increment();
+  log_info(direction + "_resumed", {kv("client", client), kv("round", round), kv("bytes_kept", bytes_kept)});
+}
+
 void Coordinator::refuse_registration(const std::string& reason, const std::string& name, const std::string& message,
                                       Refusal::Kind kind) {
   metrics_.registration_refused(reason);

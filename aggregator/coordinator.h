@@ -112,6 +112,8 @@ class Coordinator {
   Instruction poll(const Caller& caller, std::chrono::milliseconds wait);
   std::shared_ptr<const GlobalModel> global_for(const Caller& caller, int round, const std::string& digest);
   const Manifest& trainable_layout() const { return layout_; }
+  // The client a call comes from (its session and, under mutual TLS, its certificate); throws Refusal.
+  std::string client_name(const Caller& caller);
 
   // Authorises an upload from its header, before a byte of parameters is read; throws Refusal.
   UploadPermit begin_upload(const Caller& caller, int round, const std::string& base_digest);
@@ -126,8 +128,10 @@ class Coordinator {
   void report_failure(const Caller& caller, int round, const std::string& reason, bool fatal);
 
   int total_rounds() const { return spec_.rounds; }
-  // A download that was sent in full.
+  // A download that was sent in full (from its resume point, if it had one).
   void record_download(uint64_t bytes, double seconds) { metrics_.transferred("download", static_cast<double>(bytes), seconds); }
+  // A transfer that continued from `bytes_kept` after its stream broke.
+  void record_resume(const std::string& client, int round, const std::string& direction, uint64_t bytes_kept);
   const std::shared_ptr<prometheus::Registry>& metrics_registry() const { return registry_; }
   std::string frozen_digest() const { return frozen_digest_; }
   AggregatorMetrics& metrics() { return metrics_; }

@@ -28,6 +28,10 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
                             .Help("Duration of one parameter transfer, by direction")
                             .Register(r)),
       aggregation_duration(add_duration_histogram(r, "zk0_aggregator_aggregation_duration_seconds", "Time to finish an aggregation")),
+      transfer_resumes(prometheus::BuildCounter()
+                           .Name("zk0_aggregator_transfer_resumes_total")
+                           .Help("Transfers continued from the last verified chunk after their stream broke, by direction")
+                           .Register(r)),
       update_staleness(prometheus::BuildHistogram()
                            .Name("zk0_aggregator_update_staleness")
                            .Help("Asynchronous rounds: how many global versions behind each accepted update was")
@@ -50,6 +54,7 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
   for (const char* rule : kDiscardingRules) updates_discarded.Add({{"rule", rule}});
   for (const char* direction : {"upload", "download"}) {
     transfer_bytes.Add({{"direction", direction}});
+    transfer_resumes.Add({{"direction", direction}});
     transfer_duration.Add({{"direction", direction}}, duration_buckets());
   }
 }

@@ -36,6 +36,7 @@ struct AggregatorMetrics {
   prometheus::Family<prometheus::Counter>& transfer_bytes;    // label direction
   prometheus::Family<prometheus::Histogram>& transfer_duration;  // label direction
   prometheus::Histogram& aggregation_duration;
+  prometheus::Family<prometheus::Counter>& transfer_resumes;  // label direction
   prometheus::Histogram& update_staleness;  // asynchronous rounds: versions behind, per accepted update
   prometheus::Counter& stragglers;
   prometheus::Counter& dropouts;

@@ -20,6 +20,8 @@ constexpr uint32_t kProtocolVersion = 1;
 // Until the header arrives a stream has proved nothing: it gets less time than one that is
 // authorised and sending chunks.
 constexpr std::chrono::seconds kHeaderAllowance{10};
+// How long UploadPosition waits for a stream it cancelled to hand over what it received.
+constexpr std::chrono::seconds kEndReceivingAllowance{10};
 
 grpc::Status to_status(const Refusal& r) {
   switch (r.kind()) {
@@ -258,21 +260,30 @@ grpc::Status FederationService::DownloadParameters(grpc::ServerContext* ctx, con
     const auto global =
         coordinator_.global_for(caller(ctx, req->session_id()), static_cast<int>(req->round()), req->parameters_digest());
     const auto start = Clock::now();
+    const StreamPosition from = req->has_resume_from() ? position_from_proto(req->resume_from()) : StreamPosition{};
     // A receiver that stops reading blocks Write under flow control; the watchdog cancels it.
     const uint64_t watch = watchdog_.watch(ctx);
     watchdog_.progress(watch);
-    const bool sent = send_parameter_messages<v1::ParameterMessage>(
-        global->manifest, global->parameters, transport_.chunk_bytes,
-        [&](const v1::ParameterMessage& msg) {
-          const bool ok = !ctx->IsCancelled() && writer->Write(msg);
-          watchdog_.progress(watch);
-          return ok;
-        },
-        &global->chunk_checksums);
+    bool sent = false;
+    try {
+      sent = send_parameter_messages<v1::ParameterMessage>(
+          global->manifest, global->parameters, transport_.chunk_bytes,
+          [&](const v1::ParameterMessage& msg) {
+            const bool ok = !ctx->IsCancelled() && writer->Write(msg);
+            watchdog_.progress(watch);
+            return ok;
+          },
+          &global->chunk_checksums, from);
+    } catch (const std::out_of_range& e) {
+      watchdog_.forget(watch);
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string("resume_from: ") + e.what());
+    }
     watchdog_.forget(watch);
     if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled");
-    coordinator_.record_download(global->manifest.total_bytes(),
-                                 std::chrono::duration<double>(Clock::now() - start).count());
+    const uint64_t kept = bytes_before(global->manifest, from);
+    if (kept > 0) coordinator_.record_resume(coordinator_.client_name(caller(ctx, req->session_id())), static_cast<int>(req->round()),
+                                             "download", kept);
+    coordinator_.record_download(global->manifest.total_bytes() - kept, std::chrono::duration<double>(Clock::now() - start).count());
     return grpc::Status::OK;
   });
 }
@@ -294,6 +305,16 @@ grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::Ser
     // Who may upload is decided before the stream costs a slot, memory or a hash.
     const UploadPermit permit =
         coordinator_.begin_upload(caller(ctx, header.session_id()), static_cast<int>(header.round()), header.base_digest());
+    // Ends after the upload did (declared first), so that UploadPosition, waiting for it, finds the
+    // client free to start the next stream.
+    struct Receiving {
+      PartialUploads& p;
+      const std::string& client;
+      grpc::ServerContext* ctx;
+      ~Receiving() { p.finished(client, ctx); }
+    };
+    partials_.receiving(permit.client, ctx);
+    Receiving receiving{partials_, permit.client, ctx};
     struct EndUnlessSubmitted {
       Coordinator& c;
       const UploadPermit& p;
@@ -315,7 +336,27 @@ grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::Ser
       ~Release() { s.release(); }
     } release{slots_};
     watchdog_.progress(watch.id);
-    ParameterReceiver receiver(coordinator_.trainable_layout());
+    const PartialUploads::Key key{permit.client, permit.round, header.base_digest()};
+    std::unique_ptr<ParameterReceiver> receiver;
+    if (header.has_resume_from()) {
+      const StreamPosition from = position_from_proto(header.resume_from());
+      receiver = partials_.take(key, from);
+      if (!receiver)
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            "nothing of this upload is kept at tensor " + std::to_string(from.tensor) + " offset " +
+                                std::to_string(from.offset) + ": send it from the first byte");
+      receiver->expect_continuation();
+      coordinator_.record_resume(permit.client, permit.round, "upload", receiver->bytes_received());
+    } else {
+      partials_.take(key, {});  // a fresh start replaces whatever was kept
+      receiver = std::make_unique<ParameterReceiver>(coordinator_.trainable_layout());
+    }
+    // What arrived verified stays for the client's next stream when this one breaks.
+    const auto keep_if_resumable = [&] {
+      const uint64_t kept = receiver->resumable() ? receiver->bytes_received() : 0;
+      log_info("upload_interrupted", {kv("client", permit.client), kv("round", permit.round), kv("bytes_kept", kept)});
+      if (kept > 0) partials_.keep(key, permit.deadline, std::move(receiver));
+    };
     try {
       struct ProgressReader {
         grpc::ServerReader<v1::UploadMessage>& r;
@@ -327,18 +368,36 @@ grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::Ser
           return ok;
         }
       } progress_reader{*reader, watchdog_, watch.id};
-      receive_parameter_messages<v1::UploadMessage>(progress_reader, receiver);
-      if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "upload stalled or cancelled");
-      ParameterSet update = receiver.finish();
+      receive_parameter_messages<v1::UploadMessage>(progress_reader, *receiver);
+      if (ctx->IsCancelled()) {
+        keep_if_resumable();
+        return grpc::Status(grpc::StatusCode::CANCELLED, "upload stalled or cancelled");
+      }
+      ParameterSet update = receiver->finish();
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-      reply->set_digest(receiver.manifest().digest_hex());
+      reply->set_digest(receiver->manifest().digest_hex());
       pending.submitted = true;  // submit ends the upload either way
-      coordinator_.submit(permit, std::move(update), report_from(header.metrics()), receiver.bytes_received(), seconds);
+      coordinator_.submit(permit, std::move(update), report_from(header.metrics()), receiver->bytes_received(), seconds);
       return grpc::Status::OK;
     } catch (const TransferError& e) {
       coordinator_.record_rejection(permit, e.reason(), e.what());
+      // A damaged chunk was not taken; the stream stopping short is a broken link.
+      if (e.kind() == TransferError::Kind::ChunkChecksum || e.kind() == TransferError::Kind::Incomplete) keep_if_resumable();
       return to_status(e);
     }
+  });
+}
+
+grpc::Status FederationService::UploadPosition(grpc::ServerContext* ctx, const v1::UploadPositionRequest* req,
+                                               v1::ResumePoint* reply) {
+  return guarded([&] {
+    const std::string client = coordinator_.client_name(caller(ctx, req->session_id()));
+    // The stream of a connection that died silently is still receiving: its end decides what is kept.
+    if (!partials_.end_receiving(client, kEndReceivingAllowance))
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the previous upload stream of client '" + client + "' is still ending");
+    position_to_proto(partials_.position({client, static_cast<int>(req->round()), req->base_digest()}, req->manifest_digest()),
+                      reply);
+    return grpc::Status::OK;
   });
 }
 

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "aggregator/coordinator.h"
+#include "aggregator/partial_uploads.h"
 #include "zk0/v1/federation.grpc.pb.h"
 
 namespace zk0 {
@@ -85,6 +86,7 @@ class FederationService final : public v1::Federation::Service {
   grpc::Status DownloadParameters(grpc::ServerContext*, const v1::DownloadRequest*,
                                   grpc::ServerWriter<v1::ParameterMessage>*) override;
   grpc::Status UploadUpdate(grpc::ServerContext*, grpc::ServerReader<v1::UploadMessage>*, v1::UploadReply*) override;
+  grpc::Status UploadPosition(grpc::ServerContext*, const v1::UploadPositionRequest*, v1::ResumePoint*) override;
   grpc::Status ReportFailure(grpc::ServerContext*, const v1::FailureReport*, v1::FailureAck*) override;
 
   // Releases every handler that waits (for a slot, or on a stalled client) before
@@ -97,6 +99,7 @@ class FederationService final : public v1::Federation::Service {
   Coordinator& coordinator_;
   TransportSpec transport_;
   UploadSlots slots_{kConcurrentUploads};
+  PartialUploads partials_{kConcurrentUploads};
   StallWatchdog watchdog_;
 };
 

@@ -279,6 +279,18 @@ def transport():
                [t(f"sum(increase(zk0_aggregator_hash_failures_total{{{RUN}}}[$__range]))",
                   "hash failures")], steps=((None, "green"), (1, "orange")), decimals=0,
                graph=False), 6, 8)
+    b.add(timeseries("Transfers resumed",
+                     "Transfers that continued from their last verified chunk after a dropped "
+                     "link, by direction.",
+                     [t(f"sum by (run, direction) (increase(zk0_aggregator_transfer_resumes_total{{{RUN}}}"
+                        "[$__rate_interval]))", "{{run}} {{direction}}")],
+                     bars=True, min_=0, legend_calcs=("sum",)), 12, 8)
+    b.add(timeseries("Bytes sent twice by client",
+                     "Parameter bytes that crossed a worker's link more than once (uploads: sent "
+                     "but not kept by the aggregator; downloads: received, then thrown away).",
+                     [t(f"sum by (run, client, direction) (increase(zk0_worker_transfer_resent_bytes_total"
+                        f"{{{RUN}}}[$__rate_interval]))", "{{run}} / {{client}} {{direction}}")],
+                     unit="bytes", bars=True, min_=0, legend_calcs=("sum",)), 12, 8)
 
     b.row("Transfers and updates")
     b.add(timeseries("Transfer duration p50 / p95 / p99 (1h window)",

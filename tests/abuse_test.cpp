@@ -321,8 +321,11 @@ TEST(Abuse, HugeFiniteUpdatesAndInflatedSampleCountsMoveNothing) {
   beat.join();
   const auto rounds = r.metrics()["rounds"];
   for (const auto& round : rounds) ASSERT_TRUE(std::isfinite(round["server_eval_loss"].get<double>())) << round.dump();
-  for (const auto& c : rounds[1]["clients"])
-    if (c["client"] == "c1") EXPECT_EQ(c["reason"], "update_norm") << c.dump();
+  for (const auto& c : rounds[1]["clients"]) {
+    if (c["client"] == "c1") {
+      EXPECT_EQ(c["reason"], "update_norm") << c.dump();
+    }
+  }
   for (const auto& c : rounds[2]["clients"]) {
     EXPECT_EQ(c["status"], "accepted") << c.dump();
     EXPECT_DOUBLE_EQ(c["weight"].get<double>(), 0.5) << c.dump();  // equal datasets, equal asks

@@ -21,6 +21,7 @@
 #include "core/tensor/hash.h"
 #include "core/util/exit_codes.h"
 #include "core/util/fs.h"
+#include "support/tcp_relay.h"
 #include "support/test_support.h"
 
 using namespace zk0;
@@ -47,10 +48,11 @@ struct Federation {
         std::vector<std::string>{bin("zk0-aggregator"), "--spec", spec, "--listen", address(), "--metrics-listen", "127.0.0.1:0"},
         dir + "/aggregator.log");
   }
-  void start_worker(const std::string& name, const std::string& spec_path = "") {
+  // `via`: the aggregator's address as the worker dials it (a relay standing for its link).
+  void start_worker(const std::string& name, const std::string& spec_path = "", const std::string& via = "") {
     workers[name] = std::make_unique<Process>(
         std::vector<std::string>{bin("zk0-worker"), "--spec", spec_path.empty() ? spec : spec_path, "--client", name,
-                                 "--aggregator", address(), "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
+                                 "--aggregator", via.empty() ? address() : via, "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
                                  dir + "/" + name + ".metrics-port", "--state-dir", dir + "/state/" + name},
         dir + "/" + name + ".log");
   }
@@ -570,6 +572,112 @@ TEST(Federation, AggregatorExportsPrometheusMetrics) {
     EXPECT_EQ(std::system(("promtool check metrics < " + f.dir + "/" + name + ".txt > " + f.dir + "/promtool.log 2>&1").c_str()), 0)
         << name << ": " << read_file(f.dir + "/promtool.log");
   }
+}
+
+// --- Links that drop mid-transfer ---
+
+namespace {
+// The value of `key` in the first log line of `event` (empty when there is none).
+std::string logged(const std::string& log, const std::string& event, const std::string& key) {
+  const size_t line = log.find("event=" + event + " ");
+  if (line == std::string::npos) return "";
+  const size_t end = log.find('\n', line);
+  const size_t at = log.find(" " + key + "=", line);
+  if (at == std::string::npos || at > end) return "";
+  const size_t from = at + key.size() + 2;
+  return log.substr(from, log.find_first_of(" \n", from) - from);
+}
+}  // namespace
+
+TEST(Transfers, ALinkCutMidDownloadAndMidUploadResumesFromTheLastVerifiedChunk) {
+  // 4 KiB chunks cut the ~90 KB update into ~22; c0's link is reset (RST, mid-message) once half
+  // of a download has crossed it and once half of an upload has. Both transfers continue from
+  // their last verified chunk, and the run ends bit for bit where an unbroken one does.
+  const std::map<std::string, std::string> settings = {{"chunkSize", "4Ki"}, {"strategyType", "fedavg"}, {"proximalMu", ""}};
+  Federation reference("resume-reference", 2, 2, settings);
+  reference.start_aggregator();
+  for (const char* n : {"c0", "c1"}) reference.start_worker(n);
+  ASSERT_EQ(reference.aggregator->wait(120s), 0) << reference.logs();
+  const uint64_t update_bytes = reference.metrics()["rounds"][1]["clients"][0]["bytes_uploaded"].get<uint64_t>();
+
+  Federation f("resume", 2, 2, settings);
+  f.start_aggregator();
+  TcpRelay link(f.port, 2 << 20);  // 2 MiB/s: a home uplink's pace, a transfer in ~45 ms
+  link.cut_after(TcpRelay::ToClient, update_bytes / 2);
+  link.cut_after(TcpRelay::ToServer, update_bytes / 2);
+  f.start_worker("c0", "", "127.0.0.1:" + std::to_string(link.port()));
+  f.start_worker("c1");
+  ASSERT_EQ(f.aggregator->wait(120s), 0) << f.logs();
+  EXPECT_EQ(f.workers["c0"]->wait(30s), 0) << f.logs();
+  EXPECT_EQ(link.cuts(TcpRelay::ToClient), 1);
+  EXPECT_EQ(link.cuts(TcpRelay::ToServer), 1);
+
+  const std::string worker = f.workers["c0"]->log(), aggregator = f.aggregator->log();
+  // The download went on from where the worker's verified bytes ended: more than nothing, less than all.
+  const std::string download_kept = logged(worker, "download_resumed", "bytes_kept");
+  ASSERT_FALSE(download_kept.empty()) << worker;
+  EXPECT_GT(std::stoull(download_kept), 0u);
+  EXPECT_LT(std::stoull(download_kept), update_bytes);
+  EXPECT_EQ(logged(aggregator, "download_resumed", "bytes_kept"), download_kept) << aggregator;
+  // The upload asked the aggregator what it kept and sent only the rest: the bytes sent twice are
+  // at most those beyond the kept ones (all the update, had it started again).
+  const std::string upload_kept = logged(worker, "upload_resumed", "bytes_kept");
+  ASSERT_FALSE(upload_kept.empty()) << worker;
+  EXPECT_GT(std::stoull(upload_kept), 0u);
+  EXPECT_EQ(logged(aggregator, "upload_resumed", "bytes_kept"), upload_kept) << aggregator;
+  const std::string resent = logged(worker, "update_uploaded", "bytes_resent");
+  ASSERT_FALSE(resent.empty()) << worker;
+  EXPECT_LE(std::stoull(resent), update_bytes - std::stoull(upload_kept));
+  for (const auto& round : f.metrics()["rounds"])
+    for (const auto& c : round.value("clients", nlohmann::json::array())) {
+      EXPECT_EQ(c["status"], "accepted") << c.dump();
+      EXPECT_EQ(c["bytes_uploaded"].get<uint64_t>(), update_bytes) << c.dump();
+    }
+  EXPECT_EQ(f.global_digests(), reference.global_digests());
+}
+
+// A worker whose link is down for longer than the heartbeat timeout, the process running on: the
+// round in progress drops it, the rounds after go on without it, and once the link is back the
+// same process (no restart, its session found gone or kept) is selected again and counted.
+TEST(Transfers, AWorkerOfflineForRoundsIsLeftOutAndTakesPartAgainWhenItsLinkIsBack) {
+  // Rounds of about a second, so that rounds remain when the link is back and c0 has reconnected.
+  Federation f("offline", 3, 10, {{"minFitClients", "2"}, {"minAvailableClients", "2"}, {"localSteps", "400"}});
+  f.start_aggregator();
+  TcpRelay link(f.port);
+  f.start_worker("c0", "", "127.0.0.1:" + std::to_string(link.port()));
+  for (const char* n : {"c1", "c2"}) f.start_worker(n);
+  const auto completed = [&] {
+    try {
+      return static_cast<int>(f.metrics()["rounds"].size()) - 1;
+    } catch (const std::exception&) {
+      return 0;
+    }
+  };
+  ASSERT_TRUE(wait_until([&] { return completed() >= 1; }, 60s)) << f.logs();
+  link.set_offline(true);
+  const int offline_after = completed();
+  ASSERT_TRUE(wait_until([&] { return completed() >= offline_after + 3; }, 90s)) << f.logs();
+  link.set_offline(false);
+  const int back_after = completed();
+  ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+  EXPECT_EQ(f.workers["c0"]->wait(30s), 0) << f.workers["c0"]->log();
+  ASSERT_LE(back_after, 7) << "the run outpaced the test: c0 must have rounds left when it comes back";
+
+  const auto rounds = f.metrics()["rounds"];
+  const auto status_of_c0 = [&](int r) -> std::string {
+    for (const auto& c : rounds[r]["clients"])
+      if (c["client"] == "c0") return c["status"];
+    return "not selected";
+  };
+  // The rounds that began with the link down (the first may have selected c0 before its
+  // heartbeats stopped: it dropped out of it) completed without c0 and with the other two.
+  for (int r = offline_after + 2; r <= offline_after + 3; ++r) {
+    EXPECT_NE(status_of_c0(r), "accepted") << rounds[r].dump();
+    EXPECT_EQ(rounds[r]["clients_accepted"], 2) << rounds[r].dump();
+  }
+  bool back = false;
+  for (int r = back_after + 1; r < static_cast<int>(rounds.size()); ++r) back = back || status_of_c0(r) == "accepted";
+  EXPECT_TRUE(back) << "c0 took no part after its link came back:\n" << rounds.dump(1) << f.workers["c0"]->log();
 }
 
 // --- Asynchronous rounds (FedBuff, spec.strategy.asynchronous) ---

@@ -12,6 +12,7 @@ namespace zk0 {
 namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint32_t kProtocolVersion = 1;
+constexpr std::chrono::seconds kReconnectAllowance{30};
 
 std::chrono::system_clock::time_point in(std::chrono::milliseconds d) { return std::chrono::system_clock::now() + d; }
 
@@ -39,7 +40,8 @@ WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, 
       name_(std::move(client_name)),
       progress_(std::make_shared<Watchdog>(std::chrono::duration<double>(spec.strategy.round_timeout_seconds),
                                            "spec.strategy.roundTimeoutSeconds")) {
-  stub_ = v1::Federation::NewStub(make_channel(address, spec_.transport, spec_.client(name_).tls));
+  channel_ = make_channel(address, spec_.transport, spec_.client(name_).tls);
+  stub_ = v1::Federation::NewStub(channel_);
   trainer_ = std::make_unique<LocalTrainer>(spec_, spec_.client(name_), state_dir);
 }
 
@@ -120,11 +122,25 @@ void WorkerClient::report_failure(int round, const std::string& reason, bool fat
   stub_->ReportFailure(&ctx, req, &ack);
 }
 
+bool WorkerClient::wait_for_link() {
+  // After a dropped connection the channel reconnects with backoff; a retry sent before that
+  // fails at once and proves nothing about the link. Meanwhile the round may end: the first
+  // heartbeat through the restored link says so, and the transfer is not worth finishing.
+  const auto deadline = Clock::now() + kReconnectAllowance;
+  while (!stop_ && !abandon_round_ && Clock::now() < deadline)
+    if (channel_->WaitForConnected(in(std::chrono::seconds(1)))) break;
+  return !stop_ && !abandon_round_;
+}
+
 WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, ParameterSet& out, double& seconds,
                                               uint64_t& bytes) {
+  const auto start = Clock::now();
+  std::unique_ptr<ParameterReceiver> receiver;
   std::string error;
-  for (int attempt = 1; attempt <= spec_.transport.transfer_attempts; ++attempt) {
-    const auto start = Clock::now();
+  bool resumable = false;
+  uint64_t held = 0;  // bytes verified when the previous attempt ended
+  uint64_t moved = 0;  // bytes received over all attempts
+  for (int failures = 0; failures < spec_.transport.transfer_attempts;) {
     v1::DownloadRequest req;
     {
       std::lock_guard<std::mutex> lock(session_mu_);
@@ -132,48 +148,101 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
     }
     req.set_round(ins.round());
     req.set_parameters_digest(ins.parameters_digest());
+    if (resumable) {
+      receiver->expect_continuation();
+      position_to_proto(receiver->position(), req.mutable_resume_from());
+      metrics_.transfer_resumes.Add({{"direction", "download"}}).Increment();
+      log_info("download_resumed", {kv("round", ins.round()), kv("tensor", receiver->position().tensor),
+                                    kv("offset", receiver->position().offset), kv("bytes_kept", held)});
+    } else {
+      if (receiver) metrics_.transfer_resent_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(receiver->bytes_received()));
+      receiver = std::make_unique<ParameterReceiver>(trainer_->layout());
+      held = 0;
+    }
     grpc::ClientContext ctx;
     auto reader = stub_->DownloadParameters(&ctx, req);
-    ParameterReceiver receiver(trainer_->layout());
+    const uint64_t before = receiver->bytes_received();
     error.clear();
+    bool stream_intact = true;  // false: a chunk or the manifest was wrong, not just cut short
+    bool damaged_chunk = false;
     try {
       ProgressReader<grpc::ClientReader<v1::ParameterMessage>> counted{*reader, *progress_};
-      receive_parameter_messages<v1::ParameterMessage>(counted, receiver);
+      receive_parameter_messages<v1::ParameterMessage>(counted, *receiver);
     } catch (const TransferError& e) {
       error = std::string(e.reason()) + ": " + e.what();
+      stream_intact = false;
+      damaged_chunk = e.kind() == TransferError::Kind::ChunkChecksum;
       ctx.TryCancel();
     }
     const grpc::Status s = reader->Finish();
+    moved += receiver->bytes_received() - before;
     if (error.empty() && !s.ok()) {
       if (s.error_code() == grpc::StatusCode::ABORTED || s.error_code() == grpc::StatusCode::NOT_FOUND) {
         log_warn("download_refused", {kv("round", ins.round()), kv("status", describe(s))});
         return {};
       }
       error = describe(s);
+      // A resume point the aggregator refuses leaves only the start.
+      stream_intact = s.error_code() != grpc::StatusCode::INVALID_ARGUMENT;
     }
     if (error.empty()) {
       try {
-        out = receiver.finish();
-        if (receiver.manifest().digest_hex() != ins.parameters_digest())
-          throw TransferError(TransferError::Kind::BadManifest, "manifest digest " + receiver.manifest().digest_hex() +
+        out = receiver->finish();
+        if (receiver->manifest().digest_hex() != ins.parameters_digest())
+          throw TransferError(TransferError::Kind::BadManifest, "manifest digest " + receiver->manifest().digest_hex() +
                                                                    " is not the announced " + ins.parameters_digest());
         seconds = std::chrono::duration<double>(Clock::now() - start).count();
-        bytes = receiver.bytes_received();
-        metrics_.transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(bytes));
+        bytes = receiver->bytes_received();
+        metrics_.transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(moved));
         return {true, ""};
       } catch (const TransferError& e) {
         error = std::string(e.reason()) + ": " + e.what();
+        stream_intact = false;
       }
     }
-    log_warn("download_failed", {kv("round", ins.round()), kv("attempt", attempt), kv("error", error)});
+    // What passed its CRC32C stays when the stream was only cut short or a chunk arrived damaged.
+    resumable = (stream_intact || damaged_chunk) && receiver->resumable() && !receiver->position().at_start();
+    const uint64_t now_held = resumable ? receiver->bytes_received() : 0;
+    if (now_held <= held) ++failures;  // attempts that moved the transfer forward are not failures
+    held = now_held;
+    log_warn("download_failed", {kv("round", ins.round()), kv("failures", failures), kv("bytes_kept", held), kv("error", error)});
+    if (!wait_for_link()) {
+      log_warn("download_abandoned", {kv("round", ins.round())});
+      metrics_.transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(moved));
+      return {};
+    }
   }
-  return {false, "download failed " + std::to_string(spec_.transport.transfer_attempts) + " times: " + error};
+  metrics_.transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(moved));
+  return {false, "download failed " + std::to_string(spec_.transport.transfer_attempts) + " times without progress: " + error};
+}
+
+StreamPosition WorkerClient::upload_position(const v1::Instruction& ins, const Manifest& manifest) {
+  v1::UploadPositionRequest req;
+  {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    req.set_session_id(session_);
+  }
+  req.set_round(ins.round());
+  req.set_base_digest(ins.parameters_digest());
+  req.set_manifest_digest(manifest.digest_hex());
+  v1::ResumePoint reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(in(std::chrono::seconds(30)));
+  const grpc::Status s = stub_->UploadPosition(&ctx, req, &reply);
+  if (!s.ok()) {
+    log_warn("upload_position_unknown", {kv("round", ins.round()), kv("status", describe(s))});
+    return {};
+  }
+  return position_from_proto(reply);
 }
 
 WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const RoundResult& result) {
   const Manifest manifest = build_manifest(result.update);
   std::string last_error;
-  for (int attempt = 1; attempt <= spec_.transport.transfer_attempts; ++attempt) {
+  StreamPosition from;
+  uint64_t held = 0;  // bytes the aggregator kept of this update, as of its last answer
+  uint64_t sent = 0;  // chunk bytes written over all attempts
+  for (int failures = 0;;) {
     grpc::ClientContext ctx;
     v1::UploadReply reply;
     auto writer = stub_->UploadUpdate(&ctx, &reply);
@@ -185,6 +254,7 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     }
     header->set_round(ins.round());
     header->set_base_digest(ins.parameters_digest());
+    if (!from.at_start()) position_to_proto(from, header->mutable_resume_from());
     const TrainReport& r = result.report;
     auto* m = header->mutable_metrics();
     m->set_samples(r.samples);
@@ -200,26 +270,53 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     m->set_download_seconds(r.download_seconds);
     m->set_bytes_downloaded(r.bytes_downloaded);
     if (writer->Write(msg))
-      send_parameter_messages<v1::UploadMessage>(manifest, result.update, spec_.transport.chunk_bytes,
-                                                 [&](const v1::UploadMessage& m) {
-                                                   if (!writer->Write(m)) return false;
-                                                   progress_->beat();
-                                                   return true;
-                                                 });
+      send_parameter_messages<v1::UploadMessage>(
+          manifest, result.update, spec_.transport.chunk_bytes,
+          [&](const v1::UploadMessage& m) {
+            if (!writer->Write(m)) return false;
+            if (m.has_chunk()) sent += m.chunk().data().size();
+            progress_->beat();
+            return true;
+          },
+          nullptr, from);
     writer->WritesDone();
     const grpc::Status s = writer->Finish();
+    metrics_.transfer_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent));
     if (s.ok()) {
-      log_info("update_uploaded", {kv("round", ins.round()), kv("digest", reply.digest()), kv("loss", r.loss)});
-      metrics_.transfer_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(manifest.total_bytes()));
+      log_info("update_uploaded", {kv("round", ins.round()), kv("digest", reply.digest()), kv("loss", r.loss),
+                                   kv("bytes_resent", sent - manifest.total_bytes())});
+      metrics_.transfer_resent_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent - manifest.total_bytes()));
       return {true, ""};
     }
-    log_warn("upload_failed", {kv("round", ins.round()), kv("attempt", attempt), kv("status", describe(s))});
-    // Only a transfer that arrived damaged is worth sending again; a refused update is final and
-    // already counted by the aggregator.
-    if (s.error_code() != grpc::StatusCode::DATA_LOSS && s.error_code() != grpc::StatusCode::UNAVAILABLE) return {};
+    // A refused update is final and already counted by the aggregator. What broke on the way (a
+    // dropped link, a stalled or damaged stream, a resume point no longer kept) is sent again,
+    // from wherever the aggregator stands.
+    const auto code = s.error_code();
+    if (code != grpc::StatusCode::DATA_LOSS && code != grpc::StatusCode::UNAVAILABLE && code != grpc::StatusCode::CANCELLED &&
+        code != grpc::StatusCode::FAILED_PRECONDITION) {
+      log_warn("upload_failed", {kv("round", ins.round()), kv("status", describe(s))});
+      metrics_.transfer_resent_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent));
+      return {};
+    }
     last_error = describe(s);
+    if (!wait_for_link()) {
+      log_warn("upload_abandoned", {kv("round", ins.round())});
+      metrics_.transfer_resent_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent));
+      return {};
+    }
+    from = upload_position(ins, manifest);
+    const uint64_t now_held = bytes_before(manifest, from);
+    if (now_held <= held) ++failures;  // attempts that moved the upload forward are not failures
+    held = now_held;
+    log_warn("upload_failed", {kv("round", ins.round()), kv("failures", failures), kv("bytes_kept", held), kv("status", last_error)});
+    if (failures >= spec_.transport.transfer_attempts) break;
+    if (!from.at_start()) {
+      metrics_.transfer_resumes.Add({{"direction", "upload"}}).Increment();
+      log_info("upload_resumed", {kv("round", ins.round()), kv("tensor", from.tensor), kv("offset", from.offset), kv("bytes_kept", held)});
+    }
   }
-  return {false, "upload failed " + std::to_string(spec_.transport.transfer_attempts) + " times: " + last_error};
+  metrics_.transfer_resent_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent));
+  return {false, "upload failed " + std::to_string(spec_.transport.transfer_attempts) + " times without progress: " + last_error};
 }
 
 void WorkerClient::train_round(const v1::Instruction& ins) {
@@ -313,7 +410,12 @@ int WorkerClient::run() {
         log_error("aggregator_unreachable", {kv("client", name_), kv("status", describe(s))});
         break;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      // Waiting on the channel, not in a sleep: a synchronous client with no call in flight
+      // leaves a reconnection to gRPC's backup poller, which looks every 5 s, so a link that came
+      // back would be seen late or missed between two failed polls.
+      const auto next_poll = Clock::now() + std::chrono::milliseconds(500);
+      channel_->WaitForConnected(in(std::chrono::milliseconds(500)));
+      std::this_thread::sleep_until(next_poll);
       continue;
     }
     reachable = true;

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 
+#include "core/transport/parameter_stream.h"
 #include "core/util/watchdog.h"
 #include "worker/metrics.h"
 #include "worker/trainer.h"
@@ -46,14 +47,21 @@ class WorkerClient {
     std::string failure;
   };
   void train_round(const v1::Instruction& ins);
+  // Transfers resume from the last verified chunk after a broken stream; they fail after
+  // transferAttempts attempts in a row that moved nothing forward.
   Transfer download(const v1::Instruction& ins, ParameterSet& out, double& seconds, uint64_t& bytes);
   Transfer upload(const v1::Instruction& ins, const RoundResult& result);
+  StreamPosition upload_position(const v1::Instruction& ins, const Manifest& manifest);  // {} when unknown
+  // Waits for the channel to reconnect, at most kReconnectAllowance; false when the round was
+  // abandoned or the worker is stopping meanwhile.
+  bool wait_for_link();
   void report_failure(int round, const std::string& reason, bool fatal);
 
   FederationSpec spec_;
   std::string name_;
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
   WorkerMetrics metrics_{*registry_};
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Federation::Stub> stub_;
   std::unique_ptr<LocalTrainer> trainer_;
   std::mutex session_mu_;

@@ -16,6 +16,15 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
                          .Name("zk0_worker_transfer_bytes_total")
                          .Help("Parameter bytes moved, by direction")
                          .Register(r)),
+      transfer_resumes(prometheus::BuildCounter()
+                           .Name("zk0_worker_transfer_resumes_total")
+                           .Help("Transfers continued from the last verified chunk after their stream broke, by direction")
+                           .Register(r)),
+      transfer_resent_bytes(prometheus::BuildCounter()
+                                .Name("zk0_worker_transfer_resent_bytes_total")
+                                .Help("Parameter bytes that crossed the link more than once, by direction (upload: sent "
+                                      "but not kept by the aggregator; download: received, then thrown away)")
+                                .Register(r)),
       prefix_cache_lookups(prometheus::BuildCounter()
                                .Name("zk0_worker_prefix_cache_lookups_total")
                                .Help("Frozen-prefix cache lookups, by result (memory_hit, disk_hit, miss)")
@@ -27,6 +36,11 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
                              .Help("Bytes the frozen-prefix cache holds, by tier (memory, disk)")
                              .Register(r)) {
   for (const char* result : {"memory_hit", "disk_hit", "miss"}) prefix_cache_lookups.Add({{"result", result}});
+  for (const char* direction : {"download", "upload"}) {
+    transfer_bytes.Add({{"direction", direction}});
+    transfer_resumes.Add({{"direction", direction}});
+    transfer_resent_bytes.Add({{"direction", direction}});
+  }
   for (const char* tier : {"memory", "disk"}) prefix_cache_bytes.Add({{"tier", tier}});
 }
 

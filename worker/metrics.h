@@ -20,6 +20,8 @@ struct WorkerMetrics {
   prometheus::Counter& data_wait;
   prometheus::Counter& rounds_trained;
   prometheus::Family<prometheus::Counter>& transfer_bytes;  // label direction
+  prometheus::Family<prometheus::Counter>& transfer_resumes;  // label direction
+  prometheus::Family<prometheus::Counter>& transfer_resent_bytes;  // label direction
   prometheus::Family<prometheus::Counter>& prefix_cache_lookups;  // label result: memory_hit, disk_hit, miss
   prometheus::Counter& prefix_cache_corrupt;
   prometheus::Family<prometheus::Gauge>& prefix_cache_bytes;  // label tier: memory, disk

@@ -75,6 +75,19 @@ Manifest manifest_from_proto(const v1::Manifest& proto) {
   return m;
 }
 
+StreamPosition position_from_proto(const v1::ResumePoint& proto) { return {proto.tensor_index(), proto.offset()}; }
+
+uint64_t bytes_before(const Manifest& manifest, StreamPosition position) {
+  uint64_t bytes = position.offset;
+  for (size_t i = 0; i < position.tensor && i < manifest.tensors.size(); ++i) bytes += manifest.tensors[i].byte_length;
+  return bytes;
+}
+
+void position_to_proto(const StreamPosition& position, v1::ResumePoint* out) {
+  out->set_tensor_index(static_cast<uint32_t>(position.tensor));
+  out->set_offset(position.offset);
+}
+
 std::vector<uint32_t> chunk_checksums(const ParameterSet& parameters, uint64_t chunk_bytes) {
   std::vector<uint32_t> out;
   for (const auto& t : parameters.tensors)
@@ -85,23 +98,47 @@ std::vector<uint32_t> chunk_checksums(const ParameterSet& parameters, uint64_t c
 
 bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, uint64_t chunk_bytes,
                      const std::function<bool(const v1::Manifest&)>& send_manifest,
-                     const std::function<bool(v1::Chunk&)>& send_chunk, const std::vector<uint32_t>* checksums) {
+                     const std::function<bool(v1::Chunk&)>& send_chunk, const std::vector<uint32_t>* checksums,
+                     StreamPosition from) {
+  const size_t count = parameters.tensors.size();
+  if (from.tensor > count || (from.tensor == count && from.offset != 0) ||
+      (from.tensor < count && from.offset > parameters.tensors[from.tensor].bytes.size()))
+    throw std::out_of_range("resume point tensor " + std::to_string(from.tensor) + " offset " + std::to_string(from.offset) +
+                            " lies beyond the " + std::to_string(count) + " tensors");
   v1::Manifest proto;
   manifest_to_proto(manifest, &proto);
   if (!send_manifest(proto)) return false;
   v1::Chunk chunk;
-  size_t chunk_index = 0;
-  for (size_t i = 0; i < parameters.tensors.size(); ++i) {
+  size_t chunk_index = 0;  // into `checksums`, which are cut from each tensor's first byte
+  for (size_t i = 0; i < count; ++i) {
     const Tensor& t = parameters.tensors[i];
-    for (uint64_t offset = 0; offset < t.bytes.size(); offset += chunk_bytes) {
+    const size_t chunks = (t.bytes.size() + chunk_bytes - 1) / chunk_bytes;
+    if (i < from.tensor) {
+      chunk_index += chunks;
+      continue;
+    }
+    uint64_t offset = i == from.tensor ? from.offset : 0;
+    // A resume point inside a chunk (the receiver used another chunk size) gets one short chunk
+    // up to the next boundary; from there the cuts, and their checksums, are the usual ones.
+    if (offset % chunk_bytes != 0) {
+      const uint64_t n = std::min<uint64_t>(chunk_bytes - offset % chunk_bytes, t.bytes.size() - offset);
+      chunk.set_tensor_index(static_cast<uint32_t>(i));
+      chunk.set_offset(offset);
+      chunk.set_data(t.bytes.data() + offset, n);
+      chunk.set_crc32c(crc32c(t.bytes.data() + offset, n));
+      if (!send_chunk(chunk)) return false;
+      offset += n;
+    }
+    for (; offset < t.bytes.size(); offset += chunk_bytes) {
       const uint64_t n = std::min<uint64_t>(chunk_bytes, t.bytes.size() - offset);
       const uint8_t* p = t.bytes.data() + offset;
       chunk.set_tensor_index(static_cast<uint32_t>(i));
       chunk.set_offset(offset);
       chunk.set_data(p, n);
-      chunk.set_crc32c(checksums ? checksums->at(chunk_index++) : crc32c(p, n));
+      chunk.set_crc32c(checksums ? checksums->at(chunk_index + offset / chunk_bytes) : crc32c(p, n));
       if (!send_chunk(chunk)) return false;
     }
+    chunk_index += chunks;
   }
   return true;
 }
@@ -151,7 +188,25 @@ void ParameterReceiver::verify_async(size_t index) {
   work_ready_.notify_one();
 }
 
+bool ParameterReceiver::resumable() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return has_manifest_ && hash_error_.empty();
+}
+
+void ParameterReceiver::expect_continuation() {
+  if (!has_manifest_) throw std::logic_error("expect_continuation: nothing to continue");
+  continuation_ = true;
+}
+
 void ParameterReceiver::on_manifest(const v1::Manifest& proto) {
+  if (continuation_) {
+    const Manifest repeated = manifest_from_proto(proto);
+    if (repeated.digest != manifest_.digest)
+      throw TransferError(TransferError::Kind::BadManifest, "the resumed stream's manifest " + repeated.digest_hex() +
+                                                                " is not the interrupted one's " + manifest_.digest_hex());
+    continuation_ = false;
+    return;
+  }
   if (has_manifest_) throw TransferError(TransferError::Kind::OutOfOrder, "a second manifest arrived");
   manifest_ = manifest_from_proto(proto);
   try {
@@ -179,7 +234,8 @@ void ParameterReceiver::start_tensor() {
 }
 
 void ParameterReceiver::on_chunk(const v1::Chunk& chunk) {
-  if (!has_manifest_) throw TransferError(TransferError::Kind::OutOfOrder, "chunk before the manifest");
+  if (!has_manifest_ || continuation_)
+    throw TransferError(TransferError::Kind::OutOfOrder, "chunk before the manifest");
   if (tensor_ >= manifest_.tensors.size())
     throw TransferError(TransferError::Kind::OutOfOrder, "chunk after the last tensor was complete");
   const TensorEntry& e = manifest_.tensors[tensor_];

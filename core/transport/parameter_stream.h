@@ -33,23 +33,37 @@ class TransferError : public std::runtime_error {
 void manifest_to_proto(const Manifest& manifest, v1::Manifest* out);
 Manifest manifest_from_proto(const v1::Manifest& proto);
 
+// Where a transfer stands: the first byte the receiver does not hold yet (proto's ResumePoint).
+// {tensor count, 0} when everything arrived.
+struct StreamPosition {
+  size_t tensor = 0;
+  uint64_t offset = 0;
+  bool at_start() const { return tensor == 0 && offset == 0; }
+  bool operator==(const StreamPosition& o) const { return tensor == o.tensor && offset == o.offset; }
+};
+StreamPosition position_from_proto(const v1::ResumePoint& proto);
+// The bytes of `manifest` before `position`: how much of the transfer is done.
+uint64_t bytes_before(const Manifest& manifest, StreamPosition position);
+void position_to_proto(const StreamPosition& position, v1::ResumePoint* out);
+
 // The CRC32C of every chunk send_parameters cuts, in order. The aggregator computes them once
 // per round instead of once per download.
 std::vector<uint32_t> chunk_checksums(const ParameterSet& parameters, uint64_t chunk_bytes);
 
-// Sends `manifest` and then every tensor of `parameters` in chunks of at most `chunk_bytes`.
-// A chunk never spans two tensors. Returns false as soon as a send fails (the stream broke).
-// `checksums`, when given, must be chunk_checksums(parameters, chunk_bytes).
+// Sends `manifest` and then every tensor of `parameters` from `from` on, in chunks of at most
+// `chunk_bytes`. A chunk never spans two tensors. Returns false as soon as a send fails (the
+// stream broke). `checksums`, when given, must be chunk_checksums(parameters, chunk_bytes).
+// Throws std::out_of_range when `from` lies beyond the parameters.
 bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, uint64_t chunk_bytes,
                      const std::function<bool(const v1::Manifest&)>& send_manifest,
                      const std::function<bool(v1::Chunk&)>& send_chunk,
-                     const std::vector<uint32_t>* checksums = nullptr);
+                     const std::vector<uint32_t>* checksums = nullptr, StreamPosition from = {});
 
 // send_parameters into a gRPC stream of Message (ParameterMessage or UploadMessage):
 // `write(const Message&)` returns false when the stream broke.
 template <typename Message, typename Write>
 bool send_parameter_messages(const Manifest& manifest, const ParameterSet& parameters, uint64_t chunk_bytes,
-                             Write&& write, const std::vector<uint32_t>* checksums = nullptr) {
+                             Write&& write, const std::vector<uint32_t>* checksums = nullptr, StreamPosition from = {}) {
   Message msg;
   return send_parameters(
       manifest, parameters, chunk_bytes,
@@ -63,7 +77,7 @@ bool send_parameter_messages(const Manifest& manifest, const ParameterSet& param
         msg.mutable_chunk()->Swap(&c);
         return ok;
       },
-      checksums);
+      checksums, from);
 }
 
 class ParameterReceiver;
@@ -90,6 +104,16 @@ class ParameterReceiver {
   // Throws TransferError::Incomplete unless every byte of every tensor arrived and was verified.
   ParameterSet finish();
 
+  // Resuming after the stream broke: what arrived passed its CRC32C and stays. Resumable while a
+  // manifest arrived and no finished tensor failed its SHA-256 (then nothing says which chunk
+  // was wrong, and only a transfer from the start helps).
+  bool resumable();
+  StreamPosition position() const { return {tensor_, offset_}; }
+  // The next stream continues this one: it repeats the manifest, which must have the same digest,
+  // and its first chunk is at position().
+  void expect_continuation();
+
+  bool has_manifest() const { return has_manifest_; }
   const Manifest& manifest() const { return manifest_; }
   uint64_t bytes_received() const { return bytes_; }
 
@@ -102,6 +126,7 @@ class ParameterReceiver {
   std::optional<Manifest> expected_;
   Manifest manifest_;
   bool has_manifest_ = false;
+  bool continuation_ = false;
   ParameterSet parameters_;
   size_t tensor_ = 0;
   uint64_t offset_ = 0;
