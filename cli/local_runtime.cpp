@@ -198,6 +198,9 @@ int run_locally(const LocalRunOptions& options) {
     spec.transport.tls.ca_file = certs.ca_file;
     spec.transport.tls.cert_file = certs.aggregator.cert_file;
     spec.transport.tls.key_file = certs.aggregator.key_file;
+    // The certificate names localhost; workers dialing the --listen address by another name or
+    // IP verify it under that name.
+    if (spec.transport.tls.server_name.empty()) spec.transport.tls.server_name = "localhost";
     for (auto& c : spec.clients) {
       if (c.remote) continue;
       c.tls.cert_file = certs.clients.at(c.name).cert_file;
@@ -205,9 +208,12 @@ int run_locally(const LocalRunOptions& options) {
     }
     if (spec.has_remote_clients()) {
       spec.transport.join.ca_key_file = certs.ca_key_file;
+      // Kept across restarts with the CA: tokens handed out before still work.
       spec.transport.join.token_key_file = (out / "tls" / "join-token.key").string();
-      write_file_atomic(spec.transport.join.token_key_file, new_join_token_key() + "\n");
-      chmod(spec.transport.join.token_key_file.c_str(), 0600);
+      if (!fs::exists(spec.transport.join.token_key_file)) {
+        write_file_atomic(spec.transport.join.token_key_file, new_join_token_key() + "\n");
+        chmod(spec.transport.join.token_key_file.c_str(), 0600);
+      }
     }
     spec_path = logs / "run.yaml";
     write_file_atomic(spec_path.string(), to_yaml(spec));

@@ -8,10 +8,12 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/security/certificate.h"
 #include "core/security/join_token.h"
@@ -239,4 +241,112 @@ TEST(RemoteClients, TwoOwnersJoinWithTokensAndTrainBesideALocalClient) {
   EXPECT_NE(read_file(dir + "/owner-c/run.yaml").find(data_c), std::string::npos);
   EXPECT_EQ(read_file(dir + "/owner-c/run.yaml").find("owner-b"), std::string::npos) << "an owner learns no other client's name";
   EXPECT_EQ(read_file(dir + "/owner-c/run.yaml").find("name: c0"), std::string::npos) << "an owner learns no other client's name";
+}
+
+// `zk0 run` stopped and started again keeps its CA and token key: a token handed out before the
+// restart still joins, pinned to the same CA.
+TEST(RemoteClients, ARestartedRunKeepsItsCaSoEarlierTokensStillJoin) {
+  const std::string dir = make_temp_dir("remote-restart");
+  const std::string out = dir + "/out";
+  std::string yaml = small_spec(out, 1, 2,
+                                {{"tls", "    tls: {mutual: true}"}, {"minFitClients", "2"}, {"minAvailableClients", "2"},
+                                 {"startTimeoutSeconds", "60"}});
+  yaml.replace(yaml.find("  evaluation:"), 0, "    - name: owner-b\n      remote: true\n");
+  const std::string spec = write_spec(dir, yaml);
+  auto trimmed = [](std::string s) { return s.substr(0, s.find_last_not_of("\n ") + 1); };
+  auto started = [&] {
+    return wait_until([&] { return file_exists(out + "/join/owner-b.token") && file_exists(out + "/logs/aggregator.port"); }, 60s);
+  };
+  auto first = std::make_unique<Process>(std::vector<std::string>{bin("zk0"), "run", spec}, dir + "/zk0-first.log");
+  ASSERT_TRUE(started()) << first->log();
+  const std::string ca = read_file(out + "/tls/ca.crt");
+  const std::string token_key = read_file(out + "/tls/join-token.key");
+  const std::string token = trimmed(read_file(out + "/join/owner-b.token"));
+  first->signal(SIGTERM);
+  first->wait(30s);
+  fs::remove(out + "/join/owner-b.token");
+
+  Process again({bin("zk0"), "run", spec}, dir + "/zk0-again.log");
+  ASSERT_TRUE(started()) << again.log();
+  EXPECT_EQ(read_file(out + "/tls/ca.crt"), ca);
+  EXPECT_EQ(read_file(out + "/tls/join-token.key"), token_key);
+  run_command(bin("zk0") + " dataset synth " + dir + "/owner-b-data --episodes 6 --episode-length 40 --cameras 0 --seed 5");
+  Process owner({bin("zk0"), "join", "--endpoint", "127.0.0.1:" + trimmed(read_file(out + "/logs/aggregator.port")), "--token",
+                 token, "--dataset", dir + "/owner-b-data", "--state-dir", dir + "/owner-b", "--metrics-listen", "127.0.0.1:0"},
+                dir + "/owner-b.log");
+  ASSERT_EQ(again.wait(180s), 0) << again.log() << owner.log();
+  EXPECT_EQ(owner.wait(30s), 0) << owner.log();
+  EXPECT_NE(owner.log().find("event=update_uploaded round=2"), std::string::npos) << owner.log();
+}
+
+// A robot owner's machine as its own network: a network namespace joined to this one by a veth
+// pair and nothing else, no default route. The aggregator listens on this side's address only;
+// the owner's `zk0 join` reaches it there, cannot reach it by the aggregator machine's loopback,
+// and listens on no address of its own but its loopback (the worker only dials out).
+TEST(RemoteClients, AnOwnerInItsOwnNetworkNamespaceReachesTheRunOnlyThroughItsEndpoint) {
+  ASSERT_EQ(geteuid(), 0u) << "network namespaces need root (make test runs as root, as the cluster tests need)";
+  const std::string tag = std::to_string(getpid() % 100000);
+  const std::string ns = "zk0-owner-" + tag, host_if = "zk0h" + tag, owner_if = "zk0o" + tag;
+  const std::string subnet = "10.231." + std::to_string(getpid() % 250) + ".";
+  struct Namespace {
+    std::string name, link;
+    ~Namespace() {  // the veth goes with its namespace, its peer with it; the delete of the link is for a failed setup
+      int rc = 0;
+      run_command("ip netns delete " + name + " 2>&1", &rc);
+      run_command("ip link delete " + link + " 2>&1", &rc);
+    }
+  } cleanup{ns, host_if};
+  int rc = 0;
+  const std::string out_text =
+      run_command("ip netns add " + ns + " && ip link add " + host_if + " type veth peer name " + owner_if + " netns " + ns +
+                      " && ip addr add " + subnet + "1/30 dev " + host_if + " && ip link set " + host_if + " up && ip netns exec " +
+                      ns + " sh -c 'ip addr add " + subnet + "2/30 dev " + owner_if + " && ip link set " + owner_if +
+                      " up && ip link set lo up' 2>&1",
+                  &rc);
+  ASSERT_EQ(rc, 0) << out_text;
+  const std::string endpoint_host = subnet + "1";
+
+  const std::string dir = make_temp_dir("remote-netns");
+  const std::string out = dir + "/out";
+  std::string yaml = small_spec(out, 1, 3,
+                                {{"tls", "    tls: {mutual: true}"}, {"minFitClients", "2"}, {"minAvailableClients", "2"},
+                                 {"startTimeoutSeconds", "60"}, {"localSteps", "200"}});
+  yaml.replace(yaml.find("  evaluation:"), 0, "    - name: owner-b\n      remote: true\n");
+  Process run({bin("zk0"), "run", write_spec(dir, yaml), "--listen", endpoint_host + ":0"}, dir + "/zk0.log");
+  ASSERT_TRUE(wait_until([&] { return file_exists(out + "/join/owner-b.token") && file_exists(out + "/logs/aggregator.port"); }, 60s))
+      << run.log();
+  auto trimmed = [](std::string s) { return s.substr(0, s.find_last_not_of("\n ") + 1); };
+  const std::string ip = trimmed(run_command("command -v ip"));  // Process runs a path, not a name
+  const std::string port = trimmed(read_file(out + "/logs/aggregator.port"));
+  const std::string token = trimmed(read_file(out + "/join/owner-b.token"));
+  EXPECT_NE(run.log().find("zk0 join --endpoint " + endpoint_host + ":" + port), std::string::npos) << run.log();
+  run_command(bin("zk0") + " dataset synth " + dir + "/owner-b-data --episodes 6 --episode-length 40 --cameras 0 --seed 7");
+  const auto join_from_owner = [&](const std::string& endpoint, const std::string& log) {
+    return std::make_unique<Process>(std::vector<std::string>{ip, "netns", "exec", ns, bin("zk0"), "join", "--endpoint", endpoint,
+                                                              "--token", token, "--dataset", dir + "/owner-b-data", "--state-dir",
+                                                              dir + "/owner-b", "--metrics-listen", "127.0.0.1:0"},
+                                     log);
+  };
+  // The aggregator machine's loopback is not the owner's: nothing answers there (and the token
+  // is not spent).
+  auto lost = join_from_owner("127.0.0.1:" + port, dir + "/owner-lost.log");
+  EXPECT_EQ(lost->wait(60s), kExitError) << lost->log();
+  EXPECT_NE(lost->log().find("does not answer"), std::string::npos) << lost->log();
+
+  auto owner = join_from_owner(endpoint_host + ":" + port, dir + "/owner-b.log");
+  ASSERT_TRUE(wait_until([&] { return owner->log().find("event=round_trained") != std::string::npos; }, 60s)) << owner->log();
+  // While it trains: every socket listening in the owner's network is on its loopback.
+  const std::string listening = run_command("ip netns exec " + ns + " ss -Hltn 2>&1", &rc);
+  ASSERT_EQ(rc, 0) << listening;
+  std::istringstream lines(listening);
+  int listeners = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) continue;
+    ++listeners;
+    EXPECT_NE(line.find("127.0.0.1:"), std::string::npos) << "the owner's machine listens beyond its loopback: " << line;
+  }
+  EXPECT_GE(listeners, 1) << "the worker's metrics listener should be there, on the loopback";
+  ASSERT_EQ(run.wait(180s), 0) << run.log() << owner->log();
+  EXPECT_EQ(owner->wait(30s), 0) << owner->log();
+  EXPECT_NE(owner->log().find("event=update_uploaded round=3"), std::string::npos) << owner->log();
 }

@@ -8,6 +8,7 @@
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
 
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
@@ -140,21 +141,49 @@ std::string sign_client_request(const std::string& request_pem, const std::strin
   return pem_of(cert.get());
 }
 
+namespace {
+// The CA a kept ca.crt and ca.key hold, when they belong together and the CA has more than a
+// remote client certificate's default life (7 days) left; null otherwise.
+std::pair<Cert, Key> kept_ca(const fs::path& dir) {
+  std::pair<Cert, Key> none{Cert(nullptr, X509_free), Key(nullptr, EVP_PKEY_free)};
+  std::string cert_pem, key_pem;
+  try {
+    cert_pem = read_file((dir / "ca.crt").string());
+    key_pem = read_file((dir / "ca.key").string());
+  } catch (const std::exception&) {
+    return none;
+  }
+  std::unique_ptr<BIO, decltype(&BIO_free)> cbio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), BIO_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> kbio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
+  Cert ca(PEM_read_bio_X509(cbio.get(), nullptr, nullptr, nullptr), X509_free);
+  Key key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+  if (!ca || !key || X509_check_private_key(ca.get(), key.get()) != 1) return none;
+  const time_t horizon = time(nullptr) + 8 * 24 * 3600;
+  if (X509_cmp_time(X509_get0_notAfter(ca.get()), const_cast<time_t*>(&horizon)) <= 0) return none;
+  return {std::move(ca), std::move(key)};
+}
+}  // namespace
+
 RunCertificates issue_run_certificates(const std::string& dir, const std::string& run, const std::vector<std::string>& clients,
                                        bool keep_ca_key) {
   fs::create_directories(fs::path(dir) / "clients");
   chmod(dir.c_str(), 0700);
   RunCertificates out;
-  const Key ca_key = new_key();
-  const Cert ca = make_certificate("zk0 run " + run + " CA", ca_key.get(), nullptr, nullptr, kRunCertificateSeconds,
-                                   {{NID_basic_constraints, "critical,CA:TRUE"}, {NID_key_usage, "critical,keyCertSign,cRLSign"}});
   out.ca_file = (fs::path(dir) / "ca.crt").string();
-  write_file_atomic(out.ca_file, pem_of(ca.get()));
-  if (keep_ca_key) {
-    out.ca_key_file = (fs::path(dir) / "ca.key").string();
-    write_file_atomic(out.ca_key_file, pem_of(ca_key.get()));
-    chmod(out.ca_key_file.c_str(), 0600);
+  // A kept CA is used again: the certificates it signed for joined clients stay valid across a
+  // restart of the run. Otherwise a new one.
+  auto [ca, ca_key] = keep_ca_key ? kept_ca(dir) : std::pair<Cert, Key>{Cert(nullptr, X509_free), Key(nullptr, EVP_PKEY_free)};
+  if (!ca) {
+    ca_key = new_key();
+    ca = make_certificate("zk0 run " + run + " CA", ca_key.get(), nullptr, nullptr, kRunCertificateSeconds,
+                          {{NID_basic_constraints, "critical,CA:TRUE"}, {NID_key_usage, "critical,keyCertSign,cRLSign"}});
+    write_file_atomic(out.ca_file, pem_of(ca.get()));
+    if (keep_ca_key) {
+      write_file_atomic((fs::path(dir) / "ca.key").string(), pem_of(ca_key.get()));
+      chmod((fs::path(dir) / "ca.key").c_str(), 0600);
+    }
   }
+  if (keep_ca_key) out.ca_key_file = (fs::path(dir) / "ca.key").string();
   const Key server_key = new_key();
   const Cert server = make_certificate("aggregator", server_key.get(), ca.get(), ca_key.get(), kRunCertificateSeconds,
                                        {{NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1"},

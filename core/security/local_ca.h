@@ -22,7 +22,9 @@ struct RunCertificates {
 };
 
 // Writes ca.crt, aggregator.{crt,key} and clients/<name>.{crt,key} under `dir` (keys 0600), and
-// ca.key with keep_ca_key.
+// ca.key with keep_ca_key. With keep_ca_key, a CA already kept there (ca.crt and ca.key that
+// belong together, valid for more than 8 more days) signs again instead of a new one, so that
+// what it signed for joining clients outlives a restart.
 RunCertificates issue_run_certificates(const std::string& dir, const std::string& run, const std::vector<std::string>& clients,
                                        bool keep_ca_key = false);
 
