@@ -1,5 +1,7 @@
 #include "support/test_support.h"
 
+#include <gtest/gtest.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -10,6 +12,10 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,9 +25,57 @@
 namespace zk0::test {
 namespace fs = std::filesystem;
 
+namespace {
+
+// The folders make_temp_dir made, by the test that made them ("" for none), removed as the
+// tests pass. A gtest listener, registered before main runs (every test binary links this file).
+class TempDirs : public ::testing::EmptyTestEventListener {
+ public:
+  static TempDirs& instance() {
+    static TempDirs* dirs = [] {
+      auto* d = new TempDirs;
+      ::testing::UnitTest::GetInstance()->listeners().Append(d);  // gtest owns it from here
+      return d;
+    }();
+    return *dirs;
+  }
+  void add(const std::string& dir) {
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::lock_guard<std::mutex> lock(mu_);
+    made_[test ? std::string(test->test_suite_name()) + "." + test->name() : ""].push_back(dir);
+  }
+  void OnTestEnd(const ::testing::TestInfo& test) override {
+    settle(std::string(test.test_suite_name()) + "." + test.name(), test.result()->Passed());
+  }
+  void OnTestProgramEnd(const ::testing::UnitTest& unit) override { settle("", unit.Passed()); }
+
+ private:
+  void settle(const std::string& owner, bool passed) {
+    std::vector<std::string> dirs;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      dirs.swap(made_[owner]);
+    }
+    const char* keep = std::getenv("ZK0_KEEP_TEST_DIRS");
+    for (const auto& dir : dirs) {
+      if (!passed) std::cerr << "kept " << dir << " (" << (owner.empty() ? "a test failed" : owner + " failed") << ")\n";
+      if (!passed || (keep && std::string(keep) == "1")) continue;
+      std::error_code ignored;  // a folder a child process still writes to is left, not fatal
+      fs::remove_all(dir, ignored);
+    }
+  }
+  std::mutex mu_;
+  std::map<std::string, std::vector<std::string>> made_;
+};
+
+const bool kTempDirsListening = (TempDirs::instance(), true);
+
+}  // namespace
+
 std::string make_temp_dir(const std::string& tag) {
   std::string pattern = (fs::temp_directory_path() / ("zk0-" + tag + "-XXXXXX")).string();
   if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+  TempDirs::instance().add(pattern);
   return pattern;
 }
 

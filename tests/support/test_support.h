@@ -17,6 +17,9 @@ namespace zk0::test {
 // One F32 tensor `name` holding `values`: the small updates rule tests compute by hand.
 ParameterSet point(std::vector<float> values, const std::string& name = "w");
 
+// A new folder under the system's temp directory. It goes when its test passes (made outside a
+// test, in a suite's or environment's setup: when every test of the program passed); a failed
+// test's folders stay for inspection, and are named on stderr. ZK0_KEEP_TEST_DIRS=1 keeps all.
 std::string make_temp_dir(const std::string& tag);
 std::string bin(const std::string& name);  // build/bin/<name>
 std::string shared_dir();                  // ../shared beside the checkout
