@@ -139,8 +139,7 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
   std::string error;
   bool resumable = false;
   uint64_t held = 0;  // bytes verified when the previous attempt ended
-  uint64_t moved = 0;  // bytes received over all attempts
-  for (int failures = 0; failures < spec_.transport.transfer_attempts;) {
+  for (int failures = 0;;) {
     v1::DownloadRequest req;
     {
       std::lock_guard<std::mutex> lock(session_mu_);
@@ -175,7 +174,7 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
       ctx.TryCancel();
     }
     const grpc::Status s = reader->Finish();
-    moved += receiver->bytes_received() - before;
+    metrics_.transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(receiver->bytes_received() - before));
     if (error.empty() && !s.ok()) {
       if (s.error_code() == grpc::StatusCode::ABORTED || s.error_code() == grpc::StatusCode::NOT_FOUND) {
         log_warn("download_refused", {kv("round", ins.round()), kv("status", describe(s))});
@@ -193,7 +192,6 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
                                                                    " is not the announced " + ins.parameters_digest());
         seconds = std::chrono::duration<double>(Clock::now() - start).count();
         bytes = receiver->bytes_received();
-        metrics_.transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(moved));
         return {true, ""};
       } catch (const TransferError& e) {
         error = std::string(e.reason()) + ": " + e.what();
@@ -206,13 +204,12 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
     if (now_held <= held) ++failures;  // attempts that moved the transfer forward are not failures
     held = now_held;
     log_warn("download_failed", {kv("round", ins.round()), kv("failures", failures), kv("bytes_kept", held), kv("error", error)});
+    if (failures >= spec_.transport.transfer_attempts) break;
     if (!wait_for_link()) {
       log_warn("download_abandoned", {kv("round", ins.round())});
-      metrics_.transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(moved));
       return {};
     }
   }
-  metrics_.transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(moved));
   return {false, "download failed " + std::to_string(spec_.transport.transfer_attempts) + " times without progress: " + error};
 }
 
@@ -269,19 +266,21 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     m->set_data_seconds(r.data_seconds);
     m->set_download_seconds(r.download_seconds);
     m->set_bytes_downloaded(r.bytes_downloaded);
+    uint64_t sent_now = 0;
     if (writer->Write(msg))
       send_parameter_messages<v1::UploadMessage>(
           manifest, result.update, spec_.transport.chunk_bytes,
           [&](const v1::UploadMessage& m) {
             if (!writer->Write(m)) return false;
-            if (m.has_chunk()) sent += m.chunk().data().size();
+            if (m.has_chunk()) sent_now += m.chunk().data().size();
             progress_->beat();
             return true;
           },
           nullptr, from);
     writer->WritesDone();
     const grpc::Status s = writer->Finish();
-    metrics_.transfer_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent));
+    sent += sent_now;
+    metrics_.transfer_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent_now));
     if (s.ok()) {
       log_info("update_uploaded", {kv("round", ins.round()), kv("digest", reply.digest()), kv("loss", r.loss),
                                    kv("bytes_resent", sent - manifest.total_bytes())});

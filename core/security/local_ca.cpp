@@ -91,6 +91,17 @@ CertificateFiles write_pair(const fs::path& base, X509* cert, EVP_PKEY* key) {
   return f;
 }
 
+// A certificate and a private key from PEM text; null when the text holds none.
+Cert certificate_from_pem(const std::string& pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  return Cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
+}
+
+Key key_from_pem(const std::string& pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  return Key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+}
+
 std::vector<std::pair<int, std::string>> client_extensions(const std::string& run, const std::string& client) {
   return {{NID_subject_alt_name, "URI:" + client_identity_uri(run, client)},
           {NID_key_usage, "critical,digitalSignature"},
@@ -129,11 +140,9 @@ std::string sign_client_request(const std::string& request_pem, const std::strin
   if (!((type == EVP_PKEY_EC && bits >= 256) || (type == EVP_PKEY_RSA && bits >= 2048) || type == EVP_PKEY_ED25519))
     throw std::runtime_error("the certificate signing request's key is too weak (" + std::to_string(bits) +
                              " bits): use P-256 or stronger, RSA 2048 or Ed25519");
-  std::unique_ptr<BIO, decltype(&BIO_free)> cbio(BIO_new_mem_buf(ca_cert_pem.data(), static_cast<int>(ca_cert_pem.size())), BIO_free);
-  const Cert ca(PEM_read_bio_X509(cbio.get(), nullptr, nullptr, nullptr), X509_free);
+  const Cert ca = certificate_from_pem(ca_cert_pem);
   if (!ca) throw std::runtime_error("the CA certificate is not PEM");
-  std::unique_ptr<BIO, decltype(&BIO_free)> kbio(BIO_new_mem_buf(ca_key_pem.data(), static_cast<int>(ca_key_pem.size())), BIO_free);
-  const Key ca_key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+  const Key ca_key = key_from_pem(ca_key_pem);
   if (!ca_key) throw std::runtime_error("the CA key is not a PEM private key");
   if (X509_check_private_key(ca.get(), ca_key.get()) != 1) throw std::runtime_error("the CA key does not belong to the CA certificate");
   const Cert cert = make_certificate(client, public_key.get(), ca.get(), ca_key.get(), static_cast<long>(validity.count()),
@@ -153,10 +162,8 @@ std::pair<Cert, Key> kept_ca(const fs::path& dir) {
   } catch (const std::exception&) {
     return none;
   }
-  std::unique_ptr<BIO, decltype(&BIO_free)> cbio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), BIO_free);
-  std::unique_ptr<BIO, decltype(&BIO_free)> kbio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
-  Cert ca(PEM_read_bio_X509(cbio.get(), nullptr, nullptr, nullptr), X509_free);
-  Key key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+  Cert ca = certificate_from_pem(cert_pem);
+  Key key = key_from_pem(key_pem);
   if (!ca || !key || X509_check_private_key(ca.get(), key.get()) != 1) return none;
   const time_t horizon = time(nullptr) + 8 * 24 * 3600;
   if (X509_cmp_time(X509_get0_notAfter(ca.get()), const_cast<time_t*>(&horizon)) <= 0) return none;
