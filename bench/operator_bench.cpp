@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
     const FederationSpec spec = parse_spec(run_yaml(name, clients));
     const json run = {{"metadata", {{"name", name}, {"namespace", ns}, {"uid", "00000000-0000-0000-0000-000000000000"}}}};
     std::vector<json> objects{op::spec_config_map(run, spec, settings), op::checkpoint_claim(run, spec),
-                              op::aggregator_service(run, settings), op::aggregator_network_policy(run, settings),
+                              op::aggregator_service(run, settings), op::aggregator_network_policy(run, spec, settings),
                               op::aggregator_pod(run, spec, settings, 1)};
     for (const auto& c : spec.clients) objects.push_back(op::worker_pod(run, spec, c, settings, 1));
     for (auto& o : objects) o["metadata"].erase("ownerReferences");  // no owner exists in the baseline

@@ -17,6 +17,8 @@ using json = nlohmann::json;
 const char* kSpecMount = "/etc/zk0/spec";
 const char* kTlsMount = "/etc/zk0/tls";
 const char* kCheckpointKeyMount = "/etc/zk0/checkpoint-key";
+const char* kJoinCaMount = "/etc/zk0/join-ca";
+const char* kJoinKeyMount = "/etc/zk0/join";
 const char* kHubTokenMount = "/var/run/secrets/zk0/hub-token";
 const char* kOutputMount = "/var/lib/zk0";
 const char* kHubHome = "/var/cache/huggingface";
@@ -220,8 +222,8 @@ json read_only_mount(const std::string& volume, const std::string& path) {
 }
 
 bool allowed_host_path(const std::string& path, const OperatorSettings& settings) {
-  if (path.empty() || path.front() != '/' || path.find("/../") != std::string::npos || path.size() >= 3 &&
-      path.compare(path.size() - 3, 3, "/..") == 0)
+  if (path.empty() || path.front() != '/' || path.find("/../") != std::string::npos ||
+      (path.size() >= 3 && path.compare(path.size() - 3, 3, "/..") == 0))
     return false;
   for (const auto& prefix : settings.host_path_prefixes) {
     const std::string p = prefix.back() == '/' ? prefix : prefix + "/";
@@ -255,6 +257,9 @@ std::string config_map_name(const std::string& run) { return run + "-spec"; }
 std::string claim_name(const std::string& run) { return run + "-checkpoints"; }
 std::string aggregator_name(const std::string& run) { return run + "-aggregator"; }
 std::string worker_name(const std::string& run, const std::string& client) { return run + "-worker-" + client; }
+std::string remote_service_name(const std::string& run) { return run + "-aggregator-remote"; }
+std::string join_key_secret_name(const std::string& run) { return run + "-join"; }
+std::string join_tokens_secret_name(const std::string& run) { return run + "-join-tokens"; }
 
 std::map<std::string, std::set<std::string>> RunSecrets::required_keys() const {
   std::map<std::string, std::set<std::string>> keys;
@@ -262,6 +267,8 @@ std::map<std::string, std::set<std::string>> RunSecrets::required_keys() const {
   if (!aggregator_tls.empty()) keys[aggregator_tls].insert({"ca.crt", "tls.crt", "tls.key"});
   for (const auto& [client, secret] : client_tls) keys[secret].insert({"ca.crt", "tls.crt", "tls.key"});
   if (!checkpoint_key.empty()) keys[checkpoint_key].insert("key");
+  if (!join_ca.empty()) keys[join_ca].insert({"tls.crt", "tls.key"});
+  if (!join_key.empty()) keys[join_key].insert("token.key");
   if (!hub_token.empty()) keys[hub_token].insert(hub_token_key);
   return keys;
 }
@@ -277,7 +284,11 @@ RunSecrets run_secrets(const FederationSpec& spec, const OperatorSettings& setti
   else if (defaulted || tls.generated()) s.aggregator_tls = spec.name + "-aggregator-tls";
   if (s.mutual && !s.aggregator_tls.empty())
     for (const auto& c : spec.clients)
-      s.client_tls[c.name] = c.tls.secret_name.empty() ? spec.name + "-" + c.name + "-tls" : c.tls.secret_name;
+      if (!c.remote) s.client_tls[c.name] = c.tls.secret_name.empty() ? spec.name + "-" + c.name + "-tls" : c.tls.secret_name;
+  if (spec.has_remote_clients() && !spec.transport.join.ca_secret.empty()) {
+    s.join_ca = spec.transport.join.ca_secret;
+    s.join_key = join_key_secret_name(spec.name);
+  }
   if (!spec.checkpoints.signing_key_secret.empty()) {
     s.checkpoint_key = spec.checkpoints.signing_key_secret;
   } else if (spec.checkpoints.signing_key_file.empty()) {
@@ -302,6 +313,17 @@ std::vector<std::string> cluster_problems(const FederationSpec& spec, const Oper
   };
   for (size_t i = 0; i < spec.clients.size(); ++i) check(spec.clients[i].dataset, "spec.clients[" + std::to_string(i) + "].dataset");
   check(spec.evaluation.dataset, "spec.evaluation.dataset");
+  if (spec.has_remote_clients()) {
+    // The aggregator signs joining clients' certificates with the CA that signed its own, which
+    // on a cluster lives in a Secret; its own certificate must come from one too.
+    if (spec.transport.join.ca_secret.empty())
+      problems.push_back("spec.transport.join.caSecret: required on a cluster for remote clients: the Secret (tls.crt, tls.key) of "
+                         "the CA that signed the aggregator's certificate, with which the aggregator signs the certificates remote "
+                         "clients get at zk0 join");
+    if (run_secrets(spec, settings).aggregator_tls.empty())
+      problems.push_back("spec.transport.tls: remote clients on a cluster need secretName or mutual: true (the aggregator's "
+                         "certificate from a Secret)");
+  }
   return problems;
 }
 
@@ -326,11 +348,16 @@ FederationSpec in_pod_spec(const FederationSpec& spec, const OperatorSettings& s
     s.transport.tls.key_file = std::string(kTlsMount) + "/tls.key";
     for (auto& c : s.clients) {
       c.tls = ClientTlsSpec{};
-      if (secrets.mutual) {
+      if (secrets.mutual && !c.remote) {
         c.tls.cert_file = std::string(kTlsMount) + "/tls.crt";
         c.tls.key_file = std::string(kTlsMount) + "/tls.key";
       }
     }
+  }
+  if (!secrets.join_ca.empty()) {
+    s.transport.join.ca_secret.clear();
+    s.transport.join.ca_key_file = std::string(kJoinCaMount) + "/tls.key";
+    s.transport.join.token_key_file = std::string(kJoinKeyMount) + "/token.key";
   }
   if (!secrets.checkpoint_key.empty()) {
     s.checkpoints.signing_key_secret.clear();
@@ -378,6 +405,19 @@ json aggregator_service(const json& run, const OperatorSettings& settings) {
                                     {"protocol", "TCP"}}})}}}};
 }
 
+json remote_aggregator_service(const json& run, const FederationSpec& spec, const OperatorSettings& settings) {
+  const auto& expose = spec.transport.expose;
+  json port = {{"name", "grpc"}, {"port", settings.grpc_port}, {"targetPort", "grpc"}, {"protocol", "TCP"}};
+  if (expose.node_port) port["nodePort"] = expose.node_port;
+  return {{"apiVersion", "v1"},
+          {"kind", "Service"},
+          {"metadata", child_metadata(run, remote_service_name(run_name(run)), "aggregator")},
+          {"spec",
+           {{"type", to_string(expose.type)},
+            {"selector", {{labels::kRun, run_name(run)}, {labels::kComponent, "aggregator"}}},
+            {"ports", json::array({port})}}}};
+}
+
 namespace {
 
 // Ingress to a metrics port from the namespaces allowed to scrape (Prometheus's, the operator's,
@@ -394,18 +434,20 @@ json metrics_ingress(const OperatorSettings& settings, int port) {
 
 }  // namespace
 
-json aggregator_network_policy(const json& run, const OperatorSettings& settings) {
+json aggregator_network_policy(const json& run, const FederationSpec& spec, const OperatorSettings& settings) {
   const std::string name = run_name(run);
+  json grpc = {{"ports", json::array({{{"port", settings.grpc_port}, {"protocol", "TCP"}}})}};
+  // Remote clients come from anywhere outside the cluster: the rule names no source, and mutual
+  // TLS with certificates bound to client names decides who gets past the port.
+  if (!spec.has_remote_clients())
+    grpc["from"] = json::array({{{"podSelector", {{"matchLabels", {{labels::kRun, name}, {labels::kComponent, "worker"}}}}}}});
   return {{"apiVersion", "networking.k8s.io/v1"},
           {"kind", "NetworkPolicy"},
           {"metadata", child_metadata(run, aggregator_name(name), "aggregator")},
           {"spec",
            {{"podSelector", {{"matchLabels", {{labels::kRun, name}, {labels::kComponent, "aggregator"}}}}},
             {"policyTypes", json::array({"Ingress"})},
-            {"ingress",
-             json::array({{{"from", json::array({{{"podSelector", {{"matchLabels", {{labels::kRun, name}, {labels::kComponent, "worker"}}}}}}})},
-                           {"ports", json::array({{{"port", settings.grpc_port}, {"protocol", "TCP"}}})}},
-                          metrics_ingress(settings, settings.aggregator_metrics_port)})}}}};
+            {"ingress", json::array({grpc, metrics_ingress(settings, settings.aggregator_metrics_port)})}}}};
 }
 
 json worker_network_policy(const json& run, const OperatorSettings& settings) {
@@ -425,6 +467,24 @@ json checkpoint_key_secret(const json& run) {
           {"metadata", child_metadata(run, run_name(run) + "-checkpoint-key", "aggregator")},
           {"type", "Opaque"},
           {"stringData", {{"key", random_hex(32)}}}};
+}
+
+json join_key_secret(const json& run) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Secret"},
+          {"metadata", child_metadata(run, join_key_secret_name(run_name(run)), "aggregator")},
+          {"type", "Opaque"},
+          {"stringData", {{"token.key", random_hex(32)}}}};
+}
+
+json join_tokens_secret(const json& run, const std::map<std::string, std::string>& tokens) {
+  json secret = {{"apiVersion", "v1"},
+                 {"kind", "Secret"},
+                 {"metadata", child_metadata(run, join_tokens_secret_name(run_name(run)), "join-tokens")},
+                 {"type", "Opaque"},
+                 {"stringData", json::object()}};
+  for (const auto& [client, token] : tokens) secret["stringData"][client] = token;
+  return secret;
 }
 
 json aggregator_pod(const json& run, const FederationSpec& spec, const OperatorSettings& settings, int attempt) {
@@ -459,6 +519,13 @@ json aggregator_pod(const json& run, const FederationSpec& spec, const OperatorS
   if (!secrets.checkpoint_key.empty()) {
     volumes.push_back(secret_volume("checkpoint-key", secrets.checkpoint_key, json::array({{{"key", "key"}, {"path", "key"}}})));
     mounts.push_back(read_only_mount("checkpoint-key", kCheckpointKeyMount));
+  }
+  if (!secrets.join_ca.empty()) {
+    // Only the CA's key from its Secret, and the token key: what signing joining clients needs.
+    volumes.push_back(secret_volume("join-ca", secrets.join_ca, json::array({{{"key", "tls.key"}, {"path", "tls.key"}}})));
+    mounts.push_back(read_only_mount("join-ca", kJoinCaMount));
+    volumes.push_back(secret_volume("join", secrets.join_key, json::array({{{"key", "token.key"}, {"path", "token.key"}}})));
+    mounts.push_back(read_only_mount("join", kJoinKeyMount));
   }
   json done = finish_pod(pod, container, datasets, spec, spec.aggregator.pod, volumes, mounts);
   done["spec"]["containers"][0]["volumeMounts"].push_back({{"name", "outputs"}, {"mountPath", kOutputMount}});

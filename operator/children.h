@@ -13,6 +13,11 @@
 //   <run>-worker-<client> Pod      one per client dataset, with its GPU request and placement; its
 //                                  liveness probe fails when training is stuck (GET /healthz)
 //   <run>-checkpoint-key Secret    the key that signs checkpoints, made once unless the spec names one
+// With remote clients (spec.clients[].remote), which have no pod here:
+//   <run>-aggregator-remote Service  only gRPC, as a NodePort or LoadBalancer (transport.expose)
+//   <run>-join          Secret     the key join tokens are signed with, made once
+//   <run>-join-tokens   Secret     one single-use join token per remote client, for the run's owner
+// and the aggregator's NetworkPolicy admits gRPC from anywhere (mutual TLS decides who gets in).
 //
 // Every pod is restricted whatever the spec says: non-root, read-only root file system, no
 // privilege escalation or capabilities, RuntimeDefault seccomp, no service-account token, no host
@@ -65,12 +70,17 @@ std::string config_map_name(const std::string& run);
 std::string claim_name(const std::string& run);
 std::string aggregator_name(const std::string& run);
 std::string worker_name(const std::string& run, const std::string& client);
+std::string remote_service_name(const std::string& run);
+std::string join_key_secret_name(const std::string& run);
+std::string join_tokens_secret_name(const std::string& run);
 // The Secrets a run's pods mount. TLS Secrets hold ca.crt, tls.crt and tls.key, as cert-manager
 // writes them.
 struct RunSecrets {
   bool mutual = false;
   std::string aggregator_tls;                     // the aggregator's server certificate; empty: no TLS
-  std::map<std::string, std::string> client_tls;  // client -> its own certificate (mutual TLS)
+  std::map<std::string, std::string> client_tls;  // client -> its own certificate (mutual TLS); pods only
+  std::string join_ca;                            // transport.join.caSecret: tls.crt, tls.key
+  std::string join_key;                           // <run>-join, which the operator creates: token.key
   std::string checkpoint_key;                     // key `key`
   bool checkpoint_key_generated = false;          // <run>-checkpoint-key, which the operator creates
   std::string hub_token;
@@ -94,11 +104,16 @@ nlohmann::json owner_reference(const nlohmann::json& run);
 nlohmann::json spec_config_map(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings);
 nlohmann::json checkpoint_claim(const nlohmann::json& run, const FederationSpec& spec);
 nlohmann::json aggregator_service(const nlohmann::json& run, const OperatorSettings& settings);
-nlohmann::json aggregator_network_policy(const nlohmann::json& run, const OperatorSettings& settings);
+nlohmann::json remote_aggregator_service(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings);
+nlohmann::json aggregator_network_policy(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings);
 nlohmann::json worker_network_policy(const nlohmann::json& run, const OperatorSettings& settings);
 // 32 random bytes under key `key`; created once, never updated (a new key would orphan the run's
 // checkpoints).
 nlohmann::json checkpoint_key_secret(const nlohmann::json& run);
+// 32 random bytes as hex under key `token.key`; created once (a new key voids the tokens issued).
+nlohmann::json join_key_secret(const nlohmann::json& run);
+// The tokens of the remote clients that have not joined, by client name.
+nlohmann::json join_tokens_secret(const nlohmann::json& run, const std::map<std::string, std::string>& tokens);
 nlohmann::json aggregator_pod(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings, int attempt);
 nlohmann::json worker_pod(const nlohmann::json& run, const FederationSpec& spec, const ClientSpec& client,
                           const OperatorSettings& settings, int attempt);

@@ -5,6 +5,9 @@
 #include <sstream>
 
 #include "core/metrics/http_get.h"
+#include "core/security/certificate.h"
+#include "core/security/join_token.h"
+#include "core/util/base64.h"
 #include "core/util/exit_codes.h"
 #include "core/util/log.h"
 #include "operator/kube/time_format.h"
@@ -232,12 +235,6 @@ milliseconds Reconciler::reconcile_run(Context& c) {
                 {"metadata", {{"name", c.name}, {"namespace", c.ns}}},
                 {"spec", c.run.value("spec", json::object())}};
     c.spec = parse_spec(doc.dump());
-    // The operator does not issue join tokens or expose the aggregator outside the cluster yet:
-    // a remote client would wait forever for a token nobody can get.
-    for (size_t i = 0; i < c.spec.clients.size(); ++i)
-      if (c.spec.clients[i].remote)
-        throw SpecError({"spec.clients[" + std::to_string(i) + "].remote: remote clients are not supported on a cluster yet; "
-                         "run this spec with `zk0 run --listen HOST:PORT`, whose remote clients join with `zk0 join`"});
   } catch (const SpecError& e) {
     if (st.value("phase", "") != kPhaseFailed) c.warn("InvalidSpec", e.what());
     st["phase"] = kPhaseFailed;
@@ -313,7 +310,10 @@ milliseconds Reconciler::reconcile_run(Context& c) {
   // Secrets the pods mount: without them pods would hang in ContainerCreating, so wait visibly.
   // The checkpoint key is the operator's own to make.
   const RunSecrets secrets = run_secrets(c.spec, settings_);
-  if (secrets.checkpoint_key_generated) ensure_checkpoint_key(c, secrets.checkpoint_key);
+  if (secrets.checkpoint_key_generated)
+    ensure_made_once(c, checkpoint_key_secret(c.run), "created Secret " + secrets.checkpoint_key + " with the key that signs this run's checkpoints");
+  if (!secrets.join_key.empty())
+    ensure_made_once(c, join_key_secret(c.run), "created Secret " + secrets.join_key + " with the key that signs this run's join tokens");
   std::string missing, incomplete;
   for (const auto& [name, keys] : secrets.required_keys()) {
     const auto held = secret_keys(core_path(c.ns, "secrets") + "/" + name);
@@ -333,6 +333,8 @@ milliseconds Reconciler::reconcile_run(Context& c) {
     if (!exists(core_path(c.ns, "persistentvolumeclaims") + "/" + claim)) missing += (missing.empty() ? "" : ", ") + claim + " (" + field + ")";
   if (!missing.empty())
     return wait_for_missing(c, "ClaimMissing", "waiting for PersistentVolumeClaim " + missing + " in namespace " + c.ns);
+  if (c.spec.has_remote_clients())
+    if (const auto wait = issue_join_tokens(c, secrets)) return *wait;
 
   ensure_owned_objects(c);
 
@@ -360,6 +362,14 @@ milliseconds Reconciler::reconcile_run(Context& c) {
     json record = {{"name", client.name}};
     for (const auto& p : previous)
       if (p.value("name", "") == client.name) record = p;
+    if (client.remote) {
+      // No pod: its owner runs it. It counts towards the quorum as the aggregator sees it.
+      record["remote"] = true;
+      record["state"] = record.value("joined", false) ? "Joined" : "Joining";
+      ++usable;
+      clients.push_back(record);
+      continue;
+    }
     const std::string pod_name = worker_name(c.name, client.name);
     reconcile_member(c, record, pod_name, c.pod(pod_name),
                      [&](int attempt) { return worker_pod(c.run, c.spec, client, settings_, attempt); }, "client " + client.name);
@@ -383,6 +393,16 @@ milliseconds Reconciler::reconcile_run(Context& c) {
   const bool aggregator_running = aggregator_state == "Running";
   st["readyClients"] = running;
   if (aggregator_running) read_aggregator(c, aggregator);
+  if (c.spec.has_remote_clients()) {
+    report_join_endpoint(c, aggregator);
+    for (const auto& record : st["clients"]) {
+      if (!record.value("joined", false)) continue;
+      bool was_joined = false;
+      for (const auto& p : previous)
+        if (p.value("name", "") == record.value("name", "")) was_joined = p.value("joined", false);
+      if (!was_joined) c.note("ClientJoined", "remote client " + record.value("name", "") + " joined the run");
+    }
+  }
   const int ready = st.value("readyClients", 0);
   st["phase"] = aggregator_running ? kPhaseRunning : kPhasePending;
   set_condition(st["conditions"], "Running", aggregator_running, aggregator_running ? "AggregatorRunning" : "AggregatorPending",
@@ -420,12 +440,16 @@ void Reconciler::ensure_owned_objects(Context& c) {
   apply(core_path(c.ns, "configmaps"), spec_config_map(c.run, c.spec, settings_));
   apply(core_path(c.ns, "persistentvolumeclaims"), checkpoint_claim(c.run, c.spec));
   apply(core_path(c.ns, "services"), aggregator_service(c.run, settings_));
-  apply("/apis/networking.k8s.io/v1/namespaces/" + c.ns + "/networkpolicies", aggregator_network_policy(c.run, settings_));
+  apply("/apis/networking.k8s.io/v1/namespaces/" + c.ns + "/networkpolicies", aggregator_network_policy(c.run, c.spec, settings_));
+  if (c.spec.has_remote_clients()) apply(core_path(c.ns, "services"), remote_aggregator_service(c.run, c.spec, settings_));
   apply("/apis/networking.k8s.io/v1/namespaces/" + c.ns + "/networkpolicies", worker_network_policy(c.run, settings_));
   if (!c.status.contains("childrenCreated")) {
     c.status["childrenCreated"] = true;
+    int pods = 0;
+    for (const auto& client : c.spec.clients) pods += !client.remote;
     c.note("Created", "created ConfigMap " + config_map_name(c.name) + ", PVC " + claim_name(c.name) + ", Service and NetworkPolicy " +
-                          aggregator_name(c.name) + "; starting the aggregator and " + std::to_string(c.spec.clients.size()) + " workers");
+                          aggregator_name(c.name) + (c.spec.has_remote_clients() ? ", Service " + remote_service_name(c.name) : "") +
+                          "; starting the aggregator and " + std::to_string(pods) + " workers");
   }
 }
 
@@ -544,6 +568,15 @@ std::optional<std::string> merge_aggregator_status(json& st, const json& reporte
     if (const auto client_loss = number(*it, "last_loss")) record["lastLoss"] = *client_loss;
     const std::string state = it->contains("state") && (*it)["state"].is_string() ? (*it)["state"].get<std::string>() : "";
     if (kStates.count(state)) record["aggregatorState"] = state;
+    if (!record.value("remote", false)) continue;
+    // A remote client has joined once the aggregator knows it by more than its name.
+    if (kStates.count(state)) {
+      record["joined"] = true;
+      record["state"] = "Joined";
+      record.erase("tokenExpiresAt");
+    }
+    if (const auto seen = number(*it, "last_seen_unix"); seen && *seen > 0 && *seen < 1e11)
+      record["lastSeen"] = kube::rfc3339(Clock::time_point(std::chrono::seconds(static_cast<int64_t>(*seen))));
   }
   if (round <= previous || previous <= 0) return std::nullopt;
   std::string message = "round " + std::to_string(previous) + " of " + std::to_string(spec.rounds) + " completed";
@@ -631,17 +664,18 @@ void Reconciler::remove_if_present(const std::string& path) {
   }
 }
 
-void Reconciler::ensure_checkpoint_key(Context& c, const std::string& name) {
-  const std::string path = core_path(c.ns, "secrets") + "/" + name;
+void Reconciler::ensure_made_once(Context& c, const json& secret, const std::string& note) {
+  const std::string path = core_path(c.ns, "secrets") + "/" + secret["metadata"]["name"].get<std::string>();
   {
     std::lock_guard<std::mutex> lock(applied_mu_);
     if (applied_[c.ns + "/" + c.name].count(path)) return;
   }
-  // Created once and never replaced: a new key would orphan every checkpoint the run has.
+  // Created once and never replaced: a new checkpoint key would orphan every checkpoint the run
+  // has, a new token key void every token issued.
   if (!exists(path)) {
     try {
-      client_.create(core_path(c.ns, "secrets"), checkpoint_key_secret(c.run));
-      c.note("Created", "created Secret " + name + " with the key that signs this run's checkpoints");
+      client_.create(core_path(c.ns, "secrets"), secret);
+      c.note("Created", note);
     } catch (const kube::ApiError& e) {
       if (!e.conflict()) throw;
     }
@@ -660,19 +694,156 @@ bool Reconciler::exists(const std::string& path) {
   }
 }
 
-std::optional<std::set<std::string>> Reconciler::secret_keys(const std::string& path) {
-  json secret;
+std::optional<json> Reconciler::get_if_present(const std::string& path) {
   try {
-    secret = client_.get(path);
+    return client_.get(path);
   } catch (const kube::ApiError& e) {
     if (e.not_found()) return std::nullopt;
     throw;
   }
+}
+
+std::optional<std::set<std::string>> Reconciler::secret_keys(const std::string& path) {
+  const auto secret = get_if_present(path);
+  if (!secret) return std::nullopt;
   // Only the key names leave this function; the values are dropped with `secret`.
   std::set<std::string> keys;
-  const json data = secret.value("data", json::object());
+  const json data = secret->value("data", json::object());
   for (const auto& [key, value] : data.items()) keys.insert(key);
   return keys;
+}
+
+std::optional<std::string> Reconciler::secret_value(const std::string& path, const std::string& key) {
+  const auto secret = get_if_present(path);
+  if (!secret) return std::nullopt;
+  const json data = secret->value("data", json::object());
+  if (!data.contains(key) || !data[key].is_string()) return std::nullopt;
+  try {
+    return base64_decode(data[key].get<std::string>(), Base64::kStandard);
+  } catch (const std::invalid_argument&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<milliseconds> Reconciler::issue_join_tokens(Context& c, const RunSecrets& secrets) {
+  auto& st = c.status;
+  const std::string secrets_path = core_path(c.ns, "secrets") + "/";
+  // A token pins the CA that signed the aggregator's certificate; the aggregator signs joining
+  // clients' certificates with the join CA's key. Two different CAs would give owners
+  // certificates the aggregator does not trust, so the run waits until they agree.
+  const auto server_ca = secret_value(secrets_path + secrets.aggregator_tls, "ca.crt");
+  const auto join_ca = secret_value(secrets_path + secrets.join_ca, "tls.crt");
+  const auto token_key = secret_value(secrets_path + secrets.join_key, "token.key");
+  if (!server_ca || !join_ca || !token_key)  // the key check before has seen them: a moment's race
+    return wait_for_missing(c, "SecretMissing", "waiting for Secrets " + secrets.aggregator_tls + ", " + secrets.join_ca + " and " + secrets.join_key);
+  std::string ca_sha256;
+  try {
+    ca_sha256 = parse_certificate(*server_ca).fingerprint_sha256;
+    if (parse_certificate(*join_ca).fingerprint_sha256 != ca_sha256)
+      return wait_for_missing(c, "JoinCaMismatch",
+                              "Secret " + secrets.join_ca + " (spec.transport.join.caSecret) holds another CA than ca.crt of Secret " +
+                                  secrets.aggregator_tls + ": remote clients would get certificates the aggregator does not trust");
+  } catch (const std::exception& e) {
+    return wait_for_missing(c, "SecretInvalid", "the CA certificates in Secrets " + secrets.aggregator_tls + " and " + secrets.join_ca +
+                                                    " do not parse: " + e.what());
+  }
+  JoinToken claims;
+  claims.run = c.name;
+  claims.ca_sha256 = ca_sha256;
+  claims.server_name = c.spec.transport.tls.server_name.empty() ? aggregator_name(c.name) + "." + c.ns + ".svc"
+                                                                 : c.spec.transport.tls.server_name;
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
+  // A token is renewed in the last tenth of its life (at most a minute): an owner who reads it
+  // then still has time to use it.
+  const int64_t renew_before = std::min<int64_t>(60, c.spec.transport.join.token_ttl_seconds / 10);
+  const std::string tokens_name = join_tokens_secret_name(c.name);
+  const auto current = get_if_present(secrets_path + tokens_name);
+  const json current_data = current ? current->value("data", json::object()) : json::object();
+  const json previous = st.value("clients", json::array());
+  std::map<std::string, std::string> tokens;
+  std::string minted;
+  int64_t next_expiry = 0;
+  json expiries = json::object();
+  for (const auto& client : c.spec.clients) {
+    if (!client.remote) continue;
+    bool joined = false;
+    for (const auto& p : previous)
+      if (p.value("name", "") == client.name) joined = p.value("joined", false);
+    if (joined) continue;  // its token is spent
+    // Kept while it is valid, for this client, under this CA and name; otherwise a new one.
+    std::optional<JoinToken> held;
+    std::string token;
+    try {
+      token = base64_decode(current_data.value(client.name, ""), Base64::kStandard);
+      held = verify_join_token(token, *token_key, now + renew_before);
+    } catch (const std::exception&) {
+    }
+    if (!held || held->run != c.name || held->client != client.name || held->ca_sha256 != claims.ca_sha256 ||
+        held->server_name != claims.server_name) {
+      claims.client = client.name;
+      claims.nonce.clear();
+      claims.expires_unix = now + c.spec.transport.join.token_ttl_seconds;
+      token = mint_join_token(claims, *token_key);
+      held = read_join_token(token);
+      minted += (minted.empty() ? "" : ", ") + client.name;
+    }
+    tokens[client.name] = token;
+    expiries[client.name] = kube::rfc3339(Clock::time_point(std::chrono::seconds(held->expires_unix)));
+    if (!next_expiry || held->expires_unix < next_expiry) next_expiry = held->expires_unix;
+  }
+  json desired = json::object();
+  for (const auto& [client, token] : tokens) desired[client] = base64_encode(token, Base64::kStandard);
+  if (!current || desired != current_data) {
+    json secret = join_tokens_secret(c.run, {});
+    secret.erase("stringData");
+    secret["data"] = desired;  // data, not stringData: an apply that leaves a key out removes it
+    client_.patch(secrets_path + tokens_name, secret, kube::PatchType::Apply);
+  }
+  if (!minted.empty())
+    c.note("JoinTokensIssued", "join tokens for " + minted + " in Secret " + tokens_name + ", valid for " +
+                                   std::to_string(c.spec.transport.join.token_ttl_seconds) + " s: kubectl get secret " + tokens_name +
+                                   " -o jsonpath='{.data.CLIENT}' | base64 -d");
+  st["joinTokensSecret"] = tokens_name;
+  // Where each remote client that has not joined stands; the clients loop keeps these records.
+  json clients = st.value("clients", json::array());
+  for (const auto& client : c.spec.clients) {
+    if (!client.remote || !expiries.contains(client.name)) continue;
+    bool found = false;
+    for (auto& record : clients)
+      if (record.value("name", "") == client.name) {
+        record["tokenExpiresAt"] = expiries[client.name];
+        found = true;
+      }
+    if (!found) clients.push_back({{"name", client.name}, {"remote", true}, {"tokenExpiresAt", expiries[client.name]}});
+  }
+  st["clients"] = clients;
+  if (next_expiry) c.requeue_within(std::chrono::seconds(std::max<int64_t>(1, next_expiry - now - renew_before)));
+  return std::nullopt;
+}
+
+void Reconciler::report_join_endpoint(Context& c, const std::optional<json>& aggregator) {
+  const auto& expose = c.spec.transport.expose;
+  std::string endpoint = expose.address;
+  if (endpoint.empty()) {
+    // Where owners can dial: the load balancer's address, or the node port on the node the
+    // aggregator runs on (any node would do; this one is known without reading nodes).
+    const auto service = get_if_present(core_path(c.ns, "services") + "/" + remote_service_name(c.name));
+    if (!service) return;
+    const json ports = (*service)["spec"].value("ports", json::array());
+    if (expose.type == ExposeType::kLoadBalancer) {
+      const json ingress = service->value("status", json::object()).value("loadBalancer", json::object()).value("ingress", json::array());
+      if (!ingress.empty()) {
+        const std::string host = ingress[0].value("hostname", ingress[0].value("ip", ""));
+        if (!host.empty()) endpoint = host + ":" + std::to_string(settings_.grpc_port);
+      }
+    } else if (aggregator && !ports.empty() && ports[0].value("nodePort", 0) > 0) {
+      const std::string node = aggregator->value("status", json::object()).value("hostIP", "");
+      if (!node.empty()) endpoint = node + ":" + std::to_string(ports[0]["nodePort"].get<int>());
+    }
+  }
+  if (endpoint.empty()) return;  // not known yet: the status keeps what it said
+  if (c.status.value("joinEndpoint", "") != endpoint) c.note("JoinEndpoint", "remote clients join at " + endpoint);
+  c.status["joinEndpoint"] = endpoint;
 }
 
 void Reconciler::set_blocked(Context& c, const std::string& type, const std::string& reason, const std::string& message,

@@ -77,7 +77,18 @@ class Reconciler {
   // Waits visibly for something the pods would mount: Ready=False with `reason`, a Warning event
   // when the wait begins, and a look again in a few seconds.
   std::chrono::milliseconds wait_for_missing(Context& c, const std::string& reason, const std::string& message);
-  void ensure_checkpoint_key(Context& c, const std::string& name);
+  // Creates a Secret the operator makes once and never replaces (a checkpoint key, a join token
+  // key), unless it exists.
+  void ensure_made_once(Context& c, const nlohmann::json& secret, const std::string& note);
+  // Remote clients: checks that the join CA is the one the aggregator's certificate chains to,
+  // keeps a valid token in <run>-join-tokens for each remote client that has not joined, and
+  // says where to join. Returns when to look again if something it needs is missing.
+  std::optional<std::chrono::milliseconds> issue_join_tokens(Context& c, const RunSecrets& secrets);
+  void report_join_endpoint(Context& c, const std::optional<nlohmann::json>& aggregator);
+  // The object at `path`; nullopt when it does not exist.
+  std::optional<nlohmann::json> get_if_present(const std::string& path);
+  // The decoded value of `key` in a Secret; nullopt when the Secret or the key is missing.
+  std::optional<std::string> secret_value(const std::string& path, const std::string& key);
   void write_status(Context& c);
   void event(const nlohmann::json& run, const std::string& type, const std::string& reason, const std::string& message);
   nlohmann::json freshest(const nlohmann::json& cached);

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/util/base64.h"
 #include "core/util/fs.h"
 #include "support/local_cluster.h"
 #include "support/prometheus.h"
@@ -227,14 +228,7 @@ class ClusterPrometheus {
 std::string printed_column(const std::string& run, const std::string& column) {
   std::string out;
   cluster->kubectl("-n " + kNamespace + " get fedrun " + run, &out);
-  std::istringstream lines(out);
-  std::string header, row;
-  std::getline(lines, header);
-  std::getline(lines, row);
-  const size_t at = header.find(column);
-  if (at == std::string::npos || at >= row.size()) return "";
-  const size_t end = row.find(' ', at);
-  return row.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  return table_column(out, column);
 }
 
 }  // namespace
@@ -377,6 +371,89 @@ TEST(Cluster, AFederationRunTrainsInPodsThroughWorkerAndAggregatorFaults) {
   ASSERT_EQ(code, 0) << local_out;
   const json local_history = read_json(local + "/out/federated_metrics.json")["rounds"];
   EXPECT_NEAR(local_history[0]["server_eval_loss"].get<double>(), final_loss, 1e-6 * final_loss);
+}
+
+// Two robot owners join a run on the cluster from outside it: the operator issues their tokens
+// into a Secret and exposes the aggregator on a NodePort; each owner's `zk0 join` (a process on
+// this machine, with its own dataset the cluster never sees) reaches the aggregator pod through
+// kube-proxy at the node's address, gets a certificate signed by the run's CA in the pod, and
+// trains beside the in-cluster worker. Every round has all three; the run's status says who
+// joined and when it last heard from them.
+TEST(Cluster, RobotOwnersJoinARunOnTheClusterThroughItsNodePort) {
+  const std::string run = "remote";
+  provision(run, {"pick"});
+  ASSERT_FALSE(HasFatalFailure());
+  std::string out;
+  const std::string ca = volumes + "/" + run + "-ca";
+  ASSERT_EQ(cluster->kubectl("-n " + kNamespace + " create secret tls remote-join-ca --cert " + ca + "/ca.crt --key " + ca + "/ca.key", &out), 0)
+      << out;
+  const int rounds = 3;
+  std::string spec = federation_run(run, {"pick"}, rounds, 60, "",
+                                    "  transport:\n    tls: {mutual: true}\n    join: {caSecret: remote-join-ca}\n    expose: {type: NodePort}\n");
+  spec = replaced(spec, "  evaluation:", "    - {name: owner-b, remote: true}\n    - {name: owner-c, remote: true}\n  evaluation:");
+  spec = replaced(spec, "minFitClients: 2, minAvailableClients: 1", "minFitClients: 3, minAvailableClients: 3");
+  ASSERT_EQ(kubectl_apply(spec, &out), 0) << out << spec;
+
+  // The owners' datasets stay on this machine; the cluster's spec never names them.
+  const std::string home = make_temp_dir("cluster-owners");
+  for (const std::string owner : {"owner-b", "owner-c"}) {
+    int code = 0;
+    out = run_command(bin("zk0") + " dataset synth " + home + "/" + owner + "-data --version v2.1 --seed " + std::to_string(owner[6]) +
+                          " --task 'stack the cups' --episodes 12 --episode-length 60 --cameras 1 --height 64 --width 64 2>&1",
+                      &code);
+    ASSERT_EQ(code, 0) << out;
+  }
+  // Where to join and with what: the run's status and the tokens Secret, as the run's owner reads them.
+  std::string endpoint;
+  ASSERT_TRUE(wait_until([&] { return !(endpoint = run_status(run).value("joinEndpoint", "")).empty(); }, 120s))
+      << run_status(run).dump(2) << cluster->describe(kNamespace);
+  const json service = cluster->get(ns_path("services/remote-aggregator-remote"));
+  ASSERT_TRUE(service.is_object());
+  EXPECT_EQ(endpoint, "10.201.0.1:" + std::to_string(service["spec"]["ports"][0]["nodePort"].get<int>())) << service.dump(2);
+  EXPECT_EQ(run_status(run).value("joinTokensSecret", ""), "remote-join-tokens");
+  const json tokens = cluster->get(ns_path("secrets/remote-join-tokens"));
+  ASSERT_TRUE(tokens.is_object() && tokens["data"].contains("owner-b") && tokens["data"].contains("owner-c")) << tokens.dump();
+  // kube-proxy has programmed the node port and the aggregator pod is behind it.
+  const std::string host = endpoint.substr(0, endpoint.find(':')), port = endpoint.substr(endpoint.find(':') + 1);
+  ASSERT_TRUE(wait_until([&] {
+    int code = 0;
+    run_command("timeout 2 bash -c '</dev/tcp/" + host + "/" + port + "' 2>/dev/null", &code);
+    return code == 0;
+  }, 120s)) << cluster->describe(kNamespace);
+
+  std::map<std::string, std::unique_ptr<Process>> owners;
+  for (const std::string owner : {"owner-b", "owner-c"})
+    owners[owner] = std::make_unique<Process>(
+        std::vector<std::string>{bin("zk0"), "join", "--endpoint", endpoint, "--token",
+                                 base64_decode(tokens["data"][owner].get<std::string>(), Base64::kStandard), "--dataset",
+                                 home + "/" + owner + "-data", "--state-dir", home + "/" + owner, "--metrics-listen", "127.0.0.1:0"},
+        home + "/" + owner + ".log");
+  ASSERT_TRUE(wait_until([&] {
+    int joined = 0;
+    for (const auto& c : run_status(run).value("clients", json::array())) joined += c.value("joined", false);
+    return joined == 2;
+  }, 120s)) << run_status(run).dump(2) << owners["owner-b"]->log() << cluster->describe(kNamespace);
+  ASSERT_TRUE(wait_until([&] { return run_status(run).value("phase", "") == "Succeeded"; }, 400s))
+      << run_status(run).dump(2) << owners["owner-b"]->log() << owners["owner-c"]->log() << cluster->describe(kNamespace);
+  for (auto& [owner, process] : owners) {
+    EXPECT_EQ(process->wait(60s), 0) << process->log();
+    EXPECT_NE(process->log().find("joined run remote as " + owner), std::string::npos) << process->log();
+  }
+  // Every round aggregated all three updates; the status keeps who joined and when it was last seen.
+  const json history = read_json(volumes + "/" + run + "-checkpoints/federated_metrics.json")["rounds"];
+  ASSERT_EQ(history.size(), static_cast<size_t>(rounds + 1)) << history.dump(2);
+  for (int r = 1; r <= rounds; ++r) {
+    std::set<std::string> accepted;
+    for (const auto& c : history[r]["clients"])
+      if (c.value("status", "") == "accepted") accepted.insert(c.value("client", ""));
+    EXPECT_EQ(accepted, (std::set<std::string>{"pick", "owner-b", "owner-c"})) << "round " << r << ": " << history[r].dump(2);
+  }
+  const json st = run_status(run);
+  for (size_t i = 1; i <= 2; ++i) {
+    EXPECT_EQ(st["clients"][i].value("state", ""), "Joined") << st.dump(2);
+    EXPECT_FALSE(st["clients"][i].value("lastSeen", "").empty()) << st.dump(2);
+  }
+  EXPECT_FALSE(pod_phase(pod(run + "-worker-owner-b")).size()) << "a remote client has no pod";
 }
 
 // The node advertises GPUs as NVIDIA's device plugin would (nvidia.com/gpu in its status), carries

@@ -288,7 +288,7 @@ TEST(RenderedProbes, GrpcHealthForTheAggregatorHttpHealthzForWorkersValidAgainst
   // Neither the Service nor the NetworkPolicy opens the health port: only the kubelet, from the
   // node, reaches it (NetworkPolicies always admit the pod's own node).
   const nlohmann::json service = op::aggregator_service(run, settings);
-  const nlohmann::json policy = op::aggregator_network_policy(run, settings);
+  const nlohmann::json policy = op::aggregator_network_policy(run, spec, settings);
   const std::string health_port = std::to_string(settings.aggregator_health_port);
   EXPECT_EQ(service.dump().find(health_port), std::string::npos) << service;
   EXPECT_EQ(policy.dump().find(health_port), std::string::npos) << policy;

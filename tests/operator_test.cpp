@@ -12,9 +12,12 @@
 #include <sstream>
 
 #include "core/metrics/metrics_server.h"
+#include "core/security/certificate.h"
+#include "core/security/join_token.h"
 #include "core/spec/federation_spec.h"
 #include "core/util/fs.h"
 #include "operator/kube/client.h"
+#include "operator/kube/time_format.h"
 #include "support/kube_cluster.h"
 #include "support/prometheus.h"
 
@@ -125,6 +128,7 @@ class OperatorTest : public ::testing::Test {
     const json patch = {{"status",
                          {{"phase", phase},
                           {"podIP", "127.0.0.1"},
+                          {"hostIP", "10.0.0.7"},
                           {"podIPs", json::array({{{"ip", "127.0.0.1"}}})},
                           {"containerStatuses",
                            json::array({{{"name", container}, {"image", (*p)["spec"]["containers"][0]["image"]}, {"imageID", ""},
@@ -154,6 +158,21 @@ class OperatorTest : public ::testing::Test {
     const std::string path = cluster->dir() + "/" + ns + "-run.yaml";
     std::ofstream(path) << yaml;
     kubectl("apply -f " + path);
+  }
+  // A kubeconfig of the operator's service account bound to the chart's RBAC, rendered by the
+  // real helm (a Role in the namespace, the chart's default scope); empty when it binds none.
+  std::string chart_rbac_kubeconfig() {
+    const std::string rendered = cluster->dir() + "/" + ns + "-rbac.yaml";
+    run_command("(" + cluster->tool("helm") + " template zk0 " + ZK0_SOURCE_DIR + "/helm/zk0 --namespace " + ns +
+                " --show-only templates/rbac.yaml 2>/dev/null) > " + rendered);
+    kubectl("apply -f " + rendered);
+    const json bindings = api->get("/apis/rbac.authorization.k8s.io/v1/namespaces/" + ns + "/rolebindings");
+    for (const auto& b : bindings["items"])
+      for (const auto& s : b.value("subjects", json::array()))
+        if (s.value("kind", "") == "ServiceAccount" && s.value("namespace", "") == ns)
+          return cluster->kubeconfig_for("system:serviceaccount:" + ns + ":" + s.value("name", ""));
+    ADD_FAILURE() << "no RoleBinding to a ServiceAccount in " << ns;
+    return "";
   }
   std::string logs() {
     std::string all;
@@ -626,23 +645,12 @@ TEST_F(OperatorTest, OnlyTheLeaseHolderActsAndAStandbyTakesOver) {
 }
 
 TEST_F(OperatorTest, WorksWithExactlyTheChartsPermissions) {
-  // The chart's RBAC, rendered by the real helm and bound to the operator's service account.
-  const std::string rendered = cluster->dir() + "/" + ns + "-rbac.yaml";
-  run_command("(" + cluster->tool("helm") + " template zk0 " + ZK0_SOURCE_DIR + "/helm/zk0 --namespace " + ns +
-              " --show-only templates/rbac.yaml 2>/dev/null) > " + rendered);
-  kubectl("apply -f " + rendered);
-  // The default scope is the release namespace: a Role, bound in it, and nothing cluster-wide.
-  std::string sa_user;
-  const json bindings = api->get("/apis/rbac.authorization.k8s.io/v1/namespaces/" + ns + "/rolebindings");
-  for (const auto& b : bindings["items"])
-    for (const auto& s : b.value("subjects", json::array()))
-      if (s.value("kind", "") == "ServiceAccount" && s.value("namespace", "") == ns)
-        sa_user = "system:serviceaccount:" + ns + ":" + s.value("name", "");
-  ASSERT_FALSE(sa_user.empty()) << "no RoleBinding to a ServiceAccount in " << ns;
+  const std::string kubeconfig = chart_rbac_kubeconfig();
+  ASSERT_FALSE(kubeconfig.empty());
+  // The default scope is the release namespace: nothing cluster-wide.
   for (const auto& b : api->get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings")["items"])
     for (const auto& s : b.value("subjects", json::array()))
       EXPECT_NE(s.value("namespace", ""), ns) << "the chart bound a ClusterRole: " << b["metadata"]["name"];
-  const std::string kubeconfig = cluster->kubeconfig_for(sa_user);
   for (const char* secret : {"r11-aggregator-tls", "r11-c0-tls", "r11-c1-tls", "r11-c2-tls"}) create_tls_secret(secret);
   start_operator("op-rbac", {"--mutual-tls"}, kubeconfig);
   apply(small_run("r11"));
@@ -789,4 +797,144 @@ TEST_F(OperatorTest, ActiveDeadlineFailsTheRunAndTtlDeletesItAfterwards) {
   // Two seconds after it ended the run is deleted, and its children with it.
   EXPECT_TRUE(wait_until([&] { return !get("/apis/zk0.io/v1alpha1/namespaces/" + ns + "/federationruns/r13"); }, 30s)) << logs();
   EXPECT_TRUE(wait_until([&] { return !get("/api/v1/namespaces/" + ns + "/configmaps/r13-spec"); }, 60s));
+}
+
+// Remote clients on a cluster, under the chart's permissions: no pod for them; the run waits for
+// the join CA's Secret and refuses one that is not the CA the aggregator's certificate chains to;
+// then a Service outside the cluster (NodePort), a gRPC rule open to any source, the aggregator
+// mounting the join CA's key and the token key, one valid single-use token per remote client in
+// <run>-join-tokens (a tampered one replaced), and the status saying where to join and who has.
+TEST_F(OperatorTest, RemoteClientsGetJoinTokensAnEndpointOutsideAndNoPod) {
+  const std::string kubeconfig = chart_rbac_kubeconfig();
+  ASSERT_FALSE(kubeconfig.empty());
+  start_operator("op-remote", {}, kubeconfig);
+  const std::string name = "rr";
+  const std::string run_yaml = "apiVersion: zk0.io/v1alpha1\nkind: FederationRun\nmetadata: {name: " + name + "}\nspec:\n  rounds: 3\n"
+                               "  clients:\n    - {name: c0, dataset: {synthetic: {task: a}}}\n"
+                               "    - {name: owner-b, remote: true}\n    - {name: owner-c, remote: true}\n"
+                               "  evaluation: {dataset: {synthetic: {task: d}}}\n"
+                               "  strategy: {minFitClients: 2, minAvailableClients: 3}\n"
+                               "  transport:\n    tls: {mutual: true}\n    join: {caSecret: zk0-ca, tokenTtlSeconds: 600}\n"
+                               "    expose: {type: NodePort, nodePort: 30551}\n";
+  // Without a join CA the operator has nothing to sign with: refused, naming the field.
+  {
+    std::string without = run_yaml;
+    without.replace(without.find("metadata: {name: rr}"), 20, "metadata: {name: rn}");
+    without.replace(without.find("caSecret: zk0-ca, "), 18, "");
+    apply(without);
+    ASSERT_TRUE(wait_until([&] { return run("rn")["status"].value("phase", "") == "Failed"; }, 30s)) << logs();
+    EXPECT_NE(run("rn")["status"].value("message", "").find("spec.transport.join.caSecret: required on a cluster"), std::string::npos)
+        << run("rn")["status"].dump(2);
+  }
+  const Certificates certs = generate_certificates(make_temp_dir("tls-" + ns), name, {"c0"});
+  kubectl("create secret generic rr-aggregator-tls --from-file=ca.crt=" + certs.ca + " --from-file=tls.crt=" + certs.server_cert +
+          " --from-file=tls.key=" + certs.server_key);
+  kubectl("create secret generic rr-c0-tls --from-file=ca.crt=" + certs.ca + " --from-file=tls.crt=" + certs.client_cert("c0") +
+          " --from-file=tls.key=" + certs.client_key("c0"));
+  apply(run_yaml);
+  std::string reason;
+  ASSERT_TRUE(wait_until([&] { return condition(run(name), "Ready", &reason) == "False" && reason == "SecretMissing"; }, 30s)) << logs();
+  EXPECT_NE(run(name)["status"].dump().find("zk0-ca"), std::string::npos) << run(name)["status"].dump(2);
+  // A CA that did not sign the aggregator's certificate: owners would get certificates nobody trusts.
+  kubectl("create secret tls zk0-ca --cert=" + certs.dir + "/rogue-ca.pem --key=" + certs.dir + "/rogue-ca.key");
+  ASSERT_TRUE(wait_until([&] { return condition(run(name), "Ready", &reason) == "False" && reason == "JoinCaMismatch"; }, 30s)) << logs();
+  EXPECT_FALSE(pod(name + "-aggregator"));
+  kubectl("delete secret zk0-ca");
+  kubectl("create secret tls zk0-ca --cert=" + certs.ca + " --key=" + certs.dir + "/ca.key");
+  ASSERT_TRUE(wait_until([&] { return pod(name + "-worker-c0").has_value(); }, 60s)) << logs();
+  EXPECT_FALSE(pod(name + "-worker-owner-b"));
+  EXPECT_FALSE(pod(name + "-worker-owner-c"));
+
+  // One token per remote client, signed with the run's token key, pinning the aggregator's CA and
+  // naming its certificate's name.
+  const auto secret_text = [&](const std::string& secret, const std::string& key) -> std::string {
+    const auto s = get("/api/v1/namespaces/" + ns + "/secrets/" + secret);
+    if (!s || !(*s)["data"].contains(key)) return "";
+    std::string out;
+    const std::string b64 = (*s)["data"][key];
+    std::ofstream(cluster->dir() + "/b64") << b64;
+    out = run_command("base64 -d " + cluster->dir() + "/b64");
+    return out;
+  };
+  ASSERT_TRUE(wait_until([&] { return !secret_text("rr-join-tokens", "owner-c").empty(); }, 30s)) << logs();
+  const std::string token_key = secret_text("rr-join", "token.key");
+  ASSERT_EQ(token_key.size(), 64u);
+  const std::string ca_sha256 = parse_certificate(read_file(certs.ca)).fingerprint_sha256;
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::set<std::string> nonces;
+  for (const std::string client : {"owner-b", "owner-c"}) {
+    const JoinToken t = verify_join_token(secret_text("rr-join-tokens", client), token_key, now);
+    EXPECT_EQ(t.run, name);
+    EXPECT_EQ(t.client, client);
+    EXPECT_EQ(t.ca_sha256, ca_sha256);
+    EXPECT_EQ(t.server_name, "rr-aggregator." + ns + ".svc");
+    EXPECT_NEAR(static_cast<double>(t.expires_unix - now), 600.0, 30.0);
+    nonces.insert(t.nonce);
+  }
+  EXPECT_EQ(nonces.size(), 2u);
+  EXPECT_FALSE(get("/api/v1/namespaces/" + ns + "/secrets/rr-join-tokens")->at("data").contains("c0"));
+
+  // The aggregator alone holds the join CA's key and the token key; the spec it reads names them.
+  const json agg = *pod(name + "-aggregator");
+  const std::string volumes = agg["spec"]["volumes"].dump();
+  EXPECT_NE(volumes.find(R"({"name":"join-ca","secret":{"defaultMode":288,"items":[{"key":"tls.key","path":"tls.key"}],"secretName":"zk0-ca"}})"),
+            std::string::npos) << volumes;
+  EXPECT_NE(volumes.find(R"("secretName":"rr-join")"), std::string::npos) << volumes;
+  EXPECT_EQ((*pod(name + "-worker-c0"))["spec"]["volumes"].dump().find("join"), std::string::npos);
+  const FederationSpec in_pod = parse_spec((*get("/api/v1/namespaces/" + ns + "/configmaps/rr-spec"))["data"]["run.yaml"].get<std::string>());
+  EXPECT_EQ(in_pod.transport.join.ca_key_file, "/etc/zk0/join-ca/tls.key");
+  EXPECT_EQ(in_pod.transport.join.token_key_file, "/etc/zk0/join/token.key");
+  EXPECT_TRUE(in_pod.clients[1].remote);
+  EXPECT_EQ(in_pod.clients[1].tls.cert_file, "");
+  // Reachable from outside on gRPC only; the NetworkPolicy admits gRPC from any source.
+  const json remote = *get("/api/v1/namespaces/" + ns + "/services/rr-aggregator-remote");
+  EXPECT_EQ(remote["spec"]["type"], "NodePort");
+  ASSERT_EQ(remote["spec"]["ports"].size(), 1u);
+  EXPECT_EQ(remote["spec"]["ports"][0]["nodePort"], 30551);
+  EXPECT_EQ(remote["spec"]["ports"][0]["port"], 50051);
+  const json policy = *get("/apis/networking.k8s.io/v1/namespaces/" + ns + "/networkpolicies/rr-aggregator");
+  EXPECT_FALSE(policy["spec"]["ingress"][0].contains("from")) << policy.dump(2);
+  EXPECT_EQ(policy["spec"]["ingress"][0]["ports"][0]["port"], 50051);
+
+  // The status: where to join (the node the aggregator runs on), and each remote client's state.
+  set_pod_status(name + "-aggregator", "Running");
+  set_pod_status(name + "-worker-c0", "Running");
+  ASSERT_TRUE(wait_until([&] { return run(name)["status"].value("joinEndpoint", "") == "10.0.0.7:30551"; }, 30s))
+      << run(name)["status"].dump(2) << logs();
+  json st = run(name)["status"];
+  EXPECT_EQ(st.value("joinTokensSecret", ""), "rr-join-tokens");
+  EXPECT_EQ(st["clients"][1].value("state", ""), "Joining") << st.dump(2);
+  EXPECT_TRUE(st["clients"][1].value("remote", false));
+  EXPECT_FALSE(st["clients"][1].value("tokenExpiresAt", "").empty()) << st.dump(2);
+  EXPECT_EQ(table_column(kubectl("get fedrun " + name + " -o wide"), "JOIN ENDPOINT"), "10.0.0.7:30551");
+
+  // A token tampered with in the Secret is replaced by a valid one.
+  kubectl("patch secret rr-join-tokens --type merge -p '{\"stringData\":{\"owner-c\":\"zk0j1.e30.00\"}}'");
+  ASSERT_TRUE(wait_until([&] {
+    try {
+      return verify_join_token(secret_text("rr-join-tokens", "owner-c"), token_key, now).client == "owner-c";
+    } catch (const std::exception&) {
+      return false;
+    }
+  }, 30s)) << logs();
+
+  // owner-b joins (the aggregator reports it): joined, last seen, its spent token gone.
+  {
+    std::lock_guard<std::mutex> lock(status_mu);
+    aggregator_status["ready_clients"] = 2;
+    aggregator_status["clients"] = {{"c0", {{"state", "idle"}, {"last_seen_unix", now}}},
+                                    {"owner-b", {{"state", "training"}, {"last_seen_unix", now}, {"last_loss", 0.5}, {"remote", true}}},
+                                    {"owner-c", {{"state", "not_joined"}, {"remote", true}}}};
+  }
+  ASSERT_TRUE(wait_until([&] { return run(name)["status"]["clients"][1].value("joined", false); }, 30s)) << logs();
+  st = run(name)["status"];
+  EXPECT_EQ(st["clients"][1].value("state", ""), "Joined");
+  EXPECT_EQ(st["clients"][1].value("aggregatorState", ""), "training");
+  EXPECT_EQ(st["clients"][1].value("lastSeen", ""), kube::rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(now))));
+  EXPECT_FALSE(st["clients"][2].value("joined", false));
+  EXPECT_EQ(st["clients"][2].value("state", ""), "Joining");
+  ASSERT_TRUE(wait_until([&] { return !events("ClientJoined").empty(); }, 10s)) << logs();
+  ASSERT_TRUE(wait_until([&] { return secret_text("rr-join-tokens", "owner-b").empty(); }, 30s)) << logs();
+  EXPECT_FALSE(secret_text("rr-join-tokens", "owner-c").empty());
+  EXPECT_EQ(logs().find("event=reconcile_failed"), std::string::npos) << "the chart's permissions fall short:\n" << logs();
 }

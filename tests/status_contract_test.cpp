@@ -7,6 +7,8 @@
 
 #include "aggregator/coordinator.h"
 #include "aggregator/termination_message.h"
+#include "core/security/certificate.h"
+#include "operator/kube/time_format.h"
 #include "operator/reconciler.h"
 #include "support/test_support.h"
 
@@ -84,4 +86,35 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
   coordinator.request_stop();
   run.join();
   EXPECT_NE(rc, 0);  // stopped before its last round
+}
+
+// A remote client as the run's status shows it: Joining while the aggregator lists it as not
+// joined, then Joined, with the time the aggregator last heard from it.
+TEST(StatusContract, ARemoteClientIsJoiningUntilTheAggregatorKnowsIt) {
+  const std::string dir = test::make_temp_dir("status-contract-remote");
+  std::string yaml = test::small_spec(dir + "/out", 1, 2,
+                                      {{"tls", "    tls: {mutual: true}"}, {"minFitClients", "2"}, {"minAvailableClients", "2"}});
+  yaml.replace(yaml.find("  evaluation:"), 0, "    - name: owner-b\n      remote: true\n");
+  const FederationSpec spec = parse_spec(yaml);
+  Coordinator coordinator(spec);
+  // Under mutual TLS a client registers with a certificate naming it.
+  const auto certificate = [](const std::string& client) {
+    return CertificateInfo{std::string(64, client == "c0" ? 'a' : 'b'), "CN=" + client, {client_identity_uri("test-run", client)}, {}};
+  };
+  coordinator.register_client("c0", "flow-matching-mlp", coordinator.frozen_digest(), 240, certificate("c0"));
+  nlohmann::json status = {{"clients", nlohmann::json::array({{{"name", "c0"}}, {{"name", "owner-b"}, {"remote", true}, {"state", "Joining"}}})}};
+  op::merge_aggregator_status(status, nlohmann::json::parse(coordinator.status_json()), spec);
+  EXPECT_FALSE(status["clients"][1].value("joined", false)) << coordinator.status_json();
+  EXPECT_EQ(status["clients"][1]["state"], "Joining");
+  EXPECT_FALSE(status["clients"][1].contains("lastSeen"));
+  EXPECT_FALSE(status["clients"][0].contains("joined")) << "a client with a pod is not remote";
+
+  const auto before = std::chrono::system_clock::now();
+  coordinator.register_client("owner-b", "flow-matching-mlp", coordinator.frozen_digest(), 240, certificate("owner-b"));
+  op::merge_aggregator_status(status, nlohmann::json::parse(coordinator.status_json()), spec);
+  EXPECT_TRUE(status["clients"][1].value("joined", false)) << coordinator.status_json();
+  EXPECT_EQ(status["clients"][1]["state"], "Joined");
+  EXPECT_EQ(status["clients"][1]["aggregatorState"], "idle");
+  const auto seen = kube::parse_rfc3339(status["clients"][1].value("lastSeen", ""));
+  EXPECT_LE(std::chrono::abs(seen - before), std::chrono::seconds(2)) << status.dump();
 }

@@ -2,10 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include <array>
-
 #include "core/security/hmac.h"
 #include "core/security/random.h"
+#include "core/util/base64.h"
 #include "core/util/fs.h"
 
 namespace zk0 {
@@ -15,43 +14,6 @@ namespace {
 constexpr const char* kPrefix = "zk0j1.";
 // A token is pasted into a terminal: anything much longer than its claims is not one.
 constexpr size_t kMaxTokenLength = 2048;
-constexpr const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string base64url(const std::string& bytes) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : bytes) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 63];
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
-  return out;
-}
-
-std::string from_base64url(const std::string& text) {
-  std::array<int, 256> value;
-  value.fill(-1);
-  for (int i = 0; i < 64; ++i) value[static_cast<unsigned char>(kAlphabet[i])] = i;
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : text) {
-    if (value[c] < 0) throw JoinTokenError("malformed join token: its claims are not base64url");
-    acc = (acc << 6) | static_cast<uint32_t>(value[c]);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
-
 bool is_hex(const std::string& s, size_t length) {
   return s.size() == length && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
@@ -62,7 +24,7 @@ std::string mint_join_token(JoinToken claims, const std::string& key) {
   if (claims.nonce.empty()) claims.nonce = random_hex(16);
   const nlohmann::json j{{"run", claims.run},         {"client", claims.client}, {"exp", claims.expires_unix},
                          {"nonce", claims.nonce},     {"ca", claims.ca_sha256},  {"server", claims.server_name}};
-  const std::string signed_part = kPrefix + base64url(j.dump());
+  const std::string signed_part = kPrefix + base64_encode(j.dump(), Base64::kUrl);
   return signed_part + "." + hmac_sha256_hex(key, signed_part);
 }
 
@@ -72,9 +34,15 @@ JoinToken read_join_token(const std::string& token) {
   const size_t dot = token.rfind('.');
   if (dot <= std::string(kPrefix).size() || !is_hex(token.substr(dot + 1), 64))
     throw JoinTokenError("malformed join token: it does not end with a signature (.<64 hex digits>); was it cut short?");
+  std::string claims;
+  try {
+    claims = base64_decode(token.substr(std::string(kPrefix).size(), dot - std::string(kPrefix).size()), Base64::kUrl);
+  } catch (const std::invalid_argument&) {
+    throw JoinTokenError("malformed join token: its claims are not base64url");
+  }
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(from_base64url(token.substr(std::string(kPrefix).size(), dot - std::string(kPrefix).size())));
+    j = nlohmann::json::parse(claims);
   } catch (const nlohmann::json::exception&) {
     throw JoinTokenError("malformed join token: its claims are not JSON");
   }

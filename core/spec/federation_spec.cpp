@@ -307,6 +307,7 @@ const char* to_string(EvalMode v) { return v == EvalMode::Quick ? "quick" : "ful
 const char* to_string(LrScheduleType v) { return v == LrScheduleType::Constant ? "constant" : "cosine"; }
 const char* to_string(Precision v) { return v == Precision::FP32 ? "fp32" : "bf16"; }
 const char* to_string(StrategyType v) { return v == StrategyType::FedAvg ? "fedavg" : "fedprox"; }
+const char* to_string(ExposeType v) { return v == ExposeType::kNodePort ? "NodePort" : "LoadBalancer"; }
 const char* to_string(MuScheduleType v) {
   switch (v) {
     case MuScheduleType::Constant: return "constant";
@@ -383,6 +384,8 @@ FederationSpec client_view(const FederationSpec& spec, const std::string& client
   view.transport.tls.server_name = spec.transport.tls.server_name;
   view.transport.join.ca_key_file.clear();
   view.transport.join.token_key_file.clear();
+  view.transport.join.ca_secret.clear();
+  view.transport.expose = ExposeSpec{};
   view.checkpoints.signing_key_file.clear();
   view.checkpoints.signing_key_secret.clear();
   view.hub_token_secret.reset();
@@ -772,6 +775,7 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
       Fields jf(f.node("join"), f.path("join"), problems);
       jf.get("caKeyFile", j.ca_key_file);
       jf.get("tokenKeyFile", j.token_key_file);
+      jf.get("caSecret", j.ca_secret);
       jf.get("tokenTtlSeconds", j.token_ttl_seconds);
       jf.get("certificateTtlSeconds", j.certificate_ttl_seconds);
       require(j.token_ttl_seconds >= 60, jf, "tokenTtlSeconds", "must be at least 60");
@@ -780,7 +784,29 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
         jf.problem(jf.path(j.ca_key_file.empty() ? "caKeyFile" : "tokenKeyFile"), "is required with the other join file");
       if (j.has_files() && !t.tls.has_files())
         jf.problem(jf.path("caKeyFile"), "needs spec.transport.tls's caFile, certFile and keyFile (the CA it signs for)");
+      if (!j.ca_secret.empty() && j.has_files()) jf.problem(jf.path("caSecret"), "set either caSecret (a cluster) or the two key files");
+      if (!j.ca_secret.empty() && t.tls.has_files())
+        jf.problem(jf.path("caSecret"), "goes with spec.transport.tls.secretName or mutual: true (the operator mounts both Secrets)");
       if (!spec.has_remote_clients()) jf.problem(f.path("join"), "applies only when a client is remote");
+    }
+    if (f.has("expose")) {
+      auto& e = t.expose;
+      Fields ef(f.node("expose"), f.path("expose"), problems);
+      ef.get_enum("type", e.type, names_of({ExposeType::kNodePort, ExposeType::kLoadBalancer}));
+      ef.get("nodePort", e.node_port);
+      ef.get("address", e.address);
+      // The API server's default service-node-port-range: a port outside it is refused there,
+      // where the run's author would not see why.
+      if (ef.has("nodePort") && (e.node_port < 30000 || e.node_port > 32767))
+        ef.problem(ef.path("nodePort"), "must be in 30000-32767, the cluster's node port range (got " + std::to_string(e.node_port) + ")");
+      if (!e.address.empty()) {
+        const auto colon = e.address.rfind(':');
+        const std::string port = colon == std::string::npos ? "" : e.address.substr(colon + 1);
+        if (colon == 0 || port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+            std::stoi(port) < 1 || std::stoi(port) > 65535)
+          ef.problem(ef.path("address"), "must be HOST:PORT, the address robot owners dial (got '" + e.address + "')");
+      }
+      if (!spec.has_remote_clients()) ef.problem(f.path("expose"), "applies only when a client is remote");
     }
   }
 
@@ -1024,8 +1050,13 @@ std::string to_yaml(const FederationSpec& spec) {
       xn["join"]["caKeyFile"] = j.ca_key_file;
       xn["join"]["tokenKeyFile"] = j.token_key_file;
     }
+    if (!j.ca_secret.empty()) xn["join"]["caSecret"] = j.ca_secret;
     xn["join"]["tokenTtlSeconds"] = j.token_ttl_seconds;
     xn["join"]["certificateTtlSeconds"] = j.certificate_ttl_seconds;
+    const auto& e = spec.transport.expose;
+    xn["expose"]["type"] = to_string(e.type);
+    if (e.node_port) xn["expose"]["nodePort"] = e.node_port;
+    if (!e.address.empty()) xn["expose"]["address"] = e.address;
   }
   const auto& a = spec.aggregator;
   YAML::Node an = s["aggregator"];
@@ -1067,6 +1098,10 @@ std::vector<std::string> cluster_only_fields(const FederationSpec& spec) {
   if (r.backoff_limit != default_policy.backoff_limit || r.active_deadline_seconds || r.ttl_seconds_after_finished != -1 || r.suspend)
     fields.push_back("spec.runPolicy");
   if (spec.hub_token_secret) fields.push_back("spec.hubTokenSecret");
+  if (!spec.transport.join.ca_secret.empty()) fields.push_back("spec.transport.join.caSecret");
+  const ExposeSpec default_expose;
+  const auto& e = spec.transport.expose;
+  if (e.type != default_expose.type || e.node_port || !e.address.empty()) fields.push_back("spec.transport.expose");
   return fields;
 }
 

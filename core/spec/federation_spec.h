@@ -247,10 +247,22 @@ struct TlsSpec {
 struct JoinSpec {
   std::string ca_key_file;     // the key of transport.tls.caFile's CA, which signs joining clients
   std::string token_key_file;  // the HMAC key that join tokens are signed with
+  // Cluster: the Secret (tls.crt, tls.key) of the CA that signed the aggregator's certificate, as
+  // a cert-manager CA Issuer holds it; the aggregator signs joining clients' certificates with it.
+  std::string ca_secret;
   int64_t token_ttl_seconds = 24 * 3600;
   int64_t certificate_ttl_seconds = 7 * 24 * 3600;  // a joined client renews at two thirds of it
 
   bool has_files() const { return !ca_key_file.empty() || !token_key_file.empty(); }
+};
+
+// Cluster: how remote clients reach the aggregator from outside the cluster, a Service
+// <run>-aggregator-remote carrying only the gRPC port.
+enum class ExposeType { kNodePort, kLoadBalancer };
+struct ExposeSpec {
+  ExposeType type = ExposeType::kNodePort;
+  int node_port = 0;    // 0: the cluster picks one
+  std::string address;  // HOST:PORT owners dial when it is neither a node's nor the balancer's (NAT, a proxy)
 };
 
 struct TransportSpec {
@@ -259,6 +271,7 @@ struct TransportSpec {
   int transfer_attempts = 3;                // a transfer failing verification is retried this often
   TlsSpec tls;
   JoinSpec join;
+  ExposeSpec expose;  // meaningful only with remote clients
 };
 
 struct FederationSpec {
@@ -308,6 +321,7 @@ const char* to_string(EvalMode v);
 const char* to_string(LrScheduleType v);
 const char* to_string(Precision v);
 const char* to_string(StrategyType v);
+const char* to_string(ExposeType v);
 const char* to_string(MuScheduleType v);
 const char* to_string(AggregationRule v);
 const char* to_string(ServerOptimizerType v);

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "core/util/base64.h"
 #include "core/util/fs.h"
 
 namespace zk0::kube {
@@ -14,27 +15,15 @@ namespace {
 
 const char* kServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-std::string base64_decode(const std::string& in) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (char c : in) {
-    if (c == '=' || c == '\n' || c == '\r' || c == ' ') continue;
-    const auto pos = chars.find(c);
-    if (pos == std::string::npos) throw std::runtime_error("kubeconfig: invalid base64 data");
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
 // A kubeconfig value given inline (`...-data`, base64) or as a file relative to the kubeconfig.
 std::string data_or_file(const YAML::Node& n, const std::string& key, const std::filesystem::path& base) {
-  if (n[key + "-data"]) return base64_decode(n[key + "-data"].as<std::string>());
+  if (n[key + "-data"]) {
+    try {
+      return base64_decode(n[key + "-data"].as<std::string>(), Base64::kStandard);
+    } catch (const std::invalid_argument&) {
+      throw std::runtime_error("kubeconfig: " + key + "-data is not base64");
+    }
+  }
   if (n[key]) {
     std::filesystem::path p = n[key].as<std::string>();
     if (p.is_relative()) p = base / p;

@@ -136,6 +136,19 @@ spec:
   transport:
     tls: {caFile: ca, certFile: c, keyFile: k, mutual: true, serverName: zk0.example.org}
     join: {caKeyFile: ca.key, tokenKeyFile: join.key, tokenTtlSeconds: 600, certificateTtlSeconds: 7200}
+)",
+    R"(apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata: {name: remote-cluster}
+spec:
+  rounds: 2
+  clients: [{name: a, dataset: {volumeClaim: {claimName: a}}}, {name: b, remote: true}]
+  evaluation: {dataset: {path: /eval}}
+  strategy: {minFitClients: 1, minAvailableClients: 1}
+  transport:
+    tls: {secretName: agg-tls, mutual: true}
+    join: {caSecret: zk0-ca, tokenTtlSeconds: 600}
+    expose: {type: LoadBalancer, nodePort: 30551, address: robots.example.org:443}
 )"};
 
 

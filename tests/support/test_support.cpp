@@ -178,6 +178,17 @@ int free_port() {
   return port;
 }
 
+std::string table_column(const std::string& table, const std::string& column) {
+  std::istringstream lines(table);
+  std::string header, row;
+  std::getline(lines, header);
+  std::getline(lines, row);
+  const size_t at = header.find(column);
+  if (at == std::string::npos || at >= row.size()) return "";
+  const size_t end = row.find(' ', at);
+  return row.substr(at, end == std::string::npos ? std::string::npos : end - at);
+}
+
 std::string run_command(const std::string& command, int* exit_code) {
   std::string out;
   FILE* p = popen((command + " 2>&1").c_str(), "r");

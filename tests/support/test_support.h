@@ -51,6 +51,9 @@ std::string http_get(int port, const std::string& path);
 int free_port();  // a loopback TCP port free a moment ago
 // Runs a shell command; returns stdout and stderr together. Without exit_code, a non-zero exit
 // throws with the output.
+// The value in `column` of the first row of a table kubectl printed (its header names the
+// columns), or "" when the column or the row is missing.
+std::string table_column(const std::string& table, const std::string& column);
 std::string run_command(const std::string& command, int* exit_code = nullptr);
 
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
