@@ -10,7 +10,7 @@
 
 #include "cli/aggregate_command.h"
 #include "cli/dataset_command.h"
-#include "cli/join_command.h"
+#include "worker/join.h"
 #include "cli/local_runtime.h"
 #include "cli/policy_command.h"
 #include "core/util/exit_codes.h"
@@ -24,7 +24,7 @@ int usage() {
                "  zk0 run FILE.yaml [--fresh] [--listen HOST:PORT]\n"
                "                                run a FederationRun locally (aggregator + one worker per client;\n"
                "                                remote clients join with the token written to OUTPUT/join/)\n"
-               "  zk0 join --endpoint HOST:PORT --token TOKEN --dataset PATH [--device cpu|cuda] [--state-dir DIR]\n"
+               "  zk0 join --endpoint HOST:PORT (--token TOKEN | --token-file PATH) --dataset PATH [--device cpu|cuda] [--state-dir DIR]\n"
                "                                join a run as the remote client the token names\n"
                "  zk0 validate FILE.yaml        check a FederationRun and print it resolved\n"
                "  zk0 aggregate FILE.yaml --global G.safetensors --update NAME=U.safetensors... --output OUT.safetensors\n"

@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "core/metrics/http_get.h"
 #include "core/security/certificate.h"
 #include "core/security/join_token.h"
 #include "core/security/local_ca.h"
@@ -168,7 +170,14 @@ TEST(RemoteClients, TwoOwnersJoinWithTokensAndTrainBesideALocalClient) {
 
   // The owners join (the tokens above spent nothing) and become their workers.
   auto owner_b = std::make_unique<Process>(join(token_b, data_b, "owner-b"), dir + "/owner-b.log");
-  auto owner_c = std::make_unique<Process>(join(token_c, data_c, "owner-c"), dir + "/owner-c.log");
+  // owner-c joins with the worker's own binary (what the worker image runs) and its token in a
+  // file, as a mounted Secret gives it; its /status tells what it contributed.
+  write_file_atomic(dir + "/owner-c.token", token_c + "\n");
+  const int status_port = free_port();
+  auto owner_c = std::make_unique<Process>(
+      std::vector<std::string>{bin("zk0-worker"), "join", "--endpoint", endpoint, "--token-file", dir + "/owner-c.token", "--dataset",
+                               data_c, "--state-dir", dir + "/owner-c", "--metrics-listen", "127.0.0.1:" + std::to_string(status_port)},
+      dir + "/owner-c.log");
   ASSERT_TRUE(wait_until([&] { return owner_b->log().find("joined run test-run as owner-b") != std::string::npos; }, 30s))
       << owner_b->log();
   // A token works once, whoever holds it.
@@ -199,6 +208,25 @@ TEST(RemoteClients, TwoOwnersJoinWithTokensAndTrainBesideALocalClient) {
       },
       120s))
       << run.log();
+  nlohmann::json contribution;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        try {
+          contribution = nlohmann::json::parse(http_get("127.0.0.1", status_port, "/status", 1 << 16, 2s).body);
+          return contribution.value("updates_uploaded", 0) >= 1;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      60s))
+      << contribution.dump() << owner_c->log();
+  EXPECT_EQ(contribution["run"], "test-run");
+  EXPECT_EQ(contribution["client"], "owner-c");
+  EXPECT_EQ(contribution["rounds"], 4);
+  EXPECT_GE(contribution["rounds_trained"].get<int>(), 1);
+  EXPECT_GE(contribution["round"].get<int>(), 1);
+  EXPECT_GT(contribution["samples_trained"].get<int64_t>(), 0);
+  EXPECT_TRUE(std::isfinite(contribution["last_loss"].get<double>())) << contribution.dump();
   owner_b->signal(SIGKILL);
   owner_c->signal(SIGKILL);
   owner_b->wait(10s);

@@ -39,7 +39,8 @@ WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, 
     : spec_(spec),
       name_(std::move(client_name)),
       progress_(std::make_shared<Watchdog>(std::chrono::duration<double>(spec.strategy.round_timeout_seconds),
-                                           "spec.strategy.roundTimeoutSeconds")) {
+                                           "spec.strategy.roundTimeoutSeconds")),
+      contribution_(std::make_shared<Contribution>(spec.name, name_, spec.rounds)) {
   channel_ = make_channel(address, spec_.transport, spec_.client(name_).tls);
   stub_ = v1::Federation::NewStub(channel_);
   trainer_ = std::make_unique<LocalTrainer>(spec_, spec_.client(name_), state_dir);
@@ -48,6 +49,7 @@ WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, 
 void WorkerClient::set_state(const std::string& s) {
   std::lock_guard<std::mutex> lock(session_mu_);
   state_ = s;
+  contribution_->state(s);
   if (s == "idle") progress_->disarm();
   else progress_->arm(s);
 }
@@ -285,6 +287,7 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
       log_info("update_uploaded", {kv("round", ins.round()), kv("digest", reply.digest()), kv("loss", r.loss),
                                    kv("bytes_resent", sent - manifest.total_bytes())});
       metrics_.transfer_resent_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent - manifest.total_bytes()));
+      contribution_->uploaded();
       return {true, ""};
     }
     // A refused update is final and already counted by the aggregator. What broke on the way (a
@@ -357,6 +360,7 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   result.report.download_seconds = download_seconds;
   result.report.bytes_downloaded = bytes;
   metrics_.trained(result.report, result.step_seconds);
+  contribution_->trained(round, result.report);
   if (const auto* cache = trainer_->policy().prefix_cache_stats()) metrics_.prefix_cache(*cache);
   log_info("round_trained", {kv("round", round), kv("loss", result.report.loss), kv("policy_loss", result.report.policy_loss),
                              kv("proximal_loss", result.report.proximal_loss), kv("update_norm", result.report.update_norm),

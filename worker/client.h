@@ -10,6 +10,7 @@
 
 #include "core/transport/parameter_stream.h"
 #include "core/util/watchdog.h"
+#include "worker/contribution.h"
 #include "worker/metrics.h"
 #include "worker/trainer.h"
 #include "zk0/v1/federation.grpc.pb.h"
@@ -35,6 +36,8 @@ class WorkerClient {
   // next round or for the aggregator is idle, never stuck. Shared, so that a health endpoint may
   // outlive the client.
   std::shared_ptr<const Watchdog> progress() const { return progress_; }
+  // Its GET /status: the rounds it trained, the updates it delivered, its last loss.
+  std::shared_ptr<const Contribution> contribution() const { return contribution_; }
 
  private:
   bool connect_and_register(const std::string& open_error);
@@ -68,6 +71,7 @@ class WorkerClient {
   std::string session_;
   std::string state_ = "idle";
   std::shared_ptr<Watchdog> progress_;
+  std::shared_ptr<Contribution> contribution_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> done_{false};
   std::atomic<int> working_round_{0};

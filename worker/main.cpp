@@ -1,5 +1,6 @@
 // zk0-worker: one client of a FederationRun, training on its own dataset.
 //   zk0-worker --spec run.yaml --client NAME --aggregator HOST:PORT [--state-dir DIR]
+//   zk0-worker join ...   as `zk0 join` (worker/join.h): a robot owner joining from this image
 // --state-dir holds what must survive a restart of this worker (AdamW's moments when
 // spec.training.optimizer.state is keep).
 #include <iostream>
@@ -13,10 +14,12 @@
 #include "core/util/log.h"
 #include "core/util/stop_signals.h"
 #include "worker/client.h"
+#include "worker/join.h"
 
 using namespace zk0;
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "join") return join_command(argc - 1, argv + 1);
   std::string spec_path, client, address, metrics_listen = "0.0.0.0:9465", metrics_port_file, state_dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
@@ -43,6 +46,7 @@ int main(int argc, char** argv) {
     metrics.serve_health("/healthz", [](std::string&) { return true; });
     WorkerClient worker(spec, client, address, state_dir);
     metrics.serve(worker.metrics_registry());
+    metrics.serve_json("/status", [contribution = worker.contribution()] { return contribution->json(); });
     if (!metrics_port_file.empty()) write_file_atomic(metrics_port_file, std::to_string(metrics.port()) + "\n");
     metrics.serve_health("/healthz", [progress = worker.progress()](std::string& why_not) {
       why_not = progress->stalled();

@@ -1,4 +1,4 @@
-#include "cli/join_command.h"
+#include "worker/join.h"
 
 #include <grpcpp/grpcpp.h>
 #include <openssl/pem.h>
@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -36,7 +37,7 @@ namespace fs = std::filesystem;
 constexpr auto kConnectTimeout = std::chrono::seconds(15);
 
 int usage() {
-  std::cerr << "usage: zk0 join --endpoint HOST:PORT --token TOKEN --dataset PATH\n"
+  std::cerr << "usage: zk0 join --endpoint HOST:PORT (--token TOKEN | --token-file PATH) --dataset PATH\n"
                "                [--device cpu|cuda] [--state-dir DIR] [--metrics-listen HOST:PORT]\n"
                "  joins a run as the remote client the token names, trains on the LeRobot dataset at PATH;\n"
                "  only model updates leave this machine. DIR (default ~/.local/share/zk0/RUN/CLIENT) keeps\n"
@@ -130,14 +131,24 @@ void keep(const fs::path& state, const v1::JoinReply& reply, const std::string& 
 
 int join_command(int argc, char** argv) {
   std::map<std::string, std::string> o;
-  const std::set<std::string> known{"endpoint", "token", "dataset", "device", "state-dir", "metrics-listen"};
+  const std::set<std::string> known{"endpoint", "token", "token-file", "dataset", "device", "state-dir", "metrics-listen"};
   for (int i = 1; i < argc; i += 2) {
     const std::string key = argv[i];
     if (key.rfind("--", 0) != 0 || !known.count(key.substr(2)) || i + 1 >= argc) return usage();
     o[key.substr(2)] = argv[i + 1];
   }
-  for (const char* required : {"endpoint", "token", "dataset"})
+  for (const char* required : {"endpoint", "dataset"})
     if (!o.count(required)) return usage();
+  if (o.count("token") == o.count("token-file")) return usage();
+  if (o.count("token-file")) {
+    try {
+      o["token"] = read_file(o["token-file"]);
+    } catch (const std::exception& e) {
+      return fail("--token-file: " + std::string(e.what()), kExitInvalidInput);
+    }
+    // A Secret's value or a file saved from a terminal: the token without its line end.
+    while (!o["token"].empty() && std::isspace(static_cast<unsigned char>(o["token"].back()))) o["token"].pop_back();
+  }
   const std::string endpoint = o["endpoint"];
   const std::string device = o.count("device") ? o["device"] : "cpu";
   if (device != "cpu" && device != "cuda") return fail("--device must be cpu or cuda (got '" + device + "')", kExitInvalidInput);
