@@ -7,8 +7,8 @@
 namespace zk0 {
 
 // The status document (Coordinator::status_json) reduced to what fits the kubelet's 4096 bytes:
-// the run's phase, round and loss, its message (capped), and per client its state and last loss
-// while they fit.
+// the run's phase, round and loss, its message (capped), and per client its state, last loss and
+// when it was last seen, while they fit.
 std::string termination_summary(const std::string& status_json);
 
 // Writes termination_summary(status_json) to `path`; a failure to write is logged, never thrown:

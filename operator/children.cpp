@@ -302,15 +302,21 @@ RunSecrets run_secrets(const FederationSpec& spec, const OperatorSettings& setti
   return s;
 }
 
+namespace {
+
+void check_host_path(const DatasetSpec& d, const std::string& field, const OperatorSettings& settings, std::vector<std::string>& problems) {
+  if (d.path.empty() || allowed_host_path(d.path, settings)) return;
+  std::string allowed;
+  for (const auto& p : settings.host_path_prefixes) allowed += (allowed.empty() ? "" : ", ") + p;
+  problems.push_back(field + ".path: " + d.path + " would be a hostPath volume, which this operator allows only under " +
+                     (allowed.empty() ? "no prefix (--allow-host-path-prefix); use a volumeClaim" : allowed));
+}
+
+}  // namespace
+
 std::vector<std::string> cluster_problems(const FederationSpec& spec, const OperatorSettings& settings) {
   std::vector<std::string> problems;
-  const auto check = [&](const DatasetSpec& d, const std::string& field) {
-    if (d.path.empty() || allowed_host_path(d.path, settings)) return;
-    std::string allowed;
-    for (const auto& p : settings.host_path_prefixes) allowed += (allowed.empty() ? "" : ", ") + p;
-    problems.push_back(field + ".path: " + d.path + " would be a hostPath volume, which this operator allows only under " +
-                       (allowed.empty() ? "no prefix (--allow-host-path-prefix); use a volumeClaim" : allowed));
-  };
+  const auto check = [&](const DatasetSpec& d, const std::string& field) { check_host_path(d, field, settings, problems); };
   for (size_t i = 0; i < spec.clients.size(); ++i) check(spec.clients[i].dataset, "spec.clients[" + std::to_string(i) + "].dataset");
   check(spec.evaluation.dataset, "spec.evaluation.dataset");
   if (spec.has_remote_clients()) {
@@ -366,11 +372,11 @@ FederationSpec in_pod_spec(const FederationSpec& spec, const OperatorSettings& s
   return s;
 }
 
-json owner_reference(const json& run) {
+json owner_reference(const json& owner, const std::string& kind) {
   return {{"apiVersion", "zk0.io/v1alpha1"},
-          {"kind", "FederationRun"},
-          {"name", run_name(run)},
-          {"uid", run.at("metadata").at("uid")},
+          {"kind", kind},
+          {"name", run_name(owner)},
+          {"uid", owner.at("metadata").at("uid")},
           {"controller", true},
           {"blockOwnerDeletion", true}};
 }
@@ -563,6 +569,99 @@ json worker_pod(const json& run, const FederationSpec& spec, const ClientSpec& c
     mounts.push_back(read_only_mount("tls", kTlsMount));
   }
   return finish_pod(pod, container, datasets, spec, client.pod, volumes, mounts);
+}
+
+namespace {
+
+const char* kJoinTokenMount = "/etc/zk0/join-token";
+const char* kMembershipData = "/data/dataset";
+const char* kMembershipState = "/var/lib/zk0";
+
+json membership_metadata(const json& membership, const std::string& name) {
+  const std::string owner = run_name(membership);
+  return {{"name", name},
+          {"namespace", run_namespace(membership)},
+          {"labels",
+           {{labels::kMembership, owner},
+            {labels::kComponent, "worker"},
+            {labels::kManagedBy, labels::kManager},
+            {"app.kubernetes.io/name", "zk0"},
+            {"app.kubernetes.io/instance", owner}}},
+          {"ownerReferences", json::array({owner_reference(membership, "FederationMembership")})}};
+}
+
+}  // namespace
+
+std::string membership_worker_name(const std::string& membership) { return membership + "-worker"; }
+std::string membership_state_claim_name(const std::string& membership) { return membership + "-state"; }
+
+std::vector<std::string> membership_problems(const MembershipSpec& spec, const OperatorSettings& settings) {
+  std::vector<std::string> problems;
+  check_host_path(spec.dataset, "spec.dataset", settings, problems);
+  return problems;
+}
+
+json membership_state_claim(const json& membership, const MembershipSpec& spec) {
+  json claim = {{"apiVersion", "v1"},
+                {"kind", "PersistentVolumeClaim"},
+                {"metadata", membership_metadata(membership, membership_state_claim_name(spec.name))},
+                {"spec", {{"accessModes", json::array({"ReadWriteOnce"})}, {"resources", {{"requests", {{"storage", spec.storage_size}}}}}}}};
+  if (!spec.storage_class.empty()) claim["spec"]["storageClassName"] = spec.storage_class;
+  return claim;
+}
+
+json membership_network_policy(const json& membership, const OperatorSettings& settings) {
+  return {{"apiVersion", "networking.k8s.io/v1"},
+          {"kind", "NetworkPolicy"},
+          {"metadata", membership_metadata(membership, membership_worker_name(run_name(membership)))},
+          {"spec",
+           {{"podSelector", {{"matchLabels", {{labels::kMembership, run_name(membership)}, {labels::kComponent, "worker"}}}}},
+            {"policyTypes", json::array({"Ingress"})},
+            {"ingress", json::array({metrics_ingress(settings, settings.worker_metrics_port)})}}}};
+}
+
+json membership_pod(const json& membership, const MembershipSpec& spec, const OperatorSettings& settings, int attempt) {
+  json pod = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", membership_metadata(membership, membership_worker_name(spec.name))}};
+  pod["metadata"]["annotations"] = {{kAttemptAnnotation, std::to_string(attempt)}};
+  json volumes = json::array({{{"name", "tmp"}, {"emptyDir", {{"sizeLimit", kTmpSize}}}},
+                              secret_volume("join-token", spec.token_secret.name,
+                                            json::array({{{"key", spec.token_secret.key}, {"path", "token"}}})),
+                              {{"name", "state"}, {"persistentVolumeClaim", {{"claimName", membership_state_claim_name(spec.name)}}}}});
+  json mounts = json::array({{{"name", "tmp"}, {"mountPath", "/tmp"}}, read_only_mount("join-token", kJoinTokenMount),
+                             {{"name", "state"}, {"mountPath", kMembershipState}}});
+  const DatasetMount data = mount_dataset(spec.dataset, "dataset", kMembershipData, FederationSpec{}, settings);
+  for (const auto& v : data.volumes) volumes.push_back(v);
+  for (const auto& m : data.mounts) mounts.push_back(m);
+  // The token comes from the mounted Secret, never the command line (a pod's spec shows that to
+  // whoever may read pods); the state claim keeps the certificate, so a replaced pod rejoins with
+  // it and the spent token is only read for the run's and client's names.
+  json container = {
+      {"name", "worker"},
+      {"image", settings.worker_image},
+      {"args", json::array({"join", "--endpoint", spec.endpoint, "--token-file", std::string(kJoinTokenMount) + "/token", "--dataset",
+                            kMembershipData, "--state-dir", std::string(kMembershipState) + "/state", "--device",
+                            spec.resources.gpu > 0 ? "cuda" : "cpu", "--metrics-listen",
+                            "0.0.0.0:" + std::to_string(settings.worker_metrics_port), "--termination-log", "/dev/termination-log"})},
+      {"ports", json::array({metrics_port(settings.worker_metrics_port)})},
+      {"terminationMessagePolicy", "FallbackToLogsOnError"},
+      {"env", json::array()},
+      {"resources", container_resources(spec.resources)},
+      {"livenessProbe", liveness_probe({{"httpGet", {{"path", "/healthz"}, {"port", "metrics"}}}})},
+      {"volumeMounts", mounts}};
+  json pod_spec = {{"restartPolicy", "Never"},
+                   {"enableServiceLinks", false},
+                   {"automountServiceAccountToken", false},
+                   {"securityContext", restricted_pod_security_context()},
+                   {"volumes", volumes},
+                   {"containers", json::array({container})}};
+  if (!spec.pod.node_selector.empty()) pod_spec["nodeSelector"] = spec.pod.node_selector;
+  if (!spec.pod.tolerations.empty()) pod_spec["tolerations"] = spec.pod.tolerations;
+  if (!spec.pod.affinity.empty()) pod_spec["affinity"] = spec.pod.affinity;
+  pod["spec"] = pod_spec;
+  const json labels = pod["metadata"]["labels"], annotations = pod["metadata"]["annotations"];
+  if (!spec.pod.overrides.empty()) pod.merge_patch(spec.pod.overrides);
+  enforce_restrictions(pod, labels, annotations);
+  return pod;
 }
 
 }  // namespace zk0::op

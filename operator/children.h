@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/spec/federation_spec.h"
+#include "core/spec/membership_spec.h"
 
 namespace zk0::op {
 
@@ -58,6 +59,7 @@ struct OperatorSettings {
 namespace labels {
 constexpr const char* kRun = "zk0.io/run";
 constexpr const char* kClient = "zk0.io/client";
+constexpr const char* kMembership = "zk0.io/membership";
 constexpr const char* kComponent = "app.kubernetes.io/component";
 constexpr const char* kManagedBy = "app.kubernetes.io/managed-by";
 constexpr const char* kManager = "zk0-operator";
@@ -100,7 +102,9 @@ std::vector<std::string> cluster_problems(const FederationSpec& spec, const Oper
 // from the Secret's mount.
 FederationSpec in_pod_spec(const FederationSpec& spec, const OperatorSettings& settings);
 
-nlohmann::json owner_reference(const nlohmann::json& run);
+// The controller reference to a FederationRun or (kind) a FederationMembership. Objects from a
+// list carry no kind of their own.
+nlohmann::json owner_reference(const nlohmann::json& owner, const std::string& kind = "FederationRun");
 nlohmann::json spec_config_map(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings);
 nlohmann::json checkpoint_claim(const nlohmann::json& run, const FederationSpec& spec);
 nlohmann::json aggregator_service(const nlohmann::json& run, const OperatorSettings& settings);
@@ -117,5 +121,18 @@ nlohmann::json join_tokens_secret(const nlohmann::json& run, const std::map<std:
 nlohmann::json aggregator_pod(const nlohmann::json& run, const FederationSpec& spec, const OperatorSettings& settings, int attempt);
 nlohmann::json worker_pod(const nlohmann::json& run, const FederationSpec& spec, const ClientSpec& client,
                           const OperatorSettings& settings, int attempt);
+
+// A FederationMembership's children, in the owner's cluster:
+//   <membership>-state   PVC            the worker's key, certificate, kept spec and optimizer state
+//   <membership>-worker  NetworkPolicy  the worker accepts only metrics scrapes (it only dials out)
+//   <membership>-worker  Pod            `zk0-worker join` with the token from its Secret, restricted as
+//                                       a run's pods are
+std::string membership_worker_name(const std::string& membership);
+std::string membership_state_claim_name(const std::string& membership);
+// A dataset path outside the allowed host-path prefixes, named by its field.
+std::vector<std::string> membership_problems(const MembershipSpec& spec, const OperatorSettings& settings);
+nlohmann::json membership_state_claim(const nlohmann::json& membership, const MembershipSpec& spec);
+nlohmann::json membership_network_policy(const nlohmann::json& membership, const OperatorSettings& settings);
+nlohmann::json membership_pod(const nlohmann::json& membership, const MembershipSpec& spec, const OperatorSettings& settings, int attempt);
 
 }  // namespace zk0::op

@@ -1,10 +1,11 @@
 // zk0-operator: reconciles FederationRuns (zk0.io/v1alpha1) into an aggregator pod, one worker
-// pod per client dataset and their ConfigMap, Service and checkpoint claim.
+// pod per client dataset and their ConfigMap, Service and checkpoint claim; and
+// FederationMemberships (an owner's cluster in a run hosted elsewhere) into one joining worker.
 //
 //   zk0-operator [--kubeconfig PATH] [--watch-namespace NS] [--leader-election-namespace NS]
 //                [--leader-election-id NAME] [--identity ID] [--metrics-listen HOST:PORT]
 //                [--aggregator-image IMG] [--worker-image IMG] [--hub-download-image IMG]
-//                [--mutual-tls] [--workers N] [--aggregator-metrics-port PORT]
+//                [--mutual-tls] [--workers N] [--aggregator-metrics-port PORT] [--worker-metrics-port PORT]
 //                [--allow-host-path-prefix DIR]... [--metrics-namespace NS]...
 //
 // --allow-host-path-prefix: dataset paths under DIR may become hostPath volumes (none by default).
@@ -29,6 +30,7 @@
 #include "operator/kube/leader_election.h"
 #include "operator/kube/work_queue.h"
 #include "operator/metrics.h"
+#include "operator/membership_reconciler.h"
 #include "operator/reconciler.h"
 
 using namespace zk0;
@@ -39,7 +41,7 @@ int usage() {
   std::cerr << "usage: zk0-operator [--kubeconfig PATH] [--watch-namespace NS] [--leader-election-namespace NS]\n"
                "                    [--leader-election-id NAME] [--identity ID] [--metrics-listen HOST:PORT]\n"
                "                    [--aggregator-image IMG] [--worker-image IMG] [--hub-download-image IMG]\n"
-               "                    [--mutual-tls] [--workers N] [--aggregator-metrics-port PORT]\n"
+               "                    [--mutual-tls] [--workers N] [--aggregator-metrics-port PORT] [--worker-metrics-port PORT]\n"
                "                    [--allow-host-path-prefix DIR]... [--metrics-namespace NS]...\n";
   return kExitInvalidInput;
 }
@@ -83,6 +85,7 @@ int main(int argc, char** argv) {
       else if (a == "--metrics-namespace") settings.metrics_namespaces.push_back(value);
       else if (a == "--workers") workers = std::stoi(value);
       else if (a == "--aggregator-metrics-port") settings.aggregator_metrics_port = std::stoi(value);
+      else if (a == "--worker-metrics-port") settings.worker_metrics_port = std::stoi(value);
       else return usage();
     } catch (const std::exception&) {
       return usage();
@@ -125,13 +128,18 @@ int main(int argc, char** argv) {
         client, std::string(op::Reconciler::kGroupVersionPath) + scope + "/federationruns", "",
         [&](const nlohmann::json& run, bool) { queue.add(kube::object_key(run)); },
         [&](const std::string& reason) { metrics.watch_restarted("federationruns", reason); });
+    kube::Informer memberships(
+        client, std::string(op::MembershipReconciler::kPath) + scope + "/federationmemberships", "",
+        [&](const nlohmann::json& membership, bool) { queue.add(op::kMembershipKeyPrefix + kube::object_key(membership)); },
+        [&](const std::string& reason) { metrics.watch_restarted("federationmemberships", reason); });
+    // A pod is filed under its run's key or its membership's.
     kube::Informer pods(
         client, "/api/v1" + scope + "/pods", std::string(op::labels::kManagedBy) + "=" + op::labels::kManager,
         [&](const nlohmann::json& pod, bool) {
-          const std::string run = op::run_key_of_pod(pod);
-          if (!run.empty()) queue.add(run);
+          const std::string owner = op::owner_key_of_pod(pod);
+          if (!owner.empty()) queue.add(owner);
         },
-        [&](const std::string& reason) { metrics.watch_restarted("pods", reason); }, op::run_key_of_pod);
+        [&](const std::string& reason) { metrics.watch_restarted("pods", reason); }, op::owner_key_of_pod);
     metrics.runs_by_phase->count_with([&runs] {
       std::map<std::string, int> phases;
       for (const auto& r : runs.list([](const nlohmann::json&) { return true; }))
@@ -144,14 +152,21 @@ int main(int argc, char** argv) {
     } stop_counting{metrics};
     pods.start();
     runs.start();
+    memberships.start();
     std::thread sync_watch([&] {
       while (!stop)
-        if (pods.wait_synced(std::chrono::milliseconds(200)) && runs.wait_synced(std::chrono::milliseconds(200))) {
+        if (pods.wait_synced(std::chrono::milliseconds(200)) && runs.wait_synced(std::chrono::milliseconds(200)) &&
+            memberships.wait_synced(std::chrono::milliseconds(200))) {
           readiness = Readiness::Synced;
           return;
         }
     });
-    op::Reconciler reconciler(client, settings, metrics, runs, pods, op::http_aggregator_status_reader());
+    op::Reconciler reconciler(client, settings, metrics, runs, pods, op::http_status_reader());
+    op::MembershipReconciler membership_reconciler(client, settings, memberships, pods, op::http_status_reader());
+    const auto reconcile = [&](const std::string& key) {
+      const std::string prefix = op::kMembershipKeyPrefix;
+      return key.rfind(prefix, 0) == 0 ? membership_reconciler.reconcile(key.substr(prefix.size())) : reconciler.reconcile(key);
+    };
 
     std::vector<std::thread> threads;
     for (int w = 0; w < workers; ++w) {
@@ -162,7 +177,7 @@ int main(int argc, char** argv) {
           const auto t0 = std::chrono::steady_clock::now();
           std::string result = "success";
           try {
-            const auto again = reconciler.reconcile(*key);
+            const auto again = reconcile(*key);
             queue.forget(*key);
             if (again.count() > 0) {
               queue.add_after(*key, again);
@@ -185,6 +200,7 @@ int main(int argc, char** argv) {
     for (auto& t : threads) t.join();
     sync_watch.join();
     runs.stop();
+    memberships.stop();
     pods.stop();
     log_info("stopped", {kv("lease_released", released)});
     return released ? kExitOk : kExitError;

@@ -11,6 +11,8 @@
 #include "core/util/exit_codes.h"
 #include "core/util/log.h"
 #include "operator/kube/time_format.h"
+#include "operator/events.h"
+#include "operator/pod_status.h"
 
 namespace zk0::op {
 
@@ -31,42 +33,6 @@ std::string core_path(const std::string& ns, const std::string& plural) { return
 
 bool is_terminal(const std::string& phase) { return phase == kPhaseSucceeded || phase == kPhaseFailed; }
 
-int restarts_of(const json& pod) {
-  int n = 0;
-  for (const auto& s : pod.value("status", json::object()).value("containerStatuses", json::array())) n += s.value("restartCount", 0);
-  return n;
-}
-
-// How the pod's main (first) container ended: its exit code, the kubelet's reason, and its
-// termination message (what the process wrote to /dev/termination-log, or with
-// FallbackToLogsOnError the end of its log when it failed without writing one).
-struct Termination {
-  int exit_code = -1;
-  std::string reason, message;
-};
-std::optional<Termination> termination_of(const json& pod) {
-  for (const auto& s : pod.value("status", json::object()).value("containerStatuses", json::array())) {
-    const auto state = s.value("state", json::object());
-    if (!state.contains("terminated")) continue;
-    const json& t = state["terminated"];
-    return Termination{t.value("exitCode", -1), t.value("reason", ""), t.value("message", "")};
-  }
-  return std::nullopt;
-}
-
-// The last non-empty line of a termination message that is not the aggregator's JSON summary:
-// a process's own last word (`invalid spec ...: spec.clients[0].resources.gpu: ...`), capped.
-std::string last_words(const std::string& message) {
-  if (message.empty() || message.front() == '{') return "";
-  std::string line;
-  std::istringstream lines(message);
-  for (std::string l; std::getline(lines, l);)
-    if (l.find_first_not_of(" \t\r") != std::string::npos) line = l;
-  return line.size() > 300 ? line.substr(0, 300) + "..." : line;
-}
-
-std::string pod_phase(const json& pod) { return pod.value("status", json::object()).value("phase", "Pending"); }
-
 // Every claim a run's datasets name, with the field that names it.
 std::vector<std::pair<std::string, std::string>> dataset_claims(const FederationSpec& spec) {
   std::vector<std::pair<std::string, std::string>> claims;
@@ -76,34 +42,6 @@ std::vector<std::pair<std::string, std::string>> dataset_claims(const Federation
   if (spec.evaluation.dataset.volume_claim)
     claims.emplace_back(spec.evaluation.dataset.volume_claim->claim_name, "spec.evaluation.dataset.volumeClaim");
   return claims;
-}
-
-// Why a Pending pod does not start, in the scheduler's or the kubelet's words: reason, message.
-std::optional<std::pair<std::string, std::string>> blocker_of(const json& pod) {
-  static const std::set<std::string> kImageFailures = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"};
-  static const std::set<std::string> kConfigFailures = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"};
-  const json status = pod.value("status", json::object());
-  for (const auto& cond : status.value("conditions", json::array()))
-    if (cond.value("type", "") == "PodScheduled" && cond.value("status", "") == "False")
-      return std::make_pair(cond.value("reason", "Unschedulable"), cond.value("message", "not scheduled"));
-  for (const char* list : {"initContainerStatuses", "containerStatuses"})
-    for (const auto& s : status.value(list, json::array())) {
-      const json waiting = s.value("state", json::object()).value("waiting", json::object());
-      const std::string why = waiting.value("reason", "");
-      const std::string what = "container " + s.value("name", "") + " (image " + s.value("image", "") + "): " + why +
-                               (waiting.contains("message") ? ": " + waiting.value("message", "") : "");
-      if (kImageFailures.count(why)) return std::make_pair(std::string("ImagePullFailed"), what);
-      if (kConfigFailures.count(why)) return std::make_pair(std::string("ContainerConfigError"), what);
-    }
-  return std::nullopt;
-}
-
-uint64_t version_number(const json& object) {
-  try {
-    return std::stoull(object.at("metadata").value("resourceVersion", "0"));
-  } catch (const std::exception&) {
-    return 0;
-  }
 }
 
 }  // namespace
@@ -125,20 +63,14 @@ void set_condition(json& conditions, const std::string& type, bool status, const
                         {"observedGeneration", generation}, {"lastTransitionTime", now}});
 }
 
-std::string run_key_of_pod(const json& pod) {
-  const auto& m = pod.at("metadata");
-  const std::string run = m.value("labels", json::object()).value(labels::kRun, "");
-  return run.empty() ? "" : m.value("namespace", "") + "/" + run;
-}
-
-AggregatorStatusReader http_aggregator_status_reader() {
+StatusReader http_status_reader() {
   return [](const std::string& ip, int port) -> std::optional<json> {
     try {
-      const HttpResponse resp = http_get(ip, port, "/status", kMaxAggregatorStatusBytes, std::chrono::seconds(2));
+      const HttpResponse resp = http_get(ip, port, "/status", kMaxStatusBytes, std::chrono::seconds(2));
       if (resp.status != 200) return std::nullopt;
       return json::parse(resp.body);
     } catch (const std::exception& e) {
-      log_warn("aggregator_status_unavailable", {kv("address", ip + ":" + std::to_string(port)), kv("error", e.what())});
+      log_warn("status_unavailable", {kv("address", ip + ":" + std::to_string(port)), kv("error", e.what())});
       return std::nullopt;
     }
   };
@@ -170,7 +102,7 @@ struct Reconciler::Context {
 };
 
 Reconciler::Reconciler(kube::KubeClient& client, OperatorSettings settings, OperatorMetrics& metrics, kube::Informer& runs,
-                       kube::Informer& pods, AggregatorStatusReader read_aggregator_status)
+                       kube::Informer& pods, StatusReader read_aggregator_status)
     : client_(client),
       settings_(std::move(settings)),
       metrics_(metrics),
@@ -178,37 +110,19 @@ Reconciler::Reconciler(kube::KubeClient& client, OperatorSettings settings, Oper
       pods_(pods),
       read_aggregator_status_(std::move(read_aggregator_status)) {}
 
-json Reconciler::freshest(const json& cached) {
-  // Our own status write may not have reached the informer yet; acting on the older copy would
-  // count the same pod failure twice.
-  std::lock_guard<std::mutex> lock(written_mu_);
-  auto it = written_.find(kube::object_key(cached));
-  if (it == written_.end()) return cached;
-  if (it->second["metadata"].value("uid", "") != cached["metadata"].value("uid", "") || version_number(cached) >= version_number(it->second)) {
-    written_.erase(it);
-    return cached;
-  }
-  json merged = cached;
-  merged["status"] = it->second.value("status", json::object());
-  return merged;
-}
-
 milliseconds Reconciler::reconcile(const std::string& key) {
   const auto slash = key.find('/');
   const std::string ns = key.substr(0, slash), name = key.substr(slash + 1);
   auto cached = runs_.get(ns, name);
   if (!cached) {
-    {
-      std::lock_guard<std::mutex> lock(written_mu_);
-      written_.erase(key);
-    }
+    written_.forget(key);
     std::lock_guard<std::mutex> lock(applied_mu_);
     applied_.erase(key);
     return milliseconds(0);  // deleted: its children go with it (ownerReferences)
   }
   if (cached->at("metadata").contains("deletionTimestamp")) return milliseconds(0);
   Context c;
-  c.run = freshest(*cached);
+  c.run = written_.freshest(*cached);
   c.ns = ns;
   c.name = name;
   c.generation = c.run["metadata"].value("generation", 1);
@@ -218,7 +132,7 @@ milliseconds Reconciler::reconcile(const std::string& key) {
   c.pods = pods_.by_index(key);
   const auto requeue = reconcile_run(c);
   write_status(c);
-  for (const auto& [type, reason, message] : c.events) event(c.run, type, reason, message);
+  for (const auto& [type, reason, message] : c.events) record_event(client_, c.run, "FederationRun", type, reason, message);
   return requeue;
 }
 
@@ -869,37 +783,7 @@ void Reconciler::write_status(Context& c) {
   if (c.status == c.original_status) return;
   const json patch = {{"status", c.status}};
   const json updated = client_.patch(runs_path(c.ns) + "/" + c.name + "/status", patch, kube::PatchType::Merge);
-  std::lock_guard<std::mutex> lock(written_mu_);
-  written_[c.ns + "/" + c.name] = updated;
-}
-
-void Reconciler::event(const json& run, const std::string& type, const std::string& reason, const std::string& message) {
-  const auto& m = run["metadata"];
-  const std::string ns = m.value("namespace", "default");
-  const std::string now = kube::rfc3339_now();
-  std::ostringstream name;
-  name << m.value("name", "") << "." << std::hex << std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-  const json e = {{"apiVersion", "v1"},
-                  {"kind", "Event"},
-                  {"metadata", {{"name", name.str()}, {"namespace", ns}}},
-                  {"involvedObject",
-                   {{"apiVersion", "zk0.io/v1alpha1"}, {"kind", "FederationRun"}, {"name", m.value("name", "")},
-                    {"namespace", ns}, {"uid", m.value("uid", "")}}},
-                  {"reason", reason},
-                  {"message", message.substr(0, 1024)},
-                  {"type", type},
-                  {"source", {{"component", "zk0-operator"}}},
-                  {"reportingComponent", "zk0.io/operator"},
-                  {"reportingInstance", "zk0-operator"},
-                  {"firstTimestamp", now},
-                  {"lastTimestamp", now},
-                  {"count", 1}};
-  log_info("event", {kv("run", ns + "/" + m.value("name", "")), kv("type", type), kv("reason", reason), kv("message", message)});
-  try {
-    client_.create(core_path(ns, "events"), e);
-  } catch (const kube::ApiError& err) {
-    log_warn("event_not_recorded", {kv("reason", reason), kv("error", err.what())});  // events are best effort
-  }
+  written_.wrote(c.ns + "/" + c.name, updated);
 }
 
 }  // namespace zk0::op

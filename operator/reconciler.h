@@ -22,18 +22,15 @@
 #include "operator/kube/client.h"
 #include "operator/kube/informer.h"
 #include "operator/metrics.h"
+#include "operator/status_writes.h"
 
 namespace zk0::op {
 
-// "namespace/run" of a pod the operator created (empty for others): the key of its run in the work
-// queue, and the pod informer's index, which the reconciler reads a run's pods from.
-std::string run_key_of_pod(const nlohmann::json& pod);
-
-// Reads the aggregator's GET /status (its status.json) at http://IP:PORT/status, at most
-// kMaxAggregatorStatusBytes: the document is bounded by the client count (about 200 bytes each).
-constexpr size_t kMaxAggregatorStatusBytes = 1 << 20;
-using AggregatorStatusReader = std::function<std::optional<nlohmann::json>(const std::string& ip, int port)>;
-AggregatorStatusReader http_aggregator_status_reader();
+// Reads a pod's GET /status at http://IP:PORT/status, at most kMaxStatusBytes: an aggregator's
+// (its status.json, bounded by the client count, about 200 bytes each) or a worker's.
+constexpr size_t kMaxStatusBytes = 1 << 20;
+using StatusReader = std::function<std::optional<nlohmann::json>(const std::string& ip, int port)>;
+StatusReader http_status_reader();
 
 // Takes an aggregator's /status document (Coordinator::status_json) into a run's status:
 // currentRound, readyClients, serverEvalLoss, and per client lastLoss and aggregatorState, each only
@@ -45,7 +42,7 @@ std::optional<std::string> merge_aggregator_status(nlohmann::json& run_status, c
 class Reconciler {
  public:
   Reconciler(kube::KubeClient& client, OperatorSettings settings, OperatorMetrics& metrics, kube::Informer& runs,
-             kube::Informer& pods, AggregatorStatusReader read_aggregator_status);
+             kube::Informer& pods, StatusReader read_aggregator_status);
 
   // key: "namespace/name". Returns when to look again without an event (zero: only on events).
   // Throws kube::ApiError when the API server refused an action; the caller retries with backoff.
@@ -90,17 +87,14 @@ class Reconciler {
   // The decoded value of `key` in a Secret; nullopt when the Secret or the key is missing.
   std::optional<std::string> secret_value(const std::string& path, const std::string& key);
   void write_status(Context& c);
-  void event(const nlohmann::json& run, const std::string& type, const std::string& reason, const std::string& message);
-  nlohmann::json freshest(const nlohmann::json& cached);
 
   kube::KubeClient& client_;
   OperatorSettings settings_;
   OperatorMetrics& metrics_;
   kube::Informer& runs_;
   kube::Informer& pods_;
-  AggregatorStatusReader read_aggregator_status_;
-  std::mutex written_mu_;
-  std::map<std::string, nlohmann::json> written_;  // the run as our last status write returned it
+  StatusReader read_aggregator_status_;
+  StatusWrites written_;
   static constexpr std::chrono::minutes kChildResyncPeriod{10};
   std::mutex applied_mu_;
   // run key -> child path -> (content, when applied)

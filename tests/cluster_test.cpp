@@ -374,13 +374,16 @@ TEST(Cluster, AFederationRunTrainsInPodsThroughWorkerAndAggregatorFaults) {
 }
 
 // Two robot owners join a run on the cluster from outside it: the operator issues their tokens
-// into a Secret and exposes the aggregator on a NodePort; each owner's `zk0 join` (a process on
-// this machine, with its own dataset the cluster never sees) reaches the aggregator pod through
-// kube-proxy at the node's address, gets a certificate signed by the run's CA in the pod, and
-// trains beside the in-cluster worker. Every round has all three; the run's status says who
-// joined and when it last heard from them.
-TEST(Cluster, RobotOwnersJoinARunOnTheClusterThroughItsNodePort) {
-  const std::string run = "remote";
+// into a Secret and exposes the aggregator on a NodePort. owner-b runs `zk0 join` on this machine
+// with a dataset the cluster never sees. owner-c has a cluster of its own, played by namespace
+// owner-site with a second operator instance watching only it (the owner's install): a
+// FederationMembership there names the endpoint, the token's Secret and the dataset's claim, and
+// its worker pod (under the real kubelet) joins through kube-proxy's NodePort at the node's
+// address. Each gets a certificate signed in the aggregator pod by the run's CA and trains beside
+// the in-cluster worker: every round has all three. The run's status says who joined and when it
+// last heard from them; the membership's says what owner-c delivered.
+TEST(Cluster, RobotOwnersJoinARunOnTheClusterFromAMachineAndFromTheirOwnCluster) {
+  const std::string run = "remote", site = "owner-site";
   provision(run, {"pick"});
   ASSERT_FALSE(HasFatalFailure());
   std::string out;
@@ -394,15 +397,21 @@ TEST(Cluster, RobotOwnersJoinARunOnTheClusterThroughItsNodePort) {
   spec = replaced(spec, "minFitClients: 2, minAvailableClients: 1", "minFitClients: 3, minAvailableClients: 3");
   ASSERT_EQ(kubectl_apply(spec, &out), 0) << out << spec;
 
-  // The owners' datasets stay on this machine; the cluster's spec never names them.
+  // owner-b's dataset stays on this machine; owner-c's on its own cluster's claim.
   const std::string home = make_temp_dir("cluster-owners");
-  for (const std::string owner : {"owner-b", "owner-c"}) {
-    int code = 0;
-    out = run_command(bin("zk0") + " dataset synth " + home + "/" + owner + "-data --version v2.1 --seed " + std::to_string(owner[6]) +
-                          " --task 'stack the cups' --episodes 12 --episode-length 60 --cameras 1 --height 64 --width 64 2>&1",
-                      &code);
-    ASSERT_EQ(code, 0) << out;
-  }
+  int code = 0;
+  out = run_command(bin("zk0") + " dataset synth " + home + "/owner-b-data --version v2.1 --seed 11 --task 'stack the cups' "
+                                 "--episodes 12 --episode-length 60 --cameras 1 --height 64 --width 64 2>&1",
+                    &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_EQ(cluster->kubectl("create namespace " + site, &out), 0) << out;
+  ASSERT_EQ(cluster->provision("dataset " + site + " data-owner-c " + volumes + "/owner-c-data --version v3.0 --seed 12 --task 'wipe the table' "
+                                   "--episodes 12 --episode-length 60 --cameras 1 --height 64 --width 64",
+                               &out),
+            0)
+      << out;
+  ASSERT_EQ(cluster->provision("state " + site + " owner-c " + volumes + "/owner-c-state", &out), 0) << out;
+
   // Where to join and with what: the run's status and the tokens Secret, as the run's owner reads them.
   std::string endpoint;
   ASSERT_TRUE(wait_until([&] { return !(endpoint = run_status(run).value("joinEndpoint", "")).empty(); }, 120s))
@@ -413,32 +422,62 @@ TEST(Cluster, RobotOwnersJoinARunOnTheClusterThroughItsNodePort) {
   EXPECT_EQ(run_status(run).value("joinTokensSecret", ""), "remote-join-tokens");
   const json tokens = cluster->get(ns_path("secrets/remote-join-tokens"));
   ASSERT_TRUE(tokens.is_object() && tokens["data"].contains("owner-b") && tokens["data"].contains("owner-c")) << tokens.dump();
+  const auto token_of = [&](const std::string& owner) { return base64_decode(tokens["data"][owner].get<std::string>(), Base64::kStandard); };
   // kube-proxy has programmed the node port and the aggregator pod is behind it.
   const std::string host = endpoint.substr(0, endpoint.find(':')), port = endpoint.substr(endpoint.find(':') + 1);
   ASSERT_TRUE(wait_until([&] {
-    int code = 0;
-    run_command("timeout 2 bash -c '</dev/tcp/" + host + "/" + port + "' 2>/dev/null", &code);
-    return code == 0;
+    int rc = 0;
+    run_command("timeout 2 bash -c '</dev/tcp/" + host + "/" + port + "' 2>/dev/null", &rc);
+    return rc == 0;
   }, 120s)) << cluster->describe(kNamespace);
 
-  std::map<std::string, std::unique_ptr<Process>> owners;
-  for (const std::string owner : {"owner-b", "owner-c"})
-    owners[owner] = std::make_unique<Process>(
-        std::vector<std::string>{bin("zk0"), "join", "--endpoint", endpoint, "--token",
-                                 base64_decode(tokens["data"][owner].get<std::string>(), Base64::kStandard), "--dataset",
-                                 home + "/" + owner + "-data", "--state-dir", home + "/" + owner, "--metrics-listen", "127.0.0.1:0"},
-        home + "/" + owner + ".log");
+  Process owner_b({bin("zk0"), "join", "--endpoint", endpoint, "--token", token_of("owner-b"), "--dataset", home + "/owner-b-data",
+                   "--state-dir", home + "/owner-b", "--metrics-listen", "127.0.0.1:0"},
+                  home + "/owner-b.log");
+  // owner-c's cluster: its operator (the chart's image names, its own namespace), the token the
+  // run's owner handed over in a Secret, and the membership.
+  const json deployment = cluster->get("/apis/apps/v1/namespaces/" + kNamespace + "/deployments/zk0");
+  std::string worker_image;
+  for (const auto& arg : deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+    if (arg.get<std::string>().rfind("--worker-image=", 0) == 0) worker_image = arg;
+  ASSERT_FALSE(worker_image.empty()) << deployment.dump(2);
+  Process owner_operator({bin("zk0-operator"), "--kubeconfig", cluster->kubeconfig(), "--watch-namespace", site, "--leader-election-namespace",
+                          site, "--identity", "owner-site-operator", "--metrics-listen", "127.0.0.1:0", worker_image},
+                         home + "/owner-operator.log");
+  ASSERT_EQ(cluster->kubectl("-n " + site + " create secret generic owner-c-token --from-literal=token=" + token_of("owner-c"), &out), 0) << out;
+  ASSERT_EQ(kubectl_apply("apiVersion: zk0.io/v1alpha1\nkind: FederationMembership\nmetadata: {name: owner-c, namespace: " + site +
+                              "}\nspec:\n  endpoint: " + endpoint + "\n  tokenSecret: {name: owner-c-token}\n"
+                              "  dataset: {volumeClaim: {claimName: data-owner-c}}\n",
+                          &out),
+            0)
+      << out;
+  const auto membership = [&] {
+    const json m = cluster->get("/apis/zk0.io/v1alpha1/namespaces/" + site + "/federationmemberships/owner-c");
+    return m.is_object() ? m.value("status", json::object()) : json::object();
+  };
+
   ASSERT_TRUE(wait_until([&] {
     int joined = 0;
     for (const auto& c : run_status(run).value("clients", json::array())) joined += c.value("joined", false);
     return joined == 2;
-  }, 120s)) << run_status(run).dump(2) << owners["owner-b"]->log() << cluster->describe(kNamespace);
+  }, 180s)) << run_status(run).dump(2) << membership().dump(2) << owner_b.log() << owner_operator.log() << cluster->describe(site)
+            << cluster->describe(kNamespace);
+  EXPECT_EQ(membership().value("run", ""), run);
+  EXPECT_EQ(membership().value("client", ""), "owner-c");
   ASSERT_TRUE(wait_until([&] { return run_status(run).value("phase", "") == "Succeeded"; }, 400s))
-      << run_status(run).dump(2) << owners["owner-b"]->log() << owners["owner-c"]->log() << cluster->describe(kNamespace);
-  for (auto& [owner, process] : owners) {
-    EXPECT_EQ(process->wait(60s), 0) << process->log();
-    EXPECT_NE(process->log().find("joined run remote as " + owner), std::string::npos) << process->log();
-  }
+      << run_status(run).dump(2) << owner_b.log() << cluster->describe(site) << cluster->describe(kNamespace);
+  EXPECT_EQ(owner_b.wait(60s), 0) << owner_b.log();
+  EXPECT_NE(owner_b.log().find("joined run remote as owner-b"), std::string::npos) << owner_b.log();
+  // The membership saw its worker finish with the run, and what it delivered.
+  ASSERT_TRUE(wait_until([&] { return membership().value("phase", "") == "Succeeded"; }, 120s))
+      << membership().dump(2) << owner_operator.log() << cluster->describe(site);
+  EXPECT_EQ(membership().value("updatesUploaded", 0), rounds) << membership().dump(2);
+  EXPECT_EQ(membership().value("round", 0), rounds) << membership().dump(2);
+  EXPECT_GT(membership().value("lastLoss", 0.0), 0.0) << membership().dump(2);
+  std::string pod_log;
+  cluster->kubectl("-n " + site + " logs owner-c-worker", &pod_log);
+  EXPECT_NE(pod_log.find("joined run remote as owner-c"), std::string::npos) << pod_log;
+
   // Every round aggregated all three updates; the status keeps who joined and when it was last seen.
   const json history = read_json(volumes + "/" + run + "-checkpoints/federated_metrics.json")["rounds"];
   ASSERT_EQ(history.size(), static_cast<size_t>(rounds + 1)) << history.dump(2);
@@ -453,7 +492,9 @@ TEST(Cluster, RobotOwnersJoinARunOnTheClusterThroughItsNodePort) {
     EXPECT_EQ(st["clients"][i].value("state", ""), "Joined") << st.dump(2);
     EXPECT_FALSE(st["clients"][i].value("lastSeen", "").empty()) << st.dump(2);
   }
-  EXPECT_FALSE(pod_phase(pod(run + "-worker-owner-b")).size()) << "a remote client has no pod";
+  EXPECT_TRUE(pod_phase(pod(run + "-worker-owner-b")).empty()) << "a remote client has no pod in the run's cluster";
+  ASSERT_EQ(cluster->kubectl("delete namespace " + site + " --wait=false", &out), 0) << out;
+  ASSERT_EQ(cluster->kubectl("-n " + kNamespace + " delete fedrun " + run + " --wait=true --timeout=120s", &out), 0) << out;
 }
 
 // The node advertises GPUs as NVIDIA's device plugin would (nvidia.com/gpu in its status), carries

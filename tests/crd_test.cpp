@@ -1,4 +1,4 @@
-// The FederationRun CRD (crds/) against the C++ spec type (core/spec): every field the C++ type
+// The FederationRun and FederationMembership CRDs (crds/) against the C++ spec types (core/spec): every field the C++ type
 // writes exists in the CRD's schema with the same type, every field of the schema is one the C++
 // type reads and writes, and the enums agree. The two are written by hand; this keeps them one.
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/spec/federation_spec.h"
+#include "core/spec/membership_spec.h"
 #include "core/util/yaml_json.h"
 #include "support/maximal_specs.h"
 
@@ -148,4 +149,33 @@ TEST(Crd, PodOverridesAllowExactlyWhatTheSpecAllows) {
   EXPECT_EQ(keys(overrides["properties"]["metadata"]["properties"]), listed(kPodOverrideMetadataFields));
   for (const auto* part : {&overrides, &overrides["properties"]["spec"], &overrides["properties"]["metadata"]})
     EXPECT_FALSE(opaque(*part)) << "an opaque level would let any field through";
+}
+
+// FederationMembership: two documents between them set every field its schema has (a dataset is
+// a path or a claim), and the C++ parser reads both; a field the schema lacks is refused by both.
+TEST(Crd, EveryFieldOfTheMembershipSchemaIsReadByItsParser) {
+  const json crd = yaml_to_json(YAML::LoadFile(std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationmemberships.yaml"));
+  const json schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+  const std::string head = "apiVersion: zk0.io/v1alpha1\nkind: FederationMembership\nmetadata: {name: alice, namespace: owner}\nspec:\n"
+                           "  endpoint: 203.0.113.7:30551\n  tokenSecret: {name: alice-token, key: token}\n"
+                           "  resources: {gpu: 1, cpu: 4, memory: 16Gi}\n"
+                           "  pod:\n    nodeSelector: {zk0.io/robot-owner: alice}\n"
+                           "    tolerations: [{key: nvidia.com/gpu, operator: Exists, value: x, effect: NoSchedule, tolerationSeconds: 5}]\n"
+                           "    affinity: {nodeAffinity: {}}\n"
+                           "    overrides: {metadata: {labels: {team: a}, annotations: {note: b}}, spec: {priorityClassName: high}}\n"
+                           "  storage: {size: 2Gi, storageClassName: local}\n";
+  std::set<std::string> written;
+  for (const std::string dataset : {"  dataset: {path: /srv/lerobot/so101}\n", "  dataset: {volumeClaim: {claimName: data, subPath: so101}}\n"}) {
+    const std::string text = head + dataset;
+    const MembershipSpec m = parse_membership(text);
+    EXPECT_EQ(m.endpoint, "203.0.113.7:30551");
+    check_value(yaml_to_json(YAML::Load(text))["spec"], schema, "spec", written);
+  }
+  std::set<std::string> declared;
+  schema_paths(schema, "spec", declared);
+  for (const auto& path : declared)
+    if (path.find("spec.pod.overrides.") != 0 && path.find("spec.pod.affinity.") != 0)  // passed through as Kubernetes types
+      EXPECT_TRUE(written.count(path)) << path << " is in the membership CRD but no test document sets it";
+  EXPECT_THROW(parse_membership(head + "  dataset: {path: /d}\n  gpuModel: h100\n"), SpecError);
+  EXPECT_THROW(parse_membership(head + "  dataset: {repoId: lerobot/svla_so100_stacking}\n"), SpecError);
 }

@@ -232,7 +232,10 @@ TEST(RemoteClients, TwoOwnersJoinWithTokensAndTrainBesideALocalClient) {
   owner_b->wait(10s);
   owner_c->wait(10s);
   ASSERT_LT(round_at_kill, 4) << "the run outpaced the test: the owners must still be needed when they come back";
-  owner_b = std::make_unique<Process>(join(token_b, data_b, "owner-b"), dir + "/owner-b-again.log");
+  // Back with a termination log, as the worker pod of a FederationMembership runs it.
+  std::vector<std::string> again = join(token_b, data_b, "owner-b");
+  again.insert(again.end(), {"--termination-log", dir + "/owner-b.termination"});
+  owner_b = std::make_unique<Process>(again, dir + "/owner-b-again.log");
   ASSERT_TRUE(wait_until([&] { return owner_b->log().find("rejoining as owner-b") != std::string::npos; }, 30s)) << owner_b->log();
   // owner-c's certificate is near its end (20 s left of 80): coming back, it renews it first,
   // authenticated by that certificate, and continues with the new one.
@@ -253,6 +256,11 @@ TEST(RemoteClients, TwoOwnersJoinWithTokensAndTrainBesideALocalClient) {
   EXPECT_EQ(owner_b->wait(30s), 0) << owner_b->log();
   EXPECT_EQ(owner_c->wait(30s), 0) << owner_c->log();
   EXPECT_NE(owner_b->log().find("event=update_uploaded round=4"), std::string::npos) << owner_b->log();
+  // What it delivered since it came back, left where the kubelet would keep it.
+  const auto delivered = nlohmann::json::parse(read_file(dir + "/owner-b.termination"));
+  EXPECT_EQ(delivered["client"], "owner-b");
+  EXPECT_EQ(delivered["round"], 4);
+  EXPECT_GE(delivered["updates_uploaded"].get<int>(), 1);
   EXPECT_NE(owner_c->log().find("event=update_uploaded round=4"), std::string::npos) << owner_c->log();
   const auto rounds = read_json(out + "/federated_metrics.json")["rounds"];
   ASSERT_EQ(rounds.size(), 5u);

@@ -39,7 +39,8 @@ class ClusterEnvironment : public ::testing::Environment {
       std::exit(1);
     };
     try {
-      cluster = new KubeCluster("kube", {std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationruns.yaml"});
+      cluster = new KubeCluster("kube", {std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationruns.yaml",
+                                         std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationmemberships.yaml"});
     } catch (const std::exception& e) {
       fail(e.what());
     }
@@ -117,11 +118,13 @@ class OperatorTest : public ::testing::Test {
     return "";
   }
   // Plays the kubelet: sets a pod's phase, IP and main container state.
-  void set_pod_status(const std::string& name, const std::string& phase, int exit_code = 0, int restarts = 0) {
+  void set_pod_status(const std::string& name, const std::string& phase, int exit_code = 0, int restarts = 0,
+                      const std::string& termination_message = "") {
     json state = phase == "Running" ? json{{"running", {{"startedAt", "2026-01-01T00:00:00Z"}}}}
                  : phase == "Pending" ? json{{"waiting", {{"reason", "ContainerCreating"}}}}
                                       : json{{"terminated", {{"exitCode", exit_code}, {"reason", exit_code ? "Error" : "Completed"},
                                                              {"startedAt", "2026-01-01T00:00:00Z"}, {"finishedAt", "2026-01-01T00:01:00Z"}}}};
+    if (!termination_message.empty()) state["terminated"]["message"] = termination_message;
     const auto p = pod(name);
     ASSERT_TRUE(p) << name;
     const std::string container = (*p)["spec"]["containers"][0]["name"];
@@ -591,14 +594,14 @@ TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed
       << run("r6")["status"].dump();
   EXPECT_TRUE(wait_until([&] { return !events("InvalidSpec").empty(); }, 10s));
   EXPECT_FALSE(pod("r6-aggregator"));
-  // Remote clients run under `zk0 run` only, for now: on a cluster the run fails naming the field
-  // instead of waiting for an owner who cannot get a token.
+  // Remote clients on a cluster need the CA that signs their certificates: without it the run
+  // fails naming the field instead of waiting for an owner who cannot get a token.
   yaml = small_run("r6b");
   yaml.replace(yaml.find(c2), c2.size(), "{name: c2, remote: true}");
   yaml += "  transport: {tls: {mutual: true}}\n";
   apply(yaml);
   ASSERT_TRUE(wait_until([&] { return run("r6b")["status"].value("phase", "") == "Failed"; }, 30s)) << logs();
-  EXPECT_NE(run("r6b")["status"]["message"].get<std::string>().find("spec.clients[2].remote: remote clients are not supported on a cluster yet"),
+  EXPECT_NE(run("r6b")["status"]["message"].get<std::string>().find("spec.transport.join.caSecret: required on a cluster for remote clients"),
             std::string::npos)
       << run("r6b")["status"].dump();
   EXPECT_FALSE(pod("r6b-aggregator"));
@@ -937,4 +940,136 @@ TEST_F(OperatorTest, RemoteClientsGetJoinTokensAnEndpointOutsideAndNoPod) {
   ASSERT_TRUE(wait_until([&] { return secret_text("rr-join-tokens", "owner-b").empty(); }, 30s)) << logs();
   EXPECT_FALSE(secret_text("rr-join-tokens", "owner-c").empty());
   EXPECT_EQ(logs().find("event=reconcile_failed"), std::string::npos) << "the chart's permissions fall short:\n" << logs();
+}
+
+// A robot owner's cluster in a run hosted elsewhere, under the chart's permissions: the
+// membership waits for its token's Secret (a malformed token is named) and its dataset claim,
+// then runs one restricted worker pod that joins with the token from the mounted Secret (never on
+// its command line) and keeps its certificate on a claim of its own; the status names the run and
+// client the token is for and brings back what the worker reports; a failed pod is replaced, and
+// one that exits 2 (a refused join) fails the membership without a retry.
+TEST_F(OperatorTest, AMembershipRunsAJoiningWorkerNextToTheOwnersData) {
+  const std::string kubeconfig = chart_rbac_kubeconfig();
+  ASSERT_FALSE(kubeconfig.empty());
+  start_operator("op-member", {"--worker-metrics-port", std::to_string(aggregator->port())}, kubeconfig);
+  apply("apiVersion: zk0.io/v1alpha1\nkind: FederationMembership\nmetadata: {name: alice}\nspec:\n"
+        "  endpoint: 203.0.113.7:30551\n  tokenSecret: {name: alice-token}\n"
+        "  dataset: {volumeClaim: {claimName: alice-data, subPath: so101}}\n"
+        "  resources: {gpu: 1, cpu: 4, memory: 16Gi}\n  pod: {nodeSelector: {zk0.io/robot-owner: alice}}\n");
+  const auto membership = [&] {
+    json m = api->get("/apis/zk0.io/v1alpha1/namespaces/" + ns + "/federationmemberships/alice");
+    if (!m.contains("status") || !m["status"].is_object()) m["status"] = json::object();
+    return m;
+  };
+  std::string reason;
+  ASSERT_TRUE(wait_until([&] { return condition(membership(), "Ready", &reason) == "False" && reason == "SecretMissing"; }, 30s)) << logs();
+  EXPECT_NE(membership()["status"].value("message", "").find("alice-token"), std::string::npos);
+  kubectl("create secret generic alice-token --from-literal=token=zk0j1.not-a-token");
+  ASSERT_TRUE(wait_until([&] { return condition(membership(), "Ready", &reason) == "False" && reason == "TokenInvalid"; }, 30s)) << logs();
+  JoinToken claims;
+  claims.run = "so100";
+  claims.client = "alice-so101";
+  claims.expires_unix = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() + 3600;
+  claims.ca_sha256 = std::string(64, 'a');
+  claims.server_name = "so100-aggregator.zk0.svc";
+  const std::string token = mint_join_token(claims, new_join_token_key());
+  kubectl("delete secret alice-token");
+  kubectl("create secret generic alice-token --from-literal=token=" + token);
+  ASSERT_TRUE(wait_until([&] { return condition(membership(), "Ready", &reason) == "False" && reason == "ClaimMissing"; }, 30s)) << logs();
+  EXPECT_FALSE(pod("alice-worker"));
+  api->create("/api/v1/namespaces/" + ns + "/persistentvolumeclaims",
+              {{"apiVersion", "v1"}, {"kind", "PersistentVolumeClaim"}, {"metadata", {{"name", "alice-data"}}},
+               {"spec", {{"accessModes", {"ReadOnlyMany"}}, {"resources", {{"requests", {{"storage", "1Gi"}}}}}}}});
+  ASSERT_TRUE(wait_until([&] { return pod("alice-worker").has_value(); }, 30s)) << logs();
+
+  // The pod: the worker image joining with the mounted token, its data read-only, its state on
+  // its own claim, its GPU and placement, restricted, owned by the membership.
+  const json p = *pod("alice-worker");
+  const json& c = p["spec"]["containers"][0];
+  EXPECT_EQ(c["image"], "zk0/worker:test");
+  EXPECT_EQ(c["args"], json::array({"join", "--endpoint", "203.0.113.7:30551", "--token-file", "/etc/zk0/join-token/token", "--dataset",
+                                    "/data/dataset", "--state-dir", "/var/lib/zk0/state", "--device", "cuda", "--metrics-listen",
+                                    "0.0.0.0:" + std::to_string(aggregator->port()), "--termination-log", "/dev/termination-log"}));
+  EXPECT_EQ(p.dump().find(token), std::string::npos) << "the token is in no field of the pod";
+  EXPECT_EQ(c["resources"]["limits"]["nvidia.com/gpu"], "1");
+  EXPECT_EQ(p["spec"]["nodeSelector"]["zk0.io/robot-owner"], "alice");
+  EXPECT_TRUE(c["securityContext"]["readOnlyRootFilesystem"].get<bool>());
+  EXPECT_FALSE(p["spec"]["automountServiceAccountToken"].get<bool>());
+  EXPECT_EQ(p["metadata"]["ownerReferences"][0]["kind"], "FederationMembership");
+  const std::string volumes = p["spec"]["volumes"].dump(), mounts = c["volumeMounts"].dump();
+  EXPECT_NE(volumes.find(R"("secret":{"defaultMode":288,"items":[{"key":"token","path":"token"}],"secretName":"alice-token"})"), std::string::npos)
+      << volumes;
+  EXPECT_NE(volumes.find(R"({"claimName":"alice-data","readOnly":true})"), std::string::npos) << volumes;
+  EXPECT_NE(volumes.find(R"({"claimName":"alice-state"})"), std::string::npos) << volumes;
+  EXPECT_NE(mounts.find(R"("subPath":"so101")"), std::string::npos) << mounts;
+  const json state = *get("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/alice-state");
+  EXPECT_EQ(state["metadata"]["ownerReferences"][0]["name"], "alice");
+  const json policy = *get("/apis/networking.k8s.io/v1/namespaces/" + ns + "/networkpolicies/alice-worker");
+  EXPECT_EQ(policy["spec"]["ingress"].size(), 1u);
+  EXPECT_EQ(policy["spec"]["ingress"][0]["ports"][0]["port"], aggregator->port());
+  json st = membership()["status"];
+  EXPECT_EQ(st.value("run", ""), "so100");
+  EXPECT_EQ(st.value("client", ""), "alice-so101");
+  {
+    const std::string objects = cluster->dir() + "/" + ns + "-membership.json";
+    std::string out;
+    ASSERT_EQ(cluster->kubectl("-n " + ns + " get pods,persistentvolumeclaims,networkpolicies -l zk0.io/membership=alice -o json", &out), 0);
+    std::ofstream(objects) << out;
+    int code = 0;
+    const std::string report = run_command(std::string(ZK0_SOURCE_DIR) + "/.venv/bin/python " + ZK0_SOURCE_DIR +
+                                               "/tests/kube/validate_manifests.py " + objects, &code);
+    EXPECT_EQ(code, 0) << report;
+    EXPECT_NE(report.find("checked 3 manifests, 0 problems"), std::string::npos) << report;
+  }
+
+  // Joining, then running: what the worker reports comes into the status and kubectl's columns.
+  set_pod_status("alice-worker", "Running");
+  ASSERT_TRUE(wait_until([&] { return membership()["status"].value("phase", "") == "Joining"; }, 30s)) << logs();
+  {
+    std::lock_guard<std::mutex> lock(status_mu);
+    aggregator_status = {{"run", "so100"},          {"client", "alice-so101"}, {"rounds", 30},           {"state", "training"},
+                         {"round", 3},              {"rounds_trained", 3},     {"updates_uploaded", 3}, {"samples_trained", 1920},
+                         {"last_loss", 0.42}};
+  }
+  ASSERT_TRUE(wait_until([&] { return membership()["status"].value("phase", "") == "Running"; }, 30s)) << logs();
+  st = membership()["status"];
+  EXPECT_EQ(st.value("round", 0), 3);
+  EXPECT_EQ(st.value("rounds", 0), 30);
+  EXPECT_EQ(st.value("updatesUploaded", 0), 3);
+  EXPECT_EQ(st.value("samplesTrained", 0), 1920);
+  EXPECT_DOUBLE_EQ(st.value("lastLoss", 0.0), 0.42);
+  EXPECT_EQ(condition(membership(), "Ready"), "True");
+  const std::string table = kubectl("get fedmember alice");
+  EXPECT_EQ(table_column(table, "CLIENT"), "alice-so101") << table;
+  EXPECT_EQ(table_column(table, "UPDATES"), "3") << table;
+  ASSERT_TRUE(wait_until([&] { return !events("Joined").empty(); }, 10s)) << logs();
+
+  // A worker that fails is replaced; the next one finishes with the run, and what it delivered,
+  // its termination message, stays in the status.
+  const std::string first = uid_of("alice-worker");
+  set_pod_status("alice-worker", "Failed", 1);
+  ASSERT_TRUE(wait_until([&] { return pod("alice-worker") && uid_of("alice-worker") != first; }, 30s)) << logs();
+  EXPECT_EQ(membership()["status"].value("attempts", 0), 2);
+  EXPECT_EQ(membership()["status"].value("failures", 0), 1);
+  set_pod_status("alice-worker", "Succeeded", 0, 0,
+                 R"({"run":"so100","client":"alice-so101","rounds":30,"state":"idle","round":30,"rounds_trained":29,)"
+                 R"("updates_uploaded":29,"samples_trained":18560,"last_loss":0.125})");
+  ASSERT_TRUE(wait_until([&] { return membership()["status"].value("phase", "") == "Succeeded"; }, 30s)) << logs();
+  st = membership()["status"];
+  EXPECT_EQ(st.value("round", 0), 30);
+  EXPECT_EQ(st.value("updatesUploaded", 0), 29);
+  EXPECT_DOUBLE_EQ(st.value("lastLoss", 0.0), 0.125);
+
+  // A worker the aggregator refused (exit 2: a spent token) fails its membership, not retried,
+  // with the worker's last words.
+  apply("apiVersion: zk0.io/v1alpha1\nkind: FederationMembership\nmetadata: {name: bob}\nspec:\n"
+        "  endpoint: 203.0.113.7:30551\n  tokenSecret: {name: alice-token}\n  dataset: {volumeClaim: {claimName: alice-data}}\n");
+  ASSERT_TRUE(wait_until([&] { return pod("bob-worker").has_value(); }, 30s)) << logs();
+  set_pod_status("bob-worker", "Failed", 2, 0, "zk0 join: the aggregator refused to join: join token for client 'alice-so101' was already used");
+  const auto bob = [&] { return api->get("/apis/zk0.io/v1alpha1/namespaces/" + ns + "/federationmemberships/bob").value("status", json::object()); };
+  ASSERT_TRUE(wait_until([&] { return bob().value("phase", "") == "Failed"; }, 30s)) << logs();
+  EXPECT_NE(bob().value("message", "").find("already used; not retried"), std::string::npos) << bob().dump(2);
+  EXPECT_EQ(bob().value("attempts", 0), 1);
+  EXPECT_TRUE(pod("bob-worker").has_value()) << "the failed pod stays for its logs";
+  EXPECT_EQ(logs().find("event=reconcile_failed"), std::string::npos) << logs();
 }

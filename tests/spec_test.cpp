@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/spec/federation_spec.h"
+#include "core/spec/membership_spec.h"
 #include "core/util/fs.h"
 #include "core/util/yaml_json.h"
 #include "support/maximal_specs.h"
@@ -71,15 +72,21 @@ TEST(Spec, ResolvedYamlReadsBackToTheSameSpec) {
 }
 
 TEST(Spec, ExamplesAreValid) {
-  size_t runs = 0;
+  size_t runs = 0, memberships = 0;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(std::string(ZK0_SOURCE_DIR) + "/examples")) {
     if (entry.path().extension() != ".yaml") continue;
     const YAML::Node first = YAML::LoadFile(entry.path().string());
-    if (first["kind"].as<std::string>("") != "FederationRun") continue;  // e.g. k8s/certificate.yaml
+    const std::string kind = first["kind"].as<std::string>("");
+    if (kind == "FederationMembership") {
+      EXPECT_NO_THROW(parse_membership(read_file(entry.path().string()))) << entry.path();
+      ++memberships;
+    }
+    if (kind != "FederationRun") continue;  // e.g. k8s/certificate.yaml
     EXPECT_NO_THROW(load_spec(entry.path().string())) << entry.path();
     ++runs;
   }
   EXPECT_GE(runs, 4u);  // quickstart, smolvla-tiny, so100-smolvla, k8s/federationrun
+  EXPECT_GE(memberships, 1u);
 }
 
 // The README's FederationRun blocks are what a reader copies first: each must validate.
@@ -90,6 +97,14 @@ TEST(Spec, ReadmeExamplesAreValid) {
     const size_t begin = at + 8, end = readme.find("```", begin);
     ASSERT_NE(end, std::string::npos) << "an unclosed yaml block in README.md";
     const std::string block = readme.substr(begin, end - begin);
+    if (block.find("kind: FederationMembership") != std::string::npos) {
+      try {
+        parse_membership(block);
+      } catch (const SpecError& e) {
+        ADD_FAILURE() << "README.md's FederationMembership at offset " << begin << ": " << e.what();
+      }
+      continue;
+    }
     if (block.find("kind: FederationRun") == std::string::npos) continue;
     try {
       parse_spec(block);
@@ -407,4 +422,37 @@ TEST(Spec, MissingFileIsAnErrorNamingIt) {
   } catch (const SpecError& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/run.yaml"), std::string::npos);
   }
+}
+
+// A FederationMembership's problems, each with its field.
+TEST(MembershipSpec, EveryProblemIsNamedByItsField) {
+  const std::string head = "apiVersion: zk0.io/v1alpha1\nkind: FederationMembership\nmetadata: {name: alice}\nspec:\n";
+  const MembershipSpec ok = parse_membership(head + "  endpoint: run.example.org:30551\n  tokenSecret: {name: t}\n  dataset: {volumeClaim: {claimName: d}}\n");
+  EXPECT_EQ(ok.token_secret.key, "token");
+  EXPECT_EQ(ok.storage_size, "1Gi");
+  EXPECT_EQ(ok.dataset.volume_claim->claim_name, "d");
+  const auto problems = [&](const std::string& spec) {
+    try {
+      parse_membership(head + spec);
+    } catch (const SpecError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no problem");
+  };
+  EXPECT_NE(problems("  tokenSecret: {name: t}\n  dataset: {path: /d}\n").find("spec.endpoint: is required"), std::string::npos);
+  EXPECT_NE(problems("  endpoint: run.example.org\n  tokenSecret: {name: t}\n  dataset: {path: /d}\n")
+                .find("spec.endpoint: must be HOST:PORT, the run's join endpoint (got 'run.example.org')"),
+            std::string::npos);
+  EXPECT_NE(problems("  endpoint: h:1\n  dataset: {path: /d}\n").find("spec.tokenSecret: is required"), std::string::npos);
+  EXPECT_NE(problems("  endpoint: h:1\n  tokenSecret: {key: k}\n  dataset: {path: /d}\n").find("spec.tokenSecret.name: is required"),
+            std::string::npos);
+  EXPECT_NE(problems("  endpoint: h:1\n  tokenSecret: {name: t}\n  dataset: {synthetic: {task: a}}\n")
+                .find("spec.dataset: must be a volumeClaim or a path: a membership trains on the owner's own data"),
+            std::string::npos);
+  EXPECT_NE(problems("  endpoint: h:1\n  tokenSecret: {name: t}\n").find("spec.dataset: is required"), std::string::npos);
+  EXPECT_NE(problems("  endpoint: h:1\n  tokenSecret: {name: t}\n  dataset: {path: /d}\n  resources: {gpu: -1}\n")
+                .find("spec.resources.gpu: must not be negative"),
+            std::string::npos);
+  EXPECT_NE(problems("  endpoint: h:1\n  tokenSecret: {name: t}\n  dataset: {path: /d}\n  rounds: 3\n").find("spec.rounds: unknown field"),
+            std::string::npos);
 }

@@ -38,7 +38,7 @@ constexpr auto kConnectTimeout = std::chrono::seconds(15);
 
 int usage() {
   std::cerr << "usage: zk0 join --endpoint HOST:PORT (--token TOKEN | --token-file PATH) --dataset PATH\n"
-               "                [--device cpu|cuda] [--state-dir DIR] [--metrics-listen HOST:PORT]\n"
+               "                [--device cpu|cuda] [--state-dir DIR] [--metrics-listen HOST:PORT] [--termination-log PATH]\n"
                "  joins a run as the remote client the token names, trains on the LeRobot dataset at PATH;\n"
                "  only model updates leave this machine. DIR (default ~/.local/share/zk0/RUN/CLIENT) keeps\n"
                "  the key, the certificate and the worker's state; run again, it rejoins with them.\n";
@@ -131,7 +131,7 @@ void keep(const fs::path& state, const v1::JoinReply& reply, const std::string& 
 
 int join_command(int argc, char** argv) {
   std::map<std::string, std::string> o;
-  const std::set<std::string> known{"endpoint", "token", "token-file", "dataset", "device", "state-dir", "metrics-listen"};
+  const std::set<std::string> known{"endpoint", "token", "token-file", "dataset", "device", "state-dir", "metrics-listen", "termination-log"};
   for (int i = 1; i < argc; i += 2) {
     const std::string key = argv[i];
     if (key.rfind("--", 0) != 0 || !known.count(key.substr(2)) || i + 1 >= argc) return usage();
@@ -236,6 +236,7 @@ int join_command(int argc, char** argv) {
                                 "--aggregator", endpoint,
                                 "--state-dir", (state / "worker").string(),
                                 "--metrics-listen", o.count("metrics-listen") ? o["metrics-listen"] : "127.0.0.1:9465"};
+  if (o.count("termination-log")) args.insert(args.end(), {"--termination-log", o["termination-log"]});
   std::vector<char*> argv_out;
   for (auto& a : args) argv_out.push_back(a.data());
   argv_out.push_back(nullptr);

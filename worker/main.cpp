@@ -1,8 +1,9 @@
 // zk0-worker: one client of a FederationRun, training on its own dataset.
-//   zk0-worker --spec run.yaml --client NAME --aggregator HOST:PORT [--state-dir DIR]
+//   zk0-worker --spec run.yaml --client NAME --aggregator HOST:PORT [--state-dir DIR] [--termination-log PATH]
 //   zk0-worker join ...   as `zk0 join` (worker/join.h): a robot owner joining from this image
 // --state-dir holds what must survive a restart of this worker (AdamW's moments when
 // spec.training.optimizer.state is keep).
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -20,7 +21,7 @@ using namespace zk0;
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "join") return join_command(argc - 1, argv + 1);
-  std::string spec_path, client, address, metrics_listen = "0.0.0.0:9465", metrics_port_file, state_dir;
+  std::string spec_path, client, address, metrics_listen = "0.0.0.0:9465", metrics_port_file, state_dir, termination_log;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--spec") spec_path = argv[i + 1];
@@ -29,11 +30,13 @@ int main(int argc, char** argv) {
     else if (a == "--metrics-listen") metrics_listen = argv[i + 1];
     else if (a == "--metrics-port-file") metrics_port_file = argv[i + 1];
     else if (a == "--state-dir") state_dir = argv[i + 1];
+    else if (a == "--termination-log") termination_log = argv[i + 1];
     else spec_path.clear(), i = argc;
   }
   if (spec_path.empty() || client.empty() || address.empty() || argc % 2 == 0) {
     std::cerr << "usage: zk0-worker --spec FILE --client NAME --aggregator HOST:PORT\n"
-                 "                  [--metrics-listen HOST:PORT] [--metrics-port-file PATH] [--state-dir DIR]\n";
+                 "                  [--metrics-listen HOST:PORT] [--metrics-port-file PATH] [--state-dir DIR]\n"
+                 "                  [--termination-log PATH]\n";
     return kExitInvalidInput;
   }
   set_log_component("worker/" + client);
@@ -57,6 +60,13 @@ int main(int argc, char** argv) {
     signals.on_stop([&] { worker.request_stop(); });
     const int rc = worker.run();
     signals.disarm();
+    // On Kubernetes what a finished worker delivered outlives it in its pod's status (its /status
+    // has gone with it). A failure leaves the end of its log there instead, which says why.
+    if (rc == kExitOk && !termination_log.empty()) {
+      std::ofstream out(termination_log);
+      out << worker.contribution()->json();
+      if (!out) log_warn("termination_log_unwritten", {kv("path", termination_log)});
+    }
     return rc;
   } catch (const SpecError& e) {
     std::cerr << "zk0-worker: invalid spec " << spec_path << ":\n" << e.what() << "\n";

@@ -10,6 +10,9 @@
 #   provision.sh checkpoints NAMESPACE RUN HOSTDIR [SIZE]
 #       a hostPath PersistentVolume, writable by the pods' user (65532), reserved for the claim
 #       <RUN>-checkpoints that the operator creates for the run's aggregator
+#   provision.sh state NAMESPACE MEMBERSHIP HOSTDIR [SIZE]
+#       the same for the claim <MEMBERSHIP>-state that the operator creates for a
+#       FederationMembership's worker (its key, certificate and kept state)
 #   provision.sh tls NAMESPACE RUN CADIR CLIENT...
 #       a CA in CADIR (made once), the Secret <RUN>-aggregator-tls naming the aggregator's
 #       Service, and one Secret <RUN>-<CLIENT>-tls per client naming it by its URI SAN
@@ -23,7 +26,7 @@ kubectl="${KUBECTL:-kubectl}"
 zk0="${ZK0:-$here/../../build/bin/zk0}"
 readonly POD_UID=65532  # the images' non-root user
 
-usage() { sed -n '2,20p' "$0" >&2; exit 2; }
+usage() { sed -n '2,22p' "$0" >&2; exit 2; }
 
 # A PersistentVolume on a node directory, pre-bound to one claim (claimRef), so that no other
 # claim can take it and the claim binds without a provisioner.
@@ -66,13 +69,21 @@ EOF
   echo "dataset $path -> $ns/$claim"
 }
 
+writable_volume() {  # writable_volume NAMESPACE CLAIM HOSTDIR SIZE
+  mkdir -p "$3"
+  chown "$POD_UID:$POD_UID" "$3"
+  host_volume "$1" "$2" "$3" "$4" ReadWriteOnce
+  echo "volume $3 -> $1/$2"
+}
+
 checkpoints() {
   [ "$#" -ge 3 ] || usage
-  local ns="$1" run="$2" path="$3" size="${4:-10Gi}"
-  mkdir -p "$path"
-  chown "$POD_UID:$POD_UID" "$path"
-  host_volume "$ns" "$run-checkpoints" "$path" "$size" ReadWriteOnce
-  echo "checkpoints $path -> $ns/$run-checkpoints"
+  writable_volume "$1" "$2-checkpoints" "$3" "${4:-10Gi}"
+}
+
+state() {
+  [ "$#" -ge 3 ] || usage
+  writable_volume "$1" "$2-state" "$3" "${4:-1Gi}"
 }
 
 # sign CADIR NAME EXTENSIONS: a P-256 key and a certificate from the CA, as cert-manager's
@@ -117,6 +128,6 @@ extendedKeyUsage=clientAuth"
 command="$1"
 shift
 case "$command" in
-  dataset | checkpoints | tls) "$command" "$@" ;;
+  dataset | checkpoints | state | tls) "$command" "$@" ;;
   *) usage ;;
 esac

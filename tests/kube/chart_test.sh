@@ -40,7 +40,7 @@ done
 [ "$(grep -c '^    grafana_dashboard: "1"$' "$work/defaults.yaml")" -eq 4 ] || fail "expected 4 dashboard ConfigMaps labelled grafana_dashboard"
 
 echo "== CRD"
-"$python" "$root/tests/kube/validate_manifests.py" "$root/crds/zk0.io_federationruns.yaml" || fail "CRD schema"
+"$python" "$root/tests/kube/validate_manifests.py" "$root/crds/zk0.io_federationruns.yaml" "$root/crds/zk0.io_federationmemberships.yaml" || fail "CRD schema"
 
 echo "== dashboards up to date with helm/gen_dashboards.py"
 "$python" "$root/helm/gen_dashboards.py" --check || fail "dashboards differ from their generator; run python3 helm/gen_dashboards.py"
