@@ -12,8 +12,12 @@
 #include <sstream>
 
 #include "core/util/base64.h"
+#include "core/util/exit_codes.h"
 #include "core/util/fs.h"
+#include "operator/kube/client.h"
+#include "support/kube_cluster.h"
 #include "support/local_cluster.h"
+#include "support/owner_network.h"
 #include "support/prometheus.h"
 #include "support/test_support.h"
 
@@ -373,16 +377,19 @@ TEST(Cluster, AFederationRunTrainsInPodsThroughWorkerAndAggregatorFaults) {
   EXPECT_NEAR(local_history[0]["server_eval_loss"].get<double>(), final_loss, 1e-6 * final_loss);
 }
 
-// Two robot owners join a run on the cluster from outside it: the operator issues their tokens
-// into a Secret and exposes the aggregator on a NodePort. owner-b runs `zk0 join` on this machine
-// with a dataset the cluster never sees. owner-c has a cluster of its own, played by namespace
-// owner-site with a second operator instance watching only it (the owner's install): a
-// FederationMembership there names the endpoint, the token's Secret and the dataset's claim, and
-// its worker pod (under the real kubelet) joins through kube-proxy's NodePort at the node's
-// address. Each gets a certificate signed in the aggregator pod by the run's CA and trains beside
-// the in-cluster worker: every round has all three. The run's status says who joined and when it
-// last heard from them; the membership's says what owner-c delivered.
-TEST(Cluster, RobotOwnersJoinARunOnTheClusterFromAMachineAndFromTheirOwnCluster) {
+// Robot owners join a run on the cluster from outside it: the operator issues their tokens into
+// a Secret and exposes the aggregator on a NodePort; each owner gets a certificate signed in the
+// aggregator pod by the run's CA and trains beside the in-cluster worker, every round with all.
+//   owner-b: `zk0 join` in its own network namespace, whose only way out is a route to the node's
+//     address: it reaches the run through the NodePort and nothing else of the cluster.
+//   owner-c: a FederationMembership in namespace owner-site, reconciled by a second operator
+//     instance watching only it; its worker pod runs under the real kubelet.
+//   owner-d: a FederationMembership on a second API server (the owner's own cluster, with its own
+//     operator instance); it has no kubelet, so the test plays one, running the pod's command as a
+//     process with the pod's mounts mapped to folders.
+// The run's status says who joined and when it last heard from them; each membership's, what its
+// worker delivered.
+TEST(Cluster, RobotOwnersJoinARunOnTheClusterFromTheirMachinesAndTheirOwnClusters) {
   const std::string run = "remote", site = "owner-site";
   provision(run, {"pick"});
   ASSERT_FALSE(HasFatalFailure());
@@ -393,17 +400,20 @@ TEST(Cluster, RobotOwnersJoinARunOnTheClusterFromAMachineAndFromTheirOwnCluster)
   const int rounds = 3;
   std::string spec = federation_run(run, {"pick"}, rounds, 60, "",
                                     "  transport:\n    tls: {mutual: true}\n    join: {caSecret: remote-join-ca}\n    expose: {type: NodePort}\n");
-  spec = replaced(spec, "  evaluation:", "    - {name: owner-b, remote: true}\n    - {name: owner-c, remote: true}\n  evaluation:");
-  spec = replaced(spec, "minFitClients: 2, minAvailableClients: 1", "minFitClients: 3, minAvailableClients: 3");
+  spec = replaced(spec, "  evaluation:",
+                  "    - {name: owner-b, remote: true}\n    - {name: owner-c, remote: true}\n    - {name: owner-d, remote: true}\n  evaluation:");
+  spec = replaced(spec, "minFitClients: 2, minAvailableClients: 1", "minFitClients: 4, minAvailableClients: 4");
   ASSERT_EQ(kubectl_apply(spec, &out), 0) << out << spec;
 
-  // owner-b's dataset stays on this machine; owner-c's on its own cluster's claim.
+  // The owners' datasets: on their machines (b, d) or their cluster's claim (c); never the run's.
   const std::string home = make_temp_dir("cluster-owners");
-  int code = 0;
-  out = run_command(bin("zk0") + " dataset synth " + home + "/owner-b-data --version v2.1 --seed 11 --task 'stack the cups' "
-                                 "--episodes 12 --episode-length 60 --cameras 1 --height 64 --width 64 2>&1",
-                    &code);
-  ASSERT_EQ(code, 0) << out;
+  for (const std::string owner : {"owner-b", "owner-d"}) {
+    int code = 0;
+    out = run_command(bin("zk0") + " dataset synth " + home + "/" + owner + "-data --version v2.1 --seed " + std::to_string(owner[6]) +
+                          " --task 'stack the cups' --episodes 12 --episode-length 60 --cameras 1 --height 64 --width 64 2>&1",
+                      &code);
+    ASSERT_EQ(code, 0) << out;
+  }
   ASSERT_EQ(cluster->kubectl("create namespace " + site, &out), 0) << out;
   ASSERT_EQ(cluster->provision("dataset " + site + " data-owner-c " + volumes + "/owner-c-data --version v3.0 --seed 12 --task 'wipe the table' "
                                    "--episodes 12 --episode-length 60 --cameras 1 --height 64 --width 64",
@@ -418,77 +428,160 @@ TEST(Cluster, RobotOwnersJoinARunOnTheClusterFromAMachineAndFromTheirOwnCluster)
       << run_status(run).dump(2) << cluster->describe(kNamespace);
   const json service = cluster->get(ns_path("services/remote-aggregator-remote"));
   ASSERT_TRUE(service.is_object());
-  EXPECT_EQ(endpoint, "10.201.0.1:" + std::to_string(service["spec"]["ports"][0]["nodePort"].get<int>())) << service.dump(2);
+  const std::string node_ip = "10.201.0.1";
+  EXPECT_EQ(endpoint, node_ip + ":" + std::to_string(service["spec"]["ports"][0]["nodePort"].get<int>())) << service.dump(2);
   EXPECT_EQ(run_status(run).value("joinTokensSecret", ""), "remote-join-tokens");
   const json tokens = cluster->get(ns_path("secrets/remote-join-tokens"));
-  ASSERT_TRUE(tokens.is_object() && tokens["data"].contains("owner-b") && tokens["data"].contains("owner-c")) << tokens.dump();
+  ASSERT_TRUE(tokens.is_object() && tokens["data"].contains("owner-b") && tokens["data"].contains("owner-c") && tokens["data"].contains("owner-d"))
+      << tokens.dump();
   const auto token_of = [&](const std::string& owner) { return base64_decode(tokens["data"][owner].get<std::string>(), Base64::kStandard); };
   // kube-proxy has programmed the node port and the aggregator pod is behind it.
-  const std::string host = endpoint.substr(0, endpoint.find(':')), port = endpoint.substr(endpoint.find(':') + 1);
+  const std::string port = endpoint.substr(endpoint.find(':') + 1);
   ASSERT_TRUE(wait_until([&] {
     int rc = 0;
-    run_command("timeout 2 bash -c '</dev/tcp/" + host + "/" + port + "' 2>/dev/null", &rc);
+    run_command("timeout 2 bash -c '</dev/tcp/" + node_ip + "/" + port + "' 2>/dev/null", &rc);
     return rc == 0;
   }, 120s)) << cluster->describe(kNamespace);
 
-  Process owner_b({bin("zk0"), "join", "--endpoint", endpoint, "--token", token_of("owner-b"), "--dataset", home + "/owner-b-data",
-                   "--state-dir", home + "/owner-b", "--metrics-listen", "127.0.0.1:0"},
-                  home + "/owner-b.log");
-  // owner-c's cluster: its operator (the chart's image names, its own namespace), the token the
-  // run's owner handed over in a Secret, and the membership.
+  // owner-b: its own network, routed to the node's address only. The aggregator's Service
+  // address is not reachable from there (and trying spends no token).
+  const OwnerNetwork owner_b_network({node_ip});
+  const auto join_b = [&](const std::string& at, const std::string& log) {
+    return std::make_unique<Process>(owner_b_network.inside({bin("zk0"), "join", "--endpoint", at, "--token", token_of("owner-b"), "--dataset",
+                                                             home + "/owner-b-data", "--state-dir", home + "/owner-b", "--metrics-listen",
+                                                             "127.0.0.1:0"}),
+                                     log);
+  };
+  const json cluster_service = cluster->get(ns_path("services/remote-aggregator"));
+  auto lost = join_b(cluster_service["spec"].value("clusterIP", "") + ":50051", home + "/owner-b-lost.log");
+  EXPECT_EQ(lost->wait(60s), kExitError) << lost->log();
+  EXPECT_NE(lost->log().find("does not answer"), std::string::npos) << lost->log();
+  auto owner_b = join_b(endpoint, home + "/owner-b.log");
+
+  // owner-c: a namespace of this cluster as its own, with its own operator instance.
   const json deployment = cluster->get("/apis/apps/v1/namespaces/" + kNamespace + "/deployments/zk0");
   std::string worker_image;
   for (const auto& arg : deployment["spec"]["template"]["spec"]["containers"][0]["args"])
     if (arg.get<std::string>().rfind("--worker-image=", 0) == 0) worker_image = arg;
   ASSERT_FALSE(worker_image.empty()) << deployment.dump(2);
-  Process owner_operator({bin("zk0-operator"), "--kubeconfig", cluster->kubeconfig(), "--watch-namespace", site, "--leader-election-namespace",
-                          site, "--identity", "owner-site-operator", "--metrics-listen", "127.0.0.1:0", worker_image},
-                         home + "/owner-operator.log");
+  const auto membership_yaml = [&](const std::string& owner) {
+    return "apiVersion: zk0.io/v1alpha1\nkind: FederationMembership\nmetadata: {name: " + owner + ", namespace: " + site +
+           "}\nspec:\n  endpoint: " + endpoint + "\n  tokenSecret: {name: " + owner + "-token}\n"
+           "  dataset: {volumeClaim: {claimName: data-" + owner + "}}\n";
+  };
+  Process operator_c({bin("zk0-operator"), "--kubeconfig", cluster->kubeconfig(), "--watch-namespace", site, "--leader-election-namespace", site,
+                      "--identity", "owner-c-operator", "--metrics-listen", "127.0.0.1:0", worker_image},
+                     home + "/owner-c-operator.log");
   ASSERT_EQ(cluster->kubectl("-n " + site + " create secret generic owner-c-token --from-literal=token=" + token_of("owner-c"), &out), 0) << out;
-  ASSERT_EQ(kubectl_apply("apiVersion: zk0.io/v1alpha1\nkind: FederationMembership\nmetadata: {name: owner-c, namespace: " + site +
-                              "}\nspec:\n  endpoint: " + endpoint + "\n  tokenSecret: {name: owner-c-token}\n"
-                              "  dataset: {volumeClaim: {claimName: data-owner-c}}\n",
-                          &out),
-            0)
+  ASSERT_EQ(kubectl_apply(membership_yaml("owner-c"), &out), 0) << out;
+
+  // owner-d: a second API server, its own operator instance, and this test as its kubelet.
+  KubeCluster owner_d_cluster("owner-d", {std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationruns.yaml",
+                                          std::string(ZK0_SOURCE_DIR) + "/crds/zk0.io_federationmemberships.yaml"});
+  kube::KubeClient owner_d_api(kube::KubeConfig::from_kubeconfig(owner_d_cluster.admin_kubeconfig()));
+  const int owner_d_status_port = free_port();
+  Process operator_d({bin("zk0-operator"), "--kubeconfig", owner_d_cluster.admin_kubeconfig(), "--watch-namespace", site,
+                      "--leader-election-namespace", site, "--identity", "owner-d-operator", "--metrics-listen", "127.0.0.1:0",
+                      "--worker-metrics-port", std::to_string(owner_d_status_port), worker_image},
+                     home + "/owner-d-operator.log");
+  ASSERT_EQ(owner_d_cluster.kubectl("create namespace " + site, &out), 0) << out;
+  ASSERT_EQ(owner_d_cluster.kubectl("-n " + site + " create secret generic owner-d-token --from-literal=token=" + token_of("owner-d"), &out), 0)
       << out;
-  const auto membership = [&] {
-    const json m = cluster->get("/apis/zk0.io/v1alpha1/namespaces/" + site + "/federationmemberships/owner-c");
+  {
+    const std::string file = home + "/owner-d-claim.yaml";
+    std::ofstream(file) << "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data-owner-d, namespace: " + site +
+                               "}\nspec: {accessModes: [ReadOnlyMany], resources: {requests: {storage: 1Gi}}}\n";
+    ASSERT_EQ(owner_d_cluster.kubectl("apply -f " + file, &out), 0) << out;
+    std::ofstream(home + "/owner-d-membership.yaml") << membership_yaml("owner-d");
+    ASSERT_EQ(owner_d_cluster.kubectl("apply -f " + home + "/owner-d-membership.yaml", &out), 0) << out;
+  }
+  const std::string pods_d = "/api/v1/namespaces/" + site + "/pods/";
+  json pod_d;
+  ASSERT_TRUE(wait_until([&] {
+    try {
+      pod_d = owner_d_api.get(pods_d + "owner-d-worker");
+      return true;
+    } catch (const kube::ApiError&) {
+      return false;
+    }
+  }, 60s)) << operator_d.log();
+  // The pod's command with its mounts as folders: the token's Secret, the dataset's claim, the
+  // state claim, and its termination log.
+  std::vector<std::string> argv{bin("zk0-worker")};
+  const std::map<std::string, std::string> mounted{{"/etc/zk0/join-token/token", home + "/owner-d.token"},
+                                                   {"/data/dataset", home + "/owner-d-data"},
+                                                   {"/var/lib/zk0/state", home + "/owner-d-state"},
+                                                   {"0.0.0.0:" + std::to_string(owner_d_status_port), "127.0.0.1:" + std::to_string(owner_d_status_port)},
+                                                   {"/dev/termination-log", home + "/owner-d.termination"}};
+  for (const auto& arg : pod_d["spec"]["containers"][0]["args"]) {
+    const std::string a = arg;
+    argv.push_back(mounted.count(a) ? mounted.at(a) : a);
+  }
+  EXPECT_EQ(argv.size(), 16u) << pod_d["spec"]["containers"][0]["args"].dump();
+  std::ofstream(home + "/owner-d.token") << token_of("owner-d") << "\n";
+  Process worker_d(argv, home + "/owner-d-worker.log");
+  const auto set_pod_d = [&](const json& status) {
+    owner_d_api.patch(pods_d + "owner-d-worker/status", {{"status", status}}, kube::PatchType::Merge);
+  };
+  set_pod_d({{"phase", "Running"}, {"podIP", "127.0.0.1"}, {"podIPs", json::array({{{"ip", "127.0.0.1"}}})}});
+  const auto membership = [&](bool second_cluster, const std::string& owner) {
+    const std::string path = "/apis/zk0.io/v1alpha1/namespaces/" + site + "/federationmemberships/" + owner;
+    json m;
+    if (second_cluster) {
+      try {
+        m = owner_d_api.get(path);
+      } catch (const kube::ApiError&) {
+      }
+    } else {
+      m = cluster->get(path);
+    }
     return m.is_object() ? m.value("status", json::object()) : json::object();
   };
 
   ASSERT_TRUE(wait_until([&] {
     int joined = 0;
     for (const auto& c : run_status(run).value("clients", json::array())) joined += c.value("joined", false);
-    return joined == 2;
-  }, 180s)) << run_status(run).dump(2) << membership().dump(2) << owner_b.log() << owner_operator.log() << cluster->describe(site)
-            << cluster->describe(kNamespace);
-  EXPECT_EQ(membership().value("run", ""), run);
-  EXPECT_EQ(membership().value("client", ""), "owner-c");
+    return joined == 3;
+  }, 180s)) << run_status(run).dump(2) << membership(false, "owner-c").dump(2) << owner_b->log() << worker_d.log() << operator_c.log()
+            << cluster->describe(site) << cluster->describe(kNamespace);
   ASSERT_TRUE(wait_until([&] { return run_status(run).value("phase", "") == "Succeeded"; }, 400s))
-      << run_status(run).dump(2) << owner_b.log() << cluster->describe(site) << cluster->describe(kNamespace);
-  EXPECT_EQ(owner_b.wait(60s), 0) << owner_b.log();
-  EXPECT_NE(owner_b.log().find("joined run remote as owner-b"), std::string::npos) << owner_b.log();
-  // The membership saw its worker finish with the run, and what it delivered.
-  ASSERT_TRUE(wait_until([&] { return membership().value("phase", "") == "Succeeded"; }, 120s))
-      << membership().dump(2) << owner_operator.log() << cluster->describe(site);
-  EXPECT_EQ(membership().value("updatesUploaded", 0), rounds) << membership().dump(2);
-  EXPECT_EQ(membership().value("round", 0), rounds) << membership().dump(2);
-  EXPECT_GT(membership().value("lastLoss", 0.0), 0.0) << membership().dump(2);
+      << run_status(run).dump(2) << owner_b->log() << worker_d.log() << cluster->describe(site) << cluster->describe(kNamespace);
+  EXPECT_EQ(owner_b->wait(60s), 0) << owner_b->log();
+  EXPECT_NE(owner_b->log().find("joined run remote as owner-b"), std::string::npos) << owner_b->log();
+  ASSERT_EQ(worker_d.wait(60s), 0) << worker_d.log();
+  set_pod_d({{"phase", "Succeeded"},
+             {"containerStatuses",
+              json::array({{{"name", "worker"}, {"image", "zk0/worker"}, {"imageID", ""}, {"ready", false}, {"restartCount", 0},
+                            {"state", {{"terminated", {{"exitCode", 0}, {"reason", "Completed"}, {"message", read_file(home + "/owner-d.termination")},
+                                                       {"startedAt", "2026-01-01T00:00:00Z"}, {"finishedAt", "2026-01-01T00:01:00Z"}}}}}}})}});
+  // Each membership saw its worker finish with the run, and what it delivered.
+  for (const auto& [second_cluster, owner] : {std::pair<bool, std::string>{false, "owner-c"}, {true, "owner-d"}}) {
+    ASSERT_TRUE(wait_until([&] { return membership(second_cluster, owner).value("phase", "") == "Succeeded"; }, 120s))
+        << owner << ": " << membership(second_cluster, owner).dump(2) << operator_c.log() << operator_d.log() << cluster->describe(site);
+    // Rounds of a few seconds may pass between two looks at a running worker's /status: what it
+    // delivered is certain once its termination message is in.
+    const json m = membership(second_cluster, owner);
+    EXPECT_EQ(m.value("run", ""), run);
+    EXPECT_EQ(m.value("client", ""), owner);
+    EXPECT_EQ(m.value("updatesUploaded", 0), rounds) << owner << ": " << m.dump(2);
+    EXPECT_EQ(m.value("round", 0), rounds) << owner << ": " << m.dump(2);
+    EXPECT_GT(m.value("lastLoss", 0.0), 0.0) << owner << ": " << m.dump(2);
+  }
   std::string pod_log;
   cluster->kubectl("-n " + site + " logs owner-c-worker", &pod_log);
   EXPECT_NE(pod_log.find("joined run remote as owner-c"), std::string::npos) << pod_log;
 
-  // Every round aggregated all three updates; the status keeps who joined and when it was last seen.
+  // Every round aggregated all four updates; the status keeps who joined and when it was last seen.
   const json history = read_json(volumes + "/" + run + "-checkpoints/federated_metrics.json")["rounds"];
   ASSERT_EQ(history.size(), static_cast<size_t>(rounds + 1)) << history.dump(2);
   for (int r = 1; r <= rounds; ++r) {
     std::set<std::string> accepted;
     for (const auto& c : history[r]["clients"])
       if (c.value("status", "") == "accepted") accepted.insert(c.value("client", ""));
-    EXPECT_EQ(accepted, (std::set<std::string>{"pick", "owner-b", "owner-c"})) << "round " << r << ": " << history[r].dump(2);
+    EXPECT_EQ(accepted, (std::set<std::string>{"pick", "owner-b", "owner-c", "owner-d"})) << "round " << r << ": " << history[r].dump(2);
   }
   const json st = run_status(run);
-  for (size_t i = 1; i <= 2; ++i) {
+  for (size_t i = 1; i <= 3; ++i) {
     EXPECT_EQ(st["clients"][i].value("state", ""), "Joined") << st.dump(2);
     EXPECT_FALSE(st["clients"][i].value("lastSeen", "").empty()) << st.dump(2);
   }

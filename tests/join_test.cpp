@@ -22,6 +22,7 @@
 #include "core/security/local_ca.h"
 #include "core/util/exit_codes.h"
 #include "core/util/fs.h"
+#include "support/owner_network.h"
 #include "support/test_support.h"
 
 using namespace zk0;
@@ -321,26 +322,9 @@ TEST(RemoteClients, ARestartedRunKeepsItsCaSoEarlierTokensStillJoin) {
 // and listens on no address of its own but its loopback (the worker only dials out).
 TEST(RemoteClients, AnOwnerInItsOwnNetworkNamespaceReachesTheRunOnlyThroughItsEndpoint) {
   ASSERT_EQ(geteuid(), 0u) << "network namespaces need root (make test runs as root, as the cluster tests need)";
-  const std::string tag = std::to_string(getpid() % 100000);
-  const std::string ns = "zk0-owner-" + tag, host_if = "zk0h" + tag, owner_if = "zk0o" + tag;
-  const std::string subnet = "10.231." + std::to_string(getpid() % 250) + ".";
-  struct Namespace {
-    std::string name, link;
-    ~Namespace() {  // the veth goes with its namespace, its peer with it; the delete of the link is for a failed setup
-      int rc = 0;
-      run_command("ip netns delete " + name + " 2>&1", &rc);
-      run_command("ip link delete " + link + " 2>&1", &rc);
-    }
-  } cleanup{ns, host_if};
+  const OwnerNetwork owner_network;
+  const std::string endpoint_host = owner_network.host_address();
   int rc = 0;
-  const std::string out_text =
-      run_command("ip netns add " + ns + " && ip link add " + host_if + " type veth peer name " + owner_if + " netns " + ns +
-                      " && ip addr add " + subnet + "1/30 dev " + host_if + " && ip link set " + host_if + " up && ip netns exec " +
-                      ns + " sh -c 'ip addr add " + subnet + "2/30 dev " + owner_if + " && ip link set " + owner_if +
-                      " up && ip link set lo up' 2>&1",
-                  &rc);
-  ASSERT_EQ(rc, 0) << out_text;
-  const std::string endpoint_host = subnet + "1";
 
   const std::string dir = make_temp_dir("remote-netns");
   const std::string out = dir + "/out";
@@ -352,15 +336,14 @@ TEST(RemoteClients, AnOwnerInItsOwnNetworkNamespaceReachesTheRunOnlyThroughItsEn
   ASSERT_TRUE(wait_until([&] { return file_exists(out + "/join/owner-b.token") && file_exists(out + "/logs/aggregator.port"); }, 60s))
       << run.log();
   auto trimmed = [](std::string s) { return s.substr(0, s.find_last_not_of("\n ") + 1); };
-  const std::string ip = trimmed(run_command("command -v ip"));  // Process runs a path, not a name
   const std::string port = trimmed(read_file(out + "/logs/aggregator.port"));
   const std::string token = trimmed(read_file(out + "/join/owner-b.token"));
   EXPECT_NE(run.log().find("zk0 join --endpoint " + endpoint_host + ":" + port), std::string::npos) << run.log();
   run_command(bin("zk0") + " dataset synth " + dir + "/owner-b-data --episodes 6 --episode-length 40 --cameras 0 --seed 7");
   const auto join_from_owner = [&](const std::string& endpoint, const std::string& log) {
-    return std::make_unique<Process>(std::vector<std::string>{ip, "netns", "exec", ns, bin("zk0"), "join", "--endpoint", endpoint,
-                                                              "--token", token, "--dataset", dir + "/owner-b-data", "--state-dir",
-                                                              dir + "/owner-b", "--metrics-listen", "127.0.0.1:0"},
+    return std::make_unique<Process>(owner_network.inside({bin("zk0"), "join", "--endpoint", endpoint, "--token", token, "--dataset",
+                                                           dir + "/owner-b-data", "--state-dir", dir + "/owner-b", "--metrics-listen",
+                                                           "127.0.0.1:0"}),
                                      log);
   };
   // The aggregator machine's loopback is not the owner's: nothing answers there (and the token
@@ -372,7 +355,7 @@ TEST(RemoteClients, AnOwnerInItsOwnNetworkNamespaceReachesTheRunOnlyThroughItsEn
   auto owner = join_from_owner(endpoint_host + ":" + port, dir + "/owner-b.log");
   ASSERT_TRUE(wait_until([&] { return owner->log().find("event=round_trained") != std::string::npos; }, 60s)) << owner->log();
   // While it trains: every socket listening in the owner's network is on its loopback.
-  const std::string listening = run_command("ip netns exec " + ns + " ss -Hltn 2>&1", &rc);
+  const std::string listening = run_command("ip netns exec " + owner_network.name() + " ss -Hltn 2>&1", &rc);
   ASSERT_EQ(rc, 0) << listening;
   std::istringstream lines(listening);
   int listeners = 0;
