@@ -939,6 +939,27 @@ TEST_F(OperatorTest, RemoteClientsGetJoinTokensAnEndpointOutsideAndNoPod) {
   ASSERT_TRUE(wait_until([&] { return !events("ClientJoined").empty(); }, 10s)) << logs();
   ASSERT_TRUE(wait_until([&] { return secret_text("rr-join-tokens", "owner-b").empty(); }, 30s)) << logs();
   EXPECT_FALSE(secret_text("rr-join-tokens", "owner-c").empty());
+
+  // Behind a load balancer: the endpoint is the balancer's address once its controller has one
+  // (the test plays that controller), with the gRPC port.
+  {
+    std::string balanced = run_yaml;
+    balanced.replace(balanced.find("metadata: {name: rr}"), 20, "metadata: {name: rl}");
+    balanced.replace(balanced.find("expose: {type: NodePort, nodePort: 30551}"), 41, "expose: {type: LoadBalancer}");
+    kubectl("create secret generic rl-aggregator-tls --from-file=ca.crt=" + certs.ca + " --from-file=tls.crt=" + certs.server_cert +
+            " --from-file=tls.key=" + certs.server_key);
+    kubectl("create secret generic rl-c0-tls --from-file=ca.crt=" + certs.ca + " --from-file=tls.crt=" + certs.client_cert("c0") +
+            " --from-file=tls.key=" + certs.client_key("c0"));
+    apply(balanced);
+    ASSERT_TRUE(wait_until([&] { return get("/api/v1/namespaces/" + ns + "/services/rl-aggregator-remote").has_value(); }, 30s)) << logs();
+    EXPECT_EQ((*get("/api/v1/namespaces/" + ns + "/services/rl-aggregator-remote"))["spec"]["type"], "LoadBalancer");
+    ASSERT_TRUE(wait_until([&] { return pod("rl-aggregator").has_value(); }, 30s)) << logs();
+    set_pod_status("rl-aggregator", "Running");
+    api->patch("/api/v1/namespaces/" + ns + "/services/rl-aggregator-remote/status",
+               {{"status", {{"loadBalancer", {{"ingress", json::array({{{"hostname", "robots.example.org"}}})}}}}}}, kube::PatchType::Merge);
+    ASSERT_TRUE(wait_until([&] { return run("rl")["status"].value("joinEndpoint", "") == "robots.example.org:50051"; }, 30s))
+        << run("rl")["status"].dump(2) << logs();
+  }
   EXPECT_EQ(logs().find("event=reconcile_failed"), std::string::npos) << "the chart's permissions fall short:\n" << logs();
 }
 
