@@ -252,7 +252,8 @@ TEST(Federation, ARobustFedAdamRunKilledAndResumedIsTheUninterruptedRunBitForBit
   settings["aggregation"] = "aggregation: {rule: median}\n    clipping: {quantile: 0.9}\n    serverOptimizer: {type: adam, lr: 0.05}";
   const std::string out = killed_and_resumed_equals_uninterrupted("adam", settings);
   EXPECT_TRUE(fs::exists(out + "/checkpoints/round_0006/strategy_state.safetensors"));
-  EXPECT_TRUE(fs::is_empty(out + "/scratch"));
+  // A kill after the last round leaves the restarted aggregator nothing to spill: no folder at all.
+  EXPECT_TRUE(!fs::exists(out + "/scratch") || fs::is_empty(out + "/scratch"));
 }
 
 // optimizer.state: keep carries AdamW's moments from a client's round to its next; persisted in
