@@ -92,7 +92,13 @@ std::string progress_line(const nlohmann::json& s) {
   out << "round " << s.value("round", 0) << "/" << s.value("rounds", 0) << "  " << s.value("phase", "?");
   if (s.contains("last_server_eval_loss")) out << "  server_loss=" << s["last_server_eval_loss"].get<double>();
   out << "  ready=" << s.value("ready_clients", 0) << "  |";
-  for (auto it = s["clients"].begin(); it != s["clients"].end(); ++it) {
+  constexpr size_t kClientsNamed = 8;  // beyond: how many are in each state
+  if (s["clients"].size() > kClientsNamed) {
+    std::map<std::string, int> states;
+    for (const auto& c : s["clients"]) ++states[c.value("state", "?")];
+    for (const auto& [state, n] : states) out << " " << state << "=" << n;
+  }
+  for (auto it = s["clients"].begin(); it != s["clients"].end() && s["clients"].size() <= kClientsNamed; ++it) {
     out << " " << it.key() << "=" << it.value().value("state", "?");
     if (it.value().contains("last_loss")) {
       char buf[32];
@@ -182,6 +188,15 @@ int run_locally(const LocalRunOptions& options) {
     for (const auto& f : ignored) list += (list.empty() ? "" : ",") + f;
     std::cout << "zk0: ignored on this machine (cluster only): " << list << std::endl;
   }
+  const size_t local_clients =
+      static_cast<size_t>(std::count_if(spec.clients.begin(), spec.clients.end(), [](const ClientSpec& c) { return !c.remote; }));
+  const bool simulate = options.simulate || options.concurrency > 0 || spec.simulation.has_value();
+  const int concurrency = options.concurrency > 0 ? options.concurrency : spec.simulation ? spec.simulation->concurrency : 1;
+  if (simulate && (local_clients == 0 || static_cast<size_t>(concurrency) > local_clients)) {
+    std::cerr << "zk0: --concurrency " << concurrency << ": must not exceed the " << local_clients
+              << " clients this machine runs\n";
+    return 2;
+  }
   fs::path spec_path = fs::absolute(options.spec_path);
   const fs::path out = fs::absolute(spec.output_dir);
   if (options.fresh) fs::remove_all(out);
@@ -262,12 +277,12 @@ int run_locally(const LocalRunOptions& options) {
   }
   // The workers train at the same time on this machine's CPUs: each gets its share of threads
   // unless the spec (resources.cpu) or the environment (OMP_NUM_THREADS) says otherwise.
+  // Simulating, the clients training at once share them.
   std::map<std::string, std::string> worker_env;
-  const auto local_clients = static_cast<size_t>(
-      std::count_if(spec.clients.begin(), spec.clients.end(), [](const ClientSpec& c) { return !c.remote; }));
-  if (!std::getenv("OMP_NUM_THREADS") && local_clients > 0) {
+  const size_t training_at_once = simulate ? static_cast<size_t>(concurrency) : local_clients;
+  if (!std::getenv("OMP_NUM_THREADS") && training_at_once > 0) {
     const auto cpus = static_cast<size_t>(available_cpus());
-    worker_env["OMP_NUM_THREADS"] = std::to_string(std::max<size_t>(1, cpus / local_clients));
+    worker_env["OMP_NUM_THREADS"] = std::to_string(std::max<size_t>(1, cpus / training_at_once));
   }
   if (spec.has_remote_clients()) {
     try {
@@ -278,8 +293,18 @@ int run_locally(const LocalRunOptions& options) {
       return 1;
     }
   }
+  if (simulate && local_clients > 0) {
+    Child w{"simulation", -1, (logs / "simulation.log").string()};
+    w.pid = spawn({(bin / "zk0-worker").string(), "simulate", "--spec", spec_path.string(), "--aggregator", address,
+                   "--concurrency", std::to_string(concurrency), "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
+                   (logs / "simulation.metrics-port").string(), "--state-dir", (out / "workers").string()},
+                  w.log, worker_env);
+    children.push_back(w);
+    std::cout << "zk0: simulating " << local_clients << " clients in one worker process, " << concurrency
+              << " training at a time" << std::endl;
+  }
   for (const auto& c : spec.clients) {
-    if (c.remote) continue;
+    if (c.remote || simulate) continue;
     Child w{c.name, -1, (logs / (c.name + ".log")).string()};
     w.pid = spawn({(bin / "zk0-worker").string(), "--spec", spec_path.string(), "--client", c.name, "--aggregator", address,
                    "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", (logs / (c.name + ".metrics-port")).string(),
@@ -300,7 +325,7 @@ int run_locally(const LocalRunOptions& options) {
     for (size_t i = 1; i < children.size(); ++i) {
       Child& w = children[i];
       if (w.running && reap(w, false) && w.exit_code != 0)
-        std::cout << "zk0: client " << w.name << " exited with code " << w.exit_code << " (see " << w.log << ")" << std::endl;
+        std::cout << "zk0: " << (w.name == "simulation" && simulate ? "the simulation" : "client " + w.name) << " exited with code " << w.exit_code << " (see " << w.log << ")" << std::endl;
     }
     try {
       const auto status = nlohmann::json::parse(read_file((out / "status.json").string()));

@@ -1,6 +1,7 @@
 #pragma once
 // `zk0 run`: the embedded runtime. Starts the aggregator and one worker per client as local
-// processes on loopback, shows the run's progress from the aggregator's status.json, and stops
+// processes on loopback (or, simulating, one worker process hosting every client: see
+// worker/simulation.h), shows the run's progress from the aggregator's status.json, and stops
 // every child on Ctrl-C or when the aggregator ends.
 #include <string>
 
@@ -12,6 +13,10 @@ struct LocalRunOptions {
   // Where the aggregator listens: loopback for the local workers, or an address remote clients
   // on other machines can reach.
   std::string listen = "127.0.0.1:0";
+  // The simulation runtime whatever the spec says (--simulate), and how many clients train at a
+  // time (--concurrency, over spec.simulation.concurrency; 0 = the spec's, else 1).
+  bool simulate = false;
+  int concurrency = 0;
 };
 
 int run_locally(const LocalRunOptions& options);

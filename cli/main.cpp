@@ -1,5 +1,6 @@
 // zk0: the command line of zk0.
-//   zk0 run FILE.yaml [--fresh] [--listen HOST:PORT]   run a FederationRun on this machine
+//   zk0 run FILE.yaml [--fresh] [--listen HOST:PORT] [--simulate] [--concurrency K]
+//                                   run a FederationRun on this machine
 //   zk0 join --endpoint ... --token ... --dataset ...   join a run as its remote client
 //   zk0 validate FILE.yaml          check a spec and print it with every default filled in
 //   zk0 aggregate FILE.yaml ...     apply a spec's strategy to update files
@@ -13,6 +14,7 @@
 #include "worker/join.h"
 #include "cli/local_runtime.h"
 #include "cli/policy_command.h"
+#include "core/data/partition.h"
 #include "core/util/exit_codes.h"
 #include "core/spec/federation_spec.h"
 
@@ -21,9 +23,10 @@ using namespace zk0;
 namespace {
 int usage() {
   std::cerr << "usage:\n"
-               "  zk0 run FILE.yaml [--fresh] [--listen HOST:PORT]\n"
+               "  zk0 run FILE.yaml [--fresh] [--listen HOST:PORT] [--simulate] [--concurrency K]\n"
                "                                run a FederationRun locally (aggregator + one worker per client;\n"
-               "                                remote clients join with the token written to OUTPUT/join/)\n"
+               "                                remote clients join with the token written to OUTPUT/join/);\n"
+               "                                --simulate: every client in one worker process, K training at a time\n"
                "  zk0 join --endpoint HOST:PORT (--token TOKEN | --token-file PATH) --dataset PATH [--device cpu|cuda] [--state-dir DIR]\n"
                "                                join a run as the remote client the token names\n"
                "  zk0 validate FILE.yaml        check a FederationRun and print it resolved\n"
@@ -45,7 +48,9 @@ int main(int argc, char** argv) {
   if (command == "join") return join_command(argc - 1, argv + 1);
   if (command == "validate" && argc == 3) {
     try {
-      std::cout << to_yaml(load_spec(argv[2]));
+      const FederationSpec spec = load_spec(argv[2]);
+      if (const auto problems = partition_problems(spec); !problems.empty()) throw SpecError(problems);
+      std::cout << to_yaml(spec);
       return 0;
     } catch (const SpecError& e) {
       std::cerr << argv[2] << ":\n" << e.what() << "\n";
@@ -58,7 +63,16 @@ int main(int argc, char** argv) {
       const std::string a = argv[i];
       if (a == "--fresh") options.fresh = true;
       else if (a == "--listen" && i + 1 < argc) options.listen = argv[++i];
-      else return usage();
+      else if (a == "--simulate") options.simulate = true;
+      else if (a == "--concurrency" && i + 1 < argc) {
+        const std::string v = argv[++i];
+        options.simulate = true;
+        options.concurrency = v.find_first_not_of("0123456789") == std::string::npos && !v.empty() && v.size() < 7 ? std::stoi(v) : -1;
+        if (options.concurrency < 1) {
+          std::cerr << "zk0: --concurrency must be a whole number of at least 1 (got '" << v << "')\n";
+          return 2;
+        }
+      } else return usage();
     }
     return run_locally(options);
   }

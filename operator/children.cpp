@@ -319,6 +319,9 @@ std::vector<std::string> cluster_problems(const FederationSpec& spec, const Oper
   const auto check = [&](const DatasetSpec& d, const std::string& field) { check_host_path(d, field, settings, problems); };
   for (size_t i = 0; i < spec.clients.size(); ++i) check(spec.clients[i].dataset, "spec.clients[" + std::to_string(i) + "].dataset");
   check(spec.evaluation.dataset, "spec.evaluation.dataset");
+  if (spec.simulation)
+    problems.push_back("spec.simulation: runs every client in one process on one machine (zk0 run); on a cluster each client "
+                       "is its own pod: leave it out");
   if (spec.has_remote_clients()) {
     // The aggregator signs joining clients' certificates with the CA that signed its own, which
     // on a cluster lives in a Secret; its own certificate must come from one too.

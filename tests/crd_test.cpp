@@ -83,14 +83,27 @@ TEST(Crd, EveryFieldTheSpecWritesIsInTheSchemaAndEveryFieldOfTheSchemaIsWritten)
   std::set<std::string> written;
   std::vector<std::string> specs(std::begin(kMaximalSpecs), std::end(kMaximalSpecs));
   specs.push_back(with_evaluation_dataset("{volumeClaim: {claimName: eval, subPath: e}}"));
-  specs.push_back(with_evaluation_dataset("{path: /e}"));
+  specs.push_back(with_evaluation_dataset("{path: /e, partition: {clients: 3, index: 2, by: dirichlet, alpha: 0.5, seed: 4}}"));
+  // spec.partition is shorthand: the resolved spec writes the clients it makes (each dataset with
+  // its partition), never the shorthand itself, so its own fields are checked by reading them.
+  const std::string partitioned = std::string(kMaximalSpecs[1]) +
+                                  "  partition: {clients: 2, namePrefix: p, by: dirichlet, alpha: 2, seed: 1, resources: {cpu: 1}, "
+                                  "pod: {nodeSelector: {a: b}}, dataset: {path: /p}}\n  simulation: {concurrency: 2}\n";
+  specs.push_back(partitioned);
   for (const auto& text : specs) {
     const json resolved = yaml_to_json(YAML::Load(to_yaml(parse_spec(text))));
     check_value(resolved["spec"], schema, "spec", written);
   }
+  const FederationSpec expanded = parse_spec(partitioned);
+  ASSERT_GE(expanded.clients.size(), 2u);
+  EXPECT_EQ(expanded.clients.back().name, "p-001");
+  EXPECT_EQ(expanded.clients.back().dataset.partition->alpha, 2);
+  EXPECT_EQ(expanded.clients.back().pod.node_selector["a"], "b");
   std::set<std::string> declared;
   schema_paths(schema, "spec", declared);
-  for (const auto& path : declared) EXPECT_TRUE(written.count(path)) << path << " is in the CRD but the C++ spec never writes it";
+  for (const auto& path : declared)
+    if (path.rfind("spec.partition", 0) != 0)
+      EXPECT_TRUE(written.count(path)) << path << " is in the CRD but the C++ spec never writes it";
 }
 
 TEST(Crd, EnumsListExactlyTheValuesTheSpecAccepts) {

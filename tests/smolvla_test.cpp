@@ -123,8 +123,8 @@ TEST(SmolVLA, PrefixCacheGivesTheSameLossAndGradients) {
   EXPECT_NEAR(first.item<double>(), expected.item<double>(), 1e-5 * std::abs(expected.item<double>()));
   const at::Tensor second = loss_of(*cached, batch, 9);  // served from it
   EXPECT_NEAR(second.item<double>(), expected.item<double>(), 1e-5 * std::abs(expected.item<double>()));
-  const auto* stats = dynamic_cast<smolvla::SmolVLAPolicy&>(*cached).prefix_cache_stats();
-  ASSERT_NE(stats, nullptr);
+  auto stats = cached->prefix_cache_stats();
+  ASSERT_TRUE(stats);
   EXPECT_EQ(stats->misses, 3);
   EXPECT_EQ(stats->memory_hits, 3);
 
@@ -132,9 +132,9 @@ TEST(SmolVLA, PrefixCacheGivesTheSameLossAndGradients) {
   Batch with_ids = batch;
   with_ids.sample_ids = {"path:/d#0:0", "path:/d#0:1", "path:/d#3:7"};
   EXPECT_NEAR(loss_of(*cached, with_ids, 9).item<double>(), expected.item<double>(), 1e-5 * std::abs(expected.item<double>()));
-  EXPECT_EQ(stats->misses, 6);
+  EXPECT_EQ(cached->prefix_cache_stats()->misses, 6);
   loss_of(*cached, with_ids, 9);
-  EXPECT_EQ(stats->memory_hits, 6);
+  EXPECT_EQ(cached->prefix_cache_stats()->memory_hits, 6);
 
   // Gradients reach state_proj through the frozen VLM layers the state token still runs.
   expect_same_gradients(gradients_of(*cached, batch, 9), gradients_of(*uncached, batch, 9));
@@ -164,7 +164,7 @@ TEST(SmolVLA, PrefixCacheDropsADiskEntryWithOneFlippedByte) {
   auto after = make_policy(tiny_spec(cache));
   const double loss = loss_of(*after, batch, 4).item<double>();
   EXPECT_NEAR(loss, expected, 1e-5 * std::abs(expected));
-  const auto* stats = dynamic_cast<smolvla::SmolVLAPolicy&>(*after).prefix_cache_stats();
+  const auto stats = dynamic_cast<smolvla::SmolVLAPolicy&>(*after).prefix_cache_stats();
   EXPECT_EQ(stats->corrupt_entries, 1);
   EXPECT_EQ(stats->disk_hits, 1);
   EXPECT_EQ(stats->misses, 1);
@@ -236,21 +236,21 @@ TEST(SmolVLA, PrefixCacheOnDiskServesAnotherProcessAndIsBounded) {
   // The disk tier stays within its bound through many inserts (1 MiB holds only some of them).
   const std::string small = test::make_temp_dir("smolvla-cache-bound");
   auto filling = make_policy(tiny_spec({{"prefix_cache", {{"memory_mb", 0}, {"disk_mb", 1}, {"dir", small}}}}));
-  const auto* disk = dynamic_cast<smolvla::SmolVLAPolicy&>(*filling).prefix_cache_stats();
   for (uint64_t s = 0; s < 12; ++s) {
     loss_of(*filling, tiny_batch(4, 200 + s), 1);
+    const auto disk = filling->prefix_cache_stats();
     EXPECT_LE(disk->disk_bytes, int64_t{1} << 20);
     EXPECT_LE(directory_bytes(small), int64_t{1} << 20);
     EXPECT_EQ(directory_bytes(small), disk->disk_bytes);
   }
-  EXPECT_GT(disk->disk_entries, 0);
-  EXPECT_LT(disk->disk_entries, 48);  // evicted: not every sample fits
+  EXPECT_GT(filling->prefix_cache_stats()->disk_entries, 0);
+  EXPECT_LT(filling->prefix_cache_stats()->disk_entries, 48);  // evicted: not every sample fits
   std::filesystem::remove_all(small);
 
   // The memory tier stays within its bound (1 MiB holds only some of 40 samples here).
   auto bounded = make_policy(tiny_spec({{"prefix_cache", {{"memory_mb", 1}}}}));
   for (uint64_t s = 0; s < 10; ++s) loss_of(*bounded, tiny_batch(4, 100 + s), 1);
-  const auto* stats = dynamic_cast<smolvla::SmolVLAPolicy&>(*bounded).prefix_cache_stats();
+  const auto stats = dynamic_cast<smolvla::SmolVLAPolicy&>(*bounded).prefix_cache_stats();
   EXPECT_LE(stats->memory_bytes, int64_t{1} << 20);
   EXPECT_GT(stats->memory_entries, 0);
   EXPECT_LT(stats->memory_entries, 40);

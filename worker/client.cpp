@@ -35,15 +35,20 @@ struct ProgressReader {
 }  // namespace
 
 WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, const std::string& address,
-                           const std::string& state_dir)
+                           const std::string& state_dir, const SharedWorkerParts& shared)
     : spec_(spec),
       name_(std::move(client_name)),
+      registry_(shared.registry ? shared.registry : std::make_shared<prometheus::Registry>()),
+      metrics_(*registry_, shared.registry ? std::map<std::string, std::string>{{"client", name_}}
+                                           : std::map<std::string, std::string>{}),
+      prefix_cache_metrics_(shared.prefix_cache_metrics ? shared.prefix_cache_metrics
+                                                        : std::make_shared<PrefixCacheMetrics>(*registry_)),
       progress_(std::make_shared<Watchdog>(std::chrono::duration<double>(spec.strategy.round_timeout_seconds),
                                            "spec.strategy.roundTimeoutSeconds")),
       contribution_(std::make_shared<Contribution>(spec.name, name_, spec.rounds)) {
   channel_ = make_channel(address, spec_.transport, spec_.client(name_).tls);
   stub_ = v1::Federation::NewStub(channel_);
-  trainer_ = std::make_unique<LocalTrainer>(spec_, spec_.client(name_), state_dir);
+  trainer_ = std::make_unique<LocalTrainer>(spec_, spec_.client(name_), state_dir, shared.policies);
 }
 
 void WorkerClient::set_state(const std::string& s) {
@@ -62,7 +67,7 @@ bool WorkerClient::connect_and_register(const std::string& open_error) {
     v1::RegisterRequest req;
     req.set_protocol_version(kProtocolVersion);
     req.set_client_name(name_);
-    req.set_policy_type(trainer_->policy().type());
+    req.set_policy_type(trainer_->policies().policy_type());
     req.set_frozen_digest(trainer_->frozen_digest());
     req.set_dataset_samples(open_error.empty() ? static_cast<uint64_t>(trainer_->dataset().size()) : 0);
     v1::RegisterReply reply;
@@ -152,11 +157,11 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
     if (resumable) {
       receiver->expect_continuation();
       position_to_proto(receiver->position(), req.mutable_resume_from());
-      metrics_.transfer_resumes.Add({{"direction", "download"}}).Increment();
+      metrics_.transfer_resumes.Add(metrics_.direction("download")).Increment();
       log_info("download_resumed", {kv("round", ins.round()), kv("tensor", receiver->position().tensor),
                                     kv("offset", receiver->position().offset), kv("bytes_kept", held)});
     } else {
-      if (receiver) metrics_.transfer_resent_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(receiver->bytes_received()));
+      if (receiver) metrics_.transfer_resent_bytes.Add(metrics_.direction("download")).Increment(static_cast<double>(receiver->bytes_received()));
       receiver = std::make_unique<ParameterReceiver>(trainer_->layout());
       held = 0;
     }
@@ -176,7 +181,7 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
       ctx.TryCancel();
     }
     const grpc::Status s = reader->Finish();
-    metrics_.transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(receiver->bytes_received() - before));
+    metrics_.transfer_bytes.Add(metrics_.direction("download")).Increment(static_cast<double>(receiver->bytes_received() - before));
     if (error.empty() && !s.ok()) {
       if (s.error_code() == grpc::StatusCode::ABORTED || s.error_code() == grpc::StatusCode::NOT_FOUND) {
         log_warn("download_refused", {kv("round", ins.round()), kv("status", describe(s))});
@@ -282,11 +287,11 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     writer->WritesDone();
     const grpc::Status s = writer->Finish();
     sent += sent_now;
-    metrics_.transfer_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent_now));
+    metrics_.transfer_bytes.Add(metrics_.direction("upload")).Increment(static_cast<double>(sent_now));
     if (s.ok()) {
       log_info("update_uploaded", {kv("round", ins.round()), kv("digest", reply.digest()), kv("loss", r.loss),
                                    kv("bytes_resent", sent - manifest.total_bytes())});
-      metrics_.transfer_resent_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent - manifest.total_bytes()));
+      metrics_.transfer_resent_bytes.Add(metrics_.direction("upload")).Increment(static_cast<double>(sent - manifest.total_bytes()));
       contribution_->uploaded();
       return {true, ""};
     }
@@ -297,13 +302,13 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     if (code != grpc::StatusCode::DATA_LOSS && code != grpc::StatusCode::UNAVAILABLE && code != grpc::StatusCode::CANCELLED &&
         code != grpc::StatusCode::FAILED_PRECONDITION) {
       log_warn("upload_failed", {kv("round", ins.round()), kv("status", describe(s))});
-      metrics_.transfer_resent_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent));
+      metrics_.transfer_resent_bytes.Add(metrics_.direction("upload")).Increment(static_cast<double>(sent));
       return {};
     }
     last_error = describe(s);
     if (!wait_for_link()) {
       log_warn("upload_abandoned", {kv("round", ins.round())});
-      metrics_.transfer_resent_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent));
+      metrics_.transfer_resent_bytes.Add(metrics_.direction("upload")).Increment(static_cast<double>(sent));
       return {};
     }
     from = upload_position(ins, manifest);
@@ -313,11 +318,11 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     log_warn("upload_failed", {kv("round", ins.round()), kv("failures", failures), kv("bytes_kept", held), kv("status", last_error)});
     if (failures >= spec_.transport.transfer_attempts) break;
     if (!from.at_start()) {
-      metrics_.transfer_resumes.Add({{"direction", "upload"}}).Increment();
+      metrics_.transfer_resumes.Add(metrics_.direction("upload")).Increment();
       log_info("upload_resumed", {kv("round", ins.round()), kv("tensor", from.tensor), kv("offset", from.offset), kv("bytes_kept", held)});
     }
   }
-  metrics_.transfer_resent_bytes.Add({{"direction", "upload"}}).Increment(static_cast<double>(sent));
+  metrics_.transfer_resent_bytes.Add(metrics_.direction("upload")).Increment(static_cast<double>(sent));
   return {false, "upload failed " + std::to_string(spec_.transport.transfer_attempts) + " times without progress: " + last_error};
 }
 
@@ -361,7 +366,7 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   result.report.bytes_downloaded = bytes;
   metrics_.trained(result.report, result.step_seconds);
   contribution_->trained(round, result.report);
-  if (const auto* cache = trainer_->policy().prefix_cache_stats()) metrics_.prefix_cache(*cache);
+  if (const auto cache = trainer_->policies().prefix_cache_stats()) prefix_cache_metrics_->update(*cache);
   log_info("round_trained", {kv("round", round), kv("loss", result.report.loss), kv("policy_loss", result.report.policy_loss),
                              kv("proximal_loss", result.report.proximal_loss), kv("update_norm", result.report.update_norm),
                              kv("seconds", result.report.train_seconds)});
@@ -373,6 +378,7 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
 }
 
 int WorkerClient::run() {
+  set_thread_log_component("worker/" + name_);
   std::string open_error;
   try {
     trainer_->open_dataset();
@@ -387,7 +393,10 @@ int WorkerClient::run() {
     report_failure(0, "dataset: " + open_error, true);
     return 1;
   }
-  std::thread heartbeat([this] { heartbeat_loop(); });
+  std::thread heartbeat([this] {
+    set_thread_log_component("worker/" + name_);
+    heartbeat_loop();
+  });
   int rc = 1;
   auto unreachable_since = Clock::now();
   bool reachable = true;

@@ -17,12 +17,23 @@
 
 namespace zk0 {
 
+// What the clients of one process share (the simulation runtime's virtual clients): the
+// policies they train on, the registry their metrics go to (each series labelled with its
+// client) and the prefix cache's metrics. Empty: a worker of one client, with its own.
+struct SharedWorkerParts {
+  std::shared_ptr<PolicyPool> policies;
+  std::shared_ptr<prometheus::Registry> registry;
+  std::shared_ptr<PrefixCacheMetrics> prefix_cache_metrics;
+};
+
 class WorkerClient {
  public:
-  WorkerClient(const FederationSpec& spec, std::string client_name, const std::string& address, const std::string& state_dir);
+  WorkerClient(const FederationSpec& spec, std::string client_name, const std::string& address, const std::string& state_dir,
+               const SharedWorkerParts& shared = {});
   // Returns the process exit code: 0 when the aggregator finished the run.
   int run();
   void request_stop() { stop_ = true; }
+  const std::string& name() const { return name_; }
   // Called with each trained update before it is uploaded. The only user is the attack harness
   // (tests/attack), which rewrites updates the way a Byzantine client would; zk0-worker sets none.
   using UpdateHook = std::function<void(const RoundTask& task, const ParameterSet& global, RoundResult& result)>;
@@ -62,8 +73,9 @@ class WorkerClient {
 
   FederationSpec spec_;
   std::string name_;
-  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
-  WorkerMetrics metrics_{*registry_};
+  std::shared_ptr<prometheus::Registry> registry_;
+  WorkerMetrics metrics_;
+  std::shared_ptr<PrefixCacheMetrics> prefix_cache_metrics_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Federation::Stub> stub_;
   std::unique_ptr<LocalTrainer> trainer_;

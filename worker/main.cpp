@@ -1,6 +1,7 @@
 // zk0-worker: one client of a FederationRun, training on its own dataset.
 //   zk0-worker --spec run.yaml --client NAME --aggregator HOST:PORT [--state-dir DIR] [--termination-log PATH]
 //   zk0-worker join ...   as `zk0 join` (worker/join.h): a robot owner joining from this image
+//   zk0-worker simulate ...   every client of the spec in this process (worker/simulation.h)
 // --state-dir holds what must survive a restart of this worker (AdamW's moments when
 // spec.training.optimizer.state is keep).
 #include <fstream>
@@ -16,11 +17,13 @@
 #include "core/util/stop_signals.h"
 #include "worker/client.h"
 #include "worker/join.h"
+#include "worker/simulation.h"
 
 using namespace zk0;
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "join") return join_command(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "simulate") return simulate_command(argc - 1, argv + 1);
   std::string spec_path, client, address, metrics_listen = "0.0.0.0:9465", metrics_port_file, state_dir, termination_log;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];

@@ -2,16 +2,32 @@
 
 namespace zk0 {
 
-WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
-    : train_loss(add_gauge(r, "zk0_worker_train_loss", "Mean loss (policy + proximal) of the latest round")),
-      policy_loss(add_gauge(r, "zk0_worker_policy_loss", "Mean flow-matching loss of the latest round")),
-      proximal_loss(add_gauge(r, "zk0_worker_proximal_loss", "Mean FedProx term of the latest round")),
-      update_norm(add_gauge(r, "zk0_worker_update_norm", "L2 distance of the latest update from its global parameters")),
-      samples_per_second(add_gauge(r, "zk0_worker_samples_per_second", "Training throughput of the latest round")),
-      step_duration(add_duration_histogram(r, "zk0_worker_local_step_duration_seconds",
-                                           "Wall time of one local optimizer step, data wait included")),
-      data_wait(add_counter(r, "zk0_worker_data_wait_seconds_total", "Time the trainer waited for batches")),
-      rounds_trained(add_counter(r, "zk0_worker_rounds_trained_total", "Rounds of local training")),
+namespace {
+
+std::map<std::string, std::string> with(std::map<std::string, std::string> labels, const char* key, const char* value) {
+  labels[key] = value;
+  return labels;
+}
+
+}  // namespace
+
+WorkerMetrics::WorkerMetrics(prometheus::Registry& r, const std::map<std::string, std::string>& labels)
+    : train_loss(prometheus::BuildGauge().Name("zk0_worker_train_loss").Help("Mean loss (policy + proximal) of the latest round").Register(r).Add(labels)),
+      policy_loss(prometheus::BuildGauge().Name("zk0_worker_policy_loss").Help("Mean flow-matching loss of the latest round").Register(r).Add(labels)),
+      proximal_loss(prometheus::BuildGauge().Name("zk0_worker_proximal_loss").Help("Mean FedProx term of the latest round").Register(r).Add(labels)),
+      update_norm(prometheus::BuildGauge()
+                      .Name("zk0_worker_update_norm")
+                      .Help("L2 distance of the latest update from its global parameters")
+                      .Register(r)
+                      .Add(labels)),
+      samples_per_second(prometheus::BuildGauge().Name("zk0_worker_samples_per_second").Help("Training throughput of the latest round").Register(r).Add(labels)),
+      step_duration(prometheus::BuildHistogram()
+                        .Name("zk0_worker_local_step_duration_seconds")
+                        .Help("Wall time of one local optimizer step, data wait included")
+                        .Register(r)
+                        .Add(labels, duration_buckets())),
+      data_wait(prometheus::BuildCounter().Name("zk0_worker_data_wait_seconds_total").Help("Time the trainer waited for batches").Register(r).Add(labels)),
+      rounds_trained(prometheus::BuildCounter().Name("zk0_worker_rounds_trained_total").Help("Rounds of local training").Register(r).Add(labels)),
       transfer_bytes(prometheus::BuildCounter()
                          .Name("zk0_worker_transfer_bytes_total")
                          .Help("Parameter bytes moved, by direction")
@@ -25,38 +41,15 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
                                 .Help("Parameter bytes that crossed the link more than once, by direction (upload: sent "
                                       "but not kept by the aggregator; download: received, then thrown away)")
                                 .Register(r)),
-      prefix_cache_lookups(prometheus::BuildCounter()
-                               .Name("zk0_worker_prefix_cache_lookups_total")
-                               .Help("Frozen-prefix cache lookups, by result (memory_hit, disk_hit, miss)")
-                               .Register(r)),
-      prefix_cache_corrupt(add_counter(r, "zk0_worker_prefix_cache_corrupt_entries_total",
-                                       "Disk cache entries that failed their checksum or key check, dropped and recomputed")),
-      prefix_cache_bytes(prometheus::BuildGauge()
-                             .Name("zk0_worker_prefix_cache_bytes")
-                             .Help("Bytes the frozen-prefix cache holds, by tier (memory, disk)")
-                             .Register(r)) {
-  for (const char* result : {"memory_hit", "disk_hit", "miss"}) prefix_cache_lookups.Add({{"result", result}});
-  for (const char* direction : {"download", "upload"}) {
-    transfer_bytes.Add({{"direction", direction}});
-    transfer_resumes.Add({{"direction", direction}});
-    transfer_resent_bytes.Add({{"direction", direction}});
+      labels_(labels) {
+  for (const char* d : {"download", "upload"}) {
+    transfer_bytes.Add(direction(d));
+    transfer_resumes.Add(direction(d));
+    transfer_resent_bytes.Add(direction(d));
   }
-  for (const char* tier : {"memory", "disk"}) prefix_cache_bytes.Add({{"tier", tier}});
 }
 
-void WorkerMetrics::prefix_cache(const PrefixCacheStats& s) {
-  const auto advance = [&](const char* result, int64_t now, int64_t before) {
-    if (now > before) prefix_cache_lookups.Add({{"result", result}}).Increment(static_cast<double>(now - before));
-  };
-  advance("memory_hit", s.memory_hits, last_cache_.memory_hits);
-  advance("disk_hit", s.disk_hits, last_cache_.disk_hits);
-  advance("miss", s.misses, last_cache_.misses);
-  if (s.corrupt_entries > last_cache_.corrupt_entries)
-    prefix_cache_corrupt.Increment(static_cast<double>(s.corrupt_entries - last_cache_.corrupt_entries));
-  prefix_cache_bytes.Add({{"tier", "memory"}}).Set(static_cast<double>(s.memory_bytes));
-  prefix_cache_bytes.Add({{"tier", "disk"}}).Set(static_cast<double>(s.disk_bytes));
-  last_cache_ = s;
-}
+std::map<std::string, std::string> WorkerMetrics::direction(const char* d) const { return with(labels_, "direction", d); }
 
 void WorkerMetrics::trained(const TrainReport& report, const std::vector<double>& step_seconds) {
   train_loss.Set(report.loss);
@@ -67,6 +60,35 @@ void WorkerMetrics::trained(const TrainReport& report, const std::vector<double>
   for (double s : step_seconds) step_duration.Observe(s);
   data_wait.Increment(report.data_seconds);
   rounds_trained.Increment();
+}
+
+PrefixCacheMetrics::PrefixCacheMetrics(prometheus::Registry& r)
+    : lookups_(prometheus::BuildCounter()
+                   .Name("zk0_worker_prefix_cache_lookups_total")
+                   .Help("Frozen-prefix cache lookups, by result (memory_hit, disk_hit, miss)")
+                   .Register(r)),
+      corrupt_(add_counter(r, "zk0_worker_prefix_cache_corrupt_entries_total",
+                           "Disk cache entries that failed their checksum or key check, dropped and recomputed")),
+      bytes_(prometheus::BuildGauge()
+                 .Name("zk0_worker_prefix_cache_bytes")
+                 .Help("Bytes the frozen-prefix cache holds, by tier (memory, disk)")
+                 .Register(r)) {
+  for (const char* result : {"memory_hit", "disk_hit", "miss"}) lookups_.Add({{"result", result}});
+  for (const char* tier : {"memory", "disk"}) bytes_.Add({{"tier", tier}});
+}
+
+void PrefixCacheMetrics::update(const PrefixCacheStats& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto advance = [&](const char* result, int64_t now, int64_t before) {
+    if (now > before) lookups_.Add({{"result", result}}).Increment(static_cast<double>(now - before));
+  };
+  advance("memory_hit", s.memory_hits, last_.memory_hits);
+  advance("disk_hit", s.disk_hits, last_.disk_hits);
+  advance("miss", s.misses, last_.misses);
+  if (s.corrupt_entries > last_.corrupt_entries) corrupt_.Increment(static_cast<double>(s.corrupt_entries - last_.corrupt_entries));
+  bytes_.Add({{"tier", "memory"}}).Set(static_cast<double>(s.memory_bytes));
+  bytes_.Add({{"tier", "disk"}}).Set(static_cast<double>(s.disk_bytes));
+  last_ = s;
 }
 
 }  // namespace zk0

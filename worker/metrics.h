@@ -4,12 +4,17 @@
 #include "core/metrics/train_report.h"
 #include "core/policy/policy.h"
 
+#include <map>
+#include <mutex>
+#include <string>
 #include <vector>
 
 namespace zk0 {
 
+// One client's metrics. `labels` go on every series: {client: NAME} when several clients share
+// a registry (the simulation runtime), none when the endpoint's constant labels name the client.
 struct WorkerMetrics {
-  explicit WorkerMetrics(prometheus::Registry& registry);
+  WorkerMetrics(prometheus::Registry& registry, const std::map<std::string, std::string>& labels = {});
 
   prometheus::Gauge& train_loss;
   prometheus::Gauge& policy_loss;
@@ -22,16 +27,28 @@ struct WorkerMetrics {
   prometheus::Family<prometheus::Counter>& transfer_bytes;  // label direction
   prometheus::Family<prometheus::Counter>& transfer_resumes;  // label direction
   prometheus::Family<prometheus::Counter>& transfer_resent_bytes;  // label direction
-  prometheus::Family<prometheus::Counter>& prefix_cache_lookups;  // label result: memory_hit, disk_hit, miss
-  prometheus::Counter& prefix_cache_corrupt;
-  prometheus::Family<prometheus::Gauge>& prefix_cache_bytes;  // label tier: memory, disk
 
   void trained(const TrainReport& report, const std::vector<double>& step_seconds);
-  // The policy's prefix cache as it stands now (counters advance by what changed since the last call).
-  void prefix_cache(const PrefixCacheStats& stats);
+  // {direction: d} and this client's labels.
+  std::map<std::string, std::string> direction(const char* d) const;
 
  private:
-  PrefixCacheStats last_cache_;
+  std::map<std::string, std::string> labels_;
+};
+
+// The prefix cache's metrics, once per process: the cache is shared by every client in it.
+class PrefixCacheMetrics {
+ public:
+  explicit PrefixCacheMetrics(prometheus::Registry& registry);
+  // The cache as it stands now (counters advance by what changed since the last call).
+  void update(const PrefixCacheStats& stats);
+
+ private:
+  prometheus::Family<prometheus::Counter>& lookups_;  // label result: memory_hit, disk_hit, miss
+  prometheus::Counter& corrupt_;
+  prometheus::Family<prometheus::Gauge>& bytes_;  // label tier: memory, disk
+  std::mutex mu_;
+  PrefixCacheStats last_;
 };
 
 }  // namespace zk0

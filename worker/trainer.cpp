@@ -22,20 +22,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-at::Device pick_device(const ClientSpec& client, size_t index) {
-  if (client.resources.gpu == 0) return at::kCPU;
-  if (!torch::cuda::is_available())
-    throw SpecError({"spec.clients[" + std::to_string(index) + "].resources.gpu: " + std::to_string(client.resources.gpu) +
-                     " GPU requested but CUDA is not available on this machine"});
-  return at::Device(at::kCUDA, 0);
-}
-
-size_t client_index(const FederationSpec& spec, const std::string& name) {
-  for (size_t i = 0; i < spec.clients.size(); ++i)
-    if (spec.clients[i].name == name) return i;
-  return 0;
-}
-
 // Turns autocast to bf16 on or off for one device type; LibTorch 2.4 replaced the per-device
 // setters with ones that take the device type.
 void set_bf16_autocast(at::DeviceType device, bool enabled) {
@@ -83,31 +69,23 @@ double learning_rate_at(const TrainingSpec& spec, int step, int steps) {
   return min_lr + 0.5 * (spec.learning_rate - min_lr) * (1 + std::cos(M_PI * progress));
 }
 
-LocalTrainer::LocalTrainer(const FederationSpec& spec, const ClientSpec& client, std::string state_dir)
-    : spec_(spec), client_(client), device_(pick_device(client, client_index(spec, client.name))), state_dir_(std::move(state_dir)) {
+LocalTrainer::LocalTrainer(const FederationSpec& spec, const ClientSpec& client, std::string state_dir,
+                           std::shared_ptr<PolicyPool> pool)
+    : spec_(spec), client_(client), pool_(std::move(pool)), state_dir_(std::move(state_dir)) {
   if (spec.training.optimizer_state == OptimizerState::Keep && state_dir_.empty())
     throw SpecError({"spec.training.optimizer.state: keep needs the worker's state directory (zk0-worker --state-dir)"});
-  policy_ = make_policy(spec.policy);
-  // Before moving: on CUDA a policy may keep its frozen part in bfloat16, and the digest must
-  // name the weights as the spec gives them, as the aggregator computes it on its CPU.
-  frozen_digest_ = build_manifest(to_parameter_set(policy_->frozen_parameters())).digest_hex();
-  policy_->to(device_);
-  layout_ = build_manifest(to_parameter_set(policy_->trainable_parameters()));
-  std::vector<at::Tensor> params;
-  for (auto& [name, t] : policy_->trainable_parameters()) params.push_back(t);
-  const auto& t = spec.training;
-  optimizer_ = std::make_unique<FlatAdamW>(params, AdamWOptions{t.betas[0], t.betas[1], t.eps, t.weight_decay});
+  if (!pool_) pool_ = std::make_shared<PolicyPool>(spec, training_device(spec, client), 1);
 }
 
 LocalTrainer::~LocalTrainer() = default;
 
 void LocalTrainer::open_dataset() {
-  dataset_ = zk0::open_dataset(client_.dataset, policy_->chunk_size(), policy_->uses_images());
+  dataset_ = zk0::open_dataset(client_.dataset, pool_->chunk_size(), pool_->uses_images());
 }
 
-void LocalTrainer::restore_optimizer(int round) {
+void LocalTrainer::restore_optimizer(FlatAdamW& optimizer, int round) {
   if (spec_.training.optimizer_state == OptimizerState::Reset) {
-    optimizer_->reset();
+    optimizer.reset();
     return;
   }
   // The newest state from a round before this one: a round repeated after an aggregator restart
@@ -124,23 +102,23 @@ void LocalTrainer::restore_optimizer(int round) {
       }
     }
   if (best == 0) {
-    optimizer_->reset();
+    optimizer.reset();
     return;
   }
   std::map<std::string, std::string> meta;
   const ParameterSet saved = read_safetensors(best_file.string(), &meta);
   FlatAdamW::State state{to_aten(saved.at("exp_avg")), to_aten(saved.at("exp_avg_sq")), std::stoll(meta.at("steps"))};
-  if (meta.at("layout") != layout_.digest_hex())
+  if (meta.at("layout") != layout().digest_hex())
     throw std::runtime_error(best_file.string() + ": optimizer state of another parameter layout");
-  optimizer_->load_state(state);
+  optimizer.load_state(state);
   log_info("optimizer_restored", {kv("round", round), kv("from_round", best), kv("steps", state.steps)});
 }
 
-void LocalTrainer::save_optimizer(const RoundTask& task) {
+void LocalTrainer::save_optimizer(const FlatAdamW& optimizer, const RoundTask& task) {
   if (spec_.training.optimizer_state == OptimizerState::Reset) return;
   const fs::path dir = fs::path(state_dir_) / "optimizer";
   fs::create_directories(dir);
-  const FlatAdamW::State state = optimizer_->state();
+  const FlatAdamW::State state = optimizer.state();
   ParameterSet set;
   set.tensors.push_back(copy_tensor("exp_avg", state.exp_avg));
   set.tensors.push_back(copy_tensor("exp_avg_sq", state.exp_avg_sq));
@@ -148,7 +126,7 @@ void LocalTrainer::save_optimizer(const RoundTask& task) {
   std::snprintf(name, sizeof name, "round_%04d.safetensors", task.round);
   write_safetensors((dir / name).string(), set,
                     {{"steps", std::to_string(state.steps)}, {"round", std::to_string(task.round)},
-                     {"trained_from", task.base_digest}, {"layout", layout_.digest_hex()}});
+                     {"trained_from", task.base_digest}, {"layout", layout().digest_hex()}});
   // Two are enough: the one this round started from (should the round be repeated) and this one.
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir))
@@ -164,11 +142,18 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTas
   const double proximal_mu = task.proximal_mu;
   const uint64_t seed = task.seed;
   const auto start = Clock::now();
-  NamedTensors trainable = policy_->trainable_parameters();
+  // Waiting for a slot while other virtual clients train is progress of the process, not a
+  // stall, and not this client's training time.
+  const PolicyPool::Lease slot = pool_->acquire(progressed);
+  const auto slot_start = Clock::now();
+  Policy& policy = *slot->policy;
+  FlatAdamW& optimizer = *slot->optimizer;
+  const at::Device device = pool_->device();
+  NamedTensors trainable = policy.trainable_parameters();
   load_parameter_set(trainable, global);
-  restore_optimizer(task.round);
-  const at::Tensor anchor = optimizer_->parameters().clone();  // on the compute device for the whole round
-  policy_->set_training(true);
+  restore_optimizer(optimizer, task.round);
+  const at::Tensor anchor = optimizer.parameters().clone();  // on the compute device for the whole round
+  policy.set_training(true);
   ShuffledSampler sampler(dataset_->size(), spec_.training.batch_size, seed);
   const int workers = BatchLoader::default_workers();
   BatchLoader loader(*dataset_, [&] { return sampler.next_batch(); }, local_steps, workers, 2 * workers);
@@ -179,27 +164,27 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTas
     const auto step_start = Clock::now();
     if (abandon && *abandon) throw RoundAbandoned("abandoned at local step " + std::to_string(step));
     const auto data_start = Clock::now();  // time the trainer waits for data, not the loaders' work
-    const Batch batch = loader.next().to(device_);
+    const Batch batch = loader.next().to(device);
     data_seconds += std::chrono::duration<double>(Clock::now() - data_start).count();
     progressed();
 
     lr = learning_rate_at(spec_.training, step, local_steps);
     at::Tensor policy_loss;
     {
-      AutocastScope autocast(spec_.training.precision, device_);
-      policy_loss = policy_->loss(batch, generator);
+      AutocastScope autocast(spec_.training.precision, device);
+      policy_loss = policy.loss(batch, generator);
     }
-    optimizer_->zero_grad();
+    optimizer.zero_grad();
     policy_loss.backward();
     // FedProx's mu/2 * ||w - w_global||^2 adds its gradient directly: no autograd graph over
     // every trainable parameter.
-    const double proximal = proximal_mu > 0 ? optimizer_->add_proximal_gradient(anchor, proximal_mu) : 0.0;
+    const double proximal = proximal_mu > 0 ? optimizer.add_proximal_gradient(anchor, proximal_mu) : 0.0;
     const double policy_value = policy_loss.item<double>(), total_value = policy_value + proximal;
     if (!std::isfinite(total_value))
       throw std::runtime_error("training diverged: loss is " + std::to_string(total_value) + " at local step " +
                                std::to_string(step));
-    const double grad_norm = optimizer_->grad_norm();
-    optimizer_->step(lr, clip_scale(grad_norm, spec_.training.grad_clip_norm));
+    const double grad_norm = optimizer.grad_norm();
+    optimizer.step(lr, clip_scale(grad_norm, spec_.training.grad_clip_norm));
     loss_sum += total_value;
     policy_sum += policy_value;
     prox_sum += proximal;
@@ -210,11 +195,11 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTas
   double update_sq = 0;
   {
     torch::NoGradGuard no_grad;
-    const at::Tensor update = optimizer_->parameters() - anchor;
+    const at::Tensor update = optimizer.parameters() - anchor;
     update_sq = update.dot(update).item<double>();
   }
   out.update = to_parameter_set(trainable);
-  save_optimizer(task);
+  save_optimizer(optimizer, task);
   const double n = std::max(1, local_steps);
   out.report.samples = static_cast<uint64_t>(local_steps) * static_cast<uint64_t>(spec_.training.batch_size);
   out.report.steps = static_cast<uint32_t>(local_steps);
@@ -225,7 +210,8 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTas
   out.report.update_norm = std::sqrt(update_sq);
   out.report.learning_rate = lr;
   out.report.data_seconds = data_seconds;
-  out.report.train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  out.report.train_seconds = std::chrono::duration<double>(Clock::now() - slot_start).count();
+  out.slot_wait_seconds = std::chrono::duration<double>(slot_start - start).count();
   return out;
 }
 

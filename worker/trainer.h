@@ -1,6 +1,6 @@
 #pragma once
-// Local training on one client's data: the policy and the dataset stay resident for the whole
-// run; each round starts from the received global parameters and runs the local steps with the
+// Local training on one client's data: the dataset stays resident for the whole run, and so
+// does the policy it trains on (its own, or a slot of a pool it shares); each round starts from the received global parameters and runs the local steps with the
 // FedProx term mu/2 * ||w - w_global||^2 over the trainable parameters only. AdamW's moments
 // start from zero every round (spec.training.optimizer.state: reset) or continue from this
 // client's previous round (keep), persisted in the state directory so that a restarted worker
@@ -17,6 +17,7 @@
 #include "core/optim/flat_adamw.h"
 #include "core/policy/policy.h"
 #include "core/tensor/manifest.h"
+#include "worker/policy_pool.h"
 
 namespace zk0 {
 
@@ -24,6 +25,7 @@ struct RoundResult {
   ParameterSet update;  // the trainable parameters after local training
   TrainReport report;
   std::vector<double> step_seconds;  // wall time of each local step, data wait included
+  double slot_wait_seconds = 0;      // waiting for a policy of a shared pool (report.train_seconds leaves it out)
 };
 
 // Learning rate at `step` (0-based) of a round of `steps`: linear warmup, then constant or cosine
@@ -47,15 +49,19 @@ class RoundAbandoned : public std::runtime_error {
 class LocalTrainer {
  public:
   // state_dir: where the worker keeps what must survive a restart (AdamW's moments under
-  // optimizer.state: keep); required then, unused otherwise.
-  LocalTrainer(const FederationSpec& spec, const ClientSpec& client, std::string state_dir = "");
+  // optimizer.state: keep); required then, unused otherwise. `pool`: the policies to train on,
+  // shared with other clients of this process (the simulation runtime); null: a pool of one of
+  // this client's own, on the device it asks for.
+  LocalTrainer(const FederationSpec& spec, const ClientSpec& client, std::string state_dir = "",
+               std::shared_ptr<PolicyPool> pool = nullptr);
   ~LocalTrainer();
 
   void open_dataset();  // throws naming the dataset on any problem
   const Dataset& dataset() const { return *dataset_; }
-  Policy& policy() { return *policy_; }
-  const Manifest& layout() const { return layout_; }
-  std::string frozen_digest() const { return frozen_digest_; }
+  const PolicyPool& policies() const { return *pool_; }
+  Policy& policy() { return pool_->front_policy(); }
+  const Manifest& layout() const { return pool_->layout(); }
+  std::string frozen_digest() const { return pool_->frozen_digest(); }
 
   // Stops with RoundAbandoned at the next step once `abandon` turns true. Calls `progressed`
   // whenever a batch arrives and whenever a step completes (the worker's liveness).
@@ -64,17 +70,13 @@ class LocalTrainer {
 
  private:
   // optimizer.state keep: the moments this client had after its latest round before `round`.
-  void restore_optimizer(int round);
-  void save_optimizer(const RoundTask& task);
+  void restore_optimizer(FlatAdamW& optimizer, int round);
+  void save_optimizer(const FlatAdamW& optimizer, const RoundTask& task);
 
   FederationSpec spec_;
   ClientSpec client_;
-  at::Device device_;
-  std::unique_ptr<Policy> policy_;
+  std::shared_ptr<PolicyPool> pool_;
   std::unique_ptr<Dataset> dataset_;
-  std::unique_ptr<FlatAdamW> optimizer_;  // its flat buffer holds the trainable parameters
-  Manifest layout_;
-  std::string frozen_digest_;
   std::string state_dir_;
 };
 

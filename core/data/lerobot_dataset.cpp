@@ -1,5 +1,7 @@
 #include "core/data/lerobot_dataset.h"
 
+#include "core/data/partition.h"
+
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -22,7 +24,8 @@ FeatureStats to_feature_stats(const lerobot::Stats& s) {
 
 }  // namespace
 
-LeRobotDataset::LeRobotDataset(const std::string& root, const std::vector<int64_t>& subset, int64_t chunk_size, bool images)
+LeRobotDataset::LeRobotDataset(const std::string& root, const std::vector<int64_t>& subset, int64_t chunk_size, bool images,
+                               const std::optional<EpisodePartition>& partition)
     : meta_(lerobot::load_metadata(root)) {
   for (const char* key : {kState, kAction})
     if (!meta_.has_feature(key)) throw std::runtime_error(root + "/meta/info.json: feature '" + std::string(key) + "' is required");
@@ -36,6 +39,14 @@ LeRobotDataset::LeRobotDataset(const std::string& root, const std::vector<int64_
   std::vector<int64_t> selected = subset;
   if (selected.empty())
     for (const auto& e : meta_.episodes) selected.push_back(e.index);
+  if (partition) {
+    std::vector<EpisodeTask> tasks;
+    for (int64_t ep : selected) {
+      const auto& e = meta_.episode(ep);  // throws for unknown episodes
+      tasks.push_back({e.index, e.tasks.empty() ? std::string() : e.tasks.front()});
+    }
+    selected = partition_share(tasks, *partition, root);
+  }
   for (int64_t ep : selected) episode_meta_.push_back(&meta_.episode(ep));  // throws for unknown episodes
 
   // Rows of the selected episodes, file by file (v3.0 files hold many episodes).

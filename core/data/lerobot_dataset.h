@@ -4,6 +4,7 @@
 // episode's end with action_is_pad, the task string, one [3, H, W] image in [0, 1] per camera),
 // and MEAN_STD statistics aggregated over the selected episodes from the per-episode stats.
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 
@@ -23,7 +24,9 @@ class LeRobotDataset final : public Dataset {
 
   // episodes: a subset of episode indices, or all when empty. images: decode camera frames. Reads every selected episode's
   // rows; videos are decoded on demand. Throws naming the file and episode.
-  LeRobotDataset(const std::string& root, const std::vector<int64_t>& episodes, int64_t chunk_size, bool images = true);
+  // `partition`: this client's share of those episodes (core/data/partition.h).
+  LeRobotDataset(const std::string& root, const std::vector<int64_t>& episodes, int64_t chunk_size, bool images = true,
+                 const std::optional<EpisodePartition>& partition = std::nullopt);
   ~LeRobotDataset() override;
 
   const DatasetInfo& info() const override { return info_; }

@@ -33,6 +33,20 @@ NamedTensors Policy::frozen_parameters() {
   return out;
 }
 
+void Policy::share_frozen(Policy& other) {
+  const NamedTensors mine = frozen_parameters(), theirs = other.frozen_parameters();
+  if (mine.size() != theirs.size() || type() != other.type())
+    throw std::logic_error("share_frozen: " + type() + " and " + other.type() + " policies of different shapes");
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const at::Tensor& a = mine[i].second;
+    const at::Tensor& b = theirs[i].second;
+    if (mine[i].first != theirs[i].first || a.sizes() != b.sizes() || a.device() != b.device())
+      throw std::logic_error("share_frozen: " + mine[i].first + " differs from " + theirs[i].first);
+    const_cast<at::Tensor&>(a).set_(b);
+  }
+}
+
 at::Device Policy::device() {
   const auto params = parameters();
   return params.empty() ? at::Device(at::kCPU) : params.front().second.device();

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,8 +55,12 @@ class Policy {
   virtual void set_normalization(const FeatureStats& state, const FeatureStats& action) {}
   // Files a checkpoint folder holds beside model.safetensors and config.json.
   virtual void write_extra_files(const std::string& dir) {}
-  // The policy's prefix cache, if it has one.
-  virtual const PrefixCacheStats* prefix_cache_stats() const { return nullptr; }
+  // What the policy's prefix cache has done, if it has one.
+  virtual std::optional<PrefixCacheStats> prefix_cache_stats() const { return std::nullopt; }
+  // Makes this policy compute with `other`'s frozen weights (and share what is computed from
+  // them alone, such as SmolVLA's prefix cache) instead of its own copy, which is freed: the
+  // simulation runtime's policies hold the backbone once. Same type and configuration, same device.
+  virtual void share_frozen(Policy& other);
 
   // model.safetensors' content: every parameter, float32 unless the policy keeps other dtypes.
   virtual ParameterSet checkpoint_tensors();

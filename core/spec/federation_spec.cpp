@@ -25,6 +25,14 @@ SpecError::SpecError(std::vector<std::string> problems)
 const char* to_string(EvalMode v) { return v == EvalMode::Quick ? "quick" : "full"; }
 const char* to_string(LrScheduleType v) { return v == LrScheduleType::Constant ? "constant" : "cosine"; }
 const char* to_string(Precision v) { return v == Precision::FP32 ? "fp32" : "bf16"; }
+const char* to_string(PartitionScheme v) {
+  switch (v) {
+    case PartitionScheme::IID: return "iid";
+    case PartitionScheme::Task: return "task";
+    case PartitionScheme::Dirichlet: return "dirichlet";
+  }
+  return "?";
+}
 const char* to_string(StrategyType v) { return v == StrategyType::FedAvg ? "fedavg" : "fedprox"; }
 const char* to_string(ExposeType v) { return v == ExposeType::kNodePort ? "NodePort" : "LoadBalancer"; }
 const char* to_string(MuScheduleType v) {
@@ -71,7 +79,7 @@ const char* const kPodOverrideSpecFields[] = {"priorityClassName", "priority",  
                                               "dnsConfig",         nullptr};
 
 std::string DatasetSpec::describe() const {
-  if (synthetic) return "synthetic:" + synthetic->task;
+  if (synthetic) return "synthetic:" + synthetic->task + "@" + std::to_string(synthetic->seed);
   if (volume_claim) return "pvc:" + volume_claim->claim_name + (volume_claim->sub_path.empty() ? "" : "/" + volume_claim->sub_path);
   if (!repo_id.empty()) return "hub:" + repo_id + "@" + revision;
   return "path:" + path;
@@ -238,6 +246,53 @@ FederationSpec parse_spec(const std::string& yaml_text) {
 
 namespace {
 
+// spec.partition: `clients` clients named <namePrefix>-NNN, each with its share of one dataset's
+// episodes (a LeRobot dataset: split as `by` says) or, from a synthetic dataset, its own
+// generated one (seed + its index). Appended to spec.clients.
+void read_partition(Fields& s, std::vector<ClientSpec>& clients, std::set<std::string>& names, std::vector<std::string>& problems) {
+  Fields f(s.node("partition"), "spec.partition", problems);
+  EpisodePartition rule;
+  std::string prefix = "client";
+  f.get("clients", rule.clients, true);
+  f.get("namePrefix", prefix);
+  const DatasetSpec dataset = read_dataset(f.node("dataset"), f.path("dataset"), problems);
+  read_split_rule(f, rule);
+  ClientSpec shape;
+  shape.resources = read_resources(f, true, problems);
+  shape.pod = read_placement(f, problems);
+  constexpr int kMaxClients = 10000;
+  if (rule.clients < 1 || rule.clients > kMaxClients) {
+    f.problem(f.path("clients"), "must be from 1 to " + std::to_string(kMaxClients) + " (got " + std::to_string(rule.clients) + ")");
+    return;
+  }
+  if (dataset.partition) f.problem(f.path("dataset.partition"), "is what spec.partition writes: leave it out");
+  if (dataset.synthetic && (f.has("by") || f.has("alpha")))
+    f.problem(f.path(f.has("by") ? "by" : "alpha"), "synthetic datasets are generated per client, not split");
+  const int width = std::max<int>(3, static_cast<int>(std::to_string(rule.clients - 1).size()));
+  const std::string example = prefix + "-" + std::string(static_cast<size_t>(width), '0');
+  if (!valid_name(example)) {
+    f.problem(f.path("namePrefix"), "client names such as '" + example + "' must be lower-case letters, digits and '-', at most 40 characters");
+    return;
+  }
+  for (int i = 0; i < rule.clients; ++i) {
+    std::string number = std::to_string(i);
+    ClientSpec c = shape;
+    c.name = prefix + "-" + std::string(static_cast<size_t>(width) - std::min<size_t>(number.size(), width), '0') + number;
+    if (!names.insert(c.name).second) {
+      f.problem(f.path("namePrefix"), "client '" + c.name + "' is also in spec.clients");
+      return;
+    }
+    c.dataset = dataset;
+    if (dataset.synthetic) {
+      c.dataset.synthetic->seed = dataset.synthetic->seed + static_cast<uint64_t>(i);
+    } else {
+      c.dataset.partition = rule;
+      c.dataset.partition->index = i;
+    }
+    clients.push_back(std::move(c));
+  }
+}
+
 FederationSpec parse_yaml(const std::string& yaml_text) {
   std::vector<std::string> problems;
   const YAML::Node root = load_yaml(yaml_text);
@@ -251,11 +306,14 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
   require(!spec.output_dir.empty(), s, "outputDir", "must not be empty");
 
   // clients
+  std::set<std::string> names;
   const YAML::Node clients = s.node("clients");
-  if (!clients || !clients.IsSequence() || clients.size() == 0) {
-    problems.push_back("spec.clients: a non-empty list is required");
-  } else {
-    std::set<std::string> names;
+  const bool partitioned = s.has("partition");
+  if (clients && !clients.IsNull() && (!clients.IsSequence() || (clients.size() == 0 && !partitioned))) {
+    problems.push_back("spec.clients: must be a non-empty list");
+  } else if (!partitioned && (!clients || clients.IsNull())) {
+    problems.push_back("spec.clients: a non-empty list is required (or spec.partition)");
+  } else if (clients && clients.IsSequence()) {
     for (size_t i = 0; i < clients.size(); ++i) {
       const std::string path = "spec.clients[" + std::to_string(i) + "]";
       ClientSpec c;
@@ -290,6 +348,24 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
       }
       spec.clients.push_back(std::move(c));
     }
+  }
+  if (partitioned) read_partition(s, spec.clients, names, problems);
+
+  // simulation
+  if (s.has("simulation")) {
+    Fields f(s.node("simulation"), "spec.simulation", problems);
+    SimulationSpec sim;
+    f.get("concurrency", sim.concurrency);
+    const auto local = std::count_if(spec.clients.begin(), spec.clients.end(), [](const ClientSpec& c) { return !c.remote; });
+    require(sim.concurrency >= 1, f, "concurrency", "must be at least 1 (got " + std::to_string(sim.concurrency) + ")");
+    if (sim.concurrency > 1 && sim.concurrency > local)
+      f.problem(f.path("concurrency"), "must not exceed the " + std::to_string(local) + " clients this machine runs (got " +
+                                           std::to_string(sim.concurrency) + ")");
+    for (size_t i = 1; i < spec.clients.size(); ++i)
+      if ((spec.clients[i].resources.gpu > 0) != (spec.clients[0].resources.gpu > 0))
+        problems.push_back("spec.clients[" + std::to_string(i) + "].resources.gpu: simulated clients share one device; "
+                           "give every client the same (spec.clients[0] has " + std::to_string(spec.clients[0].resources.gpu) + ")");
+    spec.simulation = sim;
   }
 
   // evaluation
@@ -589,6 +665,15 @@ void emit_dataset(YAML::Node n, const DatasetSpec& d) {
     n["episodes"] = d.episodes;
     n["episodes"].SetStyle(YAML::EmitterStyle::Flow);
   }
+  if (d.partition) {
+    YAML::Node p = n["partition"];
+    p["clients"] = d.partition->clients;
+    p["index"] = d.partition->index;
+    p["by"] = to_string(d.partition->by);
+    if (d.partition->by == PartitionScheme::Dirichlet) p["alpha"] = d.partition->alpha;
+    p["seed"] = d.partition->seed;
+    p.SetStyle(YAML::EmitterStyle::Flow);
+  }
 }
 
 void emit_resources(YAML::Node parent, const ResourcesSpec& r) {
@@ -761,6 +846,7 @@ std::string to_yaml(const FederationSpec& spec) {
     s["hubTokenSecret"]["name"] = spec.hub_token_secret->name;
     s["hubTokenSecret"]["key"] = spec.hub_token_secret->key;
   }
+  if (spec.simulation) s["simulation"]["concurrency"] = spec.simulation->concurrency;
   YAML::Emitter out;
   out.SetDoublePrecision(17);
   out << root;
@@ -802,6 +888,7 @@ std::string resume_fingerprint(const FederationSpec& spec) {
   copy.aggregator = AggregatorSpec{};
   copy.transport = TransportSpec{};
   copy.hub_token_secret.reset();
+  copy.simulation.reset();  // the same updates either way (tests/simulation_test.cpp)
   copy.namespace_.clear();
   copy.checkpoints.keep_last = CheckpointSpec{}.keep_last;
   copy.checkpoints.signing_key_file.clear();

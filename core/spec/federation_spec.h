@@ -36,6 +36,21 @@ struct VolumeClaimSource {
   std::string sub_path;  // folder inside the volume; empty = the volume's root
 };
 
+// How spec.partition splits a dataset's episodes among its clients: dealt out at random (iid),
+// in contiguous runs of episodes sorted by task (task: each client sees few tasks), or each
+// task's episodes shared out by proportions drawn from Dirichlet(alpha) (small alpha: skewed).
+enum class PartitionScheme { IID, Task, Dirichlet };
+
+// One client's share of a dataset split by episode among `clients`. The split is computed where
+// the dataset is opened, from its own episode list, the same in every process.
+struct EpisodePartition {
+  int clients = 1;
+  int index = 0;  // this client's share, 0-based
+  PartitionScheme by = PartitionScheme::IID;
+  double alpha = 1;  // by: dirichlet only
+  uint64_t seed = 0;
+};
+
 struct DatasetSpec {
   std::string path;  // a LeRobot dataset on local disk; on a cluster, a host path on the pod's node
   std::optional<VolumeClaimSource> volume_claim;
@@ -43,8 +58,11 @@ struct DatasetSpec {
   std::string revision;  // Hub revision; "main" when repo_id is set and this is empty
   std::optional<SyntheticDatasetSpec> synthetic;
   std::vector<int64_t> episodes;  // subset of episode indices; empty means all
+  std::optional<EpisodePartition> partition;  // of those episodes
 
-  std::string describe() const;  // "path:/data/x", "hub:user/set@main", "synthetic:reach-left"
+  // "path:/data/x", "hub:user/set@main", "synthetic:reach-left@7" (task and seed): names the
+  // recorded samples, so two datasets that may hold different samples never share a name.
+  std::string describe() const;
 };
 
 struct ResourcesSpec {
@@ -274,6 +292,14 @@ struct TransportSpec {
   ExposeSpec expose;  // meaningful only with remote clients
 };
 
+// The simulation runtime (`zk0 run`): one worker process hosts every client as a virtual client,
+// loads the frozen weights once for all of them and trains `concurrency` clients at a time
+// (1: one after another, the serialized-GPU mode). Each still registers and exchanges its
+// updates with the aggregator over gRPC under its own name.
+struct SimulationSpec {
+  int concurrency = 1;
+};
+
 struct FederationSpec {
   std::string name;
   std::string namespace_;  // metadata.namespace, used on a cluster
@@ -289,6 +315,7 @@ struct FederationSpec {
   AggregatorSpec aggregator;
   RunPolicySpec run_policy;
   std::optional<SecretKeyRef> hub_token_secret;  // cluster: token for private Hub datasets
+  std::optional<SimulationSpec> simulation;
 
   const ClientSpec& client(const std::string& name) const;  // throws std::out_of_range
   bool has_remote_clients() const;
@@ -320,6 +347,7 @@ std::string resume_fingerprint(const FederationSpec& spec);
 const char* to_string(EvalMode v);
 const char* to_string(LrScheduleType v);
 const char* to_string(Precision v);
+const char* to_string(PartitionScheme v);
 const char* to_string(StrategyType v);
 const char* to_string(ExposeType v);
 const char* to_string(MuScheduleType v);

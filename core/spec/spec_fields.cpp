@@ -29,6 +29,14 @@ void require(bool ok, Fields& f, const std::string& key, const std::string& why)
   if (!ok) f.problem(f.path(key), why);
 }
 
+void read_split_rule(Fields& f, EpisodePartition& p) {
+  f.get_enum("by", p.by, names_of({PartitionScheme::IID, PartitionScheme::Task, PartitionScheme::Dirichlet}));
+  f.get("alpha", p.alpha);
+  f.get("seed", p.seed);
+  if (f.has("alpha") && p.by != PartitionScheme::Dirichlet) f.problem(f.path("alpha"), "only applies with by: dirichlet");
+  require(p.alpha > 0, f, "alpha", "must be greater than 0 (got " + std::to_string(p.alpha) + ")");
+}
+
 DatasetSpec read_dataset(const YAML::Node& node, const std::string& path, std::vector<std::string>& problems) {
   DatasetSpec d;
   if (!node || node.IsNull()) {
@@ -59,6 +67,18 @@ DatasetSpec read_dataset(const YAML::Node& node, const std::string& path, std::v
     require(s.episodes >= 1, sf, "episodes", "must be at least 1");
     require(s.episode_length >= 2, sf, "episodeLength", "must be at least 2");
     d.synthetic = s;
+  }
+  if (f.has("partition")) {
+    EpisodePartition p;
+    Fields pf(f.node("partition"), f.path("partition"), problems);
+    pf.get("clients", p.clients, true);
+    pf.get("index", p.index, true);
+    read_split_rule(pf, p);
+    require(p.clients >= 1, pf, "clients", "must be at least 1");
+    require(p.index >= 0 && p.index < p.clients, pf, "index",
+            "must be from 0 to clients - 1 (got " + std::to_string(p.index) + " of " + std::to_string(p.clients) + ")");
+    if (d.synthetic) pf.problem(pf.path("clients"), "synthetic datasets are generated per client, not split: give each its own seed");
+    d.partition = p;
   }
   const int sources = !d.path.empty() + d.volume_claim.has_value() + !d.repo_id.empty() + d.synthetic.has_value();
   if (sources == 0) problems.push_back(path + ": one of path, volumeClaim, repoId or synthetic is required");

@@ -125,6 +125,8 @@ class Fields {
 bool parse_bytes(const std::string& s, uint64_t& out);
 void require(bool ok, Fields& f, const std::string& key, const std::string& why);
 DatasetSpec read_dataset(const YAML::Node& node, const std::string& path, std::vector<std::string>& problems);
+// by, alpha and seed of an episode partition (spec.partition and a dataset's own partition).
+void read_split_rule(Fields& f, EpisodePartition& p);
 // Kubernetes resource quantity in its common forms: 512Mi, 32Gi, 1.5G, 1000000.
 bool valid_quantity(const std::string& q);
 ResourcesSpec read_resources(Fields& parent, bool gpu_allowed, std::vector<std::string>& problems);

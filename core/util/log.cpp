@@ -58,6 +58,10 @@ void append_value(std::string& line, const std::string& v) {
 }
 }  // namespace
 
+thread_local std::string thread_component;
+
+void set_thread_log_component(std::string component) { thread_component = std::move(component); }
+
 void set_log_component(std::string component) {
   std::lock_guard<std::mutex> lock(log_mutex);
   component_name = std::move(component);
@@ -74,7 +78,9 @@ void log_event(LogLevel level, std::string_view event, const std::vector<LogFiel
   std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
   std::string line = std::string("ts=") + ts + " level=" + level_name(level) + " component=";
-  {
+  if (!thread_component.empty()) {
+    append_value(line, thread_component);
+  } else {
     std::lock_guard<std::mutex> lock(log_mutex);
     append_value(line, component_name);
   }

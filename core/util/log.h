@@ -12,6 +12,8 @@ namespace zk0 {
 enum class LogLevel { Info, Warn, Error };
 
 void set_log_component(std::string component);
+// The component of this thread's lines, over the process's (a simulated client's thread).
+void set_thread_log_component(std::string component);
 
 using LogField = std::pair<std::string, std::string>;
 

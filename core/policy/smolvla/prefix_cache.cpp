@@ -42,6 +42,7 @@ std::string PrefixCache::disk_path(const std::string& key) const {
 }
 
 std::optional<CachedPrefix> PrefixCache::get(const std::string& key, const at::Device& device) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (auto it = memory_.find(key); it != memory_.end()) {
     memory_lru_.splice(memory_lru_.begin(), memory_lru_, it->second.lru);
     ++stats_.memory_hits;
@@ -61,6 +62,7 @@ std::optional<CachedPrefix> PrefixCache::get(const std::string& key, const at::D
 }
 
 void PrefixCache::put(const std::string& key, const CachedPrefix& entry) {
+  std::lock_guard<std::mutex> lock(mu_);
   put_memory(key, entry);
   if (config_.disk_bytes > 0 && !disk_.count(key)) put_disk(key, entry);
 }

@@ -8,12 +8,13 @@
 // batch came from a dataset, else its frames' content. A dataset rewritten in place under the
 // same source needs a fresh disk tier (another dir). A disk entry carries the key it was stored
 // under and a SHA-256 of its payload; one that does not verify (a flipped bit, a file renamed
-// over another) is dropped, counted and recomputed, never served.
+// over another) is dropped, counted and recomputed, never served. Safe to use from several threads.
 #include <ATen/ATen.h>
 
 #include <cstdint>
 #include <list>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,7 +40,10 @@ class PrefixCache {
   // The entry for `key` on `device`, from memory or else disk (then kept in memory too).
   std::optional<CachedPrefix> get(const std::string& key, const at::Device& device);
   void put(const std::string& key, const CachedPrefix& entry);
-  const PrefixCacheStats& stats() const { return stats_; }
+  PrefixCacheStats stats() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
 
  private:
   struct MemoryEntry {
@@ -53,6 +57,7 @@ class PrefixCache {
   std::string disk_path(const std::string& key) const;
 
   PrefixCacheConfig config_;
+  mutable std::mutex mu_;  // the simulation runtime's policies train at once on one cache
   PrefixCacheStats stats_;
   std::list<std::string> memory_lru_;  // most recent first
   std::map<std::string, MemoryEntry> memory_;

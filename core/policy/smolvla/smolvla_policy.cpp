@@ -62,9 +62,14 @@ SmolVLAPolicy::SmolVLAPolicy(const Config& config, std::vector<std::string> trai
   }
   for (const auto& [name, t] : model_.parameters())
     if (name.rfind(kVlm, 0) == 0 && is_trainable(name)) vlm_trains_ = true;
-  if (config.prefix_cache.enabled && !vlm_trains_ && config.prefix_length <= 0) cache_.emplace(config.prefix_cache);
+  if (config.prefix_cache.enabled && !vlm_trains_ && config.prefix_length <= 0) cache_ = std::make_shared<PrefixCache>(config.prefix_cache);
   else if (config.prefix_cache.enabled)
     log_info("prefix_cache_disabled", {{"reason", vlm_trains_ ? "VLM parameters train" : "prefix_length pads the prefix"}});
+}
+
+void SmolVLAPolicy::share_frozen(Policy& other) {
+  Policy::share_frozen(other);
+  cache_ = dynamic_cast<SmolVLAPolicy&>(other).cache_;
 }
 
 void SmolVLAPolicy::to(const at::Device& device) {

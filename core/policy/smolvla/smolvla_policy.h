@@ -58,8 +58,11 @@ class SmolVLAPolicy final : public Policy {
   }
   // Pads [B, H, action_dim] to max_action_dim with zeros.
   at::Tensor pad_action(const at::Tensor& action) const;
-  bool prefix_cache_enabled() const { return cache_.has_value(); }
-  const PrefixCacheStats* prefix_cache_stats() const override { return cache_ ? &cache_->stats() : nullptr; }
+  bool prefix_cache_enabled() const { return cache_ != nullptr; }
+  std::optional<PrefixCacheStats> prefix_cache_stats() const override {
+    return cache_ ? std::optional<PrefixCacheStats>(cache_->stats()) : std::nullopt;
+  }
+  void share_frozen(Policy& other) override;
 
  private:
   // The image/language keys and values of the samples `index` selects (all when undefined),
@@ -75,7 +78,7 @@ class SmolVLAPolicy final : public Policy {
   std::optional<Tokenizer> tokenizer_;
   bool truncate_left_ = false;
   int64_t pad_token_id_ = 0;
-  std::optional<PrefixCache> cache_;
+  std::shared_ptr<PrefixCache> cache_;  // shared with the policies that share_frozen() from this one
   std::optional<NormalizationStats> stats_;
   std::string fingerprint_;
   int64_t fingerprint_version_ = -1;
