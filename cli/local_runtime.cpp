@@ -284,6 +284,9 @@ int run_locally(const LocalRunOptions& options) {
     const auto cpus = static_cast<size_t>(available_cpus());
     worker_env["OMP_NUM_THREADS"] = std::to_string(std::max<size_t>(1, cpus / training_at_once));
   }
+  // OpenMP's idle threads spin between parallel regions by default; in a process whose many
+  // virtual clients must keep answering heartbeats that spinning takes the CPU they need.
+  if (simulate && !std::getenv("OMP_WAIT_POLICY")) worker_env["OMP_WAIT_POLICY"] = "PASSIVE";
   if (spec.has_remote_clients()) {
     try {
       write_join_tokens(spec, out / "join", options.listen, port);

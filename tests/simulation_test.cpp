@@ -63,7 +63,7 @@ std::string spec_text(const std::string& name, const std::string& out, const std
   const std::string dims = on_fixture ? ", stateDim: 26, actionDim: 26" : "";
   return "apiVersion: zk0.io/v1alpha1\nkind: FederationRun\nmetadata: {name: " + name + "}\nspec:\n  rounds: 2\n  outputDir: " + out +
          "\n" + clients_section + "  evaluation:\n    dataset: " + evaluation + "\n    mode: quick\n    batches: 2\n    batchSize: 16\n" +
-         "  training: {localSteps: 4, batchSize: 16}\n"
+         "  training: {localSteps: 8, batchSize: 32}\n"
          "  policy: {type: flow-matching-mlp, config: {chunkSize: 10, hiddenDim: 64, layers: 2" + dims + "}}\n" + extra;
 }
 
@@ -199,16 +199,17 @@ TEST(Simulation, OneProcessComputesTheSameGlobalParametersAsSeparateProcesses) {
   fs::remove_all(dir);
 }
 
-// Many clients in one process, two training at a time, each registering under its own name:
-// every round takes every client's update.
-TEST(Simulation, ManyVirtualClientsTrainInOneProcess) {
+// A hundred owners, one episode of the LeRobot fixture each, in one process, one training at a
+// time: every round takes every client's update. A round lasts long enough (about ten seconds
+// here) that a client waiting for its turn would be dropped if its heartbeats stalled.
+TEST(Simulation, AHundredVirtualClientsTrainInOneProcess) {
   const std::string dir = test::make_temp_dir("simulation-many");
-  const int n = 40;
+  const int n = 100;
   write_file_atomic(dir + "/many.yaml",
                     spec_text("many", dir + "/out",
-                              "  partition:\n    clients: " + std::to_string(n) +
-                                  "\n    namePrefix: robot\n    dataset: {synthetic: {task: reach, episodes: 3, episodeLength: 30, seed: 1}}\n",
-                              "  simulation: {concurrency: 2}\n  strategy: {minFitClients: 40, minAvailableClients: 40}\n"));
+                              "  partition:\n    clients: " + std::to_string(n) + "\n    namePrefix: robot\n    dataset: {path: " +
+                                  fixture() + "}\n",
+                              "  simulation: {concurrency: 1}\n  strategy: {minFitClients: 100, minAvailableClients: 100}\n", true));
   ASSERT_EQ(zk0_run(dir + "/many.yaml", ""), 0);
   const auto rounds = rounds_of(dir + "/out");
   ASSERT_EQ(rounds.size(), 2u);
@@ -217,9 +218,10 @@ TEST(Simulation, ManyVirtualClientsTrainInOneProcess) {
   std::set<std::string> names;
   for (const auto& c : metrics["rounds"][1]["clients"]) names.insert(c.at("client").get<std::string>());
   EXPECT_EQ(names.size(), static_cast<size_t>(n));
-  EXPECT_TRUE(names.count("robot-000") && names.count("robot-039"));
+  EXPECT_TRUE(names.count("robot-000") && names.count("robot-099"));
   // The frozen weights were loaded once, for every client: one process, one pool.
   const std::string log = read_file(dir + "/out/logs/simulation.log");
-  EXPECT_NE(log.find("event=simulation_started clients=40 concurrency=2"), std::string::npos);
+  EXPECT_NE(log.find("event=simulation_started clients=100 concurrency=1"), std::string::npos);
+  EXPECT_EQ(read_file(dir + "/out/logs/aggregator.log").find("event=client_dropped"), std::string::npos);
   fs::remove_all(dir);
 }

@@ -49,6 +49,7 @@ WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, 
   channel_ = make_channel(address, spec_.transport, spec_.client(name_).tls);
   stub_ = v1::Federation::NewStub(channel_);
   trainer_ = std::make_unique<LocalTrainer>(spec_, spec_.client(name_), state_dir, shared.policies);
+  dataset_opening_ = shared.dataset_opening ? shared.dataset_opening : std::make_shared<std::mutex>();
 }
 
 void WorkerClient::set_state(const std::string& s) {
@@ -95,6 +96,7 @@ bool WorkerClient::connect_and_register(const std::string& open_error) {
 }
 
 void WorkerClient::heartbeat_loop() {
+  bool heartbeats_through = true;
   while (!done_) {
     v1::HeartbeatRequest req;
     {
@@ -107,9 +109,12 @@ void WorkerClient::heartbeat_loop() {
     v1::HeartbeatReply reply;
     grpc::ClientContext ctx;
     ctx.set_deadline(in(std::chrono::seconds(2)));
-    // Failures surface in the poll loop; an answer may tell us the round is over.
-    if (stub_->Heartbeat(&ctx, req, &reply).ok() && reply.abandon_round() && round != 0 && round == working_round_)
-      abandon_round_ = true;
+    // An answer may tell us the round is over. A failure is said once, when heartbeats stop
+    // getting through: the aggregator drops a client it has not heard from for a few seconds.
+    const grpc::Status s = stub_->Heartbeat(&ctx, req, &reply);
+    if (s.ok() && reply.abandon_round() && round != 0 && round == working_round_) abandon_round_ = true;
+    if (!s.ok() && heartbeats_through) log_warn("heartbeat_failed", {kv("round", round), kv("status", describe(s))});
+    heartbeats_through = s.ok();
     for (int i = 0; i < 10 && !done_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
@@ -381,6 +386,7 @@ int WorkerClient::run() {
   set_thread_log_component("worker/" + name_);
   std::string open_error;
   try {
+    std::lock_guard<std::mutex> opening(*dataset_opening_);
     trainer_->open_dataset();
     log_info("dataset_opened", {kv("client", name_), kv("dataset", trainer_->dataset().info().source),
                                 kv("samples", trainer_->dataset().size()), kv("episodes", trainer_->dataset().episodes().size())});

@@ -24,6 +24,9 @@ struct SharedWorkerParts {
   std::shared_ptr<PolicyPool> policies;
   std::shared_ptr<prometheus::Registry> registry;
   std::shared_ptr<PrefixCacheMetrics> prefix_cache_metrics;
+  // Held while a client opens its dataset: a hundred clients parsing their files at once would
+  // starve the process's heartbeats of CPU, and the aggregator drops clients it does not hear from.
+  std::shared_ptr<std::mutex> dataset_opening;
 };
 
 class WorkerClient {
@@ -89,6 +92,7 @@ class WorkerClient {
   std::atomic<int> working_round_{0};
   std::atomic<bool> abandon_round_{false};
   UpdateHook before_upload_;
+  std::shared_ptr<std::mutex> dataset_opening_;
 };
 
 }  // namespace zk0

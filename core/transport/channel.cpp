@@ -56,6 +56,11 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const Tr
   // pings every 10 s, aggregator/service.cpp.)
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30 * 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10 * 1000);
+  // A connection of its own, as a worker process has: gRPC otherwise shares one connection among
+  // every channel of a process to the same address, and the simulation runtime's virtual clients
+  // would queue their heartbeats behind each other's long polls within the aggregator's few
+  // streams per connection (aggregator/service.cpp), and be dropped as silent.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (transport.tls.enabled()) {
     require_tls_files(transport.tls);
