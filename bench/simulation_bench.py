@@ -61,14 +61,19 @@ def rounds(out_dir):
         return [r for r in json.load(f)["rounds"] if r["round"] > 0]
 
 
-def flow_spec(name, out, clients, steps, simulate):
+def run_header(name, out):
+    """A two-round FederationRun's opening lines, up to its clients."""
     return f"""apiVersion: zk0.io/v1alpha1
 kind: FederationRun
 metadata: {{name: {name}}}
 spec:
   rounds: 2
   outputDir: {out}
-  partition:
+"""
+
+
+def flow_spec(name, out, clients, steps, simulate):
+    return run_header(name, out) + f"""  partition:
     clients: {clients}
     dataset: {{path: {FIXTURE}}}
 {"  simulation: {concurrency: 1}" if simulate else ""}
@@ -85,13 +90,7 @@ spec:
 
 def smolvla_spec(name, out, datasets, steps):
     clients = "\n".join(f"    - name: owner-{i}\n      dataset: {{path: {datasets}/owner-{i}}}" for i in range(4))
-    return f"""apiVersion: zk0.io/v1alpha1
-kind: FederationRun
-metadata: {{name: {name}}}
-spec:
-  rounds: 2
-  outputDir: {out}
-  clients:
+    return run_header(name, out) + f"""  clients:
 {clients}
   evaluation:
     dataset: {{path: {datasets}/eval}}
