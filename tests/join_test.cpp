@@ -333,7 +333,9 @@ TEST(RemoteClients, AnOwnerInItsOwnNetworkNamespaceReachesTheRunOnlyThroughItsEn
                                  {"startTimeoutSeconds", "60"}, {"localSteps", "200"}});
   yaml.replace(yaml.find("  evaluation:"), 0, "    - name: owner-b\n      remote: true\n");
   Process run({bin("zk0"), "run", write_spec(dir, yaml), "--listen", endpoint_host + ":0"}, dir + "/zk0.log");
-  ASSERT_TRUE(wait_until([&] { return file_exists(out + "/join/owner-b.token") && file_exists(out + "/logs/aggregator.port"); }, 60s))
+  // zk0 run prints the owner's command just after it writes the token file: wait for both.
+  ASSERT_TRUE(wait_until([&] { return file_exists(out + "/join/owner-b.token") && file_exists(out + "/logs/aggregator.port") &&
+                                      run.log().find("zk0 join --endpoint") != std::string::npos; }, 60s))
       << run.log();
   auto trimmed = [](std::string s) { return s.substr(0, s.find_last_not_of("\n ") + 1); };
   const std::string port = trimmed(read_file(out + "/logs/aggregator.port"));
