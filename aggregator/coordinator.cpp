@@ -241,6 +241,7 @@ Instruction Coordinator::poll(const Caller& caller, std::chrono::milliseconds wa
         ins.parameters_digest = global_->manifest.digest_hex();
         ins.local_steps = open_->plan.local_steps;
         ins.proximal_mu = open_->plan.proximal_mu;
+        ins.clip_norm = open_->plan.clip_norm;
         ins.seed = client_round_seed(spec_.training.seed, open_->round, c.name);
         ins.deadline_ms = std::chrono::duration_cast<std::chrono::milliseconds>(open_->deadline - Clock::now()).count();
         return ins;
@@ -342,6 +343,9 @@ void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const 
     const UpdateCheck check = check_update(update, global_->parameters, spec_.strategy.max_update_norm);
     if (!check.ok()) throw reject(check.reason, check.message);
     const double norm = check.norm;
+    if (const auto limit = open_->aggregation->accepted_norm_limit(); limit && norm > *limit)
+      throw reject("above_clip_norm", "update norm " + std::to_string(norm) + " is above the clip norm " +
+                                          std::to_string(open_->plan.clip_norm) + " the worker was told to clip to");
     p.status = "aggregating";
     p.report = report;
     p.bytes_uploaded = bytes_uploaded;
@@ -356,6 +360,7 @@ void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const 
     // Folding 100M parameters takes a while: do it outside the main lock so heartbeats and
     // other clients' calls go on; one aggregation at a time.
     std::lock_guard<std::mutex> agg(aggregation_mu_);
+    r->aggregation->note_reported_norm(permit.client, report.update_norm);
     r->aggregation->add(permit.client, update, weight);
   } catch (const std::exception& e) {
     aggregation_error = e.what();
@@ -467,6 +472,7 @@ void Coordinator::apply_decisions(OpenRound& round, const AggregationResult& res
     Participant& p = it->second;
     if (d.outcome == "clipped") {
       p.clip_scale = d.scale;
+      p.clip_reason = d.reason;
       metrics_.updates_clipped.Increment();
       log_info("update_clipped", {kv("client", d.client), kv("round", round.round), kv("scale", d.scale), kv("detail", d.reason)});
     } else if (d.outcome == "discarded") {
@@ -487,6 +493,7 @@ nlohmann::json Coordinator::participant_json(const std::string& name, const Part
   nlohmann::json j = {{"client", name}, {"status", p.status}};
   if (!p.reason.empty()) j["reason"] = p.reason;
   if (p.transfer_rejections) j["transfer_rejections"] = p.transfer_rejections;
+  if (!p.clip_reason.empty()) j["clip_reason"] = p.clip_reason;
   if (p.status == "accepted" || p.status == "discarded") {
     j.update(report_json(p.report));
     add_update_fields(j, p.weight, p.update_norm, p.clip_scale, p.bytes_uploaded, p.upload_seconds);
@@ -529,6 +536,10 @@ void Coordinator::publish_status() {
                            {"discarded_updates", discards_},
                            {"updated_at", unix_now()}};
   if (last_eval_loss_) status["last_server_eval_loss"] = *last_eval_loss_;
+  if (!privacy_.is_null()) {
+    status["privacy_epsilon"] = privacy_.at("epsilon");
+    status["privacy_delta"] = privacy_.at("delta");
+  }
   if (!message_.empty()) status["message"] = message_;
   std::string document = status.dump();
   {
@@ -591,7 +602,8 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
   std::string selected;
   for (const auto& n : r->plan.clients) selected += (selected.empty() ? "" : ",") + n;
   log_info("round_started", {kv("round", round), kv("attempt", attempt), kv("clients", selected),
-                             kv("proximal_mu", r->plan.proximal_mu), kv("local_steps", r->plan.local_steps)});
+                             kv("proximal_mu", r->plan.proximal_mu), kv("local_steps", r->plan.local_steps),
+                             kv("clip_norm", r->plan.clip_norm)});
   metrics_.round.Set(round);
   metrics_.clients_selected.Set(static_cast<double>(r->plan.clients.size()));
   open_ = std::move(r);
@@ -642,6 +654,7 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
 std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohmann::json record, Clock::time_point t0,
                                         size_t accepted, size_t discarded) {
   ParameterSet next = strategy_->server_step(global_->parameters, std::move(aggregate));
+  const nlohmann::json privacy = strategy_->privacy_report();
   // A server step on a finite, bounded pseudo-gradient stays finite (tau > 0 bounds Adam's and
   // Yogi's); should it not, the run stops before a bad global is served or saved.
   std::string bad;
@@ -660,6 +673,10 @@ std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohm
   record["global_update_norm"] = update_norm;
   record["global_digest"] = global_->manifest.digest_hex();
   record["server_eval_loss"] = eval ? nlohmann::json(eval->loss) : nlohmann::json();
+  if (!privacy.is_null()) {
+    record["privacy"] = privacy;
+    metrics_.privacy_epsilon.Set(privacy.at("epsilon").get<double>());
+  }
   if (eval) {
     record["eval_batches"] = eval->batches;
     record["eval_samples"] = eval->samples;
@@ -672,6 +689,7 @@ std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohm
   log_info("round_completed", {kv("round", round), kv("accepted", accepted), kv("discarded", discarded),
                                kv("server_eval_loss", eval ? std::to_string(eval->loss) : "-"), kv("seconds", seconds_since(t0))});
   std::lock_guard<std::mutex> status_lock(mu_);
+  privacy_ = privacy;
   publish_status();
   return "";
 }
@@ -679,6 +697,14 @@ std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohm
 int Coordinator::run_synchronous(const std::function<int(const std::string&, int)>& fail) {
   for (int round = start_round_; round <= spec_.rounds; ++round) {
     std::unique_lock<std::mutex> lock(mu_);
+    if (const std::string spent = strategy_->budget_exhausted(); !spent.empty()) {
+      // The run ends as planned work would have, with what it has: every completed round is
+      // checkpointed, and the reason is the status's message.
+      log_warn("privacy_budget_spent", {kv("round", round), kv("detail", spent)});
+      message_ = "ended after round " + std::to_string(round - 1) + ": " + spent;
+      rounds_run_ = round - 1;
+      break;
+    }
     current_round_ = round;
     double started = 0;  // when the round opened, once enough clients were up
     Clock::time_point t0;
@@ -703,7 +729,9 @@ int Coordinator::run_synchronous(const std::function<int(const std::string&, int
       std::string why_failed;
       if (open_->aggregation_failed) {
         why_failed = "aggregation_failed";
-      } else if (static_cast<int>(open_->aggregation->count()) >= spec_.strategy.min_fit_clients) {
+      } else if (static_cast<int>(open_->aggregation->count()) >= spec_.strategy.min_fit_clients || spec_.strategy.privacy.enabled) {
+        // Under privacy every round releases what its Poisson sample sent, even nothing (noise
+        // alone): repeating a round until enough arrived would make the release depend on who took part.
         finished_round = std::move(open_);
         lock.unlock();
         const auto agg_start = Clock::now();
@@ -805,7 +833,7 @@ int Coordinator::run() {
     changed_.notify_all();
   }
   status_writer_->flush();
-  log_info("run_succeeded", {kv("rounds", spec_.rounds), kv("server_eval_loss", last_eval_loss_.value_or(NAN)),
+  log_info("run_succeeded", {kv("rounds", rounds_run_.value_or(spec_.rounds)), kv("server_eval_loss", last_eval_loss_.value_or(NAN)),
                              kv("outputs", spec_.output_dir)});
   return 0;
 }

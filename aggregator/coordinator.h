@@ -49,6 +49,7 @@ struct Instruction {
   std::string parameters_digest;
   int local_steps = 0;
   double proximal_mu = 0;
+  double clip_norm = 0;  // the worker clips its delta to it (privacy, clipOn: worker)
   uint64_t seed = 0;
   int64_t deadline_ms = 0;
 };
@@ -174,6 +175,7 @@ class Coordinator {
     double upload_seconds = 0;
     double update_norm = 0;
     double clip_scale = 1;  // below 1: norm bounding scaled the update down
+    std::string clip_reason;  // why the rule or the worker clipped it
     int transfer_rejections = 0;
   };
   struct OpenRound {
@@ -286,6 +288,8 @@ class Coordinator {
   bool stop_ = false;
   int current_round_ = 0;
   std::optional<double> last_eval_loss_;
+  nlohmann::json privacy_;
+  std::optional<int> rounds_run_;  // set when the run ended before spec.rounds (the privacy budget)  // the strategy's privacy report, null without privacy
 };
 
 }  // namespace zk0

@@ -41,6 +41,7 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
       dropouts(add_counter(r, "zk0_aggregator_dropouts_total", "Selected clients that stopped heartbeating mid-round")),
       client_failures(add_counter(r, "zk0_aggregator_client_failures_total", "Failures reported by workers")),
       server_eval_loss(add_gauge(r, "zk0_aggregator_server_eval_loss", "Latest loss of the global policy on the held-out dataset")),
+      privacy_epsilon(add_gauge(r, "zk0_aggregator_privacy_epsilon", "Epsilon spent so far under strategy.privacy, at its delta (RDP accountant)")),
       checkpoint_timestamp(add_gauge(r, "zk0_aggregator_checkpoint_timestamp_seconds", "Unix time of the latest checkpoint")),
       checkpoint_bytes(add_gauge(r, "zk0_aggregator_checkpoint_bytes", "Size of the latest checkpoint's weights")),
       hash_failures(add_counter(r, "zk0_aggregator_hash_failures_total", "Transfers failing a CRC32C or SHA-256 check")),

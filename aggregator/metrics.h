@@ -42,6 +42,7 @@ struct AggregatorMetrics {
   prometheus::Counter& dropouts;
   prometheus::Counter& client_failures;
   prometheus::Gauge& server_eval_loss;
+  prometheus::Gauge& privacy_epsilon;  // under strategy.privacy: epsilon spent so far, at its delta
   prometheus::Gauge& checkpoint_timestamp;
   prometheus::Gauge& checkpoint_bytes;
   prometheus::Counter& hash_failures;

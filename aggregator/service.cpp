@@ -246,6 +246,7 @@ grpc::Status FederationService::PollInstruction(grpc::ServerContext* ctx, const 
         out->set_parameters_digest(ins.parameters_digest);
         out->mutable_config()->set_local_steps(static_cast<uint32_t>(ins.local_steps));
         out->mutable_config()->set_proximal_mu(ins.proximal_mu);
+        out->mutable_config()->set_clip_norm(ins.clip_norm);
         out->mutable_config()->set_seed(ins.seed);
         out->set_deadline_ms(static_cast<uint32_t>(std::max<int64_t>(0, ins.deadline_ms)));
         break;

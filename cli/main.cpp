@@ -6,6 +6,7 @@
 //   zk0 aggregate FILE.yaml ...     apply a spec's strategy to update files
 //   zk0 dataset inspect PATH        look into a LeRobot dataset
 //   zk0 policy run ...              run a SmolVLA checkpoint on recorded inputs
+//   zk0 privacy epsilon|noise ...   the privacy accountant, to plan a run
 #include <iostream>
 #include <string>
 
@@ -14,6 +15,7 @@
 #include "worker/join.h"
 #include "cli/local_runtime.h"
 #include "cli/policy_command.h"
+#include "cli/privacy_command.h"
 #include "core/data/partition.h"
 #include "core/util/exit_codes.h"
 #include "core/spec/federation_spec.h"
@@ -34,7 +36,10 @@ int usage() {
                "                [--weight NAME=W...]  apply the spec's aggregation rule to update files\n"
                "  zk0 dataset inspect PATH [--json]  look into a LeRobot dataset (v2.1, v3.0)\n"
                "  zk0 policy run --pretrained DIR --inputs IN.safetensors --output OUT.safetensors\n"
-               "                                run a SmolVLA checkpoint on recorded inputs\n";
+               "                                run a SmolVLA checkpoint on recorded inputs\n"
+               "  zk0 privacy epsilon --sampling-rate Q --noise-multiplier Z --rounds T --delta D\n"
+               "  zk0 privacy noise --sampling-rate Q --target-epsilon E --rounds T --delta D\n"
+               "                                epsilon after T rounds of strategy.privacy, or the noise a target needs\n";
   return 2;
 }
 }  // namespace
@@ -46,6 +51,7 @@ int main(int argc, char** argv) {
   if (command == "aggregate") return aggregate_command(argc - 1, argv + 1);
   if (command == "policy") return policy_command(argc - 1, argv + 1);
   if (command == "join") return join_command(argc - 1, argv + 1);
+  if (command == "privacy") return privacy_command(argc - 1, argv + 1);
   if (command == "validate" && argc == 3) {
     try {
       const FederationSpec spec = load_spec(argv[2]);

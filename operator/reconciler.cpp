@@ -472,6 +472,7 @@ std::optional<std::string> merge_aggregator_status(json& st, const json& reporte
   st["readyClients"] = integer_in("ready_clients", 0, static_cast<int>(spec.clients.size())).value_or(st.value("readyClients", 0));
   const auto loss = number(reported, "last_server_eval_loss");
   if (loss) st["serverEvalLoss"] = *loss;
+  if (const auto epsilon = number(reported, "privacy_epsilon"); epsilon && *epsilon >= 0) st["privacyEpsilon"] = *epsilon;
   static const std::set<std::string> kStates = {"registered", "idle",     "downloading", "training",
                                                  "uploading",  "finished", "failed",      "unreachable"};
   const json clients = reported.contains("clients") && reported["clients"].is_object() ? reported["clients"] : json::object();
@@ -495,6 +496,7 @@ std::optional<std::string> merge_aggregator_status(json& st, const json& reporte
   if (round <= previous || previous <= 0) return std::nullopt;
   std::string message = "round " + std::to_string(previous) + " of " + std::to_string(spec.rounds) + " completed";
   if (loss) message += "; server eval loss " + std::to_string(*loss);
+  if (st.contains("privacyEpsilon")) message += "; privacy epsilon " + std::to_string(st["privacyEpsilon"].get<double>());
   return message;
 }
 

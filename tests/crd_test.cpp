@@ -123,6 +123,8 @@ TEST(Crd, EnumsListExactlyTheValuesTheSpecAccepts) {
   EXPECT_EQ(values(schema["strategy"]["properties"]["type"]), (S{to_string(StrategyType::FedAvg), to_string(StrategyType::FedProx)}));
   EXPECT_EQ(values(schema["strategy"]["properties"]["muSchedule"]["properties"]["type"]),
             (S{to_string(MuScheduleType::Constant), to_string(MuScheduleType::Step), to_string(MuScheduleType::Adaptive)}));
+  EXPECT_EQ(values(schema["strategy"]["properties"]["privacy"]["properties"]["clipOn"]),
+            (S{to_string(ClipLocation::Server), to_string(ClipLocation::Worker)}));
   EXPECT_EQ(values(schema["transport"]["properties"]["expose"]["properties"]["type"]),
             (S{to_string(ExposeType::kNodePort), to_string(ExposeType::kLoadBalancer)}));
   // Every policy type the CRD lists parses, and one it does not list is refused by C++ too.

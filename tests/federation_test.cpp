@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/privacy/rdp_accountant.h"
 #include "core/tensor/hash.h"
 #include "core/util/exit_codes.h"
 #include "core/util/fs.h"
@@ -841,4 +842,90 @@ TEST(FedBuff, AnAggregatorKilledWithUpdatesBufferedLosesNoneOfThem) {
   ASSERT_FALSE(accepted_before.empty());
   for (const auto& u : accepted_before) EXPECT_TRUE(in_outputs.count(u)) << "accepted before the kill, then lost: " << u;
   EXPECT_FALSE(fs::exists(f.out + "/buffer/round-0006"));  // spent once its version is checkpointed
+}
+
+namespace {
+
+// small_spec's run under spec.strategy.privacy: Poisson sampling replaces fractionFit and the quorum.
+std::string private_spec(const std::string& out, int clients, int rounds, const std::string& privacy) {
+  std::string yaml = small_spec(out, clients, rounds,
+                                {{"localSteps", "100"}, {"minAvailableClients", std::to_string(clients)}, {"aggregation", "privacy: " + privacy}});
+  for (const char* field : {"    fractionFit:", "    minFitClients:"}) {
+    const size_t at = yaml.find(field);
+    yaml.erase(at, yaml.find('\n', at) + 1 - at);
+  }
+  return yaml;
+}
+
+}  // namespace
+
+// Client-level DP end to end: workers clip to the adaptive clip norm the aggregator sends, the
+// aggregator reports epsilon (its accountant's, equal to the closed computation) after every round
+// in federated_metrics.json, status.json and its metrics, ends the run when the next round would
+// pass targetEpsilon, and a run killed and resumed reports the same epsilon and, with seeded noise,
+// the same global parameters bit for bit.
+TEST(Privacy, EpsilonIsReportedEveryRoundTheBudgetEndsTheRunAndAResumeContinuesTheAccount) {
+  const double q = 0.75, z = 0.8, delta = 1e-3;
+  // A budget that three rounds fit and four do not.
+  const double target = 0.5 * (epsilon_after(q, z, 3, delta) + epsilon_after(q, z, 4, delta));
+  const std::string privacy = "{adaptiveClipping: {initialNorm: 0.05, countNoiseStd: 4}, clipOn: worker, samplingRate: 0.75, "
+                              "noiseMultiplier: 0.8, targetEpsilon: " + std::to_string(target) + ", delta: 1.0e-3, insecureNoiseSeed: 5}";
+  const auto start = [&](const std::string& tag, const std::string& port_file) {
+    auto f = std::make_unique<Federation>(tag, 4, 6);
+    f->spec = write_spec(f->dir, private_spec(f->out, 4, 6, privacy));
+    f->aggregator = std::make_unique<Process>(std::vector<std::string>{bin("zk0-aggregator"), "--spec", f->spec, "--listen", f->address(),
+                                                                       "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file},
+                                              f->dir + "/aggregator.log");
+    for (const char* n : {"c0", "c1", "c2", "c3"}) f->start_worker(n);
+    return f;
+  };
+
+  const std::string port_file = make_temp_dir("dp-metrics") + "/metrics.port";
+  auto a = start("dp-a", port_file);
+  ASSERT_TRUE(wait_until([&] { return file_exists(port_file) || !a->aggregator->running(); }, 30s) && file_exists(port_file)) << a->logs();
+  std::string exposition;
+  const std::string gauge = "zk0_aggregator_privacy_epsilon{run=\"test-run\"}";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        const std::string body = http_get(std::stoi(read_file(port_file)), "/metrics");
+        if (!body.empty()) exposition = body;
+        return sample_value(exposition, gauge) >= epsilon_after(q, z, 2, delta) * (1 - 1e-9);
+      },
+      120s))
+      << exposition;
+  ASSERT_EQ(a->aggregator->wait(180s), 0) << a->logs();
+  const auto rounds = a->metrics()["rounds"];
+  ASSERT_EQ(rounds.size(), 4u) << rounds.dump();  // rounds 0..3: the fourth would pass the target
+  std::set<double> clip_norms;
+  size_t clipped = 0;
+  for (int r = 1; r <= 3; ++r) {
+    const auto& p = rounds[r]["privacy"];
+    EXPECT_NEAR(p["epsilon"].get<double>(), epsilon_after(q, z, r, delta), 1e-9 * epsilon_after(q, z, r, delta)) << p.dump();
+    EXPECT_EQ(p["releases"], r);
+    EXPECT_EQ(p["clip_on"], "worker");
+    clip_norms.insert(p["clip_norm"].get<double>());
+    for (const auto& c : rounds[r]["clients"]) {
+      if (c["status"] != "accepted") continue;
+      EXPECT_LE(c["distance_from_global"].get<double>(), p["clip_norm"].get<double>() * (1 + 1e-5)) << c.dump();
+      clipped += c.value("clip_reason", std::string()).find("clipped by the worker") != std::string::npos;
+    }
+  }
+  EXPECT_EQ(clip_norms.size(), 3u);  // adaptive: the clip norm moved every round
+  EXPECT_GT(clipped, 0u) << rounds.dump();
+  const auto status = a->status();
+  EXPECT_EQ(status["phase"], "Succeeded");
+  EXPECT_NEAR(status["privacy_epsilon"].get<double>(), rounds[3]["privacy"]["epsilon"].get<double>(), 1e-12);
+  EXPECT_NE(status["message"].get<std::string>().find("privacy budget spent"), std::string::npos) << status.dump();
+  EXPECT_NE(a->aggregator->log().find("event=privacy_budget_spent"), std::string::npos);
+  EXPECT_LE(sample_value(exposition, gauge), target);
+
+  // Killed after round 2's checkpoint and restarted: the same account, the same models.
+  auto b = start("dp-b", "/dev/null");
+  ASSERT_TRUE(wait_until([&] { return b->latest_checkpoint() == "round_0002"; }, 120s)) << b->logs();
+  b->aggregator->signal(SIGKILL);
+  b->aggregator->wait(10s);
+  b->start_aggregator();
+  ASSERT_EQ(b->aggregator->wait(180s), 0) << b->logs();
+  EXPECT_EQ(b->metrics()["rounds"][3]["privacy"]["epsilon"], rounds[3]["privacy"]["epsilon"]);
+  EXPECT_EQ(b->global_digests(), a->global_digests()) << b->logs();
 }

@@ -564,7 +564,13 @@ TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed
            {"clipping: {norm: 1, quantile: 0.5}, ", "set exactly one of norm or quantile"},
            {"serverOptimizer: {type: adam, momentum: 0.9}, ", "momentum only applies to avgm"},
            {"asynchronous: {}, aggregation: {rule: median}, ", "only mean applies to asynchronous rounds"},
-           {"asynchronous: {}, maxRoundAttempts: 2, ", "maxRoundAttempts does not apply to asynchronous rounds"}}) {
+           {"asynchronous: {}, maxRoundAttempts: 2, ", "maxRoundAttempts does not apply to asynchronous rounds"},
+           // Privacy: settings that break its sensitivity argument or its guarantee.
+           {"privacy: {clipNorm: 1, noiseMultiplier: 1, delta: 1.0e-5}, ", "every round releases what its sample"},
+           {"privacy: {clipNorm: 1, noiseMultiplier: 1, delta: 1.0e-5}, aggregation: {rule: median}, ", "only mean keeps privacy's sensitivity"},
+           {"privacy: {clipNorm: 1, adaptiveClipping: {}, noiseMultiplier: 1, delta: 1.0e-5}, ", "set exactly one of clipNorm or adaptiveClipping"},
+           {"privacy: {clipNorm: 1, noiseMultiplier: 1, delta: 0.5}, ", "privacy's delta must be below 1/n"},
+           {"privacy: {clipNorm: 1, noiseMultiplier: -1, delta: 1.0e-5}, ", "spec.strategy.privacy.noiseMultiplier"}}) {
     yaml = small_run("r6");
     yaml.replace(yaml.find("strategy: {"), 11, "strategy: {" + strategy);
     std::ofstream(path) << yaml;

@@ -359,6 +359,7 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   task.local_steps = static_cast<int>(ins.config().local_steps());
   task.proximal_mu = ins.config().proximal_mu();
   task.seed = ins.config().seed();
+  task.clip_norm = ins.config().clip_norm();
   task.base_digest = ins.parameters_digest();
   try {
     result = trainer_->train_round(global, task, &abandon_round_, [this] { progress_->beat(); });

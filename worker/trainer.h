@@ -38,6 +38,7 @@ struct RoundTask {
   int local_steps = 1;
   double proximal_mu = 0;
   uint64_t seed = 0;
+  double clip_norm = 0;  // > 0: the update's delta is scaled down to this L2 norm (client-level privacy)
   std::string base_digest;  // manifest digest of the global parameters trained from
 };
 

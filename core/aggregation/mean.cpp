@@ -52,6 +52,12 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) uint32_t accumulate
   return largest;
 }
 
+__attribute__((target_clones("avx512f", "avx2", "default"))) void accumulate_delta_span(
+    int64_t* __restrict sum, const float* __restrict x, const float* __restrict g, size_t begin, size_t end, double factor) {
+  for (size_t i = begin; i < end; ++i)
+    sum[i] += round_to_int(factor * (static_cast<double>(x[i]) - static_cast<double>(g[i])));
+}
+
 float largest_magnitude(const ParameterSet& p) {
   float m = 0;
   for (const auto& t : p.tensors) {
@@ -74,6 +80,10 @@ float accumulate_fixed_point(int64_t* sum, const float* x, size_t n, double weig
   float out;
   std::memcpy(&out, &largest, sizeof out);
   return out;  // NaN bits compare above every finite value: a NaN shows as NaN
+}
+
+void accumulate_fixed_point_delta(int64_t* sum, const float* x, const float* global, size_t n, double factor, int threads) {
+  parallel_for(n, threads, [&](size_t begin, size_t end) { accumulate_delta_span(sum, x, global, begin, end, factor); });
 }
 
 namespace {

@@ -96,6 +96,10 @@ std::unique_ptr<Aggregation> make_krum(const StrategySpec& spec, std::shared_ptr
 std::unique_ptr<Aggregation> make_bulyan(const StrategySpec& spec, std::shared_ptr<const ParameterSet> global,
                                          const std::string& scratch_dir);
 
+// private_mean.cpp: the mean under spec.strategy.privacy, for the round `round` describes.
+struct PrivateRound;
+std::unique_ptr<Aggregation> make_private_mean(std::shared_ptr<const ParameterSet> global, std::shared_ptr<PrivateRound> round);
+
 // norm_bounding.cpp: the round's clip norm (none without clipping) and each row's scale.
 std::optional<double> clip_norm(const ClippingSpec& spec, std::vector<double> norms);
 std::vector<double> clip_scales(const std::vector<double>& norms, std::optional<double> clip_norm);

@@ -7,6 +7,7 @@
 
 #include "core/aggregation/rules.h"
 #include "core/aggregation/server_optimizer.h"
+#include "core/privacy/client_level.h"
 #include "core/util/seed.h"
 
 namespace zk0 {
@@ -20,12 +21,15 @@ class FedAvg final : public Strategy {
         local_steps_(spec.training.local_steps),
         seed_(spec.training.seed),
         scratch_dir_(std::move(scratch_dir)),
-        server_optimizer_(spec.strategy.server_optimizer) {}
+        server_optimizer_(spec.strategy.server_optimizer) {
+    if (spec.strategy.privacy.enabled) privacy_.emplace(spec.strategy.privacy, spec.rounds);
+  }
 
   std::string name() const override {
     std::string n = to_string(strategy_.type);
     if (strategy_.aggregation.rule != AggregationRule::Mean) n += std::string("/") + to_string(strategy_.aggregation.rule);
     if (strategy_.clipping.enabled()) n += "/clipped";
+    if (privacy_) n += "/dp";
     if (strategy_.server_optimizer.type != ServerOptimizerType::None)
       n += std::string("/server-") + to_string(strategy_.server_optimizer.type);
     return n;
@@ -33,29 +37,45 @@ class FedAvg final : public Strategy {
 
   RoundPlan configure_round(int round, int attempt, const std::vector<std::string>& available) override {
     RoundPlan plan;
-    plan.clients = select_clients(available, strategy_.fraction_fit, strategy_.min_fit_clients, seed_, round, attempt);
+    if (privacy_) {
+      plan.clients = privacy_->sample(available, round, attempt);
+      if (strategy_.privacy.clip_on == ClipLocation::Worker) plan.clip_norm = privacy_->clip_norm();
+    } else {
+      plan.clients = select_clients(available, strategy_.fraction_fit, strategy_.min_fit_clients, seed_, round, attempt);
+    }
     plan.local_steps = local_steps_;
     plan.proximal_mu = strategy_.type == StrategyType::FedProx ? scheduled_mu(strategy_, round, server_losses_) : 0.0;
     return plan;
   }
 
   std::unique_ptr<Aggregation> begin_aggregation(std::shared_ptr<const ParameterSet> global) override {
+    if (privacy_) return make_private_mean(std::move(global), privacy_->begin_round());
     return make_aggregation(strategy_, std::move(global), scratch_dir_);
   }
 
   ParameterSet server_step(const ParameterSet& global, ParameterSet aggregate) override {
+    if (privacy_) privacy_->commit();  // the aggregate is released from here on
     return server_optimizer_.step(global, std::move(aggregate));
   }
 
   void on_evaluation(int, double server_loss) override { server_losses_.push_back(server_loss); }
 
+  std::string budget_exhausted() const override { return privacy_ ? privacy_->budget_exhausted() : ""; }
+  nlohmann::json privacy_report() const override { return privacy_ ? privacy_->report() : nlohmann::json(); }
+
   nlohmann::json state() const override {
-    return {{"server_losses", server_losses_}, {"server_optimizer", server_optimizer_.state()}};
+    nlohmann::json s = {{"server_losses", server_losses_}, {"server_optimizer", server_optimizer_.state()}};
+    if (privacy_) s["privacy"] = privacy_->state();
+    return s;
   }
   ParameterSet state_tensors() const override { return server_optimizer_.moments(); }
   void restore(const nlohmann::json& state, ParameterSet tensors) override {
     server_losses_ = state.at("server_losses").get<std::vector<double>>();
     server_optimizer_.restore(state.at("server_optimizer"), std::move(tensors));
+    if (privacy_) {
+      if (!state.contains("privacy")) throw std::invalid_argument("the checkpoint holds no privacy accountant, which spec.strategy.privacy needs");
+      privacy_->restore(state.at("privacy"));
+    }
   }
 
  private:
@@ -65,6 +85,7 @@ class FedAvg final : public Strategy {
   std::string scratch_dir_;
   ServerOptimizer server_optimizer_;
   std::vector<double> server_losses_;
+  std::optional<ClientLevelPrivacy> privacy_;
 };
 
 }  // namespace

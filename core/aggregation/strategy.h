@@ -20,6 +20,7 @@ struct RoundPlan {
   std::vector<std::string> clients;  // selected, in a stable order
   int local_steps = 0;
   double proximal_mu = 0;
+  double clip_norm = 0;  // workers clip their delta to it (privacy with clipOn: worker); 0: they do not
 };
 
 // What the rule did with one client's update.
@@ -48,7 +49,14 @@ class Aggregation {
   virtual ~Aggregation() = default;
   virtual void add(const std::string& client, const ParameterSet& update, double weight) = 0;
   virtual size_t count() const = 0;
-  virtual AggregationResult finish() = 0;  // requires count() > 0; throws when the rule cannot run on count()
+  // Requires count() > 0 (but the private mean, which releases noise alone from an empty round);
+  // throws when the rule cannot run on count().
+  virtual AggregationResult finish() = 0;
+  // The longest delta the rule accepts at all, checked before add(): the clip norm a worker was
+  // told to clip to, under privacy. The coordinator rejects longer updates with a reason.
+  virtual std::optional<double> accepted_norm_limit() const { return std::nullopt; }
+  // The norm the worker reports its delta had before it clipped it (adaptive clipping counts it).
+  virtual void note_reported_norm(const std::string&, double) {}
 };
 
 class Strategy {
@@ -63,6 +71,11 @@ class Strategy {
   // proved finite; it advances the optimiser's moments.
   virtual ParameterSet server_step(const ParameterSet& global, ParameterSet aggregate) = 0;
   virtual void on_evaluation(int round, double server_loss) = 0;
+  // Under privacy: why the next round may not start (the budget), or "".
+  virtual std::string budget_exhausted() const { return ""; }
+  // Under privacy: epsilon so far and the last round's figures; null without privacy.
+  virtual nlohmann::json privacy_report() const { return nullptr; }
+
   // What a checkpoint must hold to resume the strategy exactly: JSON, and tensors (the server
   // optimiser's moments, as large as the trainable parameters) beside it.
   virtual nlohmann::json state() const = 0;
@@ -92,5 +105,7 @@ double scheduled_mu(const StrategySpec& spec, int round, const std::vector<doubl
 // FedAvg's kernel: sum[i] += round(weight_times_scale * x[i]) in int64 fixed point, over
 // `threads` threads. Returns max |x[i]| (NaN if any is NaN).
 float accumulate_fixed_point(int64_t* sum, const float* x, size_t n, double weight_times_scale, int threads);
+// The same for deltas: sum[i] += round(factor * (x[i] - global[i])).
+void accumulate_fixed_point_delta(int64_t* sum, const float* x, const float* global, size_t n, double factor, int threads);
 
 }  // namespace zk0

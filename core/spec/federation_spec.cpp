@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/privacy/client_level.h"
 #include "core/spec/spec_fields.h"
 #include "core/tensor/hash.h"
 #include "core/util/fs.h"
@@ -67,6 +68,7 @@ const char* to_string(ServerOptimizerType v) {
 }
 const char* to_string(OptimizerState v) { return v == OptimizerState::Reset ? "reset" : "keep"; }
 const char* to_string(StalenessWeight v) { return v == StalenessWeight::InverseSqrt ? "inverseSqrt" : "constant"; }
+const char* to_string(ClipLocation v) { return v == ClipLocation::Server ? "server" : "worker"; }
 
 bool looks_like_hub_id(const std::string& s) {
   return !s.empty() && s.front() != '/' && s.front() != '.' && s.find('/') != std::string::npos;
@@ -226,6 +228,83 @@ void read_aggregation(Fields& strategy, StrategySpec& st, std::vector<std::strin
       require(cl.quantile > 0 && cl.quantile <= 1, c, "quantile", "must be in (0, 1]");
     }
   }
+}
+
+
+// spec.strategy.privacy: every setting that cannot give the promised guarantee is refused here,
+// with the field named, so that `zk0 validate` and the operator catch it before a round runs.
+void read_privacy(Fields& strategy, const FederationSpec& spec, StrategySpec& st, std::vector<std::string>& problems) {
+  Fields p(strategy.node("privacy"), strategy.path("privacy"), problems);
+  PrivacySpec& pr = st.privacy;
+  pr.enabled = true;
+  p.get("clipNorm", pr.clip_norm);
+  p.get_enum("clipOn", pr.clip_on, names_of({ClipLocation::Server, ClipLocation::Worker}));
+  p.get("samplingRate", pr.sampling_rate);
+  p.get("noiseMultiplier", pr.noise_multiplier);
+  p.get("targetEpsilon", pr.target_epsilon);
+  p.get("delta", pr.delta, true);
+  if (p.has("insecureNoiseSeed")) {
+    uint64_t seed = 0;
+    p.get("insecureNoiseSeed", seed);
+    pr.insecure_noise_seed = seed;
+  }
+  const bool adaptive = p.has("adaptiveClipping");
+  if (adaptive) {
+    Fields a(p.node("adaptiveClipping"), p.path("adaptiveClipping"), problems);
+    auto& ad = pr.adaptive;
+    ad.enabled = true;
+    a.get("initialNorm", ad.initial_norm);
+    a.get("targetQuantile", ad.target_quantile);
+    a.get("learningRate", ad.learning_rate);
+    a.get("countNoiseStd", ad.count_noise_std);
+    require(ad.initial_norm > 0 && std::isfinite(ad.initial_norm), a, "initialNorm", "must be a positive number");
+    require(ad.target_quantile > 0 && ad.target_quantile < 1, a, "targetQuantile", "must be in (0, 1)");
+    require(ad.learning_rate > 0 && std::isfinite(ad.learning_rate), a, "learningRate", "must be a positive number");
+    if (a.has("countNoiseStd")) {
+      require(ad.count_noise_std > 0 && std::isfinite(ad.count_noise_std), a, "countNoiseStd", "must be a positive number");
+    } else if (spec.clients.empty()) {
+      a.problem(a.path("countNoiseStd"), "is required when spec.clients does not list the clients (the default is the expected sampled clients / 20)");
+    } else {
+      ad.count_noise_std = pr.sampling_rate * static_cast<double>(spec.clients.size()) / 20.0;  // Flower's and the paper's default
+    }
+  }
+  if (p.has("clipNorm") == adaptive) p.problem(strategy.path("privacy"), "set exactly one of clipNorm or adaptiveClipping");
+  if (p.has("clipNorm")) require(pr.clip_norm > 0 && std::isfinite(pr.clip_norm), p, "clipNorm", "must be a positive number");
+  require(pr.sampling_rate > 0 && pr.sampling_rate <= 1, p, "samplingRate", "must be in (0, 1]");
+  const size_t population = spec.clients.size();
+  if (!(pr.delta > 0 && pr.delta < 1)) {
+    if (p.has("delta")) p.problem(p.path("delta"), "must be in (0, 1)");
+  } else if (population > 0 && pr.delta >= 1.0 / static_cast<double>(population)) {
+    // delta is the chance the guarantee fails outright; at 1/n one of the n clients can be exposed.
+    p.problem(p.path("delta"), "must be below 1/n = " + std::to_string(1.0 / static_cast<double>(population)) + " for the " +
+                                   std::to_string(population) + " clients (usually well below it, such as 1e-5)");
+  }
+  if (p.has("noiseMultiplier"))
+    require(pr.noise_multiplier > 0 && std::isfinite(pr.noise_multiplier), p, "noiseMultiplier",
+            "must be a positive number (0 adds no noise and gives no guarantee: leave strategy.privacy out instead)");
+  if (p.has("targetEpsilon")) require(pr.target_epsilon > 0 && std::isfinite(pr.target_epsilon), p, "targetEpsilon", "must be a positive number");
+  if (!p.has("noiseMultiplier") && !p.has("targetEpsilon")) p.problem(strategy.path("privacy"), "set noiseMultiplier, targetEpsilon or both");
+  if (p.has("targetEpsilon") && !p.has("noiseMultiplier") && pr.target_epsilon > 0 && pr.delta > 0 && pr.delta < 1 &&
+      pr.sampling_rate > 0 && pr.sampling_rate <= 1) {
+    try {
+      (void)privacy_noise_multiplier(pr, spec.rounds);
+    } catch (const std::invalid_argument& e) {
+      p.problem(p.path("targetEpsilon"), e.what());
+    }
+  }
+  if (adaptive && p.has("noiseMultiplier") && pr.adaptive.count_noise_std > 0 && pr.noise_multiplier >= 2 * pr.adaptive.count_noise_std)
+    p.problem(p.path("noiseMultiplier"), "must be below 2 x adaptiveClipping.countNoiseStd = " + std::to_string(2 * pr.adaptive.count_noise_std) +
+                                              ": the clipped-count release would take all of it");
+  // What the sensitivity argument rests on, refused where the rest of the spec would break it.
+  if (st.aggregation.rule != AggregationRule::Mean)
+    strategy.problem(strategy.path("aggregation") + ".rule", std::string("only mean keeps privacy's sensitivity C/m (got ") + to_string(st.aggregation.rule) + ")");
+  if (st.clipping.enabled()) strategy.problem(strategy.path("clipping"), "does not apply with strategy.privacy, which clips every update itself");
+  if (st.asynchronous.enabled) strategy.problem(strategy.path("asynchronous"), "is not accounted for by strategy.privacy");
+  if (strategy.has("fractionFit"))
+    strategy.problem(strategy.path("fractionFit"), "does not apply with strategy.privacy: clients are Poisson-sampled at privacy.samplingRate");
+  if (strategy.has("minFitClients"))
+    strategy.problem(strategy.path("minFitClients"),
+                     "does not apply with strategy.privacy: every round releases whatever its Poisson sample sends (a quorum would leak who took part)");
 }
 
 }  // namespace
@@ -459,6 +538,7 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
     f.get("maxRoundAttempts", st.max_round_attempts);
     f.get("maxUpdateNorm", st.max_update_norm);
     require(st.max_update_norm > 0 && std::isfinite(st.max_update_norm), f, "maxUpdateNorm", "must be a positive number");
+    if (f.has("privacy") && !f.has("minFitClients")) st.min_fit_clients = 1;  // no quorum under privacy
     require(st.fraction_fit > 0 && st.fraction_fit <= 1, f, "fractionFit", "must be in (0, 1]");
     require(st.min_fit_clients >= 1, f, "minFitClients", "must be at least 1");
     require(st.min_available_clients >= st.min_fit_clients, f, "minAvailableClients", "must be at least minFitClients");
@@ -469,6 +549,7 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
       f.problem(f.path("minAvailableClients"), std::to_string(st.min_available_clients) + " exceeds the " +
                                                    std::to_string(spec.clients.size()) + " clients listed");
     read_aggregation(f, st, problems);
+    if (f.has("privacy")) read_privacy(f, spec, st, problems);
   }
 
   // policy
@@ -760,8 +841,10 @@ std::string to_yaml(const FederationSpec& spec) {
       sn["muSchedule"]["factor"] = st.mu_schedule_factor;
     }
   }
-  sn["fractionFit"] = st.fraction_fit;
-  sn["minFitClients"] = st.min_fit_clients;
+  if (!st.privacy.enabled) {
+    sn["fractionFit"] = st.fraction_fit;
+    sn["minFitClients"] = st.min_fit_clients;
+  }
   sn["minAvailableClients"] = st.min_available_clients;
   sn["startTimeoutSeconds"] = st.start_timeout_seconds;
   sn["roundTimeoutSeconds"] = st.round_timeout_seconds;
@@ -792,6 +875,22 @@ std::string to_yaml(const FederationSpec& spec) {
   }
   if (st.clipping.norm > 0) sn["clipping"]["norm"] = st.clipping.norm;
   if (st.clipping.quantile > 0) sn["clipping"]["quantile"] = st.clipping.quantile;
+  if (const auto& pr = st.privacy; pr.enabled) {
+    YAML::Node pn = sn["privacy"];
+    if (pr.clip_norm > 0) pn["clipNorm"] = pr.clip_norm;
+    if (pr.adaptive.enabled) {
+      pn["adaptiveClipping"]["initialNorm"] = pr.adaptive.initial_norm;
+      pn["adaptiveClipping"]["targetQuantile"] = pr.adaptive.target_quantile;
+      pn["adaptiveClipping"]["learningRate"] = pr.adaptive.learning_rate;
+      pn["adaptiveClipping"]["countNoiseStd"] = pr.adaptive.count_noise_std;
+    }
+    pn["clipOn"] = to_string(pr.clip_on);
+    pn["samplingRate"] = pr.sampling_rate;
+    if (pr.noise_multiplier > 0) pn["noiseMultiplier"] = pr.noise_multiplier;
+    if (pr.target_epsilon > 0) pn["targetEpsilon"] = pr.target_epsilon;
+    pn["delta"] = pr.delta;
+    if (pr.insecure_noise_seed) pn["insecureNoiseSeed"] = *pr.insecure_noise_seed;
+  }
   YAML::Node pn = s["policy"];
   pn["type"] = spec.policy.type;
   if (!spec.policy.config.empty()) pn["config"] = json_to_yaml(spec.policy.config);

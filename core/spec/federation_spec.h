@@ -191,6 +191,40 @@ struct ClippingSpec {
   bool enabled() const { return norm > 0 || quantile > 0; }
 };
 
+// Client-level differential privacy, DP-FedAvg (McMahan et al. 2018): each round Poisson-samples
+// every available client with probability samplingRate; each sampled client's delta is clipped to
+// L2 norm C (by the aggregator, or by the worker and checked by the aggregator); the deltas are
+// summed unweighted and divided by the expected count m = samplingRate x available clients, so one
+// client moves the average by at most C/m; Gaussian noise of std noiseMultiplier x C/m is added.
+// core/privacy/ accounts for it (RDP) and reports epsilon at `delta` after every round.
+enum class ClipLocation { Server, Worker };
+
+// Andrew et al. 2021: C follows the targetQuantile of the update norms, C <- C exp(-lr (b - q))
+// with b the noisy fraction of sampled updates that were not clipped (count noise std
+// countNoiseStd, in clients); the update's noise multiplier shrinks to pay for that release.
+struct AdaptiveClippingSpec {
+  bool enabled = false;
+  double initial_norm = 0.1;
+  double target_quantile = 0.5;
+  double learning_rate = 0.2;
+  double count_noise_std = 0;  // resolved by parse_spec: unset, the expected sampled clients / 20
+};
+
+struct PrivacySpec {
+  bool enabled = false;
+  double clip_norm = 0;  // fixed C; 0 with adaptive clipping
+  AdaptiveClippingSpec adaptive;
+  ClipLocation clip_on = ClipLocation::Server;
+  double sampling_rate = 1.0;  // q of Poisson sampling
+  // z, the noise std over the sensitivity of everything a round releases. Unset with
+  // target_epsilon: the least z that keeps `rounds` rounds within the target.
+  double noise_multiplier = 0;
+  double target_epsilon = 0;  // 0: no budget; otherwise no round starts that would exceed it
+  double delta = 0;
+  // Reproducible noise and sampling, for tests only: anyone who knows the seed can subtract the noise.
+  std::optional<uint64_t> insecure_noise_seed;
+};
+
 enum class StalenessWeight { InverseSqrt, Constant };
 
 // FedBuff (Nguyen et al. 2022): no rounds that wait for everyone. Every selected client trains
@@ -223,6 +257,7 @@ struct StrategySpec {
   ClippingSpec clipping;
   ServerOptimizerSpec server_optimizer;
   AsynchronousSpec asynchronous;
+  PrivacySpec privacy;
 };
 
 struct PolicySpec {
@@ -355,6 +390,7 @@ const char* to_string(AggregationRule v);
 const char* to_string(ServerOptimizerType v);
 const char* to_string(OptimizerState v);
 const char* to_string(StalenessWeight v);
+const char* to_string(ClipLocation v);
 
 // A Hugging Face Hub id (owner/name) rather than a local folder.
 bool looks_like_hub_id(const std::string& s);

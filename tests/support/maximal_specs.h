@@ -149,6 +149,34 @@ spec:
     tls: {secretName: agg-tls, mutual: true}
     join: {caSecret: zk0-ca, tokenTtlSeconds: 600}
     expose: {type: LoadBalancer, nodePort: 30551, address: robots.example.org:443}
+)",
+    R"(apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata: {name: private}
+spec:
+  rounds: 3
+  clients: [{name: a, dataset: {path: /a}}, {name: b, dataset: {path: /b}}, {name: c, dataset: {path: /c}}]
+  evaluation: {dataset: {path: /eval}}
+  strategy:
+    minAvailableClients: 2
+    serverOptimizer: {type: adam, lr: 0.1}
+    privacy:
+      adaptiveClipping: {initialNorm: 0.5, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 2}
+      clipOn: worker
+      samplingRate: 0.5
+      noiseMultiplier: 1.2
+      targetEpsilon: 8
+      delta: 1.0e-3
+      insecureNoiseSeed: 7
+)",
+    R"(apiVersion: zk0.io/v1alpha1
+kind: FederationRun
+metadata: {name: private-fixed-clip}
+spec:
+  rounds: 30
+  clients: [{name: a, dataset: {path: /a}}, {name: b, dataset: {path: /b}}]
+  evaluation: {dataset: {path: /eval}}
+  strategy: {minAvailableClients: 1, privacy: {clipNorm: 0.5, samplingRate: 0.1, targetEpsilon: 3, delta: 1.0e-5}}
 )"};
 
 
