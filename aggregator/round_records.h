@@ -34,7 +34,7 @@ inline void add_update_fields(nlohmann::json& j, double weight, double distance_
 }
 
 inline nlohmann::json report_json(const TrainReport& r) {
-  return {{"loss", r.loss},
+  nlohmann::json j = {{"loss", r.loss},
           {"policy_loss", r.policy_loss},
           {"proximal_loss", r.proximal_loss},
           {"grad_norm", r.grad_norm},
@@ -46,6 +46,8 @@ inline nlohmann::json report_json(const TrainReport& r) {
           {"data_seconds", r.data_seconds},
           {"download_seconds", r.download_seconds},
           {"bytes_downloaded", r.bytes_downloaded}};
+  if (r.privacy_epsilon) j["privacy_epsilon"] = *r.privacy_epsilon;
+  return j;
 }
 
 }  // namespace zk0

@@ -71,6 +71,7 @@ TrainReport report_from(const v1::TrainMetrics& m) {
   r.data_seconds = m.data_seconds();
   r.download_seconds = m.download_seconds();
   r.bytes_downloaded = m.bytes_downloaded();
+  if (m.has_privacy_epsilon() && std::isfinite(m.privacy_epsilon()) && m.privacy_epsilon() >= 0) r.privacy_epsilon = m.privacy_epsilon();
   return r;
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""What client-level differential privacy costs in utility (spec.strategy.privacy), measured.
+"""What differential privacy costs in utility and speed, measured.
 
+Client-level (spec.strategy.privacy, the default mode):
 A federation large enough for client-level DP to make sense: 100 simulated clients (spec.partition
 of a synthetic LeRobot dataset, one process, `zk0 run --simulate`) of the flow-matching policy,
 each round Poisson-sampling 10% of them, 30 rounds. First without privacy (FedAvg over the same
@@ -10,8 +11,14 @@ federation's data would itself spend privacy). Then one run per target epsilon a
 each with the noise multiplier the accountant finds for 30 rounds. Prints the server's final
 held-out loss of each, against the non-private run's.
 
-  bench/privacy_utility.py [--bin build/bin] [--smoke]
---smoke: 20 clients, 3 rounds, one epsilon (CI keeps the script working; its figures are not judged).
+Sample-level (spec.training.privacy, DP-SGD in every worker; --sample-level): the quickstart
+(examples/quickstart.yaml: four owners' AV1 LeRobot datasets, 10 rounds of 60 steps of 64) without
+privacy and at each client's epsilon 10, 3 and 1 (delta 1e-5, per-sample clip norm 1), the
+server's final loss against the non-private run's, and the workers' training speed (samples per
+second of train time, summed over clients) against non-private training in the same run.
+
+  bench/privacy_utility.py [--bin build/bin] [--clients N] [--sampling-rate Q] [--sample-level] [--smoke]
+--smoke: small sizes, one epsilon (CI keeps the script working; its figures are not judged).
 """
 import argparse
 import json
@@ -65,12 +72,58 @@ def run(bin_dir, work, tag, clients, rounds, strategy):
         return json.load(f)["rounds"]
 
 
+def quickstart(bin_dir, work, tag, privacy, rounds, smoke):
+    """examples/quickstart.yaml with `privacy` as spec.training.privacy (None: as it is)."""
+    with open(os.path.join(ROOT, "examples", "quickstart.yaml")) as f:
+        spec = f.read()
+    spec = spec.replace("outputDir: outputs/quickstart", f"outputDir: {os.path.join(work, tag)}")
+    spec = spec.replace("rounds: 10", f"rounds: {rounds}")
+    if smoke:
+        spec = spec.replace("localSteps: 60", "localSteps: 5")
+    if privacy:
+        spec = spec.replace("    gradClipNorm: 10\n", f"    privacy: {privacy}\n")
+    path = os.path.join(work, tag + ".yaml")
+    with open(path, "w") as f:
+        f.write(spec)
+    proc = subprocess.run([os.path.join(bin_dir, "zk0"), "run", path, "--fresh"], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        sys.exit(f"zk0 run {tag} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    with open(os.path.join(work, tag, "federated_metrics.json")) as f:
+        history = json.load(f)["rounds"]
+    clients = [c for r in history[1:] for c in r["clients"] if c["status"] == "accepted"]
+    speed = sum(c["samples"] for c in clients) / sum(c["train_seconds"] for c in clients)
+    epsilon = max((c.get("privacy_epsilon", 0) for c in clients), default=0)
+    return history[-1]["server_eval_loss"], speed, epsilon
+
+
+def sample_level(args):
+    subprocess.run(["bash", os.path.join(ROOT, "examples", "quickstart-datasets.sh"), os.path.join(args.bin, "zk0")], check=True,
+                   cwd=ROOT, capture_output=True)
+    rounds = 2 if args.smoke else 10
+    epsilons = [10.0] if args.smoke else [10.0, 3.0, 1.0]
+    with tempfile.TemporaryDirectory(prefix="zk0-privacy-utility-") as work:
+        base_loss, base_speed, _ = quickstart(args.bin, work, "none", None, rounds, args.smoke)
+        print(f"privacy_utility --sample-level: the quickstart, {rounds} rounds, delta 1e-5, per-sample clip norm 1")
+        print("| client epsilon | final server loss | vs no privacy | samples/s | vs no privacy |")
+        print("|---:|---:|---:|---:|---:|")
+        print(f"| none | {base_loss:.4f} | 1.00 | {base_speed:.0f} | 1.00 |")
+        for eps in epsilons:
+            loss, speed, spent = quickstart(args.bin, work, f"eps{eps:g}", f"{{clipNorm: 1.0, targetEpsilon: {eps}, delta: 1.0e-5}}", rounds,
+                                         args.smoke)
+            print(f"| {spent:.3g} | {loss:.4f} | {loss / base_loss:.2f} | {speed:.0f} | {speed / base_speed:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--sampling-rate", type=float, default=0.1)
+    parser.add_argument("--sample-level", action="store_true")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
-    clients, rounds, q = (20, 3, 0.25) if args.smoke else (100, 30, 0.1)
+    if args.sample_level:
+        return sample_level(args)
+    clients, rounds, q = (20, 3, 0.25) if args.smoke else (args.clients, 30, args.sampling_rate)
     epsilons = [10.0] if args.smoke else [10.0, 3.0, 1.0]
     with tempfile.TemporaryDirectory(prefix="zk0-privacy-utility-") as work:
         baseline = run(args.bin, work, "none", clients, rounds, f"    fractionFit: {q}\n    minFitClients: 1")

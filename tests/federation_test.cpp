@@ -929,3 +929,40 @@ TEST(Privacy, EpsilonIsReportedEveryRoundTheBudgetEndsTheRunAndAResumeContinuesT
   EXPECT_EQ(b->metrics()["rounds"][3]["privacy"]["epsilon"], rounds[3]["privacy"]["epsilon"]);
   EXPECT_EQ(b->global_digests(), a->global_digests()) << b->logs();
 }
+
+// Sample-level DP (DP-SGD) end to end: each worker Poisson-samples its frames, clips every
+// sample's gradient, adds the noise, reports its own epsilon with every update (the accountant's
+// value for q = batchSize / frames and the steps it ran), keeps its accountant in its state
+// folder, and stops taking part, saying why, before a round that would pass its target.
+TEST(Privacy, EachWorkerReportsItsSampleLevelEpsilonAndStopsAtItsBudget) {
+  const double frames = 6 * 40, q = 32 / frames, z = 1.1, delta = 1e-5;
+  const long steps = 20;  // small_spec's localSteps
+  const double target = 0.5 * (epsilon_after(q, z, 2 * steps, delta) + epsilon_after(q, z, 3 * steps, delta));
+  Federation f("dpsgd", 2, 4);
+  std::string yaml = small_spec(f.out, 2, 4, {{"minFitClients", "2"}, {"minAvailableClients", "2"}, {"maxRoundAttempts", "maxRoundAttempts: 1"}});
+  yaml.replace(yaml.find("    seed: 11\n"), 12,
+               "    seed: 11\n    privacy: {clipNorm: 1.0, noiseMultiplier: 1.1, targetEpsilon: " + std::to_string(target) +
+                   ", delta: 1.0e-5, insecureNoiseSeed: 2}\n");
+  f.spec = write_spec(f.dir, yaml);
+  f.start_aggregator();
+  f.start_worker("c0");
+  f.start_worker("c1");
+  // Two rounds fit the budget; before the third each worker stops, and the round has no quorum.
+  EXPECT_EQ(f.aggregator->wait(180s), kExitRunFailed) << f.logs();
+  for (const auto& [name, w] : f.workers) {
+    EXPECT_EQ(w->wait(30s), 0) << w->log();
+    EXPECT_NE(w->log().find("event=privacy_budget_spent"), std::string::npos) << w->log();
+    const auto saved = read_json(f.dir + "/state/" + name + "/privacy_accountant.json");
+    EXPECT_EQ(saved["accountant"]["releases"][0]["steps"], 2 * steps);
+  }
+  const auto rounds = f.metrics()["rounds"];
+  ASSERT_EQ(rounds.size(), 3u) << rounds.dump();
+  for (int r = 1; r <= 2; ++r)
+    for (const auto& c : rounds[r]["clients"]) {
+      ASSERT_EQ(c["status"], "accepted") << c.dump();
+      const double expected = epsilon_after(q, z, r * steps, delta);
+      EXPECT_NEAR(c["privacy_epsilon"].get<double>(), expected, 1e-9 * expected) << c.dump();
+    }
+  EXPECT_NE(f.status()["clients"]["c0"]["failure"].get<std::string>().find("privacy budget spent"), std::string::npos)
+      << f.status().dump();
+}

@@ -552,6 +552,12 @@ TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed
   EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0);
   EXPECT_NE(out.find("spec.training.localSteps"), std::string::npos) << out;
   yaml = small_run("r6");
+  yaml.replace(yaml.find("rounds: 5"), 9,
+               "rounds: 5\n  training: {gradClipNorm: 1, privacy: {clipNorm: 1, noiseMultiplier: 1, delta: 1.0e-5}}");
+  std::ofstream(path) << yaml;
+  EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0);
+  EXPECT_NE(out.find("gradClipNorm does not apply with training.privacy"), std::string::npos) << out;
+  yaml = small_run("r6");
   yaml.replace(yaml.find("{synthetic: {task: a}}"), 22, "{synthetic: {task: a}, path: /data/a}");
   std::ofstream(path) << yaml;
   EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0);

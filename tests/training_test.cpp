@@ -413,3 +413,64 @@ TEST(BatchLoader, PrefetchIsBoundedAndErrorsReachTheTrainer) {
     EXPECT_STREQ(e.what(), "episode 2: bad frame");
   }
 }
+
+// DP-SGD's step (worker/sample_privacy.h) by hand: loss_i = w . x_i has gradient x_i, so the step's
+// gradient must be the sum of the x_i each clipped to C, plus noise of std z C, over batchSize.
+TEST(SamplePrivacy, PerSampleGradientsAreClippedSummedNoisedAndDividedByTheBatchSize) {
+  FederationSpec spec = tiny_spec();
+  spec.training.batch_size = 4;
+  spec.training.privacy = {true, 1.0, 1e-9, 0, 1e-5, 7};
+  const std::string state = test::make_temp_dir("dpsgd-unit");
+  const SampleLevelPrivacy privacy(spec, 1000, state, "c0");
+  EXPECT_DOUBLE_EQ(privacy.sampling_rate(), 0.004);
+  const at::Tensor w = torch::zeros({2}).requires_grad_(true);
+  FlatAdamW optimizer({w}, {});
+  Batch batch;
+  batch.state = torch::tensor({{0.3f, 0.4f}, {0.0f, 3.0f}, {0.6f, 0.8f}});  // norms 0.5, 3 (clipped to 1), 1
+  batch.action = torch::zeros({3, 1, 1});
+  batch.action_is_pad = torch::zeros({3, 1}, torch::kBool);
+  batch.task = {"a", "b", "c"};
+  const auto loss_of = [&](const Batch& one) { return (w * one.state[0]).sum(); };
+  const PrivateGradient g = private_gradient(optimizer, batch, privacy, loss_of, 1, 0);
+  EXPECT_EQ(g.samples, 3);
+  EXPECT_NEAR(g.mean_sample_norm, (0.5 + 3 + 1) / 3, 1e-6);
+  const at::Tensor grad = optimizer.gradients();
+  EXPECT_NEAR(grad[0].item<double>(), (0.3 + 0 + 0.6) / 4, 1e-6);
+  EXPECT_NEAR(grad[1].item<double>(), (0.4 + 1 + 0.8) / 4, 1e-6);
+  // An empty Poisson draw: the step is noise alone.
+  private_gradient(optimizer, Batch{}, privacy, loss_of, 1, 1);
+  EXPECT_LT(optimizer.gradients().abs().max().item<double>(), 1e-6);
+
+  // The noise on a large vector: std z C / batchSize.
+  spec.training.privacy.noise_multiplier = 2.0;
+  const SampleLevelPrivacy noisy(spec, 1000, test::make_temp_dir("dpsgd-noise"), "c0");
+  const at::Tensor big = torch::zeros({200000}).requires_grad_(true);
+  FlatAdamW big_optimizer({big}, {});
+  private_gradient(big_optimizer, Batch{}, noisy, loss_of, 1, 0);
+  EXPECT_NEAR(big_optimizer.gradients().std().item<double>(), 2.0 * 1.0 / 4, 0.5 * 5 / std::sqrt(2.0 * 200000));
+  // Poisson sampling: each frame with probability q, independently per step.
+  size_t drawn = 0;
+  for (int step = 0; step < 100; ++step) drawn += noisy.sample(1, step).size();
+  EXPECT_NEAR(drawn / 100.0, 4.0, 5 * std::sqrt(4.0 * (1 - 0.004) / 100));
+  EXPECT_NE(noisy.sample(1, 0), noisy.sample(1, 1));
+}
+
+TEST(SamplePrivacy, SettingsTheClientsDatasetMakesImpossibleAreRefusedWithTheField) {
+  FederationSpec spec = tiny_spec();
+  spec.training.privacy = {true, 1.0, 1.0, 0, 0.01, std::nullopt};
+  try {
+    SampleLevelPrivacy(spec, 1000, test::make_temp_dir("dpsgd-bad"), "c0");
+    FAIL() << "delta 0.01 with 1000 frames accepted";
+  } catch (const SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("spec.training.privacy.delta"), std::string::npos) << e.what();
+  }
+  spec.training.privacy.delta = 1e-5;
+  EXPECT_THROW(SampleLevelPrivacy(spec, 1000, "", "c0"), SpecError);  // no state folder for the accountant
+  spec.training.privacy = {true, 1.0, 0, 1e-9, 1e-5, std::nullopt};
+  try {
+    SampleLevelPrivacy(spec, 1000, test::make_temp_dir("dpsgd-bad2"), "c0");
+    FAIL() << "an unreachable target accepted";
+  } catch (const SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("spec.training.privacy.targetEpsilon"), std::string::npos) << e.what();
+  }
+}

@@ -278,6 +278,7 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     m->set_data_seconds(r.data_seconds);
     m->set_download_seconds(r.download_seconds);
     m->set_bytes_downloaded(r.bytes_downloaded);
+    if (r.privacy_epsilon) m->set_privacy_epsilon(*r.privacy_epsilon);
     uint64_t sent_now = 0;
     if (writer->Write(msg))
       send_parameter_messages<v1::UploadMessage>(
@@ -446,6 +447,11 @@ int WorkerClient::run() {
     if (ins.kind() != v1::Instruction::TRAIN) continue;
     try {
       train_round(ins);
+    } catch (const PrivacyBudgetSpent& e) {
+      log_warn("privacy_budget_spent", {kv("client", name_), kv("round", ins.round()), kv("detail", e.what())});
+      report_failure(static_cast<int>(ins.round()), e.what(), true);
+      rc = 0;
+      break;
     } catch (const std::exception& e) {
       log_error("training_failed", {kv("client", name_), kv("round", ins.round()), kv("error", e.what())});
       report_failure(static_cast<int>(ins.round()), e.what(), true);

@@ -20,6 +20,11 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r, const std::map<std::string
                       .Help("L2 distance of the latest update from its global parameters")
                       .Register(r)
                       .Add(labels)),
+      privacy_epsilon(prometheus::BuildGauge()
+                          .Name("zk0_worker_privacy_epsilon")
+                          .Help("This client's epsilon so far under training.privacy (DP-SGD), at its delta")
+                          .Register(r)
+                          .Add(labels)),
       samples_per_second(prometheus::BuildGauge().Name("zk0_worker_samples_per_second").Help("Training throughput of the latest round").Register(r).Add(labels)),
       step_duration(prometheus::BuildHistogram()
                         .Name("zk0_worker_local_step_duration_seconds")
@@ -56,6 +61,7 @@ void WorkerMetrics::trained(const TrainReport& report, const std::vector<double>
   policy_loss.Set(report.policy_loss);
   proximal_loss.Set(report.proximal_loss);
   update_norm.Set(report.update_norm);
+  if (report.privacy_epsilon) privacy_epsilon.Set(*report.privacy_epsilon);
   if (report.train_seconds > 0) samples_per_second.Set(static_cast<double>(report.samples) / report.train_seconds);
   for (double s : step_seconds) step_duration.Observe(s);
   data_wait.Increment(report.data_seconds);

@@ -20,6 +20,7 @@ struct WorkerMetrics {
   prometheus::Gauge& policy_loss;
   prometheus::Gauge& proximal_loss;
   prometheus::Gauge& update_norm;
+  prometheus::Gauge& privacy_epsilon;  // under training.privacy: this client's epsilon so far
   prometheus::Gauge& samples_per_second;
   prometheus::Histogram& step_duration;
   prometheus::Counter& data_wait;

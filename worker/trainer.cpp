@@ -81,6 +81,8 @@ LocalTrainer::~LocalTrainer() = default;
 
 void LocalTrainer::open_dataset() {
   dataset_ = zk0::open_dataset(client_.dataset, pool_->chunk_size(), pool_->uses_images());
+  if (spec_.training.privacy.enabled)
+    sample_privacy_ = std::make_unique<SampleLevelPrivacy>(spec_, dataset_->size(), state_dir_, client_.name);
 }
 
 void LocalTrainer::restore_optimizer(FlatAdamW& optimizer, int round) {
@@ -144,6 +146,8 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTas
   const auto start = Clock::now();
   // Waiting for a slot while other virtual clients train is progress of the process, not a
   // stall, and not this client's training time.
+  if (sample_privacy_)
+    if (const std::string spent = sample_privacy_->budget_exhausted(local_steps); !spent.empty()) throw PrivacyBudgetSpent(spent);
   const PolicyPool::Lease slot = pool_->acquire(progressed);
   const auto slot_start = Clock::now();
   Policy& policy = *slot->policy;
@@ -154,9 +158,14 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTas
   restore_optimizer(optimizer, task.round);
   const at::Tensor anchor = optimizer.parameters().clone();  // on the compute device for the whole round
   policy.set_training(true);
-  ShuffledSampler sampler(dataset_->size(), spec_.training.batch_size, seed);
+  std::optional<ShuffledSampler> sampler;
+  if (!sample_privacy_) sampler.emplace(dataset_->size(), spec_.training.batch_size, seed);
+  int sampled_steps = 0;
+  const auto next_indices = [&] {
+    return sample_privacy_ ? sample_privacy_->sample(task.round, sampled_steps++) : sampler->next_batch();
+  };
   const int workers = BatchLoader::default_workers();
-  BatchLoader loader(*dataset_, [&] { return sampler.next_batch(); }, local_steps, workers, 2 * workers);
+  BatchLoader loader(*dataset_, next_indices, local_steps, workers, 2 * workers);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, 0xF10));
   double loss_sum = 0, policy_sum = 0, prox_sum = 0, grad_sum = 0, data_seconds = 0, lr = 0;
   RoundResult out;
@@ -169,22 +178,36 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTas
     progressed();
 
     lr = learning_rate_at(spec_.training, step, local_steps);
-    at::Tensor policy_loss;
-    {
-      AutocastScope autocast(spec_.training.precision, device);
-      policy_loss = policy.loss(batch, generator);
+    double policy_value = 0, grad_norm = 0;
+    if (sample_privacy_) {
+      const PrivateGradient g = private_gradient(
+          optimizer, batch, *sample_privacy_,
+          [&](const Batch& one) {
+            AutocastScope autocast(spec_.training.precision, device);
+            return policy.loss(one, generator);
+          },
+          task.round, step);
+      policy_value = g.mean_loss;
+      grad_norm = g.mean_sample_norm;
+    } else {
+      at::Tensor policy_loss;
+      {
+        AutocastScope autocast(spec_.training.precision, device);
+        policy_loss = policy.loss(batch, generator);
+      }
+      optimizer.zero_grad();
+      policy_loss.backward();
+      policy_value = policy_loss.item<double>();
     }
-    optimizer.zero_grad();
-    policy_loss.backward();
     // FedProx's mu/2 * ||w - w_global||^2 adds its gradient directly: no autograd graph over
-    // every trainable parameter.
+    // every trainable parameter. (It reads no data: under DP-SGD it needs no noise.)
     const double proximal = proximal_mu > 0 ? optimizer.add_proximal_gradient(anchor, proximal_mu) : 0.0;
-    const double policy_value = policy_loss.item<double>(), total_value = policy_value + proximal;
+    const double total_value = policy_value + proximal;
     if (!std::isfinite(total_value))
       throw std::runtime_error("training diverged: loss is " + std::to_string(total_value) + " at local step " +
                                std::to_string(step));
-    const double grad_norm = optimizer.grad_norm();
-    optimizer.step(lr, clip_scale(grad_norm, spec_.training.grad_clip_norm));
+    if (!sample_privacy_) grad_norm = optimizer.grad_norm();
+    optimizer.step(lr, sample_privacy_ ? 1.0 : clip_scale(grad_norm, spec_.training.grad_clip_norm));
     loss_sum += total_value;
     policy_sum += policy_value;
     prox_sum += proximal;
@@ -207,6 +230,10 @@ RoundResult LocalTrainer::train_round(const ParameterSet& global, const RoundTas
   }
   out.update = to_parameter_set(trainable);
   save_optimizer(optimizer, task);
+  if (sample_privacy_) {
+    sample_privacy_->record(local_steps);
+    out.report.privacy_epsilon = sample_privacy_->epsilon();
+  }
   const double n = std::max(1, local_steps);
   out.report.samples = static_cast<uint64_t>(local_steps) * static_cast<uint64_t>(spec_.training.batch_size);
   out.report.steps = static_cast<uint32_t>(local_steps);

@@ -18,6 +18,7 @@
 #include "core/policy/policy.h"
 #include "core/tensor/manifest.h"
 #include "worker/policy_pool.h"
+#include "worker/sample_privacy.h"
 
 namespace zk0 {
 
@@ -43,6 +44,13 @@ struct RoundTask {
 };
 
 class RoundAbandoned : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Under training.privacy with a target: the round would take the client past it. The worker
+// stops taking part, reporting why.
+class PrivacyBudgetSpent : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -79,6 +87,7 @@ class LocalTrainer {
   std::shared_ptr<PolicyPool> pool_;
   std::unique_ptr<Dataset> dataset_;
   std::string state_dir_;
+  std::unique_ptr<SampleLevelPrivacy> sample_privacy_;  // under training.privacy
 };
 
 }  // namespace zk0

@@ -45,7 +45,8 @@ void BatchLoader::work() {
       std::vector<Sample> samples;
       samples.reserve(indices.size());
       for (int64_t i : indices) samples.push_back(dataset_.get(i));
-      Batch batch = collate(samples, dataset_.state_stats(), dataset_.action_stats());
+      // Poisson sampling (DP-SGD) can draw no sample at all: an empty batch, not an error.
+      Batch batch = samples.empty() ? Batch{} : collate(samples, dataset_.state_stats(), dataset_.action_stats());
       std::lock_guard<std::mutex> lock(mu_);
       done_[k] = std::move(batch);
     } catch (...) {

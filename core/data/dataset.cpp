@@ -8,7 +8,19 @@
 
 namespace zk0 {
 
+Batch Batch::slice(int64_t begin, int64_t end) const {
+  Batch b;
+  b.state = state.slice(0, begin, end);
+  b.action = action.slice(0, begin, end);
+  b.action_is_pad = action_is_pad.slice(0, begin, end);
+  b.task.assign(task.begin() + begin, task.begin() + end);
+  if (!sample_ids.empty()) b.sample_ids.assign(sample_ids.begin() + begin, sample_ids.begin() + end);
+  for (const auto& [k, v] : images) b.images[k] = v.slice(0, begin, end);
+  return b;
+}
+
 Batch Batch::to(const at::Device& device) const {
+  if (!state.defined()) return *this;
   Batch b;
   b.state = state.to(device);
   b.action = action.to(device);

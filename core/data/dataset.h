@@ -38,8 +38,11 @@ struct Batch {
   // (SmolVLA's prefix cache keys on it); empty for batches not read from a dataset.
   std::vector<std::string> sample_ids;
 
-  int64_t size() const { return state.size(0); }
+  // 0 for the empty batch Poisson sampling can draw (no tensors at all).
+  int64_t size() const { return state.defined() ? state.size(0) : 0; }
   Batch to(const at::Device& device) const;
+  // Samples [begin, end), as views.
+  Batch slice(int64_t begin, int64_t end) const;
 };
 
 struct Episode {

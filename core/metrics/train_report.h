@@ -1,6 +1,7 @@
 #pragma once
 // What a worker reports about one round of local training, alongside its update.
 #include <cstdint>
+#include <optional>
 
 namespace zk0 {
 
@@ -17,6 +18,7 @@ struct TrainReport {
   double data_seconds = 0;
   double download_seconds = 0;
   uint64_t bytes_downloaded = 0;
+  std::optional<double> privacy_epsilon;  // under training.privacy: this client's epsilon so far
 };
 
 }  // namespace zk0

@@ -23,6 +23,9 @@ class FlatAdamW {
   const at::Tensor& parameters() const { return flat_; }
 
   void zero_grad() { grad_.zero_(); }
+  // The flat gradient buffer (DP-SGD sums clipped per-sample gradients beside it and writes the
+  // noisy mean back into it).
+  const at::Tensor& gradients() const { return grad_; }
   // FedProx: adds the gradient of mu/2 * ||w - anchor||^2 and returns the term's value.
   double add_proximal_gradient(const at::Tensor& anchor, double mu);
   // The gradients' L2 norm.

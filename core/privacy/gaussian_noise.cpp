@@ -94,6 +94,16 @@ double GaussianNoise::uniform(uint64_t stream, uint32_t tensor, uint64_t index) 
   return static_cast<double>(a >> 11) * 0x1.0p-53;
 }
 
+void GaussianNoise::uniforms(double* out, size_t n, uint64_t stream, uint32_t tensor) const {
+  std::vector<unsigned char> bytes(n * 16);
+  keystream(bytes.data(), stream, tensor, 0, n);
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t a;
+    std::memcpy(&a, &bytes[i * 16], 8);
+    out[i] = static_cast<double>(a >> 11) * 0x1.0p-53;
+  }
+}
+
 double GaussianNoise::draw(uint64_t stream, uint32_t tensor, uint64_t index) const {
   double pair[2];
   fill_pairs(pair, stream, tensor, index / 2, 1);

@@ -26,6 +26,8 @@ class GaussianNoise {
   double draw(uint64_t stream, uint32_t tensor, uint64_t index) const;
   // A uniform in [0, 1) with 53 bits, the index-th of (stream, tensor): Poisson sampling's coins.
   double uniform(uint64_t stream, uint32_t tensor, uint64_t index) const;
+  // out[i] = uniform(stream, tensor, i) for i in [0, n), in one pass of the keystream.
+  void uniforms(double* out, size_t n, uint64_t stream, uint32_t tensor) const;
 
  private:
   explicit GaussianNoise(const std::array<unsigned char, 32>& key) : key_(key) {}

@@ -231,6 +231,26 @@ void read_aggregation(Fields& strategy, StrategySpec& st, std::vector<std::strin
 }
 
 
+// What both privacy sections share: the noise (a multiplier, a target epsilon or both), delta,
+// and the test-only seed, each checked with the field named.
+void read_noise_settings(Fields& p, const std::string& section, double& noise_multiplier, double& target_epsilon, double& delta,
+                         std::optional<uint64_t>& insecure_noise_seed) {
+  p.get("noiseMultiplier", noise_multiplier);
+  p.get("targetEpsilon", target_epsilon);
+  p.get("delta", delta, true);
+  if (p.has("insecureNoiseSeed")) {
+    uint64_t seed = 0;
+    p.get("insecureNoiseSeed", seed);
+    insecure_noise_seed = seed;
+  }
+  if (p.has("noiseMultiplier"))
+    require(noise_multiplier > 0 && std::isfinite(noise_multiplier), p, "noiseMultiplier",
+            "must be a positive number (0 adds no noise and gives no guarantee: leave " + section + " out instead)");
+  if (p.has("targetEpsilon")) require(target_epsilon > 0 && std::isfinite(target_epsilon), p, "targetEpsilon", "must be a positive number");
+  if (p.has("delta")) require(delta > 0 && delta < 1, p, "delta", "must be in (0, 1)");
+  if (!p.has("noiseMultiplier") && !p.has("targetEpsilon")) p.problem("spec." + section, "set noiseMultiplier, targetEpsilon or both");
+}
+
 // spec.strategy.privacy: every setting that cannot give the promised guarantee is refused here,
 // with the field named, so that `zk0 validate` and the operator catch it before a round runs.
 void read_privacy(Fields& strategy, const FederationSpec& spec, StrategySpec& st, std::vector<std::string>& problems) {
@@ -240,14 +260,7 @@ void read_privacy(Fields& strategy, const FederationSpec& spec, StrategySpec& st
   p.get("clipNorm", pr.clip_norm);
   p.get_enum("clipOn", pr.clip_on, names_of({ClipLocation::Server, ClipLocation::Worker}));
   p.get("samplingRate", pr.sampling_rate);
-  p.get("noiseMultiplier", pr.noise_multiplier);
-  p.get("targetEpsilon", pr.target_epsilon);
-  p.get("delta", pr.delta, true);
-  if (p.has("insecureNoiseSeed")) {
-    uint64_t seed = 0;
-    p.get("insecureNoiseSeed", seed);
-    pr.insecure_noise_seed = seed;
-  }
+  read_noise_settings(p, "strategy.privacy", pr.noise_multiplier, pr.target_epsilon, pr.delta, pr.insecure_noise_seed);
   const bool adaptive = p.has("adaptiveClipping");
   if (adaptive) {
     Fields a(p.node("adaptiveClipping"), p.path("adaptiveClipping"), problems);
@@ -272,18 +285,11 @@ void read_privacy(Fields& strategy, const FederationSpec& spec, StrategySpec& st
   if (p.has("clipNorm")) require(pr.clip_norm > 0 && std::isfinite(pr.clip_norm), p, "clipNorm", "must be a positive number");
   require(pr.sampling_rate > 0 && pr.sampling_rate <= 1, p, "samplingRate", "must be in (0, 1]");
   const size_t population = spec.clients.size();
-  if (!(pr.delta > 0 && pr.delta < 1)) {
-    if (p.has("delta")) p.problem(p.path("delta"), "must be in (0, 1)");
-  } else if (population > 0 && pr.delta >= 1.0 / static_cast<double>(population)) {
+  if (pr.delta > 0 && pr.delta < 1 && population > 0 && pr.delta >= 1.0 / static_cast<double>(population)) {
     // delta is the chance the guarantee fails outright; at 1/n one of the n clients can be exposed.
     p.problem(p.path("delta"), "must be below 1/n = " + std::to_string(1.0 / static_cast<double>(population)) + " for the " +
                                    std::to_string(population) + " clients (usually well below it, such as 1e-5)");
   }
-  if (p.has("noiseMultiplier"))
-    require(pr.noise_multiplier > 0 && std::isfinite(pr.noise_multiplier), p, "noiseMultiplier",
-            "must be a positive number (0 adds no noise and gives no guarantee: leave strategy.privacy out instead)");
-  if (p.has("targetEpsilon")) require(pr.target_epsilon > 0 && std::isfinite(pr.target_epsilon), p, "targetEpsilon", "must be a positive number");
-  if (!p.has("noiseMultiplier") && !p.has("targetEpsilon")) p.problem(strategy.path("privacy"), "set noiseMultiplier, targetEpsilon or both");
   if (p.has("targetEpsilon") && !p.has("noiseMultiplier") && pr.target_epsilon > 0 && pr.delta > 0 && pr.delta < 1 &&
       pr.sampling_rate > 0 && pr.sampling_rate <= 1) {
     try {
@@ -505,6 +511,17 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
       require(t.warmup_steps >= 0, l, "warmupSteps", "must not be negative");
       if (t.lr_schedule == LrScheduleType::Constant && l.has("minLrRatio"))
         l.problem(l.path("minLrRatio"), "only applies to the cosine schedule");
+    }
+    if (f.has("privacy")) {
+      Fields p(f.node("privacy"), f.path("privacy"), problems);
+      auto& pr = t.privacy;
+      pr.enabled = true;
+      p.get("clipNorm", pr.clip_norm, true);
+      if (p.has("clipNorm")) require(pr.clip_norm > 0 && std::isfinite(pr.clip_norm), p, "clipNorm", "must be a positive number");
+      read_noise_settings(p, "training.privacy", pr.noise_multiplier, pr.target_epsilon, pr.delta, pr.insecure_noise_seed);
+      // Each sample's gradient is clipped to clipNorm: a batch-level clip on top would change the
+      // noise's scale relative to the signal and protect nothing more.
+      if (f.has("gradClipNorm")) f.problem(f.path("gradClipNorm"), "does not apply with training.privacy, which clips every sample's gradient");
     }
   }
 
@@ -824,7 +841,16 @@ std::string to_yaml(const FederationSpec& spec) {
   tn["optimizer"]["eps"] = t.eps;
   tn["optimizer"]["weightDecay"] = t.weight_decay;
   tn["optimizer"]["state"] = to_string(t.optimizer_state);
-  tn["gradClipNorm"] = t.grad_clip_norm;
+  if (t.privacy.enabled) {
+    YAML::Node pn = tn["privacy"];
+    pn["clipNorm"] = t.privacy.clip_norm;
+    if (t.privacy.noise_multiplier > 0) pn["noiseMultiplier"] = t.privacy.noise_multiplier;
+    if (t.privacy.target_epsilon > 0) pn["targetEpsilon"] = t.privacy.target_epsilon;
+    pn["delta"] = t.privacy.delta;
+    if (t.privacy.insecure_noise_seed) pn["insecureNoiseSeed"] = *t.privacy.insecure_noise_seed;
+  } else {
+    tn["gradClipNorm"] = t.grad_clip_norm;
+  }
   tn["lrSchedule"]["type"] = to_string(t.lr_schedule);
   if (t.lr_schedule == LrScheduleType::Cosine) tn["lrSchedule"]["minLrRatio"] = t.min_lr_ratio;
   tn["lrSchedule"]["warmupSteps"] = t.warmup_steps;

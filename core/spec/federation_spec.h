@@ -143,6 +143,19 @@ enum class Precision { FP32, BF16 };
 // moments carry over to the client's next round, persisted in the worker's state directory.
 enum class OptimizerState { Reset, Keep };
 
+// Sample-level differential privacy in each worker, DP-SGD (Abadi et al. 2016): every local step
+// Poisson-samples the client's frames with rate q = batchSize / frames, clips each sample's
+// gradient to L2 norm C, sums them, adds Gaussian noise of std z x C and divides by batchSize.
+// Each client accounts for its own steps (RDP, as client-level privacy) and reports its epsilon.
+struct SamplePrivacySpec {
+  bool enabled = false;
+  double clip_norm = 0;
+  double noise_multiplier = 0;  // z; unset with target_epsilon: the least for localSteps x rounds steps
+  double target_epsilon = 0;    // 0: no budget; otherwise the worker trains no round that would exceed it
+  double delta = 0;
+  std::optional<uint64_t> insecure_noise_seed;  // reproducible noise and sampling, for tests only
+};
+
 struct TrainingSpec {
   int local_steps = 100;
   int batch_size = 64;
@@ -150,7 +163,8 @@ struct TrainingSpec {
   std::array<double, 2> betas{0.9, 0.95};
   double eps = 1e-8;
   double weight_decay = 1e-10;
-  double grad_clip_norm = 10.0;  // 0 disables clipping
+  double grad_clip_norm = 10.0;  // 0 disables clipping; not used under privacy, which clips each sample
+  SamplePrivacySpec privacy;
   LrScheduleType lr_schedule = LrScheduleType::Cosine;
   double min_lr_ratio = 0.1;  // cosine ends at learning_rate * min_lr_ratio
   int warmup_steps = 0;

@@ -157,6 +157,7 @@ spec:
   rounds: 3
   clients: [{name: a, dataset: {path: /a}}, {name: b, dataset: {path: /b}}, {name: c, dataset: {path: /c}}]
   evaluation: {dataset: {path: /eval}}
+  training: {privacy: {clipNorm: 1.5, noiseMultiplier: 0.9, targetEpsilon: 4, delta: 1.0e-6, insecureNoiseSeed: 3}}
   strategy:
     minAvailableClients: 2
     serverOptimizer: {type: adam, lr: 0.1}
