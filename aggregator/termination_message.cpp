@@ -15,7 +15,7 @@ constexpr size_t kMessageLimit = 512;
 std::string termination_summary(const std::string& status_json) {
   const nlohmann::json status = nlohmann::json::parse(status_json);
   nlohmann::json summary = nlohmann::json::object();
-  for (const char* key : {"run", "phase", "round", "rounds", "ready_clients", "last_server_eval_loss"})
+  for (const char* key : {"run", "phase", "round", "rounds", "ready_clients", "last_server_eval_loss", "privacy_epsilon", "privacy_delta"})
     if (status.contains(key)) summary[key] = status[key];
   if (status.contains("message") && status["message"].is_string()) {
     std::string message = status["message"];

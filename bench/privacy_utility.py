@@ -17,12 +17,14 @@ privacy and at each client's epsilon 10, 3 and 1 (delta 1e-5, per-sample clip no
 server's final loss against the non-private run's, and the workers' training speed (samples per
 second of train time, summed over clients) against non-private training in the same run.
 
-  bench/privacy_utility.py [--bin build/bin] [--clients N] [--sampling-rate Q] [--sample-level] [--smoke]
+  bench/privacy_utility.py [--bin build/bin] [--clients N] [--sampling-rate Q]
+                           [--sample-level [--example quickstart|smolvla-tiny] [--rounds R]] [--smoke]
 --smoke: small sizes, one epsilon (CI keeps the script working; its figures are not judged).
 """
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -72,16 +74,16 @@ def run(bin_dir, work, tag, clients, rounds, strategy):
         return json.load(f)["rounds"]
 
 
-def quickstart(bin_dir, work, tag, privacy, rounds, smoke):
-    """examples/quickstart.yaml with `privacy` as spec.training.privacy (None: as it is)."""
-    with open(os.path.join(ROOT, "examples", "quickstart.yaml")) as f:
+def example_run(bin_dir, work, example, tag, privacy, rounds, smoke):
+    """examples/EXAMPLE.yaml with `privacy` as spec.training.privacy (None: as it is)."""
+    with open(os.path.join(ROOT, "examples", example + ".yaml")) as f:
         spec = f.read()
-    spec = spec.replace("outputDir: outputs/quickstart", f"outputDir: {os.path.join(work, tag)}")
-    spec = spec.replace("rounds: 10", f"rounds: {rounds}")
+    spec = spec.replace(f"outputDir: outputs/{example}", f"outputDir: {os.path.join(work, tag)}")
+    spec = re.sub(r"\n  rounds: \d+\n", f"\n  rounds: {rounds}\n", spec, count=1)
     if smoke:
-        spec = spec.replace("localSteps: 60", "localSteps: 5")
+        spec = re.sub(r"localSteps: \d+", "localSteps: 5", spec, count=1)
     if privacy:
-        spec = spec.replace("    gradClipNorm: 10\n", f"    privacy: {privacy}\n")
+        spec = re.sub(r"    gradClipNorm: [0-9.]+\n", f"    privacy: {privacy}\n", spec, count=1)
     path = os.path.join(work, tag + ".yaml")
     with open(path, "w") as f:
         f.write(spec)
@@ -99,16 +101,16 @@ def quickstart(bin_dir, work, tag, privacy, rounds, smoke):
 def sample_level(args):
     subprocess.run(["bash", os.path.join(ROOT, "examples", "quickstart-datasets.sh"), os.path.join(args.bin, "zk0")], check=True,
                    cwd=ROOT, capture_output=True)
-    rounds = 2 if args.smoke else 10
-    epsilons = [10.0] if args.smoke else [10.0, 3.0, 1.0]
+    rounds = 2 if args.smoke else args.rounds or (10 if args.example == "quickstart" else 5)
+    epsilons = [10.0] if args.smoke else [float(e) for e in args.epsilons.split(",")]
     with tempfile.TemporaryDirectory(prefix="zk0-privacy-utility-") as work:
-        base_loss, base_speed, _ = quickstart(args.bin, work, "none", None, rounds, args.smoke)
-        print(f"privacy_utility --sample-level: the quickstart, {rounds} rounds, delta 1e-5, per-sample clip norm 1")
+        base_loss, base_speed, _ = example_run(args.bin, work, args.example, "none", None, rounds, args.smoke)
+        print(f"privacy_utility --sample-level: examples/{args.example}.yaml, {rounds} rounds, delta 1e-5, per-sample clip norm 1")
         print("| client epsilon | final server loss | vs no privacy | samples/s | vs no privacy |")
         print("|---:|---:|---:|---:|---:|")
         print(f"| none | {base_loss:.4f} | 1.00 | {base_speed:.0f} | 1.00 |")
         for eps in epsilons:
-            loss, speed, spent = quickstart(args.bin, work, f"eps{eps:g}", f"{{clipNorm: 1.0, targetEpsilon: {eps}, delta: 1.0e-5}}", rounds,
+            loss, speed, spent = example_run(args.bin, work, args.example, f"eps{eps:g}", f"{{clipNorm: 1.0, targetEpsilon: {eps}, delta: 1.0e-5}}", rounds,
                                          args.smoke)
             print(f"| {spent:.3g} | {loss:.4f} | {loss / base_loss:.2f} | {speed:.0f} | {speed / base_speed:.2f} |")
 
@@ -119,6 +121,9 @@ def main():
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--sampling-rate", type=float, default=0.1)
     parser.add_argument("--sample-level", action="store_true")
+    parser.add_argument("--example", default="quickstart", help="with --sample-level: quickstart or smolvla-tiny")
+    parser.add_argument("--rounds", type=int, default=0, help="with --sample-level: rounds (default: the example's)")
+    parser.add_argument("--epsilons", default="10,3,1", help="with --sample-level: each client's target epsilons")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.sample_level:

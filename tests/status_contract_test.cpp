@@ -40,11 +40,18 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
                                std::chrono::seconds(20)));
   for (auto& [name, caller] : callers) coordinator.heartbeat(caller, "training", 2);
 
-  // The operator's side: the run's status before and after reading that document.
+  // The operator's side: the run's status before and after reading that document (with the
+  // epsilon a run under strategy.privacy reports; tests/federation_test.cpp Privacy.* checks the
+  // aggregator writes it).
   nlohmann::json status = {{"currentRound", 1}, {"clients", nlohmann::json::array({{{"name", "c0"}}, {{"name", "c1"}}})}};
-  const auto completed = op::merge_aggregator_status(status, nlohmann::json::parse(coordinator.status_json()), spec);
+  nlohmann::json document = nlohmann::json::parse(coordinator.status_json());
+  document["privacy_epsilon"] = 1.25;
+  document["privacy_delta"] = 1e-5;
+  const auto completed = op::merge_aggregator_status(status, document, spec);
   ASSERT_TRUE(completed.has_value()) << coordinator.status_json();
   EXPECT_NE(completed->find("round 1 of 2 completed; server eval loss"), std::string::npos) << *completed;
+  EXPECT_NE(completed->find("privacy epsilon 1.25"), std::string::npos) << *completed;
+  EXPECT_EQ(status["privacyEpsilon"], 1.25);
   EXPECT_EQ(status["currentRound"], 2);
   EXPECT_EQ(status["readyClients"], 2);
   ASSERT_TRUE(status.contains("serverEvalLoss")) << coordinator.status_json();
@@ -59,8 +66,13 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
   hostile["last_server_eval_loss"] = "NaN";
   hostile["clients"]["c0"]["state"] = std::string(1 << 20, 'x');
   hostile["clients"]["c1"]["last_loss"] = nlohmann::json::object();
+  hostile["privacy_epsilon"] = -3;
   nlohmann::json kept = status;
   op::merge_aggregator_status(kept, hostile, spec);
+  EXPECT_EQ(kept["privacyEpsilon"], 1.25);
+  hostile["privacy_epsilon"] = "large";
+  op::merge_aggregator_status(kept, hostile, spec);
+  EXPECT_EQ(kept["privacyEpsilon"], 1.25);
   EXPECT_EQ(kept["currentRound"], 2);
   EXPECT_EQ(kept["serverEvalLoss"], status["serverEvalLoss"]);
   EXPECT_EQ(kept["clients"][0]["aggregatorState"], "training");
@@ -68,12 +80,13 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
 
   // The same document as the termination message the aggregator leaves in its pod's status: what
   // the operator reads once the process is gone, within the kubelet's 4096 bytes.
-  const std::string summary = termination_summary(coordinator.status_json());
+  const std::string summary = termination_summary(document.dump());
   EXPECT_LE(summary.size(), 4096u);
   nlohmann::json from_summary = {{"currentRound", 1}, {"clients", nlohmann::json::array({{{"name", "c0"}}, {{"name", "c1"}}})}};
   op::merge_aggregator_status(from_summary, nlohmann::json::parse(summary), spec);
   EXPECT_EQ(from_summary["currentRound"], status["currentRound"]);
   EXPECT_EQ(from_summary["serverEvalLoss"], status["serverEvalLoss"]);
+  EXPECT_EQ(from_summary["privacyEpsilon"], 1.25);
   EXPECT_EQ(from_summary["clients"], status["clients"]) << summary;
   // Hundreds of clients do not fit: the run's round and loss still do.
   nlohmann::json crowded = nlohmann::json::parse(coordinator.status_json());

@@ -10,7 +10,7 @@
 #include <set>
 #include <sstream>
 
-#include "core/privacy/client_level.h"
+#include "core/privacy/noise_multiplier.h"
 #include "core/spec/spec_fields.h"
 #include "core/tensor/hash.h"
 #include "core/util/fs.h"
