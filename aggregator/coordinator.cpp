@@ -7,6 +7,8 @@
 #include "aggregator/checkpoint.h"
 #include "aggregator/round_records.h"
 #include "core/aggregation/deltas.h"
+#include "core/aggregation/parallel.h"
+#include "core/codec/update_delta.h"
 #include "core/security/random.h"
 #include "core/tensor/safetensors.h"
 #include "core/transport/parameter_stream.h"
@@ -317,6 +319,18 @@ void Coordinator::end_upload(const UploadPermit& permit) {
   changed_.notify_all();
 }
 
+ParameterSet Coordinator::decode_upload(const UploadPermit& permit, const ParameterSet& encoded, const Manifest& manifest) {
+  std::shared_ptr<const GlobalModel> global;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    global = global_;
+  }
+  // begin_upload checked the base digest; the round cannot have moved on while the permit holds.
+  if (global->round != permit.round)
+    throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(permit.round) + " closed while the update arrived");
+  return apply_encoded_update(global->parameters, layout_, encoded, manifest, spec_.transport.compression.codec, aggregation_threads());
+}
+
 void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const TrainReport& report, uint64_t bytes_uploaded,
                          double upload_seconds) {
   if (asynchronous()) return submit_buffered(permit, std::move(update), report, bytes_uploaded, upload_seconds);
@@ -497,6 +511,10 @@ nlohmann::json Coordinator::participant_json(const std::string& name, const Part
   if (p.status == "accepted" || p.status == "discarded") {
     j.update(report_json(p.report));
     add_update_fields(j, p.weight, p.update_norm, p.clip_scale, p.bytes_uploaded, p.upload_seconds);
+    if (const CodecSettings& codec = spec_.transport.compression.codec; codec.active()) {
+      j["codec"] = codec.describe();
+      j["bytes_decoded"] = layout_.total_bytes();  // the float32 update the encoding stands for
+    }
   }
   return j;
 }

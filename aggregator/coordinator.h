@@ -121,6 +121,9 @@ class Coordinator {
   // Ends an upload that was not submitted (the stream broke or failed verification); the client
   // may try again while the round is open.
   void end_upload(const UploadPermit& permit);
+  // The parameters an upload under transport.compression stands for: the round's global plus the
+  // delta it decodes to (core/codec/update_delta.h). Throws CodecError.
+  ParameterSet decode_upload(const UploadPermit& permit, const ParameterSet& encoded, const Manifest& manifest);
   // Verifies and folds in an update; throws Refusal. The update is consumed.
   void submit(const UploadPermit& permit, ParameterSet update, const TrainReport& report, uint64_t bytes_uploaded,
               double upload_seconds);

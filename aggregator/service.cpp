@@ -351,7 +351,7 @@ grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::Ser
       coordinator_.record_resume(permit.client, permit.round, "upload", receiver->bytes_received());
     } else {
       partials_.take(key, {});  // a fresh start replaces whatever was kept
-      receiver = std::make_unique<ParameterReceiver>(coordinator_.trainable_layout());
+      receiver = std::make_unique<ParameterReceiver>(coordinator_.trainable_layout(), 2, transport_.compression.codec);
     }
     // What arrived verified stays for the client's next stream when this one breaks.
     const auto keep_if_resumable = [&] {
@@ -376,6 +376,14 @@ grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::Ser
         return grpc::Status(grpc::StatusCode::CANCELLED, "upload stalled or cancelled");
       }
       ParameterSet update = receiver->finish();
+      if (transport_.compression.codec.active()) {
+        try {
+          update = coordinator_.decode_upload(permit, update, receiver->manifest());
+        } catch (const CodecError& e) {
+          coordinator_.record_rejection(permit, "undecodable", e.what());
+          return grpc::Status(grpc::StatusCode::DATA_LOSS, e.what());
+        }
+      }
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       reply->set_digest(receiver->manifest().digest_hex());
       pending.submitted = true;  // submit ends the upload either way

@@ -1,11 +1,14 @@
 // zk0-bench: the hot paths, each against a baseline measured in the same run.
-//   zk0-bench [--smoke] [transfer|fedavg|robust|decode|samples]...
+//   zk0-bench [--smoke] [transfer|fedavg|robust|codec|decode|samples]...
 //   transfer  a 100M-parameter fp32 update through the real gRPC upload path (SHA-256 manifest,
 //             CRC32C chunks, receiver verification) vs a plain loopback TCP copy of the bytes
 //   fedavg    FedAvg of 8 such updates vs memcpy of the same bytes
 //   robust    median, trimmed mean, Krum, Multi-Krum and Bulyan over 16 such updates (spilled to
 //             disk, blockwise) vs FedAvg of the same updates and memcpy; peak RSS of each
 //   decode    AV1 frames per second of our decoder vs the ffmpeg command line, same 480x640 file
+//   codec     bf16, int8 and top-k 1% encode and decode of SmolVLA's 99,880,992 trainable
+//             parameters vs memcpy of the same bytes; bytes on the wire vs the replaced system's
+//             1.8 GB state dict (450,046,176 float32 values)
 //   samples   SmolVLA-shaped batches (64 samples, 2 cameras at 480x640) from a LeRobot v3.0 dataset
 //             through the prefetching loader vs building the same batches on one thread
 // --smoke shrinks every size so CI can check that the benchmarks run; its figures mean nothing.
@@ -17,6 +20,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -25,7 +29,9 @@
 
 #include <filesystem>
 
+#include "core/aggregation/parallel.h"
 #include "core/aggregation/strategy.h"
+#include "core/codec/update_codec.h"
 #include "core/data/batch_loader.h"
 #include "core/data/lerobot_dataset.h"
 #include "core/lerobot/synth.h"
@@ -239,6 +245,58 @@ void bench_fedavg(int64_t params, int clients) {
          best_copy / best_avg, "memcpy", 0.5);
 }
 
+void bench_codec(int64_t params) {
+  const ParameterSet update = make_update(params, 7);
+  const Manifest layout = build_manifest(update);
+  const double bytes = static_cast<double>(update.total_bytes()), gb = bytes / 1e9;
+  const double replaced = 450'046'176.0 * 4;  // zk0.md: the whole state dict, float32, each way
+  const int threads = aggregation_threads();
+  Buffer copy(update.total_bytes());
+  double best_copy = 1e9;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto start = Clock::now();
+    uint64_t offset = 0;
+    for (const auto& t : update.tensors) {
+      std::memcpy(copy.data() + offset, t.bytes.data(), t.bytes.size());
+      offset += t.bytes.size();
+    }
+    best_copy = std::min(best_copy, seconds_since(start));
+  }
+  struct Case {
+    CodecSettings codec;
+    double goal_fraction;  // of the replaced system's bytes
+  };
+  for (const Case& c : {Case{{CodecKind::Bf16}, 1.0 / 9}, Case{{CodecKind::Int8, 4096}, 1.0 / 18}, Case{{CodecKind::TopK, 0, 0.01}, 1.0 / 100}}) {
+    double best_encode = 1e9, best_decode = 1e9;
+    uint64_t encoded_bytes = 0;
+    double error = 0, norm = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+      auto start = Clock::now();
+      const ParameterSet encoded = encode_update(update, c.codec, threads);
+      best_encode = std::min(best_encode, seconds_since(start));
+      start = Clock::now();
+      const ParameterSet decoded = decode_update(encoded, layout, c.codec, threads);
+      best_decode = std::min(best_decode, seconds_since(start));
+      encoded_bytes = encoded.total_bytes();
+      if (rep == 0)
+        for (size_t i = 0; i < update.tensors.size(); ++i)
+          for (int64_t k = 0; k < update.tensors[i].numel(); ++k) {
+            const double a = update.tensors[i].as<float>()[k], d = decoded.tensors[i].as<float>()[k];
+            error += (a - d) * (a - d);
+            norm += a * a;
+          }
+    }
+    const double full_size = static_cast<double>(encoded_bytes) * (99'880'992.0 / static_cast<double>(params));
+    char figure[400];
+    std::snprintf(figure, sizeof figure,
+                  "%-5s encode %.2f GB/s, decode %.2f GB/s of fp32 (memcpy %.2f GB/s); %.1f MB at SmolVLA's size = 1/%.0f of 1.8 GB "
+                  "(goal 1/%.0f: %s); relative L2 error %.2g",
+                  codec_name(c.codec.kind), gb / best_encode, gb / best_decode, gb / best_copy, full_size / 1e6, replaced / full_size,
+                  1 / c.goal_fraction, full_size <= c.goal_fraction * replaced ? "met" : "MISSED", std::sqrt(error / norm));
+    report("codec", figure, best_copy / std::max(best_encode, best_decode), "memcpy", 0.5);
+  }
+}
+
 // Peak resident memory since the last reset, in bytes (VmHWM); writing 5 to clear_refs resets it.
 uint64_t peak_rss_bytes() {
   std::ifstream status("/proc/self/status");
@@ -382,13 +440,13 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--smoke") smoke = true;
-    else if (a == "transfer" || a == "fedavg" || a == "robust" || a == "decode" || a == "samples") cases.push_back(a);
+    else if (a == "transfer" || a == "fedavg" || a == "robust" || a == "codec" || a == "decode" || a == "samples") cases.push_back(a);
     else {
-      std::cerr << "usage: zk0-bench [--smoke] [transfer|fedavg|robust|decode|samples]...\n";
+      std::cerr << "usage: zk0-bench [--smoke] [transfer|fedavg|robust|codec|decode|samples]...\n";
       return 2;
     }
   }
-  if (cases.empty()) cases = {"transfer", "fedavg", "robust", "decode", "samples"};
+  if (cases.empty()) cases = {"transfer", "fedavg", "robust", "codec", "decode", "samples"};
   const int64_t params = smoke ? 1'000'000 : 100'000'000;
   std::printf("zk0-bench: %lld fp32 parameters per update%s\n", static_cast<long long>(params), smoke ? " (smoke)" : "");
   int rc = 0;
@@ -397,6 +455,7 @@ int main(int argc, char** argv) {
       if (c == "transfer") bench_transfer(params);
       if (c == "fedavg") bench_fedavg(params, smoke ? 2 : 8);
       if (c == "robust") bench_robust(params, smoke ? 7 : 16, smoke ? 1 : 3);
+      if (c == "codec") bench_codec(smoke ? params : 99'880'992);
       if (c == "decode") bench_decode(smoke);
       if (c == "samples") bench_samples(smoke);
     }

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from example_runs import ROOT, accepted_updates, prepare_datasets, run_example
 
 SPEC = """apiVersion: zk0.io/v1alpha1
 kind: FederationRun
@@ -76,31 +76,16 @@ def run(bin_dir, work, tag, clients, rounds, strategy):
 
 def example_run(bin_dir, work, example, tag, privacy, rounds, smoke):
     """examples/EXAMPLE.yaml with `privacy` as spec.training.privacy (None: as it is)."""
-    with open(os.path.join(ROOT, "examples", example + ".yaml")) as f:
-        spec = f.read()
-    spec = spec.replace(f"outputDir: outputs/{example}", f"outputDir: {os.path.join(work, tag)}")
-    spec = re.sub(r"\n  rounds: \d+\n", f"\n  rounds: {rounds}\n", spec, count=1)
-    if smoke:
-        spec = re.sub(r"localSteps: \d+", "localSteps: 5", spec, count=1)
-    if privacy:
-        spec = re.sub(r"    gradClipNorm: [0-9.]+\n", f"    privacy: {privacy}\n", spec, count=1)
-    path = os.path.join(work, tag + ".yaml")
-    with open(path, "w") as f:
-        f.write(spec)
-    proc = subprocess.run([os.path.join(bin_dir, "zk0"), "run", path, "--fresh"], capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        sys.exit(f"zk0 run {tag} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    with open(os.path.join(work, tag, "federated_metrics.json")) as f:
-        history = json.load(f)["rounds"]
-    clients = [c for r in history[1:] for c in r["clients"] if c["status"] == "accepted"]
+    edit = (lambda spec: re.sub(r"    gradClipNorm: [0-9.]+\n", f"    privacy: {privacy}\n", spec, count=1)) if privacy else None
+    history = run_example(bin_dir, work, example, tag, rounds, smoke, edit)
+    clients = accepted_updates(history)
     speed = sum(c["samples"] for c in clients) / sum(c["train_seconds"] for c in clients)
     epsilon = max((c.get("privacy_epsilon", 0) for c in clients), default=0)
     return history[-1]["server_eval_loss"], speed, epsilon
 
 
 def sample_level(args):
-    subprocess.run(["bash", os.path.join(ROOT, "examples", "quickstart-datasets.sh"), os.path.join(args.bin, "zk0")], check=True,
-                   cwd=ROOT, capture_output=True)
+    prepare_datasets(args.bin)
     rounds = 2 if args.smoke else args.rounds or (10 if args.example == "quickstart" else 5)
     epsilons = [10.0] if args.smoke else [float(e) for e in args.epsilons.split(",")]
     with tempfile.TemporaryDirectory(prefix="zk0-privacy-utility-") as work:

@@ -966,3 +966,49 @@ TEST(Privacy, EachWorkerReportsItsSampleLevelEpsilonAndStopsAtItsBudget) {
   EXPECT_NE(f.status()["clients"]["c0"]["failure"].get<std::string>().find("privacy budget spent"), std::string::npos)
       << f.status().dump();
 }
+
+// transport.compression end to end: each codec's uploads travel encoded (their bytes recorded
+// beside the float32 size), decode at the aggregator against the round's global, and the run
+// completes; error feedback keeps its residual in each worker's state folder; a worker encoding
+// with another codec than the run's is refused with both named.
+TEST(Compression, EachCodecTrainsARunWithItsBytesAndAWrongCodecIsRefusedByName) {
+  struct Case {
+    std::string compression;
+    double at_most;  // bytes uploaded over the float32 update's
+    bool residual;
+  };
+  for (const Case& c : {Case{"{codec: bf16, errorFeedback: false}", 0.5, false}, Case{"{codec: int8, blockSize: 64}", 0.27, true},
+                        Case{"{codec: topk, fraction: 0.05}", 0.1, true}}) {
+    SCOPED_TRACE(c.compression);
+    Federation f("codec", 2, 3, {{"minFitClients", "2"}, {"minAvailableClients", "2"}, {"tls", "    compression: " + c.compression + "\n"}});
+    f.start_aggregator();
+    f.start_worker("c0");
+    f.start_worker("c1");
+    ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+    const auto rounds = f.metrics()["rounds"];
+    ASSERT_EQ(rounds.size(), 4u);
+    for (int r = 1; r <= 3; ++r)
+      for (const auto& p : rounds[r]["clients"]) {
+        ASSERT_EQ(p["status"], "accepted") << p.dump();
+        EXPECT_LE(p["bytes_uploaded"].get<double>(), c.at_most * p["bytes_decoded"].get<double>()) << p.dump();
+        EXPECT_GT(p["update_norm"].get<double>(), 0) << p.dump();
+      }
+    EXPECT_TRUE(std::isfinite(rounds[3]["server_eval_loss"].get<double>()));
+    for (const char* w : {"c0", "c1"})
+      EXPECT_EQ(file_exists(f.dir + "/state/" + w + "/error_feedback.safetensors"), c.residual) << w;
+  }
+
+  Federation f("codec-mismatch", 2, 1, {{"minFitClients", "1"}, {"minAvailableClients", "2"}, {"maxRoundAttempts", "maxRoundAttempts: 1"},
+                                        {"tls", "    compression: {codec: int8}\n"}});
+  std::string other = read_file(f.spec);
+  other.replace(other.find("codec: int8"), 11, "codec: bf16");
+  const std::string other_spec = write_spec(make_temp_dir("codec-other"), other);
+  f.start_aggregator();
+  f.start_worker("c0");
+  f.start_worker("c1", other_spec);
+  ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+  EXPECT_NE(f.aggregator->log().find("expected an update encoded as 'int8 block_size=4096', got 'bf16'"), std::string::npos) << f.logs();
+  const auto round = f.metrics()["rounds"][1]["clients"];
+  for (const auto& p : round)
+    if (p["client"] == "c1") EXPECT_NE(p["status"], "accepted") << p.dump();
+}

@@ -402,6 +402,22 @@ INSTANTIATE_TEST_SUITE_P(
                 "spec.aggregator.storage.size: must be a quantity such as 10Gi (got 'lots')"},
         BadCase{"aggregator gpu", "  rounds: 3", "  rounds: 3\n  aggregator: {resources: {gpu: 1}}", "spec.aggregator.resources.gpu: unknown field"},
         BadCase{"hub token secret", "  rounds: 3", "  rounds: 3\n  hubTokenSecret: {key: token}", "spec.hubTokenSecret.name: is required"},
+        BadCase{"codec", "  rounds: 3", "  rounds: 3\n  transport: {compression: {codec: zstd}}", "spec.transport.compression.codec: must be one of"},
+        BadCase{"block size of bf16", "  rounds: 3", "  rounds: 3\n  transport: {compression: {codec: bf16, blockSize: 256}}",
+                "spec.transport.compression.blockSize: applies only with codec: int8"},
+        BadCase{"int8 block size", "  rounds: 3", "  rounds: 3\n  transport: {compression: {codec: int8, blockSize: 8}}",
+                "spec.transport.compression.blockSize: must be between 64 and 65536"},
+        BadCase{"topk fraction", "  rounds: 3", "  rounds: 3\n  transport: {compression: {codec: topk, fraction: 0}}",
+                "spec.transport.compression.fraction: must be in (0, 1]"},
+        BadCase{"error feedback without codec", "  rounds: 3", "  rounds: 3\n  transport: {compression: {errorFeedback: true}}",
+                "spec.transport.compression.errorFeedback: applies only with a codec"},
+        BadCase{"codec with FedBuff", "  rounds: 3",
+                "  rounds: 3\n  strategy: {asynchronous: {}}\n  transport: {compression: {codec: bf16}}",
+                "spec.transport.compression.codec: does not apply with spec.strategy.asynchronous"},
+        BadCase{"codec with worker clipping", "  rounds: 3",
+                "  rounds: 3\n  strategy: {type: fedavg, minFitClients: 1, privacy: {clipNorm: 1, clipOn: worker, noiseMultiplier: 1, delta: 1.0e-5}}\n"
+                "  transport: {compression: {codec: int8}}",
+                "spec.transport.compression.codec: needs spec.strategy.privacy.clipOn: server"},
         BadCase{"not yaml", "rounds: 3", "rounds: [3", "yaml:"}));
 
 TEST(Spec, ReportsEveryProblemAtOnce) {

@@ -1,8 +1,11 @@
 #include "worker/client.h"
 
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
+#include "core/aggregation/parallel.h"
+#include "core/codec/update_delta.h"
 #include "core/transport/channel.h"
 #include "core/transport/parameter_stream.h"
 #include "core/util/log.h"
@@ -49,6 +52,12 @@ WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, 
   channel_ = make_channel(address, spec_.transport, spec_.client(name_).tls);
   stub_ = v1::Federation::NewStub(channel_);
   trainer_ = std::make_unique<LocalTrainer>(spec_, spec_.client(name_), state_dir, shared.policies);
+  if (const auto& c = spec_.transport.compression; c.codec.active() && c.error_feedback) {
+    if (state_dir.empty())
+      log_warn("error_feedback_in_memory", {kv("client", name_), kv("detail", "no --state-dir: the residual is lost when the worker restarts")});
+    feedback_ = std::make_unique<ErrorFeedback>(state_dir.empty() ? "" : (std::filesystem::path(state_dir) / "error_feedback.safetensors").string(),
+                                                c.codec);
+  }
   dataset_opening_ = shared.dataset_opening ? shared.dataset_opening : std::make_shared<std::mutex>();
 }
 
@@ -245,8 +254,8 @@ StreamPosition WorkerClient::upload_position(const v1::Instruction& ins, const M
   return position_from_proto(reply);
 }
 
-WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const RoundResult& result) {
-  const Manifest manifest = build_manifest(result.update);
+WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Manifest& manifest, const ParameterSet& parameters,
+                                            const TrainReport& r) {
   std::string last_error;
   StreamPosition from;
   uint64_t held = 0;  // bytes the aggregator kept of this update, as of its last answer
@@ -264,7 +273,6 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     header->set_round(ins.round());
     header->set_base_digest(ins.parameters_digest());
     if (!from.at_start()) position_to_proto(from, header->mutable_resume_from());
-    const TrainReport& r = result.report;
     auto* m = header->mutable_metrics();
     m->set_samples(r.samples);
     m->set_steps(r.steps);
@@ -282,7 +290,7 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ro
     uint64_t sent_now = 0;
     if (writer->Write(msg))
       send_parameter_messages<v1::UploadMessage>(
-          manifest, result.update, spec_.transport.chunk_bytes,
+          manifest, parameters, spec_.transport.chunk_bytes,
           [&](const v1::UploadMessage& m) {
             if (!writer->Write(m)) return false;
             if (m.has_chunk()) sent_now += m.chunk().data().size();
@@ -379,7 +387,16 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
                              kv("seconds", result.report.train_seconds)});
   if (before_upload_) before_upload_(task, global, result);
   set_state("uploading");
-  const Transfer up = upload(ins, result);
+  Transfer up;
+  if (const CodecSettings& codec = spec_.transport.compression.codec; codec.active()) {
+    const EncodedUpdate encoded = encode_trained_update(result.update, global, codec, feedback_.get(), aggregation_threads());
+    metrics_.encoded(result.update.total_bytes(), encoded.manifest.total_bytes());
+    up = upload(ins, encoded.manifest, encoded.encoded, result.report);
+    // Only what the aggregator took was delivered; a refused upload leaves the residual as it was.
+    if (up.done && feedback_) feedback_->keep(encoded.compensated, encoded.decoded);
+  } else {
+    up = upload(ins, build_manifest(result.update), result.update, result.report);
+  }
   if (!up.done && !up.failure.empty()) report_failure(round, up.failure, false);
   set_state("idle");
 }

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 
+#include "core/codec/error_feedback.h"
 #include "core/transport/parameter_stream.h"
 #include "core/util/watchdog.h"
 #include "worker/contribution.h"
@@ -67,7 +68,9 @@ class WorkerClient {
   // Transfers resume from the last verified chunk after a broken stream; they fail after
   // transferAttempts attempts in a row that moved nothing forward.
   Transfer download(const v1::Instruction& ins, ParameterSet& out, double& seconds, uint64_t& bytes);
-  Transfer upload(const v1::Instruction& ins, const RoundResult& result);
+  // Uploads `parameters` under `manifest` (the trained set, or its encoding under
+  // transport.compression) with the round's report.
+  Transfer upload(const v1::Instruction& ins, const Manifest& manifest, const ParameterSet& parameters, const TrainReport& report);
   StreamPosition upload_position(const v1::Instruction& ins, const Manifest& manifest);  // {} when unknown
   // Waits for the channel to reconnect, at most kReconnectAllowance; false when the round was
   // abandoned or the worker is stopping meanwhile.
@@ -82,6 +85,8 @@ class WorkerClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Federation::Stub> stub_;
   std::unique_ptr<LocalTrainer> trainer_;
+  // Under transport.compression with errorFeedback: what earlier uploads' encoding dropped.
+  std::unique_ptr<ErrorFeedback> feedback_;
   std::mutex session_mu_;
   std::string session_;
   std::string state_ = "idle";

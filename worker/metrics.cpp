@@ -46,12 +46,22 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r, const std::map<std::string
                                 .Help("Parameter bytes that crossed the link more than once, by direction (upload: sent "
                                       "but not kept by the aggregator; download: received, then thrown away)")
                                 .Register(r)),
+      payload_bytes(prometheus::BuildCounter()
+                        .Name("zk0_worker_payload_bytes_total")
+                        .Help("Update bytes under transport.compression, by direction and form (decoded: float32 before encoding; "
+                              "encoded: what the codec made of them)")
+                        .Register(r)),
       labels_(labels) {
   for (const char* d : {"download", "upload"}) {
     transfer_bytes.Add(direction(d));
     transfer_resumes.Add(direction(d));
     transfer_resent_bytes.Add(direction(d));
   }
+}
+
+void WorkerMetrics::encoded(uint64_t decoded_bytes, uint64_t encoded_bytes) {
+  payload_bytes.Add(with(direction("upload"), "form", "decoded")).Increment(static_cast<double>(decoded_bytes));
+  payload_bytes.Add(with(direction("upload"), "form", "encoded")).Increment(static_cast<double>(encoded_bytes));
 }
 
 std::map<std::string, std::string> WorkerMetrics::direction(const char* d) const { return with(labels_, "direction", d); }

@@ -28,8 +28,12 @@ struct WorkerMetrics {
   prometheus::Family<prometheus::Counter>& transfer_bytes;  // label direction
   prometheus::Family<prometheus::Counter>& transfer_resumes;  // label direction
   prometheus::Family<prometheus::Counter>& transfer_resent_bytes;  // label direction
+  // Under transport.compression: the update's float32 bytes before encoding and the bytes its
+  // encoding takes (label direction), whose ratio the transport dashboard shows.
+  prometheus::Family<prometheus::Counter>& payload_bytes;  // labels direction, form: decoded | encoded
 
   void trained(const TrainReport& report, const std::vector<double>& step_seconds);
+  void encoded(uint64_t decoded_bytes, uint64_t encoded_bytes);  // one upload
   // {direction: d} and this client's labels.
   std::map<std::string, std::string> direction(const char* d) const;
 

@@ -114,6 +114,7 @@ at::ScalarType aten_dtype(DType d) {
     case DType::F64: return at::kDouble;
     case DType::I64: return at::kLong;
     case DType::BOOL: return at::kBool;
+    case DType::U8: return at::kByte;
   }
   return at::kFloat;
 }
@@ -133,6 +134,7 @@ Tensor copy_tensor(const std::string& name, const at::Tensor& tensor) {
     case at::kDouble: dtype = DType::F64; break;
     case at::kLong: dtype = DType::I64; break;
     case at::kBool: dtype = DType::BOOL; break;
+    case at::kByte: dtype = DType::U8; break;
     default: throw std::invalid_argument("tensor '" + name + "': unsupported dtype");
   }
   Tensor out = make_tensor(name, dtype, cpu.sizes().vec());

@@ -612,6 +612,31 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
         f.problem(f.path(key), "must be a byte count or quantity such as 4Mi (got '" + q + "')");
     }
     f.get("transferAttempts", t.transfer_attempts);
+    if (f.has("compression")) {
+      auto& c = t.compression;
+      Fields cf(f.node("compression"), f.path("compression"), problems);
+      cf.get_enum("codec", c.codec.kind, names_of({CodecKind::None, CodecKind::Bf16, CodecKind::Int8, CodecKind::TopK}));
+      cf.get("errorFeedback", c.error_feedback);
+      if (c.codec.kind == CodecKind::Int8) {
+        c.codec.block_size = 4096;
+        cf.get("blockSize", c.codec.block_size);
+        require(c.codec.block_size >= 64 && c.codec.block_size <= 65536, cf, "blockSize", "must be between 64 and 65536");
+      } else if (cf.has("blockSize")) {
+        cf.problem(cf.path("blockSize"), "applies only with codec: int8");
+      }
+      if (c.codec.kind == CodecKind::TopK) {
+        c.codec.fraction = 0.01;
+        cf.get("fraction", c.codec.fraction);
+        require(c.codec.fraction > 0 && c.codec.fraction <= 1, cf, "fraction", "must be in (0, 1]");
+      } else if (cf.has("fraction")) {
+        cf.problem(cf.path("fraction"), "applies only with codec: topk");
+      }
+      if (!c.codec.active() && cf.has("errorFeedback")) cf.problem(cf.path("errorFeedback"), "applies only with a codec");
+      if (c.codec.active() && spec.strategy.asynchronous.enabled)
+        cf.problem(cf.path("codec"), "does not apply with spec.strategy.asynchronous yet: an update is decoded against the global it was trained from, which FedBuff does not keep");
+      if (c.codec.active() && spec.strategy.privacy.enabled && spec.strategy.privacy.clip_on == ClipLocation::Worker)
+        cf.problem(cf.path("codec"), "needs spec.strategy.privacy.clipOn: server: decoding can lengthen an update the worker clipped, and the sensitivity bounds what the aggregator adds");
+    }
     require(t.chunk_bytes >= 4096 && t.chunk_bytes <= (64ull << 20), f, "chunkSize", "must be between 4Ki and 64Mi");
     require(t.max_message_bytes >= t.chunk_bytes + 4096, f, "maxMessageSize", "must exceed chunkSize by at least 4Ki");
     require(t.transfer_attempts >= 1, f, "transferAttempts", "must be at least 1");
@@ -930,6 +955,12 @@ std::string to_yaml(const FederationSpec& spec) {
   xn["chunkSize"] = quantity(spec.transport.chunk_bytes);
   xn["maxMessageSize"] = quantity(spec.transport.max_message_bytes);
   xn["transferAttempts"] = spec.transport.transfer_attempts;
+  if (const auto& c = spec.transport.compression; c.codec.active()) {
+    xn["compression"]["codec"] = to_string(c.codec.kind);
+    if (c.codec.kind == CodecKind::Int8) xn["compression"]["blockSize"] = c.codec.block_size;
+    if (c.codec.kind == CodecKind::TopK) xn["compression"]["fraction"] = c.codec.fraction;
+    xn["compression"]["errorFeedback"] = c.error_feedback;
+  }
   if (!spec.transport.tls.secret_name.empty()) {
     xn["tls"]["secretName"] = spec.transport.tls.secret_name;
     xn["tls"]["mutual"] = spec.transport.tls.mutual;

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/codec/update_codec.h"
+
 namespace zk0 {
 
 // Every problem found in a spec, one per line, each starting with the field path.
@@ -332,7 +334,16 @@ struct ExposeSpec {
   std::string address;  // HOST:PORT owners dial when it is neither a node's nor the balancer's (NAT, a proxy)
 };
 
+// transport.compression: uploads travel as the delta from the round's global, encoded
+// (core/codec/update_codec.h); error feedback carries what a lossy codec dropped into the
+// client's next update, its residual kept in the worker's state folder.
+struct CompressionSpec {
+  CodecSettings codec;  // none: plain float32 parameters, as without the section
+  bool error_feedback = true;
+};
+
 struct TransportSpec {
+  CompressionSpec compression;
   uint64_t chunk_bytes = 4ull << 20;
   uint64_t max_message_bytes = 8ull << 20;  // anything larger is refused by gRPC
   int transfer_attempts = 3;                // a transfer failing verification is retried this often
@@ -403,6 +414,7 @@ const char* to_string(MuScheduleType v);
 const char* to_string(AggregationRule v);
 const char* to_string(ServerOptimizerType v);
 const char* to_string(OptimizerState v);
+inline const char* to_string(CodecKind v) { return codec_name(v); }
 const char* to_string(StalenessWeight v);
 const char* to_string(ClipLocation v);
 

@@ -12,6 +12,7 @@ size_t dtype_size(DType dtype) {
     case DType::F64: return 8;
     case DType::I64: return 8;
     case DType::BOOL: return 1;
+    case DType::U8: return 1;
   }
   throw std::invalid_argument("unknown dtype");
 }
@@ -24,6 +25,7 @@ const char* dtype_name(DType dtype) {
     case DType::F64: return "F64";
     case DType::I64: return "I64";
     case DType::BOOL: return "BOOL";
+    case DType::U8: return "U8";
   }
   throw std::invalid_argument("unknown dtype");
 }
@@ -35,6 +37,7 @@ DType dtype_from_name(const std::string& name) {
   if (name == "F64") return DType::F64;
   if (name == "I64") return DType::I64;
   if (name == "BOOL") return DType::BOOL;
+  if (name == "U8") return DType::U8;
   throw std::invalid_argument("unsupported dtype '" + name + "'");
 }
 

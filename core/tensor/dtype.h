@@ -6,7 +6,8 @@
 
 namespace zk0 {
 
-enum class DType : uint8_t { F32, BF16, F16, F64, I64, BOOL };
+// U8: bytes whose meaning a codec defines (core/codec/update_codec.h).
+enum class DType : uint8_t { F32, BF16, F16, F64, I64, BOOL, U8 };
 
 size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);          // "F32", "BF16", ...

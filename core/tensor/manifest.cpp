@@ -15,7 +15,7 @@ uint64_t Manifest::total_bytes() const {
   return n;
 }
 
-std::string canonical_encoding(const std::vector<TensorEntry>& tensors) {
+std::string canonical_encoding(const std::vector<TensorEntry>& tensors, const std::optional<ManifestEncoding>& encoding) {
   std::ostringstream out;
   out << "zk0-manifest-v1\n";
   for (const auto& t : tensors) {
@@ -23,11 +23,12 @@ std::string canonical_encoding(const std::vector<TensorEntry>& tensors) {
     for (size_t i = 0; i < t.shape.size(); ++i) out << (i ? "," : "") << t.shape[i];
     out << '\t' << t.byte_length << '\t' << to_hex(t.sha256) << '\n';
   }
+  if (encoding) out << "encoding\t" << encoding->codec << '\t' << to_hex(encoding->decoded_digest) << '\n';
   return out.str();
 }
 
-Sha256Digest manifest_digest(const std::vector<TensorEntry>& tensors) {
-  const std::string text = canonical_encoding(tensors);
+Sha256Digest manifest_digest(const std::vector<TensorEntry>& tensors, const std::optional<ManifestEncoding>& encoding) {
+  const std::string text = canonical_encoding(tensors, encoding);
   return sha256(text.data(), text.size());
 }
 
@@ -55,6 +56,13 @@ Manifest build_manifest(const ParameterSet& parameters, int threads) {
   return m;
 }
 
+Manifest build_encoded_manifest(const ParameterSet& encoded, ManifestEncoding encoding, int threads) {
+  Manifest m = build_manifest(encoded, threads);
+  m.encoding = std::move(encoding);
+  m.digest = manifest_digest(m.tensors, m.encoding);
+  return m;
+}
+
 void check_manifest_consistent(const Manifest& manifest) {
   std::set<std::string> seen;
   for (const auto& t : manifest.tensors) {
@@ -72,7 +80,9 @@ void check_manifest_consistent(const Manifest& manifest) {
       throw std::runtime_error("manifest: tensor '" + t.name + "' declares " + std::to_string(t.byte_length) + " bytes but " +
                                dtype_name(t.dtype) + shape_string(t.shape) + " needs " + std::to_string(needed));
   }
-  if (manifest_digest(manifest.tensors) != manifest.digest)
+  if (manifest.encoding && manifest.encoding->codec.find_first_of("\t\n") != std::string::npos)
+    throw std::runtime_error("manifest: invalid codec '" + manifest.encoding->codec + "'");
+  if (manifest_digest(manifest.tensors, manifest.encoding) != manifest.digest)
     throw std::runtime_error("manifest: digest " + manifest.digest_hex() +
                              " does not match its entries");
 }

@@ -5,9 +5,14 @@
 //   zk0-manifest-v1\n
 //   <name>\t<DTYPE>\t<d0,d1,...>\t<byte length>\t<sha256 hex>\n   (one line per tensor, in order)
 //
+//   encoding\t<codec>\t<sha256 hex of the decoded set's manifest digest>\n   (encoded sets only)
+//
 // Binding names, dtypes and shapes into the digest means a swapped, reshaped or retyped tensor
-// changes it, unlike a hash of the concatenated values.
+// changes it, unlike a hash of the concatenated values. An encoded set (core/codec) binds its
+// codec with its parameters and the digest of what it decodes to, so the receiver checks the
+// bytes that travelled and the tensors it reconstructs against one signed-off digest.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,19 +30,28 @@ struct TensorEntry {
   Sha256Digest sha256{};
 };
 
+struct ManifestEncoding {
+  std::string codec;  // CodecSettings::describe(): "int8 block_size=4096"
+  Sha256Digest decoded_digest{};
+  bool operator==(const ManifestEncoding& o) const { return codec == o.codec && decoded_digest == o.decoded_digest; }
+};
+
 struct Manifest {
   std::vector<TensorEntry> tensors;
+  std::optional<ManifestEncoding> encoding;
   Sha256Digest digest{};
 
   std::string digest_hex() const { return to_hex(digest); }
   uint64_t total_bytes() const;
 };
 
-std::string canonical_encoding(const std::vector<TensorEntry>& tensors);
-Sha256Digest manifest_digest(const std::vector<TensorEntry>& tensors);
+std::string canonical_encoding(const std::vector<TensorEntry>& tensors, const std::optional<ManifestEncoding>& encoding = std::nullopt);
+Sha256Digest manifest_digest(const std::vector<TensorEntry>& tensors, const std::optional<ManifestEncoding>& encoding = std::nullopt);
 
 // Hashes every tensor (spread over `threads` threads) and fills the digest.
 Manifest build_manifest(const ParameterSet& parameters, int threads = 2);
+// The manifest of an encoded set: build_manifest's, with `encoding` bound into the digest.
+Manifest build_encoded_manifest(const ParameterSet& encoded, ManifestEncoding encoding, int threads = 2);
 
 // Throws std::runtime_error naming the first problem: a digest that does not match the entries,
 // an entry whose byte length disagrees with dtype and shape, an invalid or repeated name.

@@ -26,6 +26,7 @@ v1::DType to_proto(DType d) {
     case DType::F64: return v1::DTYPE_F64;
     case DType::I64: return v1::DTYPE_I64;
     case DType::BOOL: return v1::DTYPE_BOOL;
+    case DType::U8: return v1::DTYPE_U8;
   }
   return v1::DTYPE_UNSPECIFIED;
 }
@@ -38,6 +39,7 @@ DType from_proto(v1::DType d, const std::string& tensor) {
     case v1::DTYPE_F64: return DType::F64;
     case v1::DTYPE_I64: return DType::I64;
     case v1::DTYPE_BOOL: return DType::BOOL;
+    case v1::DTYPE_U8: return DType::U8;
     default: break;
   }
   throw TransferError(TransferError::Kind::BadManifest, "manifest: tensor '" + tensor + "' has no valid dtype");
@@ -55,6 +57,10 @@ void manifest_to_proto(const Manifest& manifest, v1::Manifest* out) {
     e->set_sha256(t.sha256.data(), t.sha256.size());
   }
   out->set_digest(manifest.digest.data(), manifest.digest.size());
+  if (manifest.encoding) {
+    out->set_codec(manifest.encoding->codec);
+    out->set_decoded_digest(manifest.encoding->decoded_digest.data(), manifest.encoding->decoded_digest.size());
+  }
 }
 
 Manifest manifest_from_proto(const v1::Manifest& proto) {
@@ -72,6 +78,14 @@ Manifest manifest_from_proto(const v1::Manifest& proto) {
   }
   if (proto.digest().size() != 32) throw TransferError(TransferError::Kind::BadManifest, "manifest: digest missing");
   std::memcpy(m.digest.data(), proto.digest().data(), 32);
+  if (!proto.codec().empty() || !proto.decoded_digest().empty()) {
+    if (proto.codec().empty() || proto.decoded_digest().size() != 32)
+      throw TransferError(TransferError::Kind::BadManifest, "manifest: an encoding needs both its codec and the decoded digest");
+    ManifestEncoding e;
+    e.codec = proto.codec();
+    std::memcpy(e.decoded_digest.data(), proto.decoded_digest().data(), 32);
+    m.encoding = std::move(e);
+  }
   return m;
 }
 
@@ -143,8 +157,8 @@ bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, u
   return true;
 }
 
-ParameterReceiver::ParameterReceiver(std::optional<Manifest> expected_layout, int hash_threads)
-    : expected_(std::move(expected_layout)), hash_threads_(std::max(1, hash_threads)) {}
+ParameterReceiver::ParameterReceiver(std::optional<Manifest> expected_layout, int hash_threads, CodecSettings codec)
+    : expected_(std::move(expected_layout)), codec_(std::move(codec)), hash_threads_(std::max(1, hash_threads)) {}
 
 ParameterReceiver::~ParameterReceiver() { stop_workers(); }
 
@@ -216,7 +230,12 @@ void ParameterReceiver::on_manifest(const v1::Manifest& proto) {
   }
   if (expected_) {
     try {
-      check_same_layout(*expected_, manifest_);
+      if (codec_.active()) {
+        check_encoded_layout(*expected_, codec_, manifest_);
+      } else {
+        if (manifest_.encoding) throw std::runtime_error("an update encoded as '" + manifest_.encoding->codec + "' where plain tensors were expected");
+        check_same_layout(*expected_, manifest_);
+      }
     } catch (const std::exception& e) {
       throw TransferError(TransferError::Kind::LayoutMismatch, std::string("manifest: ") + e.what());
     }

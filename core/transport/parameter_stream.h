@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/codec/update_codec.h"
 #include "core/tensor/hash.h"
 #include "core/tensor/manifest.h"
 #include "core/tensor/parameter_set.h"
@@ -88,13 +89,14 @@ template <typename Message, typename Reader>
 void receive_parameter_messages(Reader& reader, ParameterReceiver& receiver);
 
 // Receives one parameter set. The manifest must be self-consistent and, when `expected` is given,
-// have its layout (names, dtypes, shapes) before anything is allocated; chunks must arrive in
+// have its layout (names, dtypes, shapes) before anything is allocated, or with an active `codec`
+// be that layout's encoding (check_encoded_layout); chunks must arrive in
 // order with correct CRC32C. Each tensor's SHA-256 is computed on background threads as soon as
 // its last byte arrives, so hashing overlaps the rest of the transfer; finish() waits for them
 // and throws TensorHash for the first mismatch.
 class ParameterReceiver {
  public:
-  explicit ParameterReceiver(std::optional<Manifest> expected_layout, int hash_threads = 2);
+  explicit ParameterReceiver(std::optional<Manifest> expected_layout, int hash_threads = 2, CodecSettings codec = {});
   ~ParameterReceiver();
   ParameterReceiver(const ParameterReceiver&) = delete;
   ParameterReceiver& operator=(const ParameterReceiver&) = delete;
@@ -124,6 +126,7 @@ class ParameterReceiver {
   void stop_workers();
 
   std::optional<Manifest> expected_;
+  CodecSettings codec_;
   Manifest manifest_;
   bool has_manifest_ = false;
   bool continuation_ = false;

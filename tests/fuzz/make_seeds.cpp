@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string>
 
+#include "core/codec/update_codec.h"
 #include "core/policy/smolvla/cache_entry.h"
 #include "core/tensor/manifest.h"
 #include "core/tensor/safetensors.h"
@@ -77,6 +78,16 @@ int main(int argc, char** argv) {
   }
   put(out / "upload_stream", "whole", whole);
   put(out / "upload_stream", "manifest-only", framed(msg));
+
+  // update_codec.cpp's layout encoded by each of its codecs.
+  const CodecSettings codecs[] = {{CodecKind::Bf16}, {CodecKind::Int8, 4}, {CodecKind::TopK, 0, 0.25}};
+  for (uint8_t c = 0; c < 3; ++c) {
+    std::string input(1, static_cast<char>(c));
+    for (const Tensor& t : encode_update(update, codecs[c], 1).tensors)
+      input += std::string{static_cast<char>(t.bytes.size() & 0xff), static_cast<char>(t.bytes.size() >> 8)} +
+               std::string(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
+    put(out / "update_codec", codec_name(codecs[c].kind), input);
+  }
 
   const auto files = fuzz::template_files();
   for (size_t i = 0; i < files.size(); ++i) {

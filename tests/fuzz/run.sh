@@ -13,7 +13,7 @@ CC=clang-14 CXX=clang++-14 cmake -S "$root/tests/fuzz" -B "$build" -G Ninja > "$
   || { cat "$build.configure.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)" > "$build.build.log" 2>&1 || { tail -50 "$build.build.log"; exit 1; }
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(spec safetensors upload_stream lerobot_metadata lerobot_parquet cache_entry)
+[ ${#targets[@]} -gt 0 ] || targets=(spec safetensors upload_stream update_codec lerobot_metadata lerobot_parquet cache_entry)
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$root/tests/fuzz/crashes"

@@ -7,27 +7,11 @@
 #include <cstdint>
 #include <cstring>
 
-#include "core/tensor/manifest.h"
 #include "core/transport/parameter_stream.h"
-
-namespace {
-
-// The layout the aggregator expects: two small float tensors, as a policy's trainable set.
-const zk0::Manifest& layout() {
-  static const zk0::Manifest m = [] {
-    zk0::ParameterSet p;
-    p.tensors.push_back(zk0::make_tensor("expert.weight", zk0::DType::F32, {4, 3}));
-    p.tensors.push_back(zk0::make_tensor("expert.bias", zk0::DType::F32, {3}));
-    for (auto& t : p.tensors) std::memset(t.bytes.data(), 0, t.bytes.size());
-    return zk0::build_manifest(p);
-  }();
-  return m;
-}
-
-}  // namespace
+#include "trainable_layout.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  zk0::ParameterReceiver receiver(layout(), 1);
+  zk0::ParameterReceiver receiver(zk0::fuzz::trainable_layout(), 1);
   try {
     for (size_t at = 0; at + 2 <= size;) {
       const size_t n = data[at] | (static_cast<size_t>(data[at + 1]) << 8);

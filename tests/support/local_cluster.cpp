@@ -71,15 +71,20 @@ nlohmann::json LocalCluster::get(const std::string& path) {
 }
 
 std::string LocalCluster::describe(const std::string& ns) {
+  // The events and the runtime's errors first: a failure's cause is there, and CI shows the
+  // beginning of a long report.
   std::string text, part;
-  const std::vector<std::string> commands{"get nodes -o wide", "get pods -A -o wide", "-n " + ns + " get fedrun -o yaml",
-                                         "get events -A --sort-by=.lastTimestamp"};
-  for (const auto& args : commands) {
+  int code = 0;
+  const auto add = [&](const std::string& args) {
     kubectl(args, &part);
     text += "$ kubectl " + args + "\n" + part + "\n";
-  }
-  int code = 0;
-  text += run_command("tail -n 30 " + dir_ + "/logs/kubelet.log", &code);
+  };
+  add("get events -A --sort-by=.lastTimestamp");
+  add("get pods -A -o wide");
+  text += "$ containerd's errors\n" + run_command("grep 'level=error' " + dir_ + "/logs/containerd.log | tail -n 15", &code) + "\n";
+  text += "$ kubelet's log\n" + run_command("tail -n 30 " + dir_ + "/logs/kubelet.log", &code) + "\n";
+  add("get nodes -o wide");
+  add("-n " + ns + " get fedrun -o yaml");
   return text;
 }
 

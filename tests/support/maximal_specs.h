@@ -63,7 +63,12 @@ spec:
     serverOptimizer: {type: adam, lr: 0.05, betas: [0.9, 0.999], tau: 1.0e-4}
   policy: {type: flow-matching-mlp, config: {hiddenDim: 8}, pretrained: /models/x, train: [all]}
   checkpoints: {everyRounds: 1, keepLast: 2, signingKeyFile: /keys/checkpoint}
-  transport: {chunkSize: 1Mi, maxMessageSize: 2Mi, transferAttempts: 2, tls: {caFile: ca, certFile: c, keyFile: k, mutual: true}}
+  transport:
+    chunkSize: 1Mi
+    maxMessageSize: 2Mi
+    transferAttempts: 2
+    compression: {codec: int8, blockSize: 256, errorFeedback: false}
+    tls: {caFile: ca, certFile: c, keyFile: k, mutual: true}
   aggregator:
     resources: {cpu: 1, memory: 4Gi}
     pod:
@@ -84,7 +89,7 @@ spec:
   evaluation: {dataset: {repoId: owner/eval, revision: main, episodes: [3]}, mode: full}
   strategy: {minFitClients: 1, minAvailableClients: 1}
   checkpoints: {signingKeySecret: run-key}
-  transport: {tls: {secretName: run-tls, mutual: true}}
+  transport: {tls: {secretName: run-tls, mutual: true}, compression: {codec: topk, fraction: 0.02}}
 )",
     R"(apiVersion: zk0.io/v1alpha1
 kind: FederationRun

@@ -1,0 +1,31 @@
+#pragma once
+// An upload under transport.compression, both ends: the worker sends the delta from the round's
+// global, encoded, with a manifest that binds the codec and the digest of the decoded delta; the
+// aggregator decodes it, checks that digest and adds the global back, so everything after the
+// upload (norm checks, strategies, records) sees trained parameters as without a codec.
+#include "core/codec/error_feedback.h"
+#include "core/codec/update_codec.h"
+#include "core/tensor/manifest.h"
+
+namespace zk0 {
+
+struct EncodedUpdate {
+  ParameterSet encoded;  // what travels
+  Manifest manifest;     // its manifest, the encoding bound in
+  // For error feedback once the upload was accepted: the delta with the residual added, and
+  // what the aggregator will decode from `encoded`.
+  ParameterSet compensated;
+  ParameterSet decoded;
+};
+
+// trained − base, plus `feedback`'s residual when given, encoded with `codec`.
+EncodedUpdate encode_trained_update(const ParameterSet& trained, const ParameterSet& base, const CodecSettings& codec,
+                                    const ErrorFeedback* feedback, int threads);
+
+// base + the delta `encoded` decodes to. Throws CodecError naming the codec and what failed: a
+// manifest without this codec, a malformed tensor, a decoded delta whose digest is not the one
+// the manifest binds.
+ParameterSet apply_encoded_update(const ParameterSet& base, const Manifest& base_layout, const ParameterSet& encoded,
+                                  const Manifest& manifest, const CodecSettings& codec, int threads);
+
+}  // namespace zk0
