@@ -920,7 +920,7 @@ TEST(Privacy, EpsilonIsReportedEveryRoundTheBudgetEndsTheRunAndAResumeContinuesT
   EXPECT_LE(sample_value(exposition, gauge), target);
 
   // Killed after round 2's checkpoint and restarted: the same account, the same models.
-  auto b = start("dp-b", "/dev/null");
+  auto b = start("dp-b", make_temp_dir("dp-metrics-b") + "/metrics.port");
   ASSERT_TRUE(wait_until([&] { return b->latest_checkpoint() == "round_0002"; }, 120s)) << b->logs();
   b->aggregator->signal(SIGKILL);
   b->aggregator->wait(10s);

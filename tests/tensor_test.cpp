@@ -1,5 +1,6 @@
 // Hashing, manifests and safetensors files.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <filesystem>
@@ -7,6 +8,7 @@
 
 #include "core/tensor/manifest.h"
 #include "core/tensor/safetensors.h"
+#include "core/util/fs.h"
 #include "support/test_support.h"
 
 using namespace zk0;
@@ -182,4 +184,18 @@ TEST(TensorSizes, OverflowingAndHugeShapesAreRefused) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("tensor 't'"), std::string::npos) << e.what();
   }
+}
+
+// A port or status file named /dev/null must not turn the machine's /dev/null into a regular file
+// (the rename of an atomic write would, as root): refused, the device left as it was.
+TEST(Files, AnAtomicWriteRefusesToReplaceADeviceOrAPipe) {
+  EXPECT_THROW(zk0::write_file_atomic("/dev/null", "1234\n"), std::runtime_error);
+  struct stat st {};
+  ASSERT_EQ(::stat("/dev/null", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  const std::string fifo = zk0::test::make_temp_dir("fifo") + "/pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_THROW(zk0::write_file_atomic(fifo, "x"), std::runtime_error);
+  ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
 }

@@ -28,6 +28,11 @@ void fsync_directory(const std::string& dir) {
 
 void write_file_atomic(const std::string& path, std::string_view content) {
   const fs::path target(path);
+  // The rename below would replace a device or a pipe with a regular file: given /dev/null (a
+  // port file nobody wants), a process running as root would break the machine's /dev/null.
+  std::error_code ec;
+  if (const auto status = fs::status(target, ec); !ec && fs::exists(status) && !fs::is_regular_file(status))
+    throw std::runtime_error("will not replace " + path + ": it is not a regular file (a device, a pipe or a folder)");
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
   fs::create_directories(dir);
   const std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
