@@ -3,10 +3,10 @@
 #include "core/aggregation/parallel.h"
 
 namespace zk0 {
-namespace {
 
-// out[i] = a[i] + sign · b[i] over every tensor, which must share names and shapes.
 ParameterSet combine(const ParameterSet& a, const ParameterSet& b, float sign, int threads) {
+  if (a.tensors.size() != b.tensors.size())
+    throw CodecError(std::to_string(a.tensors.size()) + " tensors against " + std::to_string(b.tensors.size()));
   ParameterSet out = a;
   for (size_t i = 0; i < out.tensors.size(); ++i) {
     Tensor& t = out.tensors[i];
@@ -22,13 +22,8 @@ ParameterSet combine(const ParameterSet& a, const ParameterSet& b, float sign, i
   return out;
 }
 
-}  // namespace
-
 EncodedUpdate encode_trained_update(const ParameterSet& trained, const ParameterSet& base, const CodecSettings& codec,
                                     const ErrorFeedback* feedback, int threads) {
-  if (trained.tensors.size() != base.tensors.size())
-    throw CodecError("the trained set has " + std::to_string(trained.tensors.size()) + " tensors, the global " +
-                     std::to_string(base.tensors.size()));
   EncodedUpdate u;
   const ParameterSet delta = combine(trained, base, -1.0f, threads);
   u.compensated = feedback ? feedback->compensate(delta) : delta;

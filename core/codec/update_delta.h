@@ -18,6 +18,9 @@ struct EncodedUpdate {
   ParameterSet decoded;
 };
 
+// a + sign · b, tensor by tensor; the two must share names and float32 shapes (CodecError otherwise).
+ParameterSet combine(const ParameterSet& a, const ParameterSet& b, float sign, int threads);
+
 // trained − base, plus `feedback`'s residual when given, encoded with `codec`.
 EncodedUpdate encode_trained_update(const ParameterSet& trained, const ParameterSet& base, const CodecSettings& codec,
                                     const ErrorFeedback* feedback, int threads);
