@@ -25,6 +25,7 @@ const char* kRequiredFiles[] = {"model.safetensors", "config.json", "aggregator_
 const char* kSums = "SHA256SUMS";
 const char* kSignature = "SHA256SUMS.sig";
 const char* kStrategyTensors = "strategy_state.safetensors";
+const char* kDownloadResidual = "download_residual.safetensors";
 
 std::string file_sha256(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -74,6 +75,7 @@ std::string write_checkpoint(const std::string& output_dir, Policy& policy, cons
                               {"history", state.history}};
   write_file_atomic((tmp / "aggregator_state.json").string(), doc.dump(2) + "\n");
   if (!state.strategy_tensors.tensors.empty()) write_safetensors((tmp / kStrategyTensors).string(), state.strategy_tensors);
+  if (!state.download_residual.tensors.empty()) write_safetensors((tmp / kDownloadResidual).string(), state.download_residual);
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(tmp))
     if (e.is_regular_file()) files.push_back(e.path().filename().string());
@@ -147,6 +149,7 @@ std::optional<LoadedCheckpoint> find_latest_checkpoint(const std::string& output
   out.state.strategy = doc.at("strategy");
   out.state.history = doc.at("history");
   if (listed.count(kStrategyTensors)) out.state.strategy_tensors = read_safetensors((dir / kStrategyTensors).string());
+  if (listed.count(kDownloadResidual)) out.state.download_residual = read_safetensors((dir / kDownloadResidual).string());
   return out;
 }
 

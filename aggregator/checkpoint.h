@@ -23,6 +23,7 @@ struct AggregatorState {
   std::string global_digest;  // manifest digest of the global trainable parameters
   nlohmann::json strategy;
   ParameterSet strategy_tensors;  // strategy_state.safetensors when not empty (server optimiser moments)
+  ParameterSet download_residual;  // download_residual.safetensors when not empty (aggregator/download_steps.h)
   nlohmann::json history;
 };
 

@@ -43,6 +43,9 @@ Coordinator::Coordinator(const FederationSpec& spec)
   const std::string scratch = spec_.output_dir + "/scratch";
   std::filesystem::remove_all(scratch);
   strategy_ = make_strategy(spec_, scratch);
+  if (spec_.transport.compression.codec.active())
+    download_steps_ = std::make_unique<DownloadSteps>(spec_.transport.compression.codec, spec_.transport.compression.error_feedback,
+                                                      spec_.transport.chunk_bytes);
   evaluator_ = std::make_unique<ServerEvaluator>(spec_.evaluation, *policy_);
   // Checkpoints carry the statistics the server evaluates with (LeRobot's processor files).
   policy_->set_normalization(evaluator_->dataset().state_stats(), evaluator_->dataset().action_stats());
@@ -65,6 +68,7 @@ Coordinator::Coordinator(const FederationSpec& spec)
                                "resume); choose another outputDir or remove " + checkpoint_root(spec_.output_dir));
     load_parameter_set(policy_->parameters(), read_safetensors(ckpt->dir + "/model.safetensors"));
     strategy_->restore(ckpt->state.strategy, std::move(ckpt->state.strategy_tensors));
+    if (download_steps_) download_steps_->restore(std::move(ckpt->state.download_residual));
     outputs_->restore(ckpt->state.history);
     start_round_ = ckpt->state.round + 1;
     for (const auto& r : ckpt->state.history)
@@ -253,7 +257,8 @@ Instruction Coordinator::poll(const Caller& caller, std::chrono::milliseconds wa
   }
 }
 
-std::shared_ptr<const GlobalModel> Coordinator::global_for(const Caller& caller, int round, const std::string& digest) {
+std::shared_ptr<const GlobalModel> Coordinator::global_for(const Caller& caller, int round, const std::string& digest,
+                                                           const std::string& held) {
   std::lock_guard<std::mutex> lock(mu_);
   Client& c = client_for(caller);
   c.last_seen = Clock::now();
@@ -263,6 +268,8 @@ std::shared_ptr<const GlobalModel> Coordinator::global_for(const Caller& caller,
                                                  " is not the current round " + std::to_string(global_->round));
   if (!open_ || open_->closed || open_->round != round || !open_->participants.count(c.name))
     throw Refusal(Refusal::Kind::StaleRound, "client '" + c.name + "' is not selected for round " + std::to_string(round));
+  if (download_steps_ && !held.empty() && held != digest)
+    if (auto step = download_steps_->step_from(held)) return step;
   return global_;
 }
 
@@ -590,6 +597,7 @@ void Coordinator::checkpoint(int round) {
   state.global_digest = global_->manifest.digest_hex();
   state.strategy = strategy_->state();
   state.strategy_tensors = strategy_->state_tensors();
+  if (download_steps_) state.download_residual = download_steps_->residual();
   state.history = outputs_->history();
   const std::string dir = write_checkpoint(spec_.output_dir, *policy_, state, spec_.checkpoints.keep_last, checkpoint_key_);
   metrics_.checkpoint_timestamp.Set(unix_now());
@@ -678,6 +686,7 @@ std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohm
   std::string bad;
   if (!all_finite(next, bad))
     return "round " + std::to_string(round) + ": the server optimizer's step made tensor '" + bad + "' non-finite";
+  if (download_steps_) next = download_steps_->advance(*global_, next, round + 1);
   std::string unused;
   const double update_norm = distance_from(next, global_->parameters, unused);
   load_parameter_set(policy_->trainable_parameters(), next);

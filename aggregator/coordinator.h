@@ -18,7 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "aggregator/download_steps.h"
 #include "aggregator/evaluation.h"
+#include "aggregator/global_model.h"
 #include "aggregator/metrics.h"
 #include "aggregator/run_outputs.h"
 #include "aggregator/status_writer.h"
@@ -52,13 +54,6 @@ struct Instruction {
   double clip_norm = 0;  // the worker clips its delta to it (privacy, clipOn: worker)
   uint64_t seed = 0;
   int64_t deadline_ms = 0;
-};
-
-struct GlobalModel {
-  int round = 0;  // the round these parameters are the input of
-  ParameterSet parameters;
-  Manifest manifest;
-  std::vector<uint32_t> chunk_checksums;  // for spec.transport.chunkSize, shared by every download
 };
 
 // Who is calling, as far as the transport can prove it: under mutual TLS the verified client
@@ -111,7 +106,10 @@ class Coordinator {
   // Returns true when `round` (0: none) is no longer worth finishing for this client.
   bool heartbeat(const Caller& caller, const std::string& state, int round);
   Instruction poll(const Caller& caller, std::chrono::milliseconds wait);
-  std::shared_ptr<const GlobalModel> global_for(const Caller& caller, int round, const std::string& digest);
+  // The round's global, or under transport.compression the encoded step to it from `held` (a
+  // global the worker holds) when that step is kept. Throws Refusal.
+  std::shared_ptr<const GlobalModel> global_for(const Caller& caller, int round, const std::string& digest,
+                                                const std::string& held);
   const Manifest& trainable_layout() const { return layout_; }
   // The client a call comes from (its session and, under mutual TLS, its certificate); throws Refusal.
   std::string client_name(const Caller& caller);
@@ -263,6 +261,7 @@ class Coordinator {
   std::unique_ptr<ServerEvaluator> evaluator_;
   std::unique_ptr<RunOutputs> outputs_;
   std::unique_ptr<StatusWriter> status_writer_;
+  std::unique_ptr<DownloadSteps> download_steps_;  // under transport.compression
   Manifest layout_;
   std::string frozen_digest_;
   std::string fingerprint_;
@@ -291,8 +290,8 @@ class Coordinator {
   bool stop_ = false;
   int current_round_ = 0;
   std::optional<double> last_eval_loss_;
-  nlohmann::json privacy_;
-  std::optional<int> rounds_run_;  // set when the run ended before spec.rounds (the privacy budget)  // the strategy's privacy report, null without privacy
+  nlohmann::json privacy_;  // the strategy's privacy report, null without privacy
+  std::optional<int> rounds_run_;  // set when the run ended before spec.rounds (the privacy budget)
 };
 
 }  // namespace zk0

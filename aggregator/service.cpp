@@ -260,7 +260,8 @@ grpc::Status FederationService::DownloadParameters(grpc::ServerContext* ctx, con
                                                    grpc::ServerWriter<v1::ParameterMessage>* writer) {
   return guarded([&] {
     const auto global =
-        coordinator_.global_for(caller(ctx, req->session_id()), static_cast<int>(req->round()), req->parameters_digest());
+        coordinator_.global_for(caller(ctx, req->session_id()), static_cast<int>(req->round()), req->parameters_digest(),
+                                req->held_digest());
     const auto start = Clock::now();
     const StreamPosition from = req->has_resume_from() ? position_from_proto(req->resume_from()) : StreamPosition{};
     // A receiver that stops reading blocks Write under flow control; the watchdog cancels it.

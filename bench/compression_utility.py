@@ -4,8 +4,9 @@
 examples/quickstart.yaml (four owners' AV1 LeRobot datasets, flow-matching policy) and
 examples/smolvla-tiny.yaml (the tiny SmolVLA), each run with float32 uploads, bf16, int8
 (block 4096), top-k 1% with error feedback and top-k 1% without it. Prints the server's final
-held-out loss of each against float32's, and the bytes each client uploaded per round (mean)
-against float32's. The same seeds everywhere: the codecs are the only difference.
+held-out loss of each against float32's, and the bytes each client uploaded and downloaded per
+round (means; downloads after the first round, the first being the whole global) against
+float32's. The same seeds everywhere: the codecs are the only difference.
 
   bench/compression_utility.py [--bin build/bin] [--examples quickstart,smolvla-tiny] [--rounds R] [--smoke]
 --smoke: two rounds of five steps, quickstart only, float32 and top-k (CI keeps the script working; its figures are not judged).
@@ -44,21 +45,22 @@ def main():
     args = parser.parse_args()
     prepare_datasets(args.bin)
     examples = ["quickstart"] if args.smoke else args.examples.split(",")
-    print("| example | uploads | final server loss | vs float32 | bytes per client and round | vs float32 |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| example | codec | final server loss | vs float32 | up per client and round | vs float32 | down | vs float32 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="zk0-compression-utility-") as work:
         for example in examples:
             rounds = 2 if args.smoke else args.rounds or (10 if example == "quickstart" else 5)
-            base_loss = base_bytes = None
+            base_loss = base_up = base_down = None
             for label, compression in [CODECS[0], CODECS[3]] if args.smoke else CODECS:
                 tag = f"{example}-{re.sub('[^a-z0-9]+', '-', label)}"
                 history = run_example(args.bin, work, example, tag, rounds, args.smoke, with_compression(compression) if compression else None)
                 loss = history[-1]["server_eval_loss"]
                 uploaded = statistics.mean(c["bytes_uploaded"] for c in accepted_updates(history))
+                downloaded = statistics.mean(c["bytes_downloaded"] for c in accepted_updates(history[1:]))
                 if base_loss is None:
-                    base_loss, base_bytes = loss, uploaded
+                    base_loss, base_up, base_down = loss, uploaded, downloaded
                 print(f"| {example} ({rounds} rounds) | {label} | {loss:.4f} | {loss / base_loss:.3f} | {uploaded / 1e6:.3f} MB | "
-                      f"1/{base_bytes / uploaded:.1f} |")
+                      f"1/{base_up / uploaded:.1f} | {downloaded / 1e6:.3f} MB | 1/{base_down / downloaded:.1f} |")
 
 
 if __name__ == "__main__":

@@ -291,6 +291,18 @@ def transport():
                      [t(f"sum by (run, client, direction) (increase(zk0_worker_transfer_resent_bytes_total"
                         f"{{{RUN}}}[$__rate_interval]))", "{{run}} / {{client}} {{direction}}")],
                      unit="bytes", bars=True, min_=0, legend_calcs=("sum",)), 12, 8)
+    b.add(timeseries("Compression ratio by client",
+                     "Under transport.compression: the float32 bytes a worker's transfers stood "
+                     "for over the bytes that travelled, by direction, over the run so far "
+                     "(downloads count the whole global a new worker receives first).",
+                     [t(f"sum by (run, client, direction) (zk0_worker_payload_bytes_total{{{RUN},form=\"decoded\"}})"
+                        f" / sum by (run, client, direction) (zk0_worker_payload_bytes_total{{{RUN},form=\"encoded\"}})",
+                        "{{run}} / {{client}} {{direction}}")], unit="x", min_=0), 12, 8)
+    b.add(timeseries("Update bytes before and after encoding",
+                     "Under transport.compression: float32 bytes (decoded) and the bytes the codec "
+                     "made of them (encoded) per second, by direction.",
+                     [t(f"sum by (run, direction, form) (rate(zk0_worker_payload_bytes_total{{{RUN}}}"
+                        "[$__rate_interval]))", "{{run}} {{direction}} {{form}}")], unit="Bps", min_=0), 12, 8)
 
     b.row("Transfers and updates")
     b.add(timeseries("Transfer duration p50 / p95 / p99 (1h window)",

@@ -188,12 +188,6 @@ struct IdleUpload {
 
 bool aggregator_logged(const LiveRun& r, const std::string& text) { return r.aggregator->log().find(text) != std::string::npos; }
 
-size_t count_of(const std::string& haystack, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
-  return n;
-}
-
 }  // namespace
 
 // Idle UploadUpdate streams (no session, or a header naming none) used to take every upload slot

@@ -241,7 +241,8 @@ std::string printed_column(const std::string& run, const std::string& column) {
 // by its Service name. While it trains: Prometheus scrapes every pod in its container; a worker
 // pod is deleted mid-round; another worker hangs and the kubelet's liveness probe kills it; the
 // aggregator pod is deleted and its successor resumes from the checkpoint on the claim; the run
-// is suspended and resumed. It still completes every round, once.
+// is suspended and resumed. It still completes every round, once. Updates travel int8-encoded
+// both ways (transport.compression), so the transport dashboard's compression panels have data.
 TEST(Cluster, AFederationRunTrainsInPodsThroughWorkerAndAggregatorFaults) {
   const std::string run = "pods";
   const std::vector<std::string> clients{"pick", "turn", "rub"};
@@ -252,7 +253,7 @@ TEST(Cluster, AFederationRunTrainsInPodsThroughWorkerAndAggregatorFaults) {
   ClusterPrometheus prometheus(prometheus_dir);
   // Rounds of ~10 s here: long enough for each fault to land while the run goes on.
   const int rounds = 12, local_steps = 400;
-  ASSERT_EQ(kubectl_apply(federation_run(run, clients, rounds, local_steps)), 0);
+  ASSERT_EQ(kubectl_apply(federation_run(run, clients, rounds, local_steps, "", "  transport: {compression: {codec: int8}}\n")), 0);
   const auto round_reached = [&](int r) {
     return wait_until([&] { return run_status(run).value("currentRound", 0) >= r; }, 300s);
   };

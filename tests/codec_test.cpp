@@ -1,5 +1,6 @@
 // The update codecs (core/codec): what each keeps and drops, their byte counts, error feedback,
-// the manifest's binding of the codec, and malformed encodings refused with the codec named.
+// the manifest's binding of the codec, malformed encodings refused with the codec named, and the
+// aggregator's encoded download steps.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +8,9 @@
 #include <filesystem>
 #include <random>
 
+#include "aggregator/download_steps.h"
 #include "core/codec/error_feedback.h"
+#include "core/codec/update_delta.h"
 #include "core/codec/update_codec.h"
 #include "core/transport/parameter_stream.h"
 #include "support/test_support.h"
@@ -273,16 +276,18 @@ TEST(Codec, TheManifestBindsCodecParametersAndDecodedDigest) {
     EXPECT_THROW(codec_from_description(wrong), std::invalid_argument) << wrong;
 
   // A receiver expecting int8 takes this manifest, and refuses plain tensors or another codec.
-  const auto receive = [&](const Manifest& sent, const CodecSettings& codec) {
-    ParameterReceiver r(plain, 1, codec);
+  const auto receive = [&](const Manifest& sent, const CodecSettings& codec,
+                           ParameterReceiver::Plain plain_too = ParameterReceiver::Plain::Refused) {
+    ParameterReceiver r(plain, 1, codec, plain_too);
     v1::Manifest p;
     manifest_to_proto(sent, &p);
     r.on_manifest(p);
   };
   EXPECT_NO_THROW(receive(m, kInt8));
-  const auto kind_of = [&](const Manifest& sent, const CodecSettings& codec) {
+  const auto kind_of = [&](const Manifest& sent, const CodecSettings& codec,
+                           ParameterReceiver::Plain plain_too = ParameterReceiver::Plain::Refused) {
     try {
-      receive(sent, codec);
+      receive(sent, codec, plain_too);
     } catch (const TransferError& e) {
       return std::string(e.reason()) + ": " + e.what();
     }
@@ -291,6 +296,63 @@ TEST(Codec, TheManifestBindsCodecParametersAndDecodedDigest) {
   EXPECT_NE(kind_of(plain, kInt8).find("layout_mismatch"), std::string::npos) << kind_of(plain, kInt8);
   EXPECT_NE(kind_of(m, kTopK).find("layout_mismatch"), std::string::npos) << kind_of(m, kTopK);
   EXPECT_NE(kind_of(m, CodecSettings{}).find("encoded as 'int8 block_size=256'"), std::string::npos) << kind_of(m, CodecSettings{});
+  // A download from a held global may be either the step or the whole global, never another codec.
+  EXPECT_EQ(kind_of(m, kInt8, ParameterReceiver::Plain::Accepted), "accepted");
+  EXPECT_EQ(kind_of(plain, kInt8, ParameterReceiver::Plain::Accepted), "accepted");
+  EXPECT_NE(kind_of(m, kTopK, ParameterReceiver::Plain::Accepted).find("layout_mismatch"), std::string::npos);
+}
+
+GlobalModel global_of(ParameterSet p) {
+  GlobalModel g;
+  g.manifest = build_manifest(p);
+  g.parameters = std::move(p);
+  return g;
+}
+
+// A worker's side of a download step, as worker/client.cpp does it.
+ParameterSet rebuilt_from(const ParameterSet& held, const GlobalModel& step, const CodecSettings& codec) {
+  return apply_encoded_update(held, build_manifest(held), step.parameters, step.manifest, codec, 2);
+}
+
+TEST(DownloadSteps, WorkersRebuildEachGlobalBitForBitAndWalkTheChainWhileItIsCheaper) {
+  for (const CodecSettings& codec : {kBf16, kInt8, kTopK}) {
+    SCOPED_TRACE(codec.describe());
+    DownloadSteps steps(codec, true, 1 << 16);
+    const ParameterSet start = random_update(40);
+    std::vector<GlobalModel> globals{global_of(start)};
+    ParameterSet proposed_sum = start;
+    for (int round = 1; round <= 4; ++round) {
+      const ParameterSet proposed = combine(globals.back().parameters, random_update(40 + round), 1.0f, 2);
+      proposed_sum = combine(proposed_sum, combine(proposed, globals.back().parameters, -1.0f, 2), 1.0f, 2);
+      globals.push_back(global_of(steps.advance(globals[globals.size() - 1], proposed, round + 1)));
+      const auto step = steps.step_from(globals[round - 1].manifest.digest_hex());
+      ASSERT_TRUE(step);
+      EXPECT_EQ(step->round, round + 1);
+      EXPECT_LE(step->manifest.total_bytes(), globals.back().manifest.total_bytes() / 2 + 64);
+      EXPECT_EQ(build_manifest(rebuilt_from(globals[round - 1].parameters, *step, codec)).digest, globals.back().manifest.digest);
+    }
+    // The steps kept cost less than the whole global together: bf16 keeps one step (two cost as
+    // much as the global), int8 three, top-k at 1% all four. A worker holding the oldest global
+    // a step is kept from walks the chain to the newest.
+    size_t oldest = 0;
+    while (!steps.step_from(globals[oldest].manifest.digest_hex())) ++oldest;
+    EXPECT_EQ(oldest, codec.kind == CodecKind::TopK ? 0u : codec.kind == CodecKind::Int8 ? 1u : 3u);
+    ParameterSet held = globals[oldest].parameters;
+    for (std::shared_ptr<const GlobalModel> s; (s = steps.step_from(build_manifest(held).digest_hex()));)
+      held = rebuilt_from(held, *s, codec);
+    EXPECT_EQ(build_manifest(held).digest, globals.back().manifest.digest);
+    EXPECT_FALSE(steps.step_from(globals.back().manifest.digest_hex()));
+    // Error feedback: the globals' movement plus what is still held back is what was proposed.
+    const ParameterSet caught_up = combine(globals.back().parameters, steps.residual(), 1.0f, 2);
+    for (size_t t = 0; t < caught_up.tensors.size(); ++t)
+      for (int64_t i = 0; i < caught_up.tensors[t].numel(); ++i)
+        ASSERT_NEAR(caught_up.tensors[t].as<float>()[i], proposed_sum.tensors[t].as<float>()[i], 1e-5f) << t << " " << i;
+    // Restored from a checkpoint, the residual makes the same next global.
+    DownloadSteps resumed(codec, true, 1 << 16);
+    resumed.restore(steps.residual());
+    const ParameterSet next = combine(globals.back().parameters, random_update(50), 1.0f, 2);
+    EXPECT_EQ(build_manifest(resumed.advance(globals.back(), next, 6)).digest, build_manifest(steps.advance(globals.back(), next, 6)).digest);
+  }
 }
 
 }  // namespace

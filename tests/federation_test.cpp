@@ -257,6 +257,16 @@ TEST(Federation, ARobustFedAdamRunKilledAndResumedIsTheUninterruptedRunBitForBit
   EXPECT_TRUE(!fs::exists(out + "/scratch") || fs::is_empty(out + "/scratch"));
 }
 
+// Under a codec every global is the previous one plus an encoded step, and a resumed aggregator
+// (no steps kept) serves the whole global: the workers' rebuilt globals and the run's digests
+// stay those of the uninterrupted run. (Without error feedback: a worker's residual moves on
+// with each accepted upload, so a round the aggregator lost is retrained from another residual.)
+TEST(Federation, ACompressedRunKilledAndResumedIsTheUninterruptedRunBitForBit) {
+  auto settings = kDeterministicRun;
+  settings["tls"] = "    compression: {codec: int8, blockSize: 64, errorFeedback: false}\n";
+  killed_and_resumed_equals_uninterrupted("int8", settings);
+}
+
 // optimizer.state: keep carries AdamW's moments from a client's round to its next; persisted in
 // the worker's state directory, a worker SIGKILLed at a random point and restarted continues as
 // if it never stopped.
@@ -801,8 +811,7 @@ TEST(FedBuff, ASlowWorkersStaleWorkIsAbandonedOrRefusedNeverFolded) {
   for (const auto& r : rounds)
     for (const auto& c : r.value("clients", nlohmann::json::array())) EXPECT_EQ(c["staleness"], 0) << r.dump();
   const std::string slow_log = f.workers["c2"]->log();
-  size_t abandoned = 0;
-  for (size_t at = 0; (at = slow_log.find("event=round_abandoned", at)) != std::string::npos; ++at) ++abandoned;
+  const size_t abandoned = count_of(slow_log, "event=round_abandoned");
   const int refused = f.status()["rejected_updates"].value("too_stale", 0);
   EXPECT_GE(abandoned + refused, 1u) << f.logs();
 }
@@ -990,12 +999,21 @@ TEST(Compression, EachCodecTrainsARunWithItsBytesAndAWrongCodecIsRefusedByName) 
     for (int r = 1; r <= 3; ++r)
       for (const auto& p : rounds[r]["clients"]) {
         ASSERT_EQ(p["status"], "accepted") << p.dump();
-        EXPECT_LE(p["bytes_uploaded"].get<double>(), c.at_most * p["bytes_decoded"].get<double>()) << p.dump();
+        const double global_bytes = p["bytes_decoded"].get<double>();
+        EXPECT_LE(p["bytes_uploaded"].get<double>(), c.at_most * global_bytes) << p.dump();
         EXPECT_GT(p["update_norm"].get<double>(), 0) << p.dump();
+        // The first download is the whole global; later ones the encoded step from the last.
+        if (r == 1) EXPECT_GE(p["bytes_downloaded"].get<double>(), global_bytes) << p.dump();
+        else EXPECT_LE(p["bytes_downloaded"].get<double>(), c.at_most * global_bytes) << p.dump();
       }
     EXPECT_TRUE(std::isfinite(rounds[3]["server_eval_loss"].get<double>()));
-    for (const char* w : {"c0", "c1"})
+    for (const char* w : {"c0", "c1"}) {
       EXPECT_EQ(file_exists(f.dir + "/state/" + w + "/error_feedback.safetensors"), c.residual) << w;
+      // Each step rebuilt the round's global exactly: the worker trained from it and the
+      // aggregator accepted an update based on that digest.
+      EXPECT_EQ(count_of(f.workers.at(w)->log(), "event=download_step_applied"), 2u) << f.logs();
+    }
+    EXPECT_EQ(file_exists(f.out + "/checkpoints/round_0003/download_residual.safetensors"), c.residual);
   }
 
   Federation f("codec-mismatch", 2, 1, {{"minFitClients", "1"}, {"minAvailableClients", "2"}, {"maxRoundAttempts", "maxRoundAttempts: 1"},

@@ -28,7 +28,7 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
     Instruction ins;
     ASSERT_TRUE(test::wait_until([&] { return (ins = coordinator.poll(caller, std::chrono::milliseconds(200))).kind == Instruction::Kind::Train; },
                                  std::chrono::seconds(20)));
-    const auto global = coordinator.global_for(caller, ins.round, ins.parameters_digest);
+    const auto global = coordinator.global_for(caller, ins.round, ins.parameters_digest, "");
     const UploadPermit permit = coordinator.begin_upload(caller, ins.round, ins.parameters_digest);
     TrainReport report;
     report.samples = 640;

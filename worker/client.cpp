@@ -59,6 +59,15 @@ WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, 
                                                 c.codec);
   }
   dataset_opening_ = shared.dataset_opening ? shared.dataset_opening : std::make_shared<std::mutex>();
+  held_globals_ = shared.held_globals ? shared.held_globals : std::make_shared<HeldGlobals>();
+}
+
+std::shared_ptr<const ParameterSet> HeldGlobals::intern(const std::string& digest, std::shared_ptr<const ParameterSet> parameters) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = held_.begin(); it != held_.end();) it = it->second.expired() ? held_.erase(it) : std::next(it);
+  if (auto held = held_[digest].lock()) return held;
+  held_[digest] = parameters;
+  return parameters;
 }
 
 void WorkerClient::set_state(const std::string& s) {
@@ -153,9 +162,49 @@ bool WorkerClient::wait_for_link() {
   return !stop_ && !abandon_round_;
 }
 
-WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, ParameterSet& out, double& seconds,
-                                              uint64_t& bytes) {
+WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, std::shared_ptr<const ParameterSet>& out,
+                                              double& seconds, uint64_t& bytes) {
   const auto start = Clock::now();
+  const CodecSettings& codec = spec_.transport.compression.codec;
+  const uint64_t global_bytes = trainer_->layout().total_bytes();
+  bytes = 0;
+  for (size_t steps = 0;; ++steps) {
+    const bool from_held = codec.active() && held_ && steps <= kMaxDownloadSteps;
+    if (from_held && held_digest_ == ins.parameters_digest()) break;
+    ParameterSet received;
+    Manifest manifest;
+    uint64_t received_bytes = 0;
+    const Transfer t = receive(ins, from_held ? held_digest_ : "", received, manifest, received_bytes);
+    bytes += received_bytes;
+    if (!t.done) return t;
+    if (codec.active()) metrics_.payload("download", manifest.encoding ? global_bytes : manifest.total_bytes(), manifest.total_bytes());
+    if (!manifest.encoding) {  // the whole global, its digest checked against the instruction's
+      held_ = std::make_shared<const ParameterSet>(std::move(received));
+      held_digest_ = ins.parameters_digest();
+      break;
+    }
+    try {
+      ParameterSet next = apply_encoded_update(*held_, trainer_->layout(), received, manifest, codec, aggregation_threads());
+      held_digest_ = build_manifest(next, aggregation_threads()).digest_hex();
+      held_ = std::make_shared<const ParameterSet>(std::move(next));
+      log_info("download_step_applied", {kv("round", ins.round()), kv("codec", manifest.encoding->codec),
+                                         kv("bytes", manifest.total_bytes()), kv("reached", held_digest_)});
+    } catch (const CodecError& e) {
+      // The whole global comes next; nothing of the step is trained on.
+      log_warn("download_step_undecodable", {kv("round", ins.round()), kv("codec", codec.describe()), kv("error", e.what())});
+      held_.reset();
+      held_digest_.clear();
+    }
+  }
+  held_ = held_globals_->intern(held_digest_, std::move(held_));
+  out = held_;
+  seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!codec.active()) held_.reset();  // nothing to build on: the memory goes back after training
+  return {true, ""};
+}
+
+WorkerClient::Transfer WorkerClient::receive(const v1::Instruction& ins, const std::string& held_digest, ParameterSet& out,
+                                             Manifest& manifest, uint64_t& bytes) {
   std::unique_ptr<ParameterReceiver> receiver;
   std::string error;
   bool resumable = false;
@@ -168,6 +217,7 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
     }
     req.set_round(ins.round());
     req.set_parameters_digest(ins.parameters_digest());
+    req.set_held_digest(held_digest);
     if (resumable) {
       receiver->expect_continuation();
       position_to_proto(receiver->position(), req.mutable_resume_from());
@@ -176,7 +226,9 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
                                     kv("offset", receiver->position().offset), kv("bytes_kept", held)});
     } else {
       if (receiver) metrics_.transfer_resent_bytes.Add(metrics_.direction("download")).Increment(static_cast<double>(receiver->bytes_received()));
-      receiver = std::make_unique<ParameterReceiver>(trainer_->layout());
+      receiver = held_digest.empty() ? std::make_unique<ParameterReceiver>(trainer_->layout())
+                                     : std::make_unique<ParameterReceiver>(trainer_->layout(), 2, spec_.transport.compression.codec,
+                                                                           ParameterReceiver::Plain::Accepted);
       held = 0;
     }
     grpc::ClientContext ctx;
@@ -208,10 +260,11 @@ WorkerClient::Transfer WorkerClient::download(const v1::Instruction& ins, Parame
     if (error.empty()) {
       try {
         out = receiver->finish();
-        if (receiver->manifest().digest_hex() != ins.parameters_digest())
+        // An encoded step is checked once applied, by the digest of the global it rebuilds.
+        if (!receiver->manifest().encoding && receiver->manifest().digest_hex() != ins.parameters_digest())
           throw TransferError(TransferError::Kind::BadManifest, "manifest digest " + receiver->manifest().digest_hex() +
                                                                    " is not the announced " + ins.parameters_digest());
-        seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        manifest = receiver->manifest();
         bytes = receiver->bytes_received();
         return {true, ""};
       } catch (const TransferError& e) {
@@ -351,16 +404,17 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
     ~Done() { round = 0; }
   } done{working_round_};
   set_state("downloading");
-  ParameterSet global;
+  std::shared_ptr<const ParameterSet> downloaded;
   double download_seconds = 0;
   uint64_t bytes = 0;
-  const Transfer down = download(ins, global, download_seconds, bytes);
+  const Transfer down = download(ins, downloaded, download_seconds, bytes);
   if (!down.done) {
     // Tell the aggregator now rather than leave it waiting for the round's deadline.
     if (!down.failure.empty()) report_failure(round, down.failure, false);
     set_state("idle");
     return;
   }
+  const ParameterSet& global = *downloaded;
   set_state("training");
   RoundResult result;
   RoundTask task;
@@ -390,7 +444,7 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   Transfer up;
   if (const CodecSettings& codec = spec_.transport.compression.codec; codec.active()) {
     const EncodedUpdate encoded = encode_trained_update(result.update, global, codec, feedback_.get(), aggregation_threads());
-    metrics_.encoded(result.update.total_bytes(), encoded.manifest.total_bytes());
+    metrics_.payload("upload", result.update.total_bytes(), encoded.manifest.total_bytes());
     up = upload(ins, encoded.manifest, encoded.encoded, result.report);
     // Only what the aggregator took was delivered; a refused upload leaves the residual as it was.
     if (up.done && feedback_) feedback_->keep(encoded.compensated, encoded.decoded);

@@ -4,6 +4,7 @@
 // within bounds; anything the worker cannot recover from is reported to the aggregator.
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,6 +19,18 @@
 
 namespace zk0 {
 
+// The globals the clients of one process hold, one copy per digest: a hundred simulated clients
+// holding the same 400 MB global hold it once. An entry lives while a client holds it.
+class HeldGlobals {
+ public:
+  // The copy already held under `digest`, or `parameters`, now held under it.
+  std::shared_ptr<const ParameterSet> intern(const std::string& digest, std::shared_ptr<const ParameterSet> parameters);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::weak_ptr<const ParameterSet>> held_;
+};
+
 // What the clients of one process share (the simulation runtime's virtual clients): the
 // policies they train on, the registry their metrics go to (each series labelled with its
 // client) and the prefix cache's metrics. Empty: a worker of one client, with its own.
@@ -28,6 +41,7 @@ struct SharedWorkerParts {
   // Held while a client opens its dataset: a hundred clients parsing their files at once would
   // starve the process's heartbeats of CPU, and the aggregator drops clients it does not hear from.
   std::shared_ptr<std::mutex> dataset_opening;
+  std::shared_ptr<HeldGlobals> held_globals;
 };
 
 class WorkerClient {
@@ -65,9 +79,15 @@ class WorkerClient {
     std::string failure;
   };
   void train_round(const v1::Instruction& ins);
-  // Transfers resume from the last verified chunk after a broken stream; they fail after
+  // The round's global into `out`. Under transport.compression from the global the worker holds,
+  // through the encoded steps the aggregator keeps (aggregator/download_steps.h), its digest
+  // checked against the instruction's; otherwise, or when that fails, the whole global.
+  Transfer download(const v1::Instruction& ins, std::shared_ptr<const ParameterSet>& out, double& seconds, uint64_t& bytes);
+  // One parameter stream: the whole global, or with `held_digest` non-empty possibly the encoded step
+  // from it. Transfers resume from the last verified chunk after a broken stream; they fail after
   // transferAttempts attempts in a row that moved nothing forward.
-  Transfer download(const v1::Instruction& ins, ParameterSet& out, double& seconds, uint64_t& bytes);
+  Transfer receive(const v1::Instruction& ins, const std::string& held_digest, ParameterSet& out, Manifest& manifest,
+                   uint64_t& bytes);
   // Uploads `parameters` under `manifest` (the trained set, or its encoding under
   // transport.compression) with the round's report.
   Transfer upload(const v1::Instruction& ins, const Manifest& manifest, const ParameterSet& parameters, const TrainReport& report);
@@ -87,6 +107,10 @@ class WorkerClient {
   std::unique_ptr<LocalTrainer> trainer_;
   // Under transport.compression with errorFeedback: what earlier uploads' encoding dropped.
   std::unique_ptr<ErrorFeedback> feedback_;
+  // Under transport.compression: the last global downloaded, the base of the next download's step.
+  std::shared_ptr<const ParameterSet> held_;
+  std::string held_digest_;
+  std::shared_ptr<HeldGlobals> held_globals_;
   std::mutex session_mu_;
   std::string session_;
   std::string state_ = "idle";

@@ -59,9 +59,9 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r, const std::map<std::string
   }
 }
 
-void WorkerMetrics::encoded(uint64_t decoded_bytes, uint64_t encoded_bytes) {
-  payload_bytes.Add(with(direction("upload"), "form", "decoded")).Increment(static_cast<double>(decoded_bytes));
-  payload_bytes.Add(with(direction("upload"), "form", "encoded")).Increment(static_cast<double>(encoded_bytes));
+void WorkerMetrics::payload(const char* d, uint64_t decoded_bytes, uint64_t encoded_bytes) {
+  payload_bytes.Add(with(direction(d), "form", "decoded")).Increment(static_cast<double>(decoded_bytes));
+  payload_bytes.Add(with(direction(d), "form", "encoded")).Increment(static_cast<double>(encoded_bytes));
 }
 
 std::map<std::string, std::string> WorkerMetrics::direction(const char* d) const { return with(labels_, "direction", d); }

@@ -33,7 +33,8 @@ struct WorkerMetrics {
   prometheus::Family<prometheus::Counter>& payload_bytes;  // labels direction, form: decoded | encoded
 
   void trained(const TrainReport& report, const std::vector<double>& step_seconds);
-  void encoded(uint64_t decoded_bytes, uint64_t encoded_bytes);  // one upload
+  // One transfer under transport.compression: the float32 bytes it stands for, and what travelled.
+  void payload(const char* direction, uint64_t decoded_bytes, uint64_t encoded_bytes);
   // {direction: d} and this client's labels.
   std::map<std::string, std::string> direction(const char* d) const;
 

@@ -73,6 +73,7 @@ int simulate_command(int argc, char** argv) {
     shared.registry = std::make_shared<prometheus::Registry>();
     shared.prefix_cache_metrics = std::make_shared<PrefixCacheMetrics>(*shared.registry);
     shared.dataset_opening = std::make_shared<std::mutex>();
+  shared.held_globals = std::make_shared<HeldGlobals>();
     // Loaded once: the frozen weights of all the clients' policies.
     shared.policies = std::make_shared<PolicyPool>(spec, training_device(spec, *clients.front()), concurrency);
     log_info("simulation_started", {kv("clients", clients.size()), kv("concurrency", concurrency),

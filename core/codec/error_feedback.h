@@ -26,6 +26,8 @@ class ErrorFeedback {
   void keep(const ParameterSet& compensated, const ParameterSet& decoded);
 
   const ParameterSet& residual() const { return residual_; }
+  // A residual kept elsewhere (the aggregator's checkpoint); its layout is checked on use.
+  void restore(ParameterSet residual) { residual_ = std::move(residual); }
 
  private:
   std::string path_;

@@ -1,13 +1,19 @@
 #pragma once
-// An upload under transport.compression, both ends: the worker sends the delta from the round's
-// global, encoded, with a manifest that binds the codec and the digest of the decoded delta; the
-// aggregator decodes it, checks that digest and adds the global back, so everything after the
-// upload (norm checks, strategies, records) sees trained parameters as without a codec.
+// A set travelling as an encoded delta under transport.compression, both ends. Uploads: the
+// worker sends the delta from the round's global, encoded, with a manifest that binds the codec
+// and the digest of the decoded delta; the aggregator decodes it, checks that digest and adds the
+// global back, so everything after the upload (norm checks, strategies, records) sees trained
+// parameters as without a codec. Downloads: the same two functions make and apply the encoded
+// step from one global to the next (aggregator/download_steps.h).
 #include "core/codec/error_feedback.h"
 #include "core/codec/update_codec.h"
 #include "core/tensor/manifest.h"
 
 namespace zk0 {
+
+// The most encoded download steps a worker walks to reach a round's global from the one it
+// holds (aggregator/download_steps.h); further behind, it downloads the whole global.
+constexpr size_t kMaxDownloadSteps = 8;
 
 struct EncodedUpdate {
   ParameterSet encoded;  // what travels

@@ -157,8 +157,8 @@ bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, u
   return true;
 }
 
-ParameterReceiver::ParameterReceiver(std::optional<Manifest> expected_layout, int hash_threads, CodecSettings codec)
-    : expected_(std::move(expected_layout)), codec_(std::move(codec)), hash_threads_(std::max(1, hash_threads)) {}
+ParameterReceiver::ParameterReceiver(std::optional<Manifest> expected_layout, int hash_threads, CodecSettings codec, Plain plain)
+    : expected_(std::move(expected_layout)), codec_(std::move(codec)), plain_(plain), hash_threads_(std::max(1, hash_threads)) {}
 
 ParameterReceiver::~ParameterReceiver() { stop_workers(); }
 
@@ -230,7 +230,7 @@ void ParameterReceiver::on_manifest(const v1::Manifest& proto) {
   }
   if (expected_) {
     try {
-      if (codec_.active()) {
+      if (codec_.active() && (manifest_.encoding || plain_ == Plain::Refused)) {
         check_encoded_layout(*expected_, codec_, manifest_);
       } else {
         if (manifest_.encoding) throw std::runtime_error("an update encoded as '" + manifest_.encoding->codec + "' where plain tensors were expected");

@@ -90,13 +90,16 @@ void receive_parameter_messages(Reader& reader, ParameterReceiver& receiver);
 
 // Receives one parameter set. The manifest must be self-consistent and, when `expected` is given,
 // have its layout (names, dtypes, shapes) before anything is allocated, or with an active `codec`
-// be that layout's encoding (check_encoded_layout); chunks must arrive in
+// be that layout's encoding (check_encoded_layout), or either of the two when `plain` is Accepted
+// (a download that may be the whole global or an encoded step); chunks must arrive in
 // order with correct CRC32C. Each tensor's SHA-256 is computed on background threads as soon as
 // its last byte arrives, so hashing overlaps the rest of the transfer; finish() waits for them
 // and throws TensorHash for the first mismatch.
 class ParameterReceiver {
  public:
-  explicit ParameterReceiver(std::optional<Manifest> expected_layout, int hash_threads = 2, CodecSettings codec = {});
+  enum class Plain { Refused, Accepted };
+  explicit ParameterReceiver(std::optional<Manifest> expected_layout, int hash_threads = 2, CodecSettings codec = {},
+                             Plain plain = Plain::Refused);
   ~ParameterReceiver();
   ParameterReceiver(const ParameterReceiver&) = delete;
   ParameterReceiver& operator=(const ParameterReceiver&) = delete;
@@ -127,6 +130,7 @@ class ParameterReceiver {
 
   std::optional<Manifest> expected_;
   CodecSettings codec_;
+  Plain plain_;
   Manifest manifest_;
   bool has_manifest_ = false;
   bool continuation_ = false;

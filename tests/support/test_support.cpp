@@ -229,6 +229,12 @@ nlohmann::json read_json(const std::string& path) {
 
 bool file_exists(const std::string& path) { return fs::exists(path); }
 
+size_t count_of(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
+  return n;
+}
+
 namespace {
 const std::map<std::string, std::string> kSmallSpecDefaults = {
     {"localSteps", "20"},       {"batchSize", "32"},          {"lr", "1.0e-3"},

@@ -63,6 +63,7 @@ std::string what_of(const std::function<void()>& f);
 bool holds_for(const std::function<bool()>& condition, std::chrono::milliseconds duration);
 nlohmann::json read_json(const std::string& path);  // throws if missing or not JSON
 bool file_exists(const std::string& path);
+size_t count_of(const std::string& haystack, const std::string& needle);  // occurrences, overlapping ones too
 
 // A small FederationRun with `clients` synthetic clients (c0, c1, ...) writing to `output_dir`.
 // `overrides` sets the template's other placeholders (see kSmallSpecDefaults in the .cpp), e.g.
