@@ -1,7 +1,9 @@
 // zk0-bench: the hot paths, each against a baseline measured in the same run.
 //   zk0-bench [--smoke] [transfer|fedavg|robust|codec|decode|samples]...
-//   transfer  a 100M-parameter fp32 update through the real gRPC upload path (SHA-256 manifest,
-//             CRC32C chunks, receiver verification) vs a plain loopback TCP copy of the bytes
+//   transfer  a 100M-parameter fp32 update through the real gRPC upload and download paths
+//             (SHA-256 manifest, CRC32C chunks, receiver verification) vs a plain loopback TCP
+//             copy of the bytes; then the same under each codec (encode, decode and the digest of
+//             the rebuilt set in the timed region), against TCP for the bytes that travel
 //   fedavg    FedAvg of 8 such updates vs memcpy of the same bytes
 //   robust    median, trimmed mean, Krum, Multi-Krum and Bulyan over 16 such updates (spilled to
 //             disk, blockwise) vs FedAvg of the same updates and memcpy; peak RSS of each
@@ -32,6 +34,7 @@
 #include "core/aggregation/parallel.h"
 #include "core/aggregation/strategy.h"
 #include "core/codec/update_codec.h"
+#include "core/codec/update_delta.h"
 #include "core/data/batch_loader.h"
 #include "core/data/lerobot_dataset.h"
 #include "core/lerobot/synth.h"
@@ -74,17 +77,20 @@ class TransferService final : public v1::Federation::Service {
   }
 
   grpc::Status UploadUpdate(grpc::ServerContext*, grpc::ServerReader<v1::UploadMessage>* reader, v1::UploadReply* reply) override {
-    ParameterReceiver receiver(expected);
+    ParameterReceiver receiver(expected, 2, codec);
     try {
       receive_parameter_messages<v1::UploadMessage>(*reader, receiver);
       received = receiver.finish();
+      // As the aggregator does: decode against the round's global, check the decoded digest.
+      if (codec.active()) received = apply_encoded_update(*global, *expected, received, receiver.manifest(), codec, aggregation_threads());
       reply->set_digest(receiver.manifest().digest_hex());
       return grpc::Status::OK;
-    } catch (const TransferError& e) {
+    } catch (const std::runtime_error& e) {
       return {grpc::StatusCode::DATA_LOSS, e.what()};
     }
   }
   std::optional<Manifest> expected;
+  CodecSettings codec;
   ParameterSet received;
   const ParameterSet* global = nullptr;
   // Built once per round by the aggregator, not per download.
@@ -113,39 +119,66 @@ struct Loopback {
   ~Loopback() { server->Shutdown(); }
 };
 
-double grpc_download_seconds(const ParameterSet& global, const Manifest& manifest, const TransportSpec& transport) {
+// What the aggregator serves a worker: the whole global, or under a codec the encoded step to it
+// from the global the worker holds (made once per round, outside the timed region).
+struct Served {
+  ParameterSet parameters;
+  Manifest manifest;
+};
+
+// One download of `served` into a worker holding `held` (under a codec) that must end with
+// parameters whose manifest digest is `target`. The worker's decode and digest are timed.
+double grpc_download_seconds(const Served& served, const ParameterSet& held, const Manifest& layout, const std::string& target,
+                             const TransportSpec& transport) {
   Loopback loop(transport);
-  const std::vector<uint32_t> checksums = chunk_checksums(global, loop.service.chunk_bytes);
-  loop.service.global = &global;
-  loop.service.global_manifest = &manifest;
+  const std::vector<uint32_t> checksums = chunk_checksums(served.parameters, loop.service.chunk_bytes);
+  loop.service.global = &served.parameters;
+  loop.service.global_manifest = &served.manifest;
   loop.service.global_checksums = &checksums;
+  const CodecSettings& codec = transport.compression.codec;
   const auto start = Clock::now();
   grpc::ClientContext ctx;
   auto reader = loop.stub->DownloadParameters(&ctx, v1::DownloadRequest());
-  ParameterReceiver receiver(manifest);  // the worker knows its trainable layout
+  ParameterReceiver receiver(layout, 2, codec, ParameterReceiver::Plain::Accepted);  // the worker knows its trainable layout
   receive_parameter_messages<v1::ParameterMessage>(*reader, receiver);
   const grpc::Status s = reader->Finish();
-  const ParameterSet received = receiver.finish();
+  ParameterSet received = receiver.finish();
+  std::string reached = receiver.manifest().digest_hex();
+  if (codec.active()) {
+    received = apply_encoded_update(held, layout, received, receiver.manifest(), codec, aggregation_threads());
+    reached = build_manifest(received, aggregation_threads()).digest_hex();
+  }
   const double seconds = seconds_since(start);
-  if (!s.ok() || receiver.manifest().digest != manifest.digest) throw std::runtime_error("bench download failed");
+  if (!s.ok() || reached != target) throw std::runtime_error("bench download failed");
   return seconds;
 }
 
-double grpc_upload_seconds(const ParameterSet& update, const TransportSpec& transport) {
+// One upload of `trained` (from `global`, under a codec encoded as a delta: encoding, the
+// sender's hashes, the aggregator's decode and digest check all in the timed region). Returns the
+// seconds and sets the bytes that travelled.
+double grpc_upload_seconds(const ParameterSet& trained, const ParameterSet& global, const TransportSpec& transport, uint64_t& travelled) {
   Loopback loop(transport);
-  loop.service.expected = build_manifest(update);  // the aggregator knows the layout in advance
+  loop.service.expected = build_manifest(trained);  // the aggregator knows the layout in advance
+  loop.service.codec = transport.compression.codec;
+  loop.service.global = &global;
   auto& stub = loop.stub;
   const auto start = Clock::now();
-  const Manifest manifest = build_manifest(update);  // the sender hashes inside the timed region
+  EncodedUpdate encoded;
+  if (transport.compression.codec.active())
+    encoded = encode_trained_update(trained, global, transport.compression.codec, nullptr, aggregation_threads());
+  const ParameterSet& sent = transport.compression.codec.active() ? encoded.encoded : trained;
+  // The sender hashes inside the timed region.
+  const Manifest manifest = transport.compression.codec.active() ? encoded.manifest : build_manifest(trained, aggregation_threads());
   grpc::ClientContext ctx;
   v1::UploadReply reply;
   auto writer = stub->UploadUpdate(&ctx, &reply);
-  send_parameter_messages<v1::UploadMessage>(manifest, update, transport.chunk_bytes,
+  send_parameter_messages<v1::UploadMessage>(manifest, sent, transport.chunk_bytes,
                                              [&](const v1::UploadMessage& m) { return writer->Write(m); });
   writer->WritesDone();
   const grpc::Status s = writer->Finish();
   const double seconds = seconds_since(start);
   if (!s.ok() || reply.digest() != manifest.digest_hex()) throw std::runtime_error("bench upload failed: " + s.error_message());
+  travelled = manifest.total_bytes();
   return seconds;
 }
 
@@ -186,8 +219,11 @@ double tcp_copy_seconds(const ParameterSet& update) {
   return seconds;
 }
 
+// goal 0: a figure reported without one.
 void report(const char* name, const std::string& figure, double ratio, const char* baseline, double goal) {
-  std::printf("%-9s %s  ratio=%.2f vs %s (goal >= %.1f)\n", name, figure.c_str(), ratio, baseline, goal);
+  std::printf("%-9s %s  ratio=%.2f vs %s", name, figure.c_str(), ratio, baseline);
+  if (goal > 0) std::printf(" (goal >= %.1f)", goal);
+  std::printf("\n");
 }
 
 std::string format(const char* fmt, double a, double b) {
@@ -197,21 +233,47 @@ std::string format(const char* fmt, double a, double b) {
 }
 
 void bench_transfer(int64_t params) {
-  const ParameterSet update = make_update(params, 1);
-  const double mb = static_cast<double>(update.total_bytes()) / 1e6;
-  const Manifest manifest = build_manifest(update);
-  TransportSpec transport;
-  double best_up = 1e9, best_down = 1e9, best_tcp = 1e9;
-  for (int i = 0; i < 3; ++i) {  // best of three: the figure of a warm machine
-    best_tcp = std::min(best_tcp, tcp_copy_seconds(update));
-    best_down = std::min(best_down, grpc_download_seconds(update, manifest, transport));
-    best_up = std::min(best_up, grpc_upload_seconds(update, transport));
+  const ParameterSet global = make_update(params, 1);
+  // A round's training moves the global a little: the update is the global plus a small delta.
+  const ParameterSet trained = combine(global, make_update(params, 2), 1.0f, aggregation_threads());
+  const double mb = static_cast<double>(global.total_bytes()) / 1e6;
+  const Manifest layout = build_manifest(global), trained_manifest = build_manifest(trained);
+  double best_tcp = 1e9;
+  for (int i = 0; i < 3; ++i) best_tcp = std::min(best_tcp, tcp_copy_seconds(global));
+  const double tcp_rate = mb / best_tcp;
+  std::printf("transfer  loopback TCP %.0f MB/s (%.3f s for %.0f MB)\n", tcp_rate, best_tcp, mb);
+  for (const CodecSettings& codec : {CodecSettings{}, CodecSettings{CodecKind::Bf16}, CodecSettings{CodecKind::Int8, 4096},
+                                     CodecSettings{CodecKind::TopK, 0, 0.01}}) {
+    TransportSpec transport;
+    transport.compression.codec = codec;
+    const std::string name = codec.active() ? codec_name(codec.kind) : "float32";
+    // The download: the whole global, or the encoded step the aggregator made from the held global.
+    Served served{trained, trained_manifest};
+    std::string target = trained_manifest.digest_hex();
+    if (codec.active()) {
+      const EncodedUpdate step = encode_trained_update(trained, global, codec, nullptr, aggregation_threads());
+      served = {step.encoded, step.manifest};
+      target = build_manifest(combine(global, step.decoded, 1.0f, aggregation_threads())).digest_hex();
+    }
+    const double down_mb = static_cast<double>(served.manifest.total_bytes()) / 1e6;
+    double best_up = 1e9, best_down = 1e9;
+    uint64_t travelled = 0;
+    for (int i = 0; i < 3; ++i) {  // best of three: the figure of a warm machine
+      best_down = std::min(best_down, grpc_download_seconds(served, global, layout, target, transport));
+      best_up = std::min(best_up, grpc_upload_seconds(trained, global, transport, travelled));
+    }
+    const double up_mb = static_cast<double>(travelled) / 1e6;
+    // The ratio counts the bytes that travel; "float32 equivalent" is what the link would have
+    // needed to carry the same update uncompressed in that time.
+    report(("down " + name).c_str(),
+           format("%.0f MB/s of %.1f MB, receiver verifies and rebuilds", down_mb / best_down, down_mb) +
+               format(" (%.3f s; %.0f MB/s float32 equivalent)", best_down, mb / best_down),
+           down_mb / best_down / tcp_rate, "loopback TCP", codec.active() ? 0.0 : 0.5);
+    report(("up " + name).c_str(),
+           format("%.0f MB/s of %.1f MB, sender encodes and hashes", up_mb / best_up, up_mb) +
+               format(" (%.3f s; %.0f MB/s float32 equivalent)", best_up, mb / best_up),
+           up_mb / best_up / tcp_rate, "loopback TCP", codec.active() ? 0.0 : 0.5);
   }
-  const std::string tcp = format(", loopback TCP %.0f MB/s (%.3f s)", mb / best_tcp, best_tcp);
-  report("download", format("%.0f MB/s aggregator->worker, receiver verifies CRC32C + SHA-256 (%.3f s", mb / best_down, best_down) + ")" + tcp,
-         best_tcp / best_down, "loopback TCP", 0.5);
-  report("upload", format("%.0f MB/s worker->aggregator, sender hashes too (%.3f s", mb / best_up, best_up) + ")" + tcp,
-         best_tcp / best_up, "loopback TCP", 0.5);
 }
 
 void bench_fedavg(int64_t params, int clients) {

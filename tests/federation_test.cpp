@@ -651,6 +651,42 @@ TEST(Transfers, ALinkCutMidDownloadAndMidUploadResumesFromTheLastVerifiedChunk) 
 // A worker whose link is down for longer than the heartbeat timeout, the process running on: the
 // round in progress drops it, the rounds after go on without it, and once the link is back the
 // same process (no restart, its session found gone or kept) is selected again and counted.
+// A worker behind a home link: 20 Mbit/s each way, 50 ms one way (a user-space link,
+// tests/support/tcp_relay.h: this kernel has no netem). Its float32 update of ~4 MB takes
+// seconds each way; its heartbeats share the connection and keep it alive through every
+// transfer. With int8 a quarter of the bytes cross each way (downloads as encoded steps after the
+// first round), and the round's transfer time falls with them.
+TEST(Transfers, OnASlowLinkTransfersShrinkWithTheCodecAndHeartbeatsPassWhileOneIsInFlight) {
+  constexpr uint64_t kLinkBytesPerSecond = 20'000'000 / 8;
+  std::map<std::string, double> seconds, bytes;
+  for (const std::string codec : {"none", "int8"}) {
+    SCOPED_TRACE(codec);
+    Federation f("slow-link-" + codec, 1, 3, {{"hiddenDim", "480"}, {"localSteps", "2"}, {"minFitClients", "1"},
+                                              {"minAvailableClients", "1"}, {"tls", codec == "none" ? "" : "    compression: {codec: int8}\n"}});
+    f.start_aggregator();
+    TcpRelay link(f.port, kLinkBytesPerSecond, 50ms);
+    f.start_worker("c0", "", "127.0.0.1:" + std::to_string(link.port()));
+    ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
+    const auto rounds = f.metrics()["rounds"];
+    for (int r = 2; r <= 3; ++r) {  // after the first round, whose download is the whole global either way
+      const auto& p = rounds[r]["clients"][0];
+      ASSERT_EQ(p["status"], "accepted") << p.dump();
+      seconds[codec] += p["download_seconds"].get<double>() + p["upload_seconds"].get<double>();
+      bytes[codec] += p["bytes_downloaded"].get<double>() + p["bytes_uploaded"].get<double>();
+    }
+    // The link, not the machine, set the pace: the bytes took at least their time on it.
+    EXPECT_GE(seconds[codec], 0.9 * bytes[codec] / kLinkBytesPerSecond) << f.logs();
+    // No heartbeat went missing while seconds of parameters crossed the link.
+    EXPECT_EQ(f.aggregator->log().find("event=client_dropped"), std::string::npos) << f.logs();
+    EXPECT_EQ(f.workers["c0"]->log().find("event=round_abandoned"), std::string::npos) << f.logs();
+  }
+  std::printf("slow link, rounds 2-3: float32 %.1f MB in %.2f s, int8 %.1f MB in %.2f s\n", bytes["none"] / 1e6, seconds["none"],
+              bytes["int8"] / 1e6, seconds["int8"]);
+  EXPECT_GT(bytes["none"], 4 * kLinkBytesPerSecond) << "the float32 transfers should take seconds on this link";
+  EXPECT_LE(bytes["int8"], 0.27 * bytes["none"]);
+  EXPECT_LT(seconds["int8"], 0.4 * seconds["none"]);
+}
+
 TEST(Transfers, AWorkerOfflineForRoundsIsLeftOutAndTakesPartAgainWhenItsLinkIsBack) {
   // Rounds of about a second, so that rounds remain when the link is back and c0 has reconnected.
   Federation f("offline", 3, 10, {{"minFitClients", "2"}, {"minAvailableClients", "2"}, {"localSteps", "400"}});
@@ -1003,8 +1039,11 @@ TEST(Compression, EachCodecTrainsARunWithItsBytesAndAWrongCodecIsRefusedByName) 
         EXPECT_LE(p["bytes_uploaded"].get<double>(), c.at_most * global_bytes) << p.dump();
         EXPECT_GT(p["update_norm"].get<double>(), 0) << p.dump();
         // The first download is the whole global; later ones the encoded step from the last.
-        if (r == 1) EXPECT_GE(p["bytes_downloaded"].get<double>(), global_bytes) << p.dump();
-        else EXPECT_LE(p["bytes_downloaded"].get<double>(), c.at_most * global_bytes) << p.dump();
+        if (r == 1) {
+          EXPECT_GE(p["bytes_downloaded"].get<double>(), global_bytes) << p.dump();
+        } else {
+          EXPECT_LE(p["bytes_downloaded"].get<double>(), c.at_most * global_bytes) << p.dump();
+        }
       }
     EXPECT_TRUE(std::isfinite(rounds[3]["server_eval_loss"].get<double>()));
     for (const char* w : {"c0", "c1"}) {
@@ -1027,6 +1066,7 @@ TEST(Compression, EachCodecTrainsARunWithItsBytesAndAWrongCodecIsRefusedByName) 
   ASSERT_EQ(f.aggregator->wait(180s), 0) << f.logs();
   EXPECT_NE(f.aggregator->log().find("expected an update encoded as 'int8 block_size=4096', got 'bf16'"), std::string::npos) << f.logs();
   const auto round = f.metrics()["rounds"][1]["clients"];
-  for (const auto& p : round)
+  for (const auto& p : round) {
     if (p["client"] == "c1") EXPECT_NE(p["status"], "accepted") << p.dump();
+  }
 }

@@ -12,6 +12,7 @@
 #include "core/privacy/gaussian_noise.h"
 #include "core/privacy/rdp_accountant.h"
 #include "core/spec/federation_spec.h"
+#include "support/test_support.h"
 
 using namespace zk0;
 
@@ -42,12 +43,7 @@ std::string problems_of(const std::string& strategy_yaml, int clients = 4) {
   std::string yaml = "apiVersion: zk0.io/v1alpha1\nkind: FederationRun\nmetadata: {name: p}\nspec:\n  rounds: 10\n"
                      "  partition: {clients: " + std::to_string(clients) + ", dataset: {synthetic: {task: t}}}\n"
                      "  evaluation: {dataset: {synthetic: {task: e}}}\n  strategy: " + strategy_yaml + "\n";
-  try {
-    parse_spec(yaml);
-  } catch (const SpecError& e) {
-    return e.what();
-  }
-  return "";
+  return test::spec_problems(yaml);
 }
 
 }  // namespace

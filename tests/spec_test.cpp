@@ -18,15 +18,6 @@ using namespace zk0;
 
 namespace {
 
-std::string problems_of(const std::string& yaml) {
-  try {
-    parse_spec(yaml);
-  } catch (const SpecError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 const std::string kMinimal = R"(
 apiVersion: zk0.io/v1alpha1
 kind: FederationRun
@@ -230,7 +221,7 @@ TEST_P(SpecErrors, NamesTheFieldAndTheReason) {
   const size_t at = yaml.find(c.from);
   ASSERT_NE(at, std::string::npos) << c.from;
   yaml.replace(at, std::string(c.from).size(), c.to);
-  const std::string err = problems_of(yaml);
+  const std::string err = test::spec_problems(yaml);
   EXPECT_NE(err.find(c.expected), std::string::npos) << "error was:\n" << err;
 }
 

@@ -46,6 +46,26 @@ TEST(Hash, Crc32cCheckValue) {
   EXPECT_EQ(crc32c(big.data() + 1000, big.size() - 1000, crc32c(big.data(), 1000)), whole);  // chaining
   big[12345] ^= 1;
   EXPECT_NE(crc32c(big.data(), big.size()), whole);
+  // The three-lane path (joined by GF(2) shifts) equals the bytewise definition on every length
+  // around its lane sizes, and the copying form copies exactly.
+  const auto bitwise = [](const uint8_t* p, size_t n) {
+    uint32_t c = ~0u;
+    for (size_t i = 0; i < n; ++i) {
+      c ^= p[i];
+      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+    }
+    return ~c;
+  };
+  std::vector<uint8_t> copy(big.size());
+  for (size_t n : {size_t{0}, size_t{7}, size_t{767}, size_t{768}, size_t{769}, size_t{3 * 8192 - 1}, size_t{3 * 8192},
+                   size_t{3 * 8192 + 3 * 256 + 13}, size_t{2 * 3 * 8192 + 5}, big.size() - 3}) {
+    const uint8_t* p = big.data() + 3;  // unaligned
+    EXPECT_EQ(crc32c(p, n), bitwise(p, n)) << n;
+    std::fill(copy.begin(), copy.end(), 0);
+    EXPECT_EQ(crc32c_copy(copy.data() + 1, p, n), bitwise(p, n)) << n;
+    EXPECT_TRUE(std::equal(p, p + n, copy.begin() + 1)) << n;
+    EXPECT_EQ(copy[n + 1], 0) << n;
+  }
 }
 
 TEST(Manifest, CanonicalEncodingAndDigest) {

@@ -7,16 +7,19 @@ namespace zk0 {
 ParameterSet combine(const ParameterSet& a, const ParameterSet& b, float sign, int threads) {
   if (a.tensors.size() != b.tensors.size())
     throw CodecError(std::to_string(a.tensors.size()) + " tensors against " + std::to_string(b.tensors.size()));
-  ParameterSet out = a;
-  for (size_t i = 0; i < out.tensors.size(); ++i) {
-    Tensor& t = out.tensors[i];
-    const Tensor& u = b.tensors.at(i);
+  ParameterSet out;
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    const Tensor& t = a.tensors[i];
+    const Tensor& u = b.tensors[i];
     if (t.name != u.name || t.shape != u.shape || t.dtype != DType::F32 || u.dtype != DType::F32)
       throw CodecError("tensor '" + t.name + "' and '" + u.name + "' are not the same float32 layout");
-    float* x = t.as<float>();
+    // Written in one pass into memory never touched before (no copy of `a` first).
+    Tensor& o = out.tensors.emplace_back(make_tensor(t.name, DType::F32, t.shape));
+    float* z = o.as<float>();
+    const float* x = t.as<float>();
     const float* y = u.as<float>();
     parallel_for(static_cast<size_t>(t.numel()), threads, [&](size_t begin, size_t end) {
-      for (size_t j = begin; j < end; ++j) x[j] += sign * y[j];
+      for (size_t j = begin; j < end; ++j) z[j] = x[j] + sign * y[j];
     });
   }
   return out;
@@ -28,7 +31,7 @@ EncodedUpdate encode_trained_update(const ParameterSet& trained, const Parameter
   const ParameterSet delta = combine(trained, base, -1.0f, threads);
   u.compensated = feedback ? feedback->compensate(delta) : delta;
   u.encoded = encode_update(u.compensated, codec, threads);
-  u.decoded = decode_update(u.encoded, build_manifest(u.compensated, threads), codec, threads);
+  u.decoded = decode_update(u.encoded, layout_of(u.compensated), codec, threads);
   u.manifest = build_encoded_manifest(u.encoded, {codec.describe(), build_manifest(u.decoded, threads).digest}, threads);
   return u;
 }

@@ -31,5 +31,7 @@ std::string to_hex(const Sha256Digest& digest);
 // CRC32C (Castagnoli). Chunks carry it so that a corrupted chunk is caught the moment it
 // arrives, at memory speed; the SHA-256 per tensor is the end-to-end guarantee.
 uint32_t crc32c(const void* data, size_t size, uint32_t crc = 0);
+// crc32c of `src`, copying it to `dst` in the same pass (a receiver's chunk into its tensor).
+uint32_t crc32c_copy(void* dst, const void* src, size_t size, uint32_t crc = 0);
 
 }  // namespace zk0

@@ -33,19 +33,11 @@ Sha256Digest manifest_digest(const std::vector<TensorEntry>& tensors, const std:
 }
 
 Manifest build_manifest(const ParameterSet& parameters, int threads) {
-  Manifest m;
-  m.tensors.resize(parameters.tensors.size());
+  Manifest m = layout_of(parameters);
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < parameters.tensors.size();) {
-      const Tensor& t = parameters.tensors[i];
-      TensorEntry& e = m.tensors[i];
-      e.name = t.name;
-      e.dtype = t.dtype;
-      e.shape = t.shape;
-      e.byte_length = t.bytes.size();
-      e.sha256 = sha256(t.bytes.data(), t.bytes.size());
-    }
+    for (size_t i; (i = next.fetch_add(1)) < parameters.tensors.size();)
+      m.tensors[i].sha256 = sha256(parameters.tensors[i].bytes.data(), parameters.tensors[i].bytes.size());
   };
   const int n = std::max(1, std::min<int>(threads, static_cast<int>(parameters.tensors.size())));
   std::vector<std::thread> pool;
@@ -53,6 +45,19 @@ Manifest build_manifest(const ParameterSet& parameters, int threads) {
   work();
   for (auto& th : pool) th.join();
   m.digest = manifest_digest(m.tensors);
+  return m;
+}
+
+Manifest layout_of(const ParameterSet& parameters) {
+  Manifest m;
+  for (const Tensor& t : parameters.tensors) {
+    TensorEntry e;
+    e.name = t.name;
+    e.dtype = t.dtype;
+    e.shape = t.shape;
+    e.byte_length = t.bytes.size();
+    m.tensors.push_back(std::move(e));
+  }
   return m;
 }
 

@@ -50,6 +50,9 @@ Sha256Digest manifest_digest(const std::vector<TensorEntry>& tensors, const std:
 
 // Hashes every tensor (spread over `threads` threads) and fills the digest.
 Manifest build_manifest(const ParameterSet& parameters, int threads = 2);
+// Names, dtypes, shapes and byte lengths, nothing hashed (no SHA-256, no digest): a layout to
+// decode into or compare against, never a manifest to send or check.
+Manifest layout_of(const ParameterSet& parameters);
 // The manifest of an encoded set: build_manifest's, with `encoding` bound into the digest.
 Manifest build_encoded_manifest(const ParameterSet& encoded, ManifestEncoding encoding, int threads = 2);
 

@@ -268,10 +268,11 @@ void ParameterReceiver::on_chunk(const v1::Chunk& chunk) {
     throw TransferError(TransferError::Kind::OutOfOrder,
                         "tensor '" + e.name + "': chunk of " + std::to_string(data.size()) + " bytes at offset " +
                             std::to_string(offset_) + " overruns its " + std::to_string(e.byte_length) + " bytes");
-  if (crc32c(data.data(), data.size()) != chunk.crc32c())
+  // Copied while checked, in one pass: a chunk that fails leaves bytes past position(), which the
+  // resumed stream overwrites.
+  if (crc32c_copy(parameters_.tensors[tensor_].bytes.data() + offset_, data.data(), data.size()) != chunk.crc32c())
     throw TransferError(TransferError::Kind::ChunkChecksum,
                         "tensor '" + e.name + "': chunk at offset " + std::to_string(offset_) + " fails its CRC32C");
-  std::memcpy(parameters_.tensors[tensor_].bytes.data() + offset_, data.data(), data.size());
   offset_ += data.size();
   bytes_ += data.size();
   if (offset_ == e.byte_length) {

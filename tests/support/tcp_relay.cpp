@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <stdexcept>
 #include <string>
 
@@ -31,8 +32,8 @@ void reset(int fd) {
 }
 }  // namespace
 
-TcpRelay::TcpRelay(int target_port, uint64_t bytes_per_second)
-    : target_port_(target_port), bytes_per_second_(bytes_per_second) {
+TcpRelay::TcpRelay(int target_port, uint64_t bytes_per_second, std::chrono::milliseconds latency)
+    : target_port_(target_port), bytes_per_second_(bytes_per_second), latency_(latency) {
   listener_ = socket(AF_INET, SOCK_STREAM, 0);
   const int one = 1;
   setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -80,26 +81,61 @@ void TcpRelay::accept_loop() {
   }
 }
 
+namespace {
+bool write_all(int fd, const char* data, size_t n) {
+  for (size_t done = 0; done < n;) {
+    const ssize_t w = write(fd, data + done, n - done);
+    if (w <= 0) return false;
+    done += static_cast<size_t>(w);
+  }
+  return true;
+}
+}  // namespace
+
 void TcpRelay::forward(int client, int server) {
+  using Clock = std::chrono::steady_clock;
   const int from[2] = {client, server}, to[2] = {server, client};
-  // Paced, a read takes at most 4 KiB, which then takes its share of a second to pass on.
+  // Each direction is a link of its own: a read of at most 4 KiB (paced) occupies it for its share
+  // of a second, and the bytes arrive `latency_` after they were put on it.
+  struct InFlight {
+    Clock::time_point due;
+    std::string bytes;
+  };
+  std::deque<InFlight> in_flight[2];
+  Clock::time_point link_free[2] = {Clock::now(), Clock::now()};
   std::vector<char> buffer(bytes_per_second_ > 0 ? 4096 : 64 * 1024);
-  bool cut = false;
+  bool cut = false, closed = false;
   int cut_direction = 0;
-  while (!stop_ && !cut) {
+  const auto deliver = [&](int d, bool all) {
+    while (!in_flight[d].empty() && (all || in_flight[d].front().due <= Clock::now())) {
+      if (!write_all(to[d], in_flight[d].front().bytes.data(), in_flight[d].front().bytes.size())) return false;
+      in_flight[d].pop_front();
+    }
+    return true;
+  };
+  while (!stop_ && !cut && !closed) {
     if (offline_) {
       reset(client);
       reset(server);
       return;
     }
-    pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
-    if (poll(p, 2, 100) <= 0) continue;
-    bool closed = false;
+    for (int d = 0; d < 2; ++d) closed = closed || !deliver(d, false);
+    if (closed) break;
+    const auto now = Clock::now();
+    auto wake = now + std::chrono::milliseconds(100);
+    pollfd p[2];
+    for (int d = 0; d < 2; ++d) {
+      p[d] = {from[d], static_cast<short>(link_free[d] <= now ? POLLIN : 0), 0};
+      if (link_free[d] > now) wake = std::min(wake, link_free[d]);
+      if (!in_flight[d].empty()) wake = std::min(wake, in_flight[d].front().due);
+    }
+    const auto timeout = std::chrono::ceil<std::chrono::milliseconds>(wake - now).count();
+    if (poll(p, 2, static_cast<int>(std::max<int64_t>(0, timeout))) <= 0) continue;
     for (int d = 0; d < 2 && !cut && !closed; ++d) {
       if (!(p[d].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       ssize_t n = read(from[d], buffer.data(), buffer.size());
       if (n <= 0) {
-        closed = true;
+        closed = true;  // what is still on the links arrives before the close
         break;
       }
       {
@@ -113,20 +149,15 @@ void TcpRelay::forward(int client, int server) {
           ++cuts_[d];
         }
       }
-      for (ssize_t done = 0; done < n;) {
-        const ssize_t w = write(to[d], buffer.data() + done, static_cast<size_t>(n - done));
-        if (w <= 0) {
-          closed = true;
-          break;
-        }
-        done += w;
-      }
-      carried_[d] += static_cast<uint64_t>(n);
+      const auto read_at = Clock::now();
       if (bytes_per_second_ > 0)
-        std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(n) * 1000000 / static_cast<int64_t>(bytes_per_second_)));
+        link_free[d] = std::max(read_at, link_free[d]) +
+                       std::chrono::microseconds(static_cast<int64_t>(n) * 1000000 / static_cast<int64_t>(bytes_per_second_));
+      in_flight[d].push_back({(bytes_per_second_ > 0 ? link_free[d] : read_at) + latency_, std::string(buffer.data(), static_cast<size_t>(n))});
+      carried_[d] += static_cast<uint64_t>(n);
     }
-    if (closed) break;
   }
+  for (int d = 0; d < 2; ++d) deliver(d, true);
   if (cut) {
     // The side the bytes went to gets what was forwarded before the end of the stream (a reset
     // would have its kernel drop what its reader had not taken yet); the sender gets a reset.

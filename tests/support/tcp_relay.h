@@ -6,6 +6,7 @@
 // Peers reconnect through it afterwards as usual.
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <thread>
@@ -17,8 +18,10 @@ class TcpRelay {
  public:
   enum Direction { ToServer = 0, ToClient = 1 };
   // `bytes_per_second` paces each direction of each connection (0: as fast as loopback goes), so
-  // that a transfer takes the time it would on a slow link and its receiver reads it as it comes.
-  explicit TcpRelay(int target_port, uint64_t bytes_per_second = 0);
+  // that a transfer takes the time it would on a slow link and its receiver reads it as it comes;
+  // `latency` delays every byte by that much one way. (A user-space link: this kernel has no
+  // netem qdisc, CONFIG_NET_SCH_NETEM is not set.)
+  explicit TcpRelay(int target_port, uint64_t bytes_per_second = 0, std::chrono::milliseconds latency = {});
   ~TcpRelay();
   TcpRelay(const TcpRelay&) = delete;
   TcpRelay& operator=(const TcpRelay&) = delete;
@@ -39,6 +42,7 @@ class TcpRelay {
 
   int target_port_;
   uint64_t bytes_per_second_;
+  std::chrono::milliseconds latency_;
   int listener_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/spec/federation_spec.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -228,6 +230,15 @@ nlohmann::json read_json(const std::string& path) {
 }
 
 bool file_exists(const std::string& path) { return fs::exists(path); }
+
+std::string spec_problems(const std::string& yaml) {
+  try {
+    parse_spec(yaml);
+  } catch (const SpecError& e) {
+    return e.what();
+  }
+  return "";
+}
 
 size_t count_of(const std::string& haystack, const std::string& needle) {
   size_t n = 0;

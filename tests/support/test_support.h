@@ -64,6 +64,8 @@ bool holds_for(const std::function<bool()>& condition, std::chrono::milliseconds
 nlohmann::json read_json(const std::string& path);  // throws if missing or not JSON
 bool file_exists(const std::string& path);
 size_t count_of(const std::string& haystack, const std::string& needle);  // occurrences, overlapping ones too
+// What parse_spec refuses in `yaml` (its SpecError's text), or "" when it takes it.
+std::string spec_problems(const std::string& yaml);
 
 // A small FederationRun with `clients` synthetic clients (c0, c1, ...) writing to `output_dir`.
 // `overrides` sets the template's other placeholders (see kSmallSpecDefaults in the .cpp), e.g.
