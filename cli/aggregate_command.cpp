@@ -92,6 +92,12 @@ int aggregate_command(int argc, char** argv) {
     std::cerr << spec_path << ":\n" << e.what() << "\n";
     return kExitInvalidInput;
   }
+  if (spec.strategy.privacy.enabled) {
+    std::cerr << "zk0 aggregate: " << spec_path
+              << ": spec.strategy.privacy: a differentially private round cannot be recomputed from its updates (its "
+                 "Poisson sample and Gaussian noise are drawn from the OS CSPRNG and never stored)\n";
+    return kExitInvalidInput;
+  }
   try {
     const auto global = std::make_shared<const ParameterSet>(read_safetensors(global_path));
     const std::string scratch = (std::filesystem::absolute(output_path).parent_path() / ".zk0-aggregate-scratch").string();

@@ -7,6 +7,7 @@
 
 #include "core/tensor/safetensors.h"
 #include "core/util/exit_codes.h"
+#include "core/util/fs.h"
 #include "support/test_support.h"
 
 using namespace zk0;
@@ -93,4 +94,17 @@ TEST(AggregateCommand, RefusesWhatTheAggregatorWouldRefuseNamingTheFile) {
   const std::string out = f.run(code);
   EXPECT_EQ(code, kExitInvalidInput);
   EXPECT_NE(out.find("krum needs at least 5 updates, got 4"), std::string::npos) << out;
+}
+
+TEST(AggregateCommand, ADifferentiallyPrivateSpecIsRefusedRatherThanAveragedWithoutItsNoise) {
+  Files f("privacy: {clipNorm: 1, noiseMultiplier: 1, delta: 1.0e-5}");
+  std::string yaml = read_file(f.spec);  // Poisson sampling replaces the quorum and fraction
+  for (const std::string line : {"    fractionFit: 1.0\n", "    minFitClients: 5\n"}) yaml.erase(yaml.find(line), line.size());
+  ASSERT_EQ(write_spec(f.dir, yaml), f.spec);
+  for (int i = 0; i < 5; ++i) f.update("c" + std::to_string(i), point({static_cast<float>(i)}));
+  int code = -1;
+  const std::string out = f.run(code);
+  EXPECT_EQ(code, kExitInvalidInput) << out;
+  EXPECT_NE(out.find("spec.strategy.privacy: a differentially private round cannot be recomputed"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(f.dir + "/out.safetensors"));
 }
