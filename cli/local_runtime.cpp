@@ -190,12 +190,15 @@ int run_locally(const LocalRunOptions& options) {
   }
   const size_t local_clients =
       static_cast<size_t>(std::count_if(spec.clients.begin(), spec.clients.end(), [](const ClientSpec& c) { return !c.remote; }));
-  const bool simulate = options.simulate || options.concurrency > 0 || spec.simulation.has_value();
-  const int concurrency = options.concurrency > 0 ? options.concurrency : spec.simulation ? spec.simulation->concurrency : 1;
-  if (simulate && (local_clients == 0 || static_cast<size_t>(concurrency) > local_clients)) {
-    std::cerr << "zk0: --concurrency " << concurrency << ": must not exceed the " << local_clients
-              << " clients this machine runs\n";
-    return 2;
+  const bool simulate = options.simulate || spec.simulation.has_value();
+  int concurrency = 1;
+  if (simulate) {
+    try {
+      concurrency = simulation_concurrency(spec, options.concurrency);
+    } catch (const SpecError& e) {
+      std::cerr << "zk0: " << e.what() << "\n";
+      return 2;
+    }
   }
   fs::path spec_path = fs::absolute(options.spec_path);
   const fs::path out = fs::absolute(spec.output_dir);

@@ -14,9 +14,9 @@ struct LocalRunOptions {
   // on other machines can reach.
   std::string listen = "127.0.0.1:0";
   // The simulation runtime whatever the spec says (--simulate), and how many clients train at a
-  // time (--concurrency, over spec.simulation.concurrency; 0 = the spec's, else 1).
+  // time (--concurrency as typed, over spec.simulation.concurrency; empty = the spec's, else 1).
   bool simulate = false;
-  int concurrency = 0;
+  std::string concurrency;
 };
 
 int run_locally(const LocalRunOptions& options);

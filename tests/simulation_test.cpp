@@ -172,6 +172,24 @@ TEST(Simulation, ValidateExpandsAPartitionAndRefusesImpossibleSettings) {
     EXPECT_EQ(v.code, 2) << r.field << "\n" << v.output;
     EXPECT_NE(v.output.find(r.field), std::string::npos) << v.output;
   }
+  // --concurrency follows the same rule, in zk0 run and in the simulating worker alike.
+  const std::string dir = test::make_temp_dir("simulation-flag");
+  write_file_atomic(dir + "/spec.yaml", spec_text("flag", dir + "/out", lerobot));
+  for (const auto& [command, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"zk0 run SPEC --concurrency 0", "--concurrency: must be a whole number of at least 1 (got '0')"},
+           {"zk0 run SPEC --concurrency two", "--concurrency: must be a whole number of at least 1 (got 'two')"},
+           {"zk0 run SPEC --concurrency 5", "--concurrency: must not exceed the 4 clients this machine runs (got 5)"},
+           {"zk0-worker simulate --spec SPEC --aggregator 127.0.0.1:1 --state-dir " + dir + "/state --concurrency 5",
+            "--concurrency: must not exceed the 4 clients this machine runs (got 5)"}}) {
+    std::string line = std::string(ZK0_BIN_DIR) + "/" + command;
+    line.replace(line.find("SPEC"), 4, dir + "/spec.yaml");
+    int code = -1;
+    const std::string out = test::run_command(line + " 2>&1", &code);
+    EXPECT_EQ(code, 2) << command << "\n" << out;
+    EXPECT_NE(out.find(expected), std::string::npos) << command << "\n" << out;
+  }
+  EXPECT_FALSE(fs::exists(dir + "/out/federated_metrics.json"));
+  fs::remove_all(dir);
 }
 
 // Four owners' shares of one LeRobot dataset, trained by four worker processes and then by one

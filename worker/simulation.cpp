@@ -31,7 +31,7 @@ int usage() {
 
 int simulate_command(int argc, char** argv) {
   std::string spec_path, address, state_dir, metrics_listen = "0.0.0.0:9465", metrics_port_file;
-  int concurrency = 0;  // 0: the spec's
+  std::string concurrency;  // as typed; empty: the spec's
   if (argc % 2 == 0) return usage();
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
@@ -40,31 +40,18 @@ int simulate_command(int argc, char** argv) {
     else if (a == "--state-dir") state_dir = v;
     else if (a == "--metrics-listen") metrics_listen = v;
     else if (a == "--metrics-port-file") metrics_port_file = v;
-    else if (a == "--concurrency") {
-      try {
-        concurrency = std::stoi(v);
-      } catch (const std::exception&) {
-        concurrency = -1;
-      }
-      if (concurrency < 1) {
-        std::cerr << "zk0-worker simulate: --concurrency must be a whole number of at least 1 (got '" << v << "')\n";
-        return kExitInvalidInput;
-      }
-    } else return usage();
+    else if (a == "--concurrency") concurrency = v;
+    else return usage();
   }
   if (spec_path.empty() || address.empty() || state_dir.empty()) return usage();
   set_log_component("worker/simulation");
   StopSignals signals;
   try {
     const FederationSpec spec = load_spec(spec_path);
+    const int training_at_once = simulation_concurrency(spec, concurrency);
     std::vector<const ClientSpec*> clients;
     for (const auto& c : spec.clients)
       if (!c.remote) clients.push_back(&c);
-    if (clients.empty()) throw SpecError({"spec.clients: every client is remote: there is nothing to simulate"});
-    if (concurrency == 0) concurrency = spec.simulation ? spec.simulation->concurrency : 1;
-    if (concurrency > static_cast<int>(clients.size()))
-      throw SpecError({"--concurrency: " + std::to_string(concurrency) + " is more than the " + std::to_string(clients.size()) +
-                       " clients to simulate"});
     configure_cpu_runtime(clients.front()->resources.cpu);
 
     MetricsServer metrics("worker", metrics_listen, {{"run", spec.name}});
@@ -75,8 +62,8 @@ int simulate_command(int argc, char** argv) {
     shared.dataset_opening = std::make_shared<std::mutex>();
   shared.held_globals = std::make_shared<HeldGlobals>();
     // Loaded once: the frozen weights of all the clients' policies.
-    shared.policies = std::make_shared<PolicyPool>(spec, training_device(spec, *clients.front()), concurrency);
-    log_info("simulation_started", {kv("clients", clients.size()), kv("concurrency", concurrency),
+    shared.policies = std::make_shared<PolicyPool>(spec, training_device(spec, *clients.front()), training_at_once);
+    log_info("simulation_started", {kv("clients", clients.size()), kv("concurrency", training_at_once),
                                     kv("device", shared.policies->device().str())});
     std::vector<std::unique_ptr<WorkerClient>> workers;
     for (const ClientSpec* c : clients)

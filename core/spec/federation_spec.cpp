@@ -315,6 +315,19 @@ void read_privacy(Fields& strategy, const FederationSpec& spec, StrategySpec& st
 
 }  // namespace
 
+namespace {
+size_t local_clients(const FederationSpec& spec) {
+  return static_cast<size_t>(std::count_if(spec.clients.begin(), spec.clients.end(), [](const ClientSpec& c) { return !c.remote; }));
+}
+
+// The one rule for spec.simulation.concurrency and --concurrency alike; "" when it holds.
+std::string concurrency_problem(const FederationSpec& spec, int concurrency) {
+  const size_t local = local_clients(spec);
+  if (static_cast<size_t>(concurrency) <= local) return "";
+  return "must not exceed the " + std::to_string(local) + " clients this machine runs (got " + std::to_string(concurrency) + ")";
+}
+}  // namespace
+
 FederationSpec parse_spec(const std::string& yaml_text) {
   // yaml-cpp throws on conversions deep inside documents it accepted (a mapping used as a key, a
   // scalar where a sequence goes): every such case is a problem with the file, never a crash.
@@ -441,11 +454,9 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
     Fields f(s.node("simulation"), "spec.simulation", problems);
     SimulationSpec sim;
     f.get("concurrency", sim.concurrency);
-    const auto local = std::count_if(spec.clients.begin(), spec.clients.end(), [](const ClientSpec& c) { return !c.remote; });
     require(sim.concurrency >= 1, f, "concurrency", "must be at least 1 (got " + std::to_string(sim.concurrency) + ")");
-    if (sim.concurrency > 1 && sim.concurrency > local)
-      f.problem(f.path("concurrency"), "must not exceed the " + std::to_string(local) + " clients this machine runs (got " +
-                                           std::to_string(sim.concurrency) + ")");
+    if (sim.concurrency > 1)
+      if (const std::string p = concurrency_problem(spec, sim.concurrency); !p.empty()) f.problem(f.path("concurrency"), p);
     for (size_t i = 1; i < spec.clients.size(); ++i)
       if ((spec.clients[i].resources.gpu > 0) != (spec.clients[0].resources.gpu > 0))
         problems.push_back("spec.clients[" + std::to_string(i) + "].resources.gpu: simulated clients share one device; "
@@ -1057,6 +1068,16 @@ std::string resume_fingerprint(const FederationSpec& spec) {
   copy.rounds = 1;
   const std::string text = to_yaml(copy);
   return to_hex(sha256(text.data(), text.size()));
+}
+
+int simulation_concurrency(const FederationSpec& spec, const std::string& flag) {
+  if (local_clients(spec) == 0) throw SpecError({"spec.clients: every client is remote: there is nothing to simulate"});
+  if (flag.empty()) return spec.simulation ? spec.simulation->concurrency : 1;
+  const bool whole = flag.size() < 7 && flag.find_first_not_of("0123456789") == std::string::npos;
+  const int concurrency = whole ? std::stoi(flag) : 0;
+  if (concurrency < 1) throw SpecError({"--concurrency: must be a whole number of at least 1 (got '" + flag + "')"});
+  if (const std::string p = concurrency_problem(spec, concurrency); !p.empty()) throw SpecError({"--concurrency: " + p});
+  return concurrency;
 }
 
 }  // namespace zk0

@@ -360,6 +360,7 @@ struct SimulationSpec {
   int concurrency = 1;
 };
 
+
 struct FederationSpec {
   std::string name;
   std::string namespace_;  // metadata.namespace, used on a cluster
@@ -388,6 +389,12 @@ extern const char* const kPodOverrideSpecFields[];
 
 // Parses and validates; throws SpecError listing every problem with its field path.
 FederationSpec parse_spec(const std::string& yaml_text);
+
+// How many clients a simulation trains at a time: `flag` (--concurrency as typed, empty when
+// absent), else spec.simulation's, else 1; a whole number from 1 to the clients this machine
+// runs. Throws SpecError naming --concurrency (or spec.clients when every client is remote).
+int simulation_concurrency(const FederationSpec& spec, const std::string& flag);
+
 FederationSpec load_spec(const std::string& path);
 
 // Fields that only a cluster gives meaning to, by path: `zk0 run` names them in one log line.
