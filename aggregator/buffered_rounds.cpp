@@ -21,6 +21,7 @@
 #include "core/aggregation/deltas.h"
 #include "core/security/hmac.h"
 #include "core/tensor/safetensors.h"
+#include "core/util/base64.h"
 #include "core/util/fs.h"
 #include "core/util/log.h"
 #include "core/util/seed.h"
@@ -113,6 +114,10 @@ void Coordinator::restore_buffer(Buffer& b) {
     c.bytes_uploaded = j.at("bytes_uploaded").get<uint64_t>();
     c.upload_seconds = j.at("upload_seconds").get<double>();
     c.update_norm = j.at("distance_from_global").get<double>();
+    const nlohmann::json& evidence = j.at("evidence");
+    c.evidence.identity = evidence.at("identity");
+    c.evidence.claims = evidence.at("claims").get<std::string>();
+    c.evidence.signature = base64_decode(evidence.at("signature").get<std::string>(), Base64::kStandard);
     b.aggregation->add(c.key(), update, c.weight);
     b.next_sequence = std::max(b.next_sequence, c.sequence + 1);
     log_info("buffered_update_restored", {kv("round", b.round), kv("client", c.client), kv("sequence", c.sequence),
@@ -164,6 +169,10 @@ std::shared_ptr<const GlobalModel> Coordinator::buffered_global(const Client& c,
 }
 
 void Coordinator::reject_buffered(Client& c, int round, const std::string& reason, const std::string& message) {
+  if (buffer_ && c.task && !c.task->evidence.identity.is_null())
+    buffer_->rejected_entries.push_back(ledger_entry(
+        buffer_->round, c.name, c.task->evidence,
+        {{"client", c.name}, {"status", "rejected"}, {"reason", reason}, {"base_round", round}, {"task", c.task->number}}));
   c.task.reset();
   ++rejections_[reason];
   metrics_.rejected(reason);
@@ -173,11 +182,16 @@ void Coordinator::reject_buffered(Client& c, int round, const std::string& reaso
   changed_.notify_all();
 }
 
-UploadPermit Coordinator::begin_buffered_upload(Client& c, int round, const std::string& base_digest) {
+UploadPermit Coordinator::begin_buffered_upload(Client& c, int round, const std::string& base_digest, CheckedClaims checked) {
   if (!c.task || c.task->base_round != round)
     throw Refusal(Refusal::Kind::StaleRound, "client '" + c.name + "' has no task on round " + std::to_string(round));
   if (c.task->upload_ticket != 0 || c.task->aggregating)
     throw Refusal(Refusal::Kind::Busy, "client '" + c.name + "' is already uploading its update of round " + std::to_string(round));
+  c.task->evidence = std::move(checked.evidence);
+  if (!checked.rejection.empty()) {
+    reject_buffered(c, round, checked.rejection, checked.message);
+    throw Refusal(Refusal::Kind::InvalidUpdate, checked.message);
+  }
   const int max_staleness = spec_.strategy.asynchronous.max_staleness;
   const auto base = recent_globals_.find(round);
   if (base == recent_globals_.end() || (buffer_ && buffer_->round - round > max_staleness)) {
@@ -197,7 +211,7 @@ UploadPermit Coordinator::begin_buffered_upload(Client& c, int round, const std:
 }
 
 void Coordinator::submit_buffered(const UploadPermit& permit, ParameterSet update, const TrainReport& report,
-                                  uint64_t bytes_uploaded, double upload_seconds) {
+                                  const std::string& update_digest, uint64_t bytes_uploaded, double upload_seconds) {
   const int buffer_size = spec_.strategy.min_fit_clients;
   Buffer* b = nullptr;
   Contribution contribution;
@@ -229,6 +243,8 @@ void Coordinator::submit_buffered(const UploadPermit& permit, ParameterSet updat
       reject_buffered(*c, permit.round, reason, message);
       return Refusal(Refusal::Kind::InvalidUpdate, message);
     };
+    if (const std::string wrong = claims_mismatch(c->task->evidence, update_digest, report); !wrong.empty())
+      throw reject("claims_mismatch", wrong);
     if (report.samples == 0 || report.steps == 0) throw reject("no_samples", "update reports no trained samples");
     if (!std::isfinite(report.loss)) throw reject("non_finite", "reported loss is not finite");
     const UpdateCheck check = check_update(update, base->parameters, spec_.strategy.max_update_norm);
@@ -247,6 +263,7 @@ void Coordinator::submit_buffered(const UploadPermit& permit, ParameterSet updat
     contribution.bytes_uploaded = bytes_uploaded;
     contribution.upload_seconds = upload_seconds;
     contribution.update_norm = check.norm;
+    contribution.evidence = c->task->evidence;
   }
   std::string failure;
   try {
@@ -258,6 +275,9 @@ void Coordinator::submit_buffered(const UploadPermit& permit, ParameterSet updat
     }
     nlohmann::json meta = contribution_json(contribution);
     meta["report"] = contribution.report;
+    meta["evidence"] = {{"identity", contribution.evidence.identity},
+                        {"claims", contribution.evidence.claims},
+                        {"signature", base64_encode(contribution.evidence.signature, Base64::kStandard)}};
     char name[48];
     std::snprintf(name, sizeof name, "%06d-", contribution.sequence);
     const std::string path = buffer_dir(b->round) + "/" + name + contribution.client + ".safetensors";
@@ -349,6 +369,7 @@ int Coordinator::run_buffered(const std::function<int(const std::string&, int)>&
     if (!all_finite(result.parameters, bad))
       return fail("round " + std::to_string(round) + ": the aggregate of the buffer is not finite (tensor '" + bad + "')", kExitError);
     size_t discarded = 0;
+    std::vector<nlohmann::json> ledger_entries = std::move(full->rejected_entries);
     nlohmann::json record = {{"round", round},
                              {"started_at", started},
                              {"proximal_mu", full->plan.proximal_mu},
@@ -367,13 +388,15 @@ int Coordinator::run_buffered(const std::function<int(const std::string&, int)>&
       int max_staleness = 0;
       for (const auto& c : full->contributions) {
         record["clients"].push_back(contribution_json(c));
+        ledger_entries.push_back(ledger_entry(round, c.client, c.evidence, contribution_json(c)));
         max_staleness = std::max(max_staleness, c.staleness);
       }
       record["max_staleness"] = max_staleness;
     }
     if (result.clip_norm) record["clip_norm"] = *result.clip_norm;
     const size_t accepted = full->contributions.size() - discarded;
-    const std::string failure = complete_round(round, std::move(result.parameters), std::move(record), t0, accepted, discarded);
+    const std::string failure =
+        complete_round(round, std::move(result.parameters), std::move(record), std::move(ledger_entries), t0, accepted, discarded);
     if (!failure.empty()) return fail(failure, kExitError);
     // The checkpoint of this version holds these updates now.
     fs::remove_all(buffer_dir(round));

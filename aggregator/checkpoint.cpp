@@ -58,6 +58,10 @@ std::string signature_of(const std::string& key, const std::string& round_dir, c
 
 }  // namespace
 
+std::string kept_round_dir(const std::string& output_dir, int round) {
+  return (fs::path(output_dir) / "updates" / round_dir_name(round)).string();
+}
+
 std::string checkpoint_root(const std::string& output_dir) { return (fs::path(output_dir) / "checkpoints").string(); }
 
 std::string write_checkpoint(const std::string& output_dir, Policy& policy, const AggregatorState& state, int keep_last,
@@ -68,11 +72,12 @@ std::string write_checkpoint(const std::string& output_dir, Policy& policy, cons
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   save_pretrained(policy, tmp.string());
-  const nlohmann::json doc = {{"round", state.round},
-                              {"spec_fingerprint", state.spec_fingerprint},
-                              {"global_digest", state.global_digest},
-                              {"strategy", state.strategy},
-                              {"history", state.history}};
+  nlohmann::json doc = {{"round", state.round},
+                        {"spec_fingerprint", state.spec_fingerprint},
+                        {"global_digest", state.global_digest},
+                        {"strategy", state.strategy},
+                        {"history", state.history}};
+  if (state.ledger) doc["ledger"] = state.ledger->json();
   write_file_atomic((tmp / "aggregator_state.json").string(), doc.dump(2) + "\n");
   if (!state.strategy_tensors.tensors.empty()) write_safetensors((tmp / kStrategyTensors).string(), state.strategy_tensors);
   if (!state.download_residual.tensors.empty()) write_safetensors((tmp / kDownloadResidual).string(), state.download_residual);
@@ -108,7 +113,22 @@ std::optional<LoadedCheckpoint> find_latest_checkpoint(const std::string& output
   name.erase(name.find_last_not_of(" \n\r\t") + 1);
   if (!is_round_dir_name(name))
     throw std::runtime_error("checkpoint " + latest.string() + ": names '" + name.substr(0, 64) + "', not a round_NNNN folder");
-  const fs::path dir = root / name;
+  return read_checkpoint((root / name).string(), signing_key);
+}
+
+std::vector<std::string> checkpoint_dirs(const std::string& output_dir) {
+  std::vector<std::string> dirs;
+  const fs::path root = checkpoint_root(output_dir);
+  if (!fs::is_directory(root)) return dirs;
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && is_round_dir_name(e.path().filename().string())) dirs.push_back(e.path().string());
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
+}
+
+LoadedCheckpoint read_checkpoint(const std::string& dir_name, const std::string& signing_key) {
+  const fs::path dir = dir_name;
+  const std::string name = dir.filename().string();
   if (!fs::is_directory(dir)) throw std::runtime_error("checkpoint " + dir.string() + ": does not exist");
   const std::string sums_text = read_file((dir / kSums).string());
   if (!signing_key.empty()) {
@@ -148,6 +168,7 @@ std::optional<LoadedCheckpoint> find_latest_checkpoint(const std::string& output
   out.state.global_digest = doc.at("global_digest").get<std::string>();
   out.state.strategy = doc.at("strategy");
   out.state.history = doc.at("history");
+  if (doc.contains("ledger")) out.state.ledger = LedgerHead::from_json(doc.at("ledger"));
   if (listed.count(kStrategyTensors)) out.state.strategy_tensors = read_safetensors((dir / kStrategyTensors).string());
   if (listed.count(kDownloadResidual)) out.state.download_residual = read_safetensors((dir / kDownloadResidual).string());
   return out;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "core/ledger/ledger.h"
 #include "core/policy/policy.h"
 
 namespace zk0 {
@@ -24,6 +25,7 @@ struct AggregatorState {
   nlohmann::json strategy;
   ParameterSet strategy_tensors;  // strategy_state.safetensors when not empty (server optimiser moments)
   ParameterSet download_residual;  // download_residual.safetensors when not empty (aggregator/download_steps.h)
+  std::optional<LedgerHead> ledger;  // the contribution ledger's head once this round's entries were written
   nlohmann::json history;
 };
 
@@ -42,5 +44,16 @@ struct LoadedCheckpoint {
 // The checkpoint `latest` names, verified as above; nullopt when there is none. Throws naming
 // the file when a checkpoint exists but is damaged, tampered with or (with a key) unsigned.
 std::optional<LoadedCheckpoint> find_latest_checkpoint(const std::string& output_dir, const std::string& signing_key);
+// The checkpoint in `dir` (a round_NNNN folder), verified as above.
+LoadedCheckpoint read_checkpoint(const std::string& dir, const std::string& signing_key);
+// The round folders under checkpoints/, oldest first.
+std::vector<std::string> checkpoint_dirs(const std::string& output_dir);
+
+// spec.checkpoints.keepUpdates: <outputDir>/updates/round_NNNN/ holds base.safetensors (the
+// round's global) and clients/<client>.safetensors (each update folded into it, as it arrived;
+// under a codec encoded, with the manifest's encoding in these metadata keys).
+std::string kept_round_dir(const std::string& output_dir, int round);
+constexpr const char* kKeptCodecKey = "zk0.codec";
+constexpr const char* kKeptDecodedDigestKey = "zk0.decoded_digest";
 
 }  // namespace zk0

@@ -10,8 +10,10 @@
 #include "core/aggregation/parallel.h"
 #include "core/codec/update_delta.h"
 #include "core/security/random.h"
+#include "core/tensor/hash.h"
 #include "core/tensor/safetensors.h"
 #include "core/transport/parameter_stream.h"
+#include "core/util/base64.h"
 #include "core/util/fs.h"
 #include "core/util/log.h"
 #include "core/util/seed.h"
@@ -61,6 +63,18 @@ Coordinator::Coordinator(const FederationSpec& spec)
                        " holds fewer than 32 bytes; a signing key needs at least 32 random bytes"});
   }
 
+  // The ledger is signed with the aggregator's TLS key where it has one (its certificate chains to
+  // the run's CA), else with an Ed25519 key kept beside the outputs.
+  if (!spec_.transport.tls.key_file.empty()) {
+    ledger_ = std::make_unique<LedgerWriter>(
+        spec_.output_dir, SigningKey::from_pem(read_file(spec_.transport.tls.key_file), "spec.transport.tls.keyFile " + spec_.transport.tls.key_file),
+        certificate_identity(read_file(spec_.transport.tls.cert_file)));
+  } else {
+    const SigningKey key = SigningKey::load_or_create_ed25519(spec_.output_dir + "/keys/ledger_ed25519.pem");
+    ledger_ = std::make_unique<LedgerWriter>(spec_.output_dir, key,
+                                             key_identity(key.public_key_pem(), "the aggregator has no TLS certificate"));
+  }
+  std::optional<LedgerHead> resumed_ledger;
   if (auto ckpt = find_latest_checkpoint(spec_.output_dir, checkpoint_key_)) {
     if (ckpt->state.spec_fingerprint != fingerprint_)
       throw std::runtime_error("outputDir " + spec_.output_dir +
@@ -71,6 +85,7 @@ Coordinator::Coordinator(const FederationSpec& spec)
     if (download_steps_) download_steps_->restore(std::move(ckpt->state.download_residual));
     outputs_->restore(ckpt->state.history);
     start_round_ = ckpt->state.round + 1;
+    resumed_ledger = ckpt->state.ledger;
     for (const auto& r : ckpt->state.history)
       if (r.contains("server_eval_loss") && !r["server_eval_loss"].is_null()) last_eval_loss_ = r["server_eval_loss"].get<double>();
     log_info("run_resumed", {kv("checkpoint", ckpt->dir), kv("next_round", start_round_)});
@@ -79,6 +94,12 @@ Coordinator::Coordinator(const FederationSpec& spec)
   if (start_round_ > 1 && global_->manifest.digest_hex() != find_latest_checkpoint(spec_.output_dir, checkpoint_key_)->state.global_digest)
     throw std::runtime_error("checkpoint: global parameters do not hash to the digest recorded with them");
   layout_ = global_->manifest;
+  if (resumed_ledger) {
+    ledger_->resume(*resumed_ledger);
+  } else {
+    // A fresh run, or one checkpointed before it kept a ledger: the chain starts here.
+    ledger_->start(spec_.name, fingerprint_, global_->manifest.digest_hex(), start_round_);
+  }
   current_round_ = start_round_ - 1;
   metrics_.rounds_total_planned.Set(spec_.rounds);
   metrics_.round.Set(current_round_);
@@ -273,11 +294,74 @@ std::shared_ptr<const GlobalModel> Coordinator::global_for(const Caller& caller,
   return global_;
 }
 
-UploadPermit Coordinator::begin_upload(const Caller& caller, int round, const std::string& base_digest) {
+Coordinator::CheckedClaims Coordinator::check_claims(const Caller& caller, const std::string& client, int round,
+                                                     const std::string& base_digest, const SignedClaims& signed_claims) const {
+  CheckedClaims out;
+  out.evidence.claims = bounded(signed_claims.claims, 4096);
+  out.evidence.signature = bounded(signed_claims.signature, 1024);
+  if (!caller.certificate_pem.empty()) {
+    out.evidence.identity = certificate_identity(caller.certificate_pem);
+  } else {
+    out.evidence.identity = key_identity(bounded(signed_claims.signing_key, 4096),
+                                         spec_.transport.tls.enabled() ? "TLS without client certificates: a key the worker made itself"
+                                                                       : "no TLS: a key the worker made itself");
+  }
+  if (signed_claims.signature.empty()) {
+    out.rejection = "unsigned";
+    out.message = "the update's claims are not signed";
+    return out;
+  }
+  if (!verify_signature(identity_pem(out.evidence.identity), claims_message(signed_claims.claims), signed_claims.signature)) {
+    out.rejection = "bad_signature";
+    out.message = caller.certificate_pem.empty() ? "the claims' signature does not verify with the signing key sent with them"
+                                                 : "the claims' signature does not verify with the client certificate";
+    return out;
+  }
+  try {
+    const UpdateClaims claims = UpdateClaims::parse(signed_claims.claims);
+    std::string wrong;
+    if (claims.run != spec_.name) wrong = "run '" + bounded(claims.run, 64) + "'";
+    else if (claims.client != client) wrong = "client '" + bounded(claims.client, 64) + "'";
+    else if (claims.round != round) wrong = "round " + std::to_string(claims.round);
+    else if (claims.base_digest != base_digest) wrong = "another global";
+    if (!wrong.empty()) {
+      out.rejection = "claims_mismatch";
+      out.message = "the signed claims are for " + wrong + ", not this upload";
+    }
+  } catch (const std::exception& e) {
+    out.rejection = "claims_mismatch";
+    out.message = e.what();
+  }
+  return out;
+}
+
+std::string Coordinator::claims_mismatch(const UpdateEvidence& evidence, const std::string& update_digest, const TrainReport& report) {
+  const UpdateClaims claims = UpdateClaims::parse(evidence.claims);  // check_claims parsed it
+  if (claims.update_digest != update_digest) return "the signed claims name update " + claims.update_digest + ", not " + update_digest;
+  if (claims.samples != report.samples || claims.steps != report.steps || claims.loss != report.loss ||
+      claims.policy_loss != report.policy_loss)
+    return "the signed claims' samples, steps or losses are not the ones the upload reports";
+  return "";
+}
+
+nlohmann::json Coordinator::ledger_entry(int round, const std::string& client, const UpdateEvidence& evidence,
+                                         nlohmann::json decision) const {
+  return {{"kind", "update"},
+          {"run", spec_.name},
+          {"round", round},
+          {"client", client},
+          {"identity", evidence.identity},
+          {"claims", evidence.claims},
+          {"worker_signature", base64_encode(evidence.signature, Base64::kStandard)},
+          {"decision", std::move(decision)}};
+}
+
+UploadPermit Coordinator::begin_upload(const Caller& caller, int round, const std::string& base_digest, const SignedClaims& signed_claims) {
   std::lock_guard<std::mutex> lock(mu_);
   Client& c = client_for(caller);
   c.last_seen = Clock::now();
-  if (asynchronous()) return begin_buffered_upload(c, round, base_digest);
+  CheckedClaims checked = check_claims(caller, c.name, round, base_digest, signed_claims);
+  if (asynchronous()) return begin_buffered_upload(c, round, base_digest, std::move(checked));
   if (!open_ || open_->closed || open_->round != round)
     throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(round) + " is not open");
   auto it = open_->participants.find(c.name);
@@ -288,17 +372,20 @@ UploadPermit Coordinator::begin_upload(const Caller& caller, int round, const st
     throw Refusal(Refusal::Kind::StaleRound, "client '" + c.name + "' already " + p.status + " in round " + std::to_string(round));
   if (p.upload_ticket != 0)
     throw Refusal(Refusal::Kind::Busy, "client '" + c.name + "' is already uploading its update for round " + std::to_string(round));
-  if (base_digest != global_->manifest.digest_hex()) {
+  p.evidence = std::move(checked.evidence);
+  const auto reject = [&](const std::string& reason, const std::string& message) {
     p.status = "rejected";
-    p.reason = "stale_base";
-    ++rejections_["stale_base"];
-    metrics_.rejected("stale_base");
-    log_warn("update_rejected", {kv("client", c.name), kv("round", round), kv("reason", "stale_base")});
+    p.reason = reason;
+    ++rejections_[reason];
+    metrics_.rejected(reason);
+    log_warn("update_rejected", {kv("client", c.name), kv("round", round), kv("reason", reason), kv("detail", message)});
     publish_status();
     changed_.notify_all();
-    throw Refusal(Refusal::Kind::InvalidUpdate,
-                  "update was trained from " + bounded(base_digest, 64) + ", not this round's global parameters");
-  }
+    return Refusal(Refusal::Kind::InvalidUpdate, message);
+  };
+  if (!checked.rejection.empty()) throw reject(checked.rejection, checked.message);
+  if (base_digest != global_->manifest.digest_hex())
+    throw reject("stale_base", "update was trained from " + bounded(base_digest, 64) + ", not this round's global parameters");
   p.upload_ticket = next_upload_ticket_++;
   log_info("upload_started", {kv("client", c.name), kv("round", round)});
   return {c.name, round, p.upload_ticket, open_->deadline};
@@ -338,9 +425,9 @@ ParameterSet Coordinator::decode_upload(const UploadPermit& permit, const Parame
   return apply_encoded_update(global->parameters, layout_, encoded, manifest, spec_.transport.compression.codec, aggregation_threads());
 }
 
-void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const TrainReport& report, uint64_t bytes_uploaded,
-                         double upload_seconds) {
-  if (asynchronous()) return submit_buffered(permit, std::move(update), report, bytes_uploaded, upload_seconds);
+void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const TrainReport& report, const std::string& update_digest,
+                         uint64_t bytes_uploaded, double upload_seconds) {
+  if (asynchronous()) return submit_buffered(permit, std::move(update), report, update_digest, bytes_uploaded, upload_seconds);
   OpenRound* r = nullptr;
   double weight = 0;
   {
@@ -359,6 +446,7 @@ void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const 
       changed_.notify_all();
       return Refusal(Refusal::Kind::InvalidUpdate, message);
     };
+    if (const std::string wrong = claims_mismatch(p.evidence, update_digest, report); !wrong.empty()) throw reject("claims_mismatch", wrong);
     if (report.samples == 0 || report.steps == 0 || p.weight <= 0) throw reject("no_samples", "update reports no trained samples");
     if (!std::isfinite(report.loss)) throw reject("non_finite", "reported loss is not finite");
     const UpdateCheck check = check_update(update, global_->parameters, spec_.strategy.max_update_norm);
@@ -412,6 +500,28 @@ void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const 
                                kv("loss", report.loss), kv("update_norm", p.update_norm), kv("bytes", bytes_uploaded)});
   publish_status();
   changed_.notify_all();
+}
+
+void Coordinator::keep_upload(const UploadPermit& permit, const ParameterSet& uploaded, const Manifest& manifest) const {
+  if (!spec_.checkpoints.keep_updates) return;
+  std::map<std::string, std::string> metadata;
+  if (manifest.encoding) {
+    metadata[kKeptCodecKey] = manifest.encoding->codec;
+    metadata[kKeptDecodedDigestKey] = to_hex(manifest.encoding->decoded_digest);
+  }
+  write_file_atomic(kept_round_dir(spec_.output_dir, permit.round) + "/clients/" + permit.client + ".safetensors",
+                    encode_safetensors(uploaded, metadata));
+}
+
+void Coordinator::keep_round(int round, const std::vector<std::string>& folded) const {
+  if (!spec_.checkpoints.keep_updates) return;
+  const std::string dir = kept_round_dir(spec_.output_dir, round);
+  std::filesystem::create_directories(dir + "/clients");
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/clients")) {
+    const std::string client = e.path().stem().string();
+    if (std::find(folded.begin(), folded.end(), client) == folded.end()) std::filesystem::remove(e.path());
+  }
+  write_file_atomic(dir + "/base.safetensors", encode_safetensors(global_->parameters, {}));
 }
 
 void Coordinator::record_rejection(const UploadPermit& permit, const std::string& reason, const std::string& message) {
@@ -598,6 +708,7 @@ void Coordinator::checkpoint(int round) {
   state.strategy = strategy_->state();
   state.strategy_tensors = strategy_->state_tensors();
   if (download_steps_) state.download_residual = download_steps_->residual();
+  state.ledger = ledger_->head();
   state.history = outputs_->history();
   const std::string dir = write_checkpoint(spec_.output_dir, *policy_, state, spec_.checkpoints.keep_last, checkpoint_key_);
   metrics_.checkpoint_timestamp.Set(unix_now());
@@ -677,8 +788,8 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
   while (open_->in_flight > 0) changed_.wait_for(lock, std::chrono::milliseconds(50));
 }
 
-std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohmann::json record, Clock::time_point t0,
-                                        size_t accepted, size_t discarded) {
+std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohmann::json record, std::vector<nlohmann::json> updates,
+                                        Clock::time_point t0, size_t accepted, size_t discarded) {
   ParameterSet next = strategy_->server_step(global_->parameters, std::move(aggregate));
   const nlohmann::json privacy = strategy_->privacy_report();
   // A server step on a finite, bounded pseudo-gradient stays finite (tau > 0 bounds Adam's and
@@ -710,6 +821,20 @@ std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohm
     record["eval_seconds"] = eval->seconds;
   }
   outputs_->append_round(record);
+  // The round's entries are on disk before the checkpoint that records the chain's head.
+  for (auto& entry : updates) ledger_->append(std::move(entry));
+  const nlohmann::json eval_json =
+      eval ? nlohmann::json{{"loss", eval->loss}, {"batches", eval->batches}, {"samples", eval->samples}} : nlohmann::json();
+  const std::string eval_text = eval_json.dump();
+  ledger_->append({{"kind", "round"},
+                   {"run", spec_.name},
+                   {"round", round},
+                   {"global_digest", global_->manifest.digest_hex()},
+                   {"eval", eval_json},
+                   {"eval_digest", to_hex(sha256(eval_text.data(), eval_text.size()))},
+                   {"accepted", accepted},
+                   {"discarded", discarded}});
+  ledger_->commit();
   checkpoint(round);
   metrics_.rounds_completed.Increment();
   metrics_.round_duration.Observe(seconds_since(t0));
@@ -737,6 +862,7 @@ int Coordinator::run_synchronous(const std::function<int(const std::string&, int
     Clock::time_point t0;
     int attempt = 1;
     nlohmann::json failed_attempts = nlohmann::json::array();
+    std::vector<nlohmann::json> ledger_entries;
     std::unique_ptr<OpenRound> finished_round;
     ParameterSet next;
     double aggregation_seconds = 0;
@@ -786,7 +912,14 @@ int Coordinator::run_synchronous(const std::function<int(const std::string&, int
                                  kv("needed", spec_.strategy.min_fit_clients)});
       }
       nlohmann::json lost = {{"attempt", attempt}, {"reason", why_failed}, {"clients", nlohmann::json::array()}};
-      for (const auto& [name, p] : open_->participants) lost["clients"].push_back(participant_json(name, p));
+      for (const auto& [name, p] : open_->participants) {
+        lost["clients"].push_back(participant_json(name, p));
+        if (p.evidence.identity.is_null()) continue;
+        nlohmann::json entry = ledger_entry(round, name, p.evidence, participant_json(name, p));
+        entry["attempt"] = attempt;
+        entry["attempt_outcome"] = why_failed;
+        ledger_entries.push_back(std::move(entry));
+      }
       failed_attempts.push_back(lost);
       if (attempt >= spec_.strategy.max_round_attempts) {
         lock.unlock();
@@ -807,9 +940,19 @@ int Coordinator::run_synchronous(const std::function<int(const std::string&, int
     if (clip_norm) record["clip_norm"] = *clip_norm;
     if (!failed_attempts.empty()) record["failed_attempts"] = failed_attempts;
     record["clients"] = nlohmann::json::array();
-    for (const auto& [name, p] : finished_round->participants) record["clients"].push_back(participant_json(name, p));
-    const std::string failure =
-        complete_round(round, std::move(next), std::move(record), t0, finished_round->aggregation->count() - discarded, discarded);
+    std::vector<std::string> folded;
+    for (const auto& [name, p] : finished_round->participants)
+      if (p.status == "accepted" || p.status == "discarded") folded.push_back(name);
+    keep_round(round, folded);
+    for (const auto& [name, p] : finished_round->participants) {
+      record["clients"].push_back(participant_json(name, p));
+      if (p.evidence.identity.is_null()) continue;
+      nlohmann::json entry = ledger_entry(round, name, p.evidence, participant_json(name, p));
+      entry["attempt"] = attempt;
+      ledger_entries.push_back(std::move(entry));
+    }
+    const std::string failure = complete_round(round, std::move(next), std::move(record), std::move(ledger_entries), t0,
+                                               finished_round->aggregation->count() - discarded, discarded);
     if (!failure.empty()) return fail(failure, kExitError);
   }
   return kExitOk;

@@ -25,6 +25,7 @@
 #include "aggregator/run_outputs.h"
 #include "aggregator/status_writer.h"
 #include "core/aggregation/strategy.h"
+#include "core/ledger/ledger.h"
 #include "core/metrics/train_report.h"
 #include "core/policy/policy.h"
 #include "core/security/certificate.h"
@@ -61,6 +62,14 @@ struct Instruction {
 struct Caller {
   std::string session;
   std::optional<CertificateInfo> certificate;
+  std::string certificate_pem;
+};
+
+// What a worker signed about its upload (core/ledger/ledger.h), as its header carries it.
+struct SignedClaims {
+  std::string claims;     // canonical UpdateClaims
+  std::string signature;  // raw bytes
+  std::string signing_key;  // PEM; only without a client certificate
 };
 
 // An upload the coordinator has authorised: the header named an open round, a selected client
@@ -114,17 +123,22 @@ class Coordinator {
   // The client a call comes from (its session and, under mutual TLS, its certificate); throws Refusal.
   std::string client_name(const Caller& caller);
 
-  // Authorises an upload from its header, before a byte of parameters is read; throws Refusal.
-  UploadPermit begin_upload(const Caller& caller, int round, const std::string& base_digest);
+  // Authorises an upload from its header, before a byte of parameters is read: the round, the
+  // base and the worker's signed claims; throws Refusal.
+  UploadPermit begin_upload(const Caller& caller, int round, const std::string& base_digest, const SignedClaims& claims);
   // Ends an upload that was not submitted (the stream broke or failed verification); the client
   // may try again while the round is open.
   void end_upload(const UploadPermit& permit);
   // The parameters an upload under transport.compression stands for: the round's global plus the
   // delta it decodes to (core/codec/update_delta.h). Throws CodecError.
   ParameterSet decode_upload(const UploadPermit& permit, const ParameterSet& encoded, const Manifest& manifest);
-  // Verifies and folds in an update; throws Refusal. The update is consumed.
-  void submit(const UploadPermit& permit, ParameterSet update, const TrainReport& report, uint64_t bytes_uploaded,
-              double upload_seconds);
+  // Verifies and folds in an update whose manifest digest is `update_digest`; throws Refusal. The
+  // update is consumed.
+  void submit(const UploadPermit& permit, ParameterSet update, const TrainReport& report, const std::string& update_digest,
+              uint64_t bytes_uploaded, double upload_seconds);
+  // Under spec.checkpoints.keepUpdates: the upload as it arrived (encoded under a codec, the
+  // manifest's encoding kept in its metadata), for `zk0 ledger verify --recompute`.
+  void keep_upload(const UploadPermit& permit, const ParameterSet& uploaded, const Manifest& manifest) const;
   // An upload that failed verification in transit (the worker may retry).
   void record_rejection(const UploadPermit& permit, const std::string& reason, const std::string& message);
   void report_failure(const Caller& caller, int round, const std::string& reason, bool fatal);
@@ -145,12 +159,20 @@ class Coordinator {
   const Watchdog& loop_watchdog() const { return loop_watchdog_; }
 
  private:
+  // The ledger's evidence of an upload: who sends it (the caller's certificate, or the key its
+  // claims are signed with) and what it signed. `rejection` is empty when the claims are this
+  // upload's (run, client, round, base) and the signature verifies, else the reason to refuse it.
+  struct CheckedClaims {
+    UpdateEvidence evidence;
+    std::string rejection, message;
+  };
   // Asynchronous rounds: one client's current piece of training.
   struct Task {
     int base_round = 0;       // the global version it trains from (GlobalModel::round)
     uint64_t number = 0;      // the client's tasks so far, this one included: its seed and its name
     uint64_t upload_ticket = 0;
     bool aggregating = false;  // its update is being folded into the buffer
+    UpdateEvidence evidence;   // of the upload in progress
   };
   struct Client {
     std::string name;
@@ -178,6 +200,7 @@ class Coordinator {
     double clip_scale = 1;  // below 1: norm bounding scaled the update down
     std::string clip_reason;  // why the rule or the worker clipped it
     int transfer_rejections = 0;
+    UpdateEvidence evidence;  // for the ledger, once an upload began
   };
   struct OpenRound {
     int round = 0, attempt = 0;
@@ -202,6 +225,7 @@ class Coordinator {
     uint64_t bytes_uploaded = 0;
     double upload_seconds = 0, update_norm = 0, clip_scale = 1;
     std::string status = "accepted", reason;  // accepted, discarded (by the rule)
+    UpdateEvidence evidence;
     std::string key() const { return client + "#" + std::to_string(sequence); }  // the rule's name for it
   };
   struct Buffer {
@@ -211,6 +235,7 @@ class Coordinator {
     std::unique_ptr<Aggregation> aggregation;
     std::vector<Contribution> contributions;
     nlohmann::json rejected = nlohmann::json::array();  // updates refused while it was open
+    std::vector<nlohmann::json> rejected_entries;       // their ledger entries
     std::chrono::steady_clock::time_point opened, deadline;
     int in_flight = 0;  // admitted updates being folded outside the lock
     int next_sequence = 0;
@@ -224,18 +249,28 @@ class Coordinator {
   Instruction poll_buffered(Client& c);  // requires mu_
   bool abandon_buffered(const Client& c, int round) const;  // requires mu_
   std::shared_ptr<const GlobalModel> buffered_global(const Client& c, int round, const std::string& digest) const;  // requires mu_
-  UploadPermit begin_buffered_upload(Client& c, int round, const std::string& base_digest);  // requires mu_
-  void submit_buffered(const UploadPermit& permit, ParameterSet update, const TrainReport& report, uint64_t bytes_uploaded,
-                       double upload_seconds);
+  UploadPermit begin_buffered_upload(Client& c, int round, const std::string& base_digest, CheckedClaims checked);  // requires mu_
+  void submit_buffered(const UploadPermit& permit, ParameterSet update, const TrainReport& report, const std::string& update_digest,
+                       uint64_t bytes_uploaded, double upload_seconds);
   void reject_buffered(Client& c, int round, const std::string& reason, const std::string& message);  // requires mu_
   nlohmann::json contribution_json(const Contribution& c) const;
   std::string buffer_dir(int round) const;
   void restore_buffer(Buffer& b);
 
   // What every kind of round does once its rule produced a finite aggregate: the server step, the
-  // new global, evaluation, the round's record and the checkpoint. Empty, or why the run must fail.
-  std::string complete_round(int round, ParameterSet aggregate, nlohmann::json record, std::chrono::steady_clock::time_point t0,
-                             size_t accepted, size_t discarded);
+  // new global, evaluation, the round's record, its ledger entries (`updates`, then the round's
+  // own) and the checkpoint. Empty, or why the run must fail.
+  std::string complete_round(int round, ParameterSet aggregate, nlohmann::json record, std::vector<nlohmann::json> updates,
+                             std::chrono::steady_clock::time_point t0, size_t accepted, size_t discarded);
+
+  CheckedClaims check_claims(const Caller& caller, const std::string& client, int round, const std::string& base_digest,
+                             const SignedClaims& signed_claims) const;
+  // Empty when what arrived is what the worker signed (its manifest digest and its report).
+  static std::string claims_mismatch(const UpdateEvidence& evidence, const std::string& update_digest, const TrainReport& report);
+  nlohmann::json ledger_entry(int round, const std::string& client, const UpdateEvidence& evidence, nlohmann::json decision) const;
+  // Under keepUpdates: the round's base global beside the uploads of `folded`, every other upload
+  // (refused, or of an attempt that failed) removed.
+  void keep_round(int round, const std::vector<std::string>& folded) const;
 
   Client& client_for(const Caller& caller);  // requires mu_; throws Refusal
   bool alive(const Client& c, std::chrono::steady_clock::time_point now) const;
@@ -262,6 +297,7 @@ class Coordinator {
   std::unique_ptr<RunOutputs> outputs_;
   std::unique_ptr<StatusWriter> status_writer_;
   std::unique_ptr<DownloadSteps> download_steps_;  // under transport.compression
+  std::unique_ptr<LedgerWriter> ledger_;
   Manifest layout_;
   std::string frozen_digest_;
   std::string fingerprint_;

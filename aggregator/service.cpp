@@ -201,8 +201,10 @@ Caller FederationService::caller(grpc::ServerContext* ctx, const std::string& se
   const auto pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
   if (pem.empty()) return c;
   try {
-    c.certificate = parse_certificate(std::string(pem.front().data(), pem.front().size()));
+    c.certificate_pem.assign(pem.front().data(), pem.front().size());
+    c.certificate = parse_certificate(c.certificate_pem);
   } catch (const std::exception&) {
+    c.certificate_pem.clear();
   }
   return c;
 }
@@ -307,7 +309,8 @@ grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::Ser
   return guarded([&] {
     // Who may upload is decided before the stream costs a slot, memory or a hash.
     const UploadPermit permit =
-        coordinator_.begin_upload(caller(ctx, header.session_id()), static_cast<int>(header.round()), header.base_digest());
+        coordinator_.begin_upload(caller(ctx, header.session_id()), static_cast<int>(header.round()), header.base_digest(),
+                                  {header.claims(), header.claims_signature(), header.signing_key()});
     // Ends after the upload did (declared first), so that UploadPosition, waiting for it, finds the
     // client free to start the next stream.
     struct Receiving {
@@ -377,6 +380,7 @@ grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::Ser
         return grpc::Status(grpc::StatusCode::CANCELLED, "upload stalled or cancelled");
       }
       ParameterSet update = receiver->finish();
+      coordinator_.keep_upload(permit, update, receiver->manifest());
       if (transport_.compression.codec.active()) {
         try {
           update = coordinator_.decode_upload(permit, update, receiver->manifest());
@@ -388,7 +392,8 @@ grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::Ser
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       reply->set_digest(receiver->manifest().digest_hex());
       pending.submitted = true;  // submit ends the upload either way
-      coordinator_.submit(permit, std::move(update), report_from(header.metrics()), receiver->bytes_received(), seconds);
+      coordinator_.submit(permit, std::move(update), report_from(header.metrics()), receiver->manifest().digest_hex(),
+                          receiver->bytes_received(), seconds);
       return grpc::Status::OK;
     } catch (const TransferError& e) {
       coordinator_.record_rejection(permit, e.reason(), e.what());

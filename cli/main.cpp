@@ -7,11 +7,13 @@
 //   zk0 dataset inspect PATH        look into a LeRobot dataset
 //   zk0 policy run ...              run a SmolVLA checkpoint on recorded inputs
 //   zk0 privacy epsilon|noise ...   the privacy accountant, to plan a run
+//   zk0 ledger verify OUTPUT_DIR    check a run's contribution ledger
 #include <iostream>
 #include <string>
 
 #include "cli/aggregate_command.h"
 #include "cli/dataset_command.h"
+#include "cli/ledger_command.h"
 #include "worker/join.h"
 #include "cli/local_runtime.h"
 #include "cli/policy_command.h"
@@ -39,7 +41,9 @@ int usage() {
                "                                run a SmolVLA checkpoint on recorded inputs\n"
                "  zk0 privacy epsilon --sampling-rate Q --noise-multiplier Z --rounds T --delta D\n"
                "  zk0 privacy noise --sampling-rate Q --target-epsilon E --rounds T --delta D\n"
-               "                                epsilon after T rounds of strategy.privacy, or the noise a target needs\n";
+               "                                epsilon after T rounds of strategy.privacy, or the noise a target needs\n"
+               "  zk0 ledger verify OUTPUT_DIR [--ca CA.pem] [--checkpoint-key FILE] [--recompute]\n"
+               "                                check a run's contribution ledger against its signatures and checkpoints\n";
   return 2;
 }
 }  // namespace
@@ -52,6 +56,7 @@ int main(int argc, char** argv) {
   if (command == "policy") return policy_command(argc - 1, argv + 1);
   if (command == "join") return join_command(argc - 1, argv + 1);
   if (command == "privacy") return privacy_command(argc - 1, argv + 1);
+  if (command == "ledger") return ledger_command(argc - 1, argv + 1);
   if (command == "validate" && argc == 3) {
     try {
       const FederationSpec spec = load_spec(argv[2]);

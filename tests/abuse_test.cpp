@@ -23,6 +23,7 @@
 #include "core/util/exit_codes.h"
 #include "core/util/fs.h"
 #include "operator/children.h"
+#include "support/signed_header.h"
 #include "support/test_support.h"
 #include "zk0/v1/federation.grpc.pb.h"
 
@@ -100,10 +101,11 @@ class Attacker {
     ctx.set_deadline(std::chrono::system_clock::now() + 10s);
     ctx.set_wait_for_ready(true);
     const grpc::Status s = stub_->Register(&ctx, req, &reply);
-    if (s.ok()) session_ = reply.session_id();
+    if (s.ok()) session_ = reply.session_id(), name_ = name;
     return s;
   }
   const std::string& session() const { return session_; }
+  const std::string& name() const { return name_; }
 
   grpc::Status heartbeat(const std::string& state, int round = 0) {
     v1::HeartbeatRequest req;
@@ -157,6 +159,7 @@ class Attacker {
     header->mutable_metrics()->set_samples(claimed_samples);
     header->mutable_metrics()->set_steps(20);
     header->mutable_metrics()->set_loss(0.1);
+    sign_upload_header(*header, "test-run", name_, build_manifest(update).digest_hex());
     if (writer->Write(msg))
       send_parameter_messages<v1::UploadMessage>(build_manifest(update), update, 4 << 20,
                                                  [&](const v1::UploadMessage& m) { return writer->Write(m); });
@@ -167,7 +170,7 @@ class Attacker {
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Federation::Stub> stub_;
-  std::string session_;
+  std::string session_, name_;
 };
 
 // An UploadUpdate stream that has sent `header` (or nothing) and then goes quiet.
@@ -264,6 +267,7 @@ TEST(Abuse, StalledAuthorisedUploadsAreCancelledAndHonestClientsFinish) {
     header.set_session_id(a->session());
     header.set_round(ins.round());
     header.set_base_digest(ins.parameters_digest());
+    sign_upload_header(header, "test-run", a->name(), ins.parameters_digest());
     stalled.push_back(std::make_unique<IdleUpload>(a->stub(), &header));
   }
   // The stalled streams are cancelled; then the attackers fall silent and drop out.
@@ -572,6 +576,7 @@ TEST(Abuse, SessionIdsAreUnguessableAndForgedOnesRefused) {
   header.set_session_id(a.session());
   header.set_round(ins.round());
   header.set_base_digest(ins.parameters_digest());
+  sign_upload_header(header, "test-run", a.name(), ins.parameters_digest());
   IdleUpload first_upload(a.stub(), &header);
   ASSERT_TRUE(wait_until([&] { return aggregator_logged(r, "event=upload_started client=c0"); }, 10s)) << r.aggregator->log();
   const grpc::Status second = a.upload(ins, a.download(ins), 640);

@@ -597,6 +597,13 @@ TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed
   std::ofstream(path) << yaml;
   EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0) << yaml;
   EXPECT_NE(out.find("checkpoints.everyRounds must be 1 with strategy.asynchronous"), std::string::npos) << out;
+  // Kept updates are for recomputing rounds, which privacy's noise and FedBuff's rebasing rule out.
+  yaml = small_run("r6");
+  yaml.replace(yaml.find("strategy: {"), 11, "strategy: {asynchronous: {}, ");
+  yaml += "  checkpoints: {keepUpdates: true}\n";
+  std::ofstream(path) << yaml;
+  EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0) << yaml;
+  EXPECT_NE(out.find("checkpoints.keepUpdates is for synchronous rounds without strategy.privacy"), std::string::npos) << out;
   // The rest the operator finds with the same parser as `zk0 run`, and names the field.
   yaml = small_run("r6");
   yaml.replace(yaml.find("strategy: {"), 11, "strategy: {type: fedavg, proximalMu: 0.1, ");

@@ -165,6 +165,7 @@ TEST(Spec, ResumeFingerprintIgnoresHowARunIsOperatedAndNothingElse) {
       {"hubTokenSecret", [](FederationSpec& s) { s.hub_token_secret.reset(); }},
       {"checkpoints.keepLast", [](FederationSpec& s) { s.checkpoints.keep_last = 0; }},
       {"checkpoints.signingKeyFile", [](FederationSpec& s) { s.checkpoints.signing_key_file = "/other.key"; }},
+      {"checkpoints.keepUpdates", [](FederationSpec& s) { s.checkpoints.keep_updates = true; }},
       {"metadata.namespace", [](FederationSpec& s) { s.namespace_ = "elsewhere"; }},
   };
   const std::vector<Change> computational = {
@@ -409,6 +410,11 @@ INSTANTIATE_TEST_SUITE_P(
                 "  rounds: 3\n  strategy: {type: fedavg, minFitClients: 1, privacy: {clipNorm: 1, clipOn: worker, noiseMultiplier: 1, delta: 1.0e-5}}\n"
                 "  transport: {compression: {codec: int8}}",
                 "spec.transport.compression.codec: needs spec.strategy.privacy.clipOn: server"},
+        BadCase{"kept updates under privacy", "  clients:",
+                "  checkpoints: {keepUpdates: true}\n  strategy: {type: fedavg, minFitClients: 1, privacy: {clipNorm: 1, noiseMultiplier: 1, delta: 1.0e-5}}\n  clients:",
+                "spec.checkpoints.keepUpdates: cannot recompute a round under spec.strategy.privacy"},
+        BadCase{"kept updates with FedBuff", "  clients:", "  checkpoints: {keepUpdates: true}\n  strategy: {asynchronous: {}}\n  clients:",
+                "spec.checkpoints.keepUpdates: is for synchronous rounds"},
         BadCase{"not yaml", "rounds: 3", "rounds: [3", "yaml:"}));
 
 TEST(Spec, ReportsEveryProblemAtOnce) {

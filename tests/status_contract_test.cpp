@@ -29,12 +29,17 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
     ASSERT_TRUE(test::wait_until([&] { return (ins = coordinator.poll(caller, std::chrono::milliseconds(200))).kind == Instruction::Kind::Train; },
                                  std::chrono::seconds(20)));
     const auto global = coordinator.global_for(caller, ins.round, ins.parameters_digest, "");
-    const UploadPermit permit = coordinator.begin_upload(caller, ins.round, ins.parameters_digest);
     TrainReport report;
     report.samples = 640;
     report.steps = 20;
     report.loss = name == "c0" ? 0.25 : 0.5;
-    coordinator.submit(permit, global->parameters, report, 1, 0.1);
+    // Each worker signs its claims with a key of its own (no TLS here), as the worker does.
+    UpdateClaims claims{spec.name, name, ins.parameters_digest, ins.parameters_digest, ins.round, report.samples, report.steps,
+                        report.loss, report.policy_loss};
+    const SigningKey key = SigningKey::load_or_create_ed25519("");
+    const UploadPermit permit = coordinator.begin_upload(
+        caller, ins.round, ins.parameters_digest, {claims.canonical(), key.sign(claims_message(claims.canonical())), key.public_key_pem()});
+    coordinator.submit(permit, global->parameters, report, ins.parameters_digest, 1, 0.1);
   }
   ASSERT_TRUE(test::wait_until([&] { return nlohmann::json::parse(coordinator.status_json()).value("round", 0) == 2; },
                                std::chrono::seconds(20)));

@@ -6,12 +6,15 @@
 
 #include <cmath>
 #include <cstring>
+#include <sstream>
 #include <thread>
 
 #include "aggregator/coordinator.h"
 #include "aggregator/service.h"
 #include "core/transport/channel.h"
 #include "core/transport/parameter_stream.h"
+#include "core/util/fs.h"
+#include "support/signed_header.h"
 #include "support/test_support.h"
 
 using namespace zk0;
@@ -263,6 +266,7 @@ class AggregatorUnderTest : public ::testing::Test {
     v1::RegisterReply reply;
     grpc::ClientContext ctx;
     EXPECT_TRUE(stub_->Register(&ctx, req, &reply).ok());
+    names_[reply.session_id()] = name;
     return reply.session_id();
   }
 
@@ -296,9 +300,10 @@ class AggregatorUnderTest : public ::testing::Test {
   }
 
   // Uploads `update`, trained from `base` (the instruction's) in `steps`; `tamper` may change each
-  // outgoing chunk message.
+  // outgoing chunk message, `forge` the signed header.
   grpc::Status upload(const std::string& session, const v1::Instruction& ins, const ParameterSet& update,
-                      const std::function<void(v1::Chunk&, int)>& tamper = {}, const std::string& base = "", uint32_t steps = 2) {
+                      const std::function<void(v1::Chunk&, int)>& tamper = {}, const std::string& base = "", uint32_t steps = 2,
+                      const std::function<void(v1::UploadHeader&)>& forge = {}) {
     grpc::ClientContext ctx;
     v1::UploadReply reply;
     auto writer = stub_->UploadUpdate(&ctx, &reply);
@@ -309,6 +314,8 @@ class AggregatorUnderTest : public ::testing::Test {
     msg.mutable_header()->mutable_metrics()->set_samples(steps * 32);
     msg.mutable_header()->mutable_metrics()->set_steps(steps);
     msg.mutable_header()->mutable_metrics()->set_loss(0.5);
+    test::sign_upload_header(*msg.mutable_header(), spec_.name, names_.at(session), build_manifest(update).digest_hex());
+    if (forge) forge(*msg.mutable_header());
     int index = 0;
     if (writer->Write(msg))
       send_parameters(
@@ -342,6 +349,7 @@ class AggregatorUnderTest : public ::testing::Test {
 
   std::string dir_;
   FederationSpec spec_;
+  std::map<std::string, std::string> names_;  // session -> client
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<FederationService> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -402,6 +410,52 @@ TEST_F(AggregatorUnderTest, CorruptedUpdatesAreRejectedCountedAndNeverAveraged) 
   // Only the intact update was averaged: the global moved by exactly +1 per parameter.
   const double expected = std::sqrt(static_cast<double>(global.total_elements()));
   EXPECT_NEAR(round1["global_update_norm"].get<double>(), expected, 1e-3 * expected);
+}
+
+// The contribution ledger's claims: an update without a signature, with one another key made, or
+// whose signed claims are not what arrives is refused before it is read, and recorded.
+TEST_F(AggregatorUnderTest, UnsignedForgedOrMismatchedClaimsAreRefusedAndRecordedInTheLedger) {
+  start(1, {{"minFitClients", "1"}, {"minAvailableClients", "1"}, {"fractionFit", "0.5"}, {"maxRoundAttempts", "maxRoundAttempts: 4"}});
+  const std::string session = register_as("c0");
+  int rc = -1;
+  run_ = std::thread([&] { rc = coordinator_->run(); });
+  struct Case {
+    std::string reason;
+    std::function<void(v1::UploadHeader&)> forge;
+  };
+  const SigningKey other = SigningKey::load_or_create_ed25519("");
+  const std::vector<Case> cases = {
+      {"unsigned", [](v1::UploadHeader& h) { h.clear_claims_signature(); }},
+      {"bad_signature", [&](v1::UploadHeader& h) { h.set_claims_signature(other.sign(claims_message(h.claims()))); }},
+      {"claims_mismatch", [&](v1::UploadHeader& h) {
+         // Signed correctly, but claiming more samples than the upload reports.
+         UpdateClaims c = UpdateClaims::parse(h.claims());
+         c.samples += 1;
+         h.set_claims(c.canonical());
+         h.set_claims_signature(other.sign(claims_message(h.claims())));
+         h.set_signing_key(other.public_key_pem());
+       }},
+  };
+  for (const Case& c : cases) {
+    const v1::Instruction ins = poll_until_train(session);
+    const grpc::Status s = upload(session, ins, download(session, ins), {}, "", 2, c.forge);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.reason << ": " << s.error_message();
+    EXPECT_TRUE(status_reaches([&](const nlohmann::json& st) { return st["rejected_updates"].value(c.reason, 0) == 1; })) << c.reason;
+  }
+  const v1::Instruction ins = poll_until_train(session);
+  EXPECT_TRUE(upload(session, ins, download(session, ins)).ok());
+  run_.join();
+  EXPECT_EQ(rc, 0);
+  std::vector<std::string> reasons;
+  std::istringstream ledger(read_file(dir_ + "/out/ledger.jsonl"));
+  for (std::string line; std::getline(ledger, line);) {
+    const auto e = nlohmann::json::parse(line);
+    if (e["kind"] == "update") reasons.push_back(e["decision"].value("reason", e["decision"]["status"].get<std::string>()));
+  }
+  EXPECT_EQ(reasons, (std::vector<std::string>{"unsigned", "bad_signature", "claims_mismatch", "accepted"}));
+  int verified = -1;
+  const std::string verdict = test::run_command(test::bin("zk0") + " ledger verify " + dir_ + "/out 2>&1", &verified);
+  EXPECT_EQ(verified, 0) << verdict;
 }
 
 TEST_F(AggregatorUnderTest, MalformedAndOversizedMessagesGetErrorsNotCrashes) {

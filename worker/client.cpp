@@ -6,6 +6,8 @@
 
 #include "core/aggregation/parallel.h"
 #include "core/codec/update_delta.h"
+#include "core/ledger/ledger.h"
+#include "core/util/fs.h"
 #include "core/transport/channel.h"
 #include "core/transport/parameter_stream.h"
 #include "core/util/log.h"
@@ -60,6 +62,12 @@ WorkerClient::WorkerClient(const FederationSpec& spec, std::string client_name, 
   }
   dataset_opening_ = shared.dataset_opening ? shared.dataset_opening : std::make_shared<std::mutex>();
   held_globals_ = shared.held_globals ? shared.held_globals : std::make_shared<HeldGlobals>();
+  if (const ClientTlsSpec& tls = spec_.client(name_).tls; spec_.transport.tls.mutual && !tls.key_file.empty()) {
+    signer_ = SigningKey::from_pem(read_file(tls.key_file), "spec.clients[" + name_ + "].tls.keyFile " + tls.key_file);
+  } else {
+    signer_ = SigningKey::load_or_create_ed25519(state_dir.empty() ? "" : (std::filesystem::path(state_dir) / "ledger_ed25519.pem").string());
+    signing_key_pem_ = signer_->public_key_pem();
+  }
 }
 
 std::shared_ptr<const ParameterSet> HeldGlobals::intern(const std::string& digest, std::shared_ptr<const ParameterSet> parameters) {
@@ -313,6 +321,18 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ma
   StreamPosition from;
   uint64_t held = 0;  // bytes the aggregator kept of this update, as of its last answer
   uint64_t sent = 0;  // chunk bytes written over all attempts
+  UpdateClaims signed_claims;
+  signed_claims.run = spec_.name;
+  signed_claims.round = static_cast<int>(ins.round());
+  signed_claims.client = name_;
+  signed_claims.base_digest = ins.parameters_digest();
+  signed_claims.update_digest = manifest.digest_hex();
+  signed_claims.samples = r.samples;
+  signed_claims.steps = r.steps;
+  signed_claims.loss = r.loss;
+  signed_claims.policy_loss = r.policy_loss;
+  const std::string claims = signed_claims.canonical();
+  const std::string claims_signature = signer_->sign(claims_message(claims));
   for (int failures = 0;;) {
     grpc::ClientContext ctx;
     v1::UploadReply reply;
@@ -340,6 +360,9 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ma
     m->set_download_seconds(r.download_seconds);
     m->set_bytes_downloaded(r.bytes_downloaded);
     if (r.privacy_epsilon) m->set_privacy_epsilon(*r.privacy_epsilon);
+    header->set_claims(claims);
+    header->set_claims_signature(claims_signature);
+    header->set_signing_key(signing_key_pem_);
     uint64_t sent_now = 0;
     if (writer->Write(msg))
       send_parameter_messages<v1::UploadMessage>(

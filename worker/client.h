@@ -7,9 +7,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "core/codec/error_feedback.h"
+#include "core/security/signing.h"
 #include "core/transport/parameter_stream.h"
 #include "core/util/watchdog.h"
 #include "worker/contribution.h"
@@ -111,6 +113,11 @@ class WorkerClient {
   std::shared_ptr<const ParameterSet> held_;
   std::string held_digest_;
   std::shared_ptr<HeldGlobals> held_globals_;
+  // Signs the claims of each update for the contribution ledger: the client certificate's key
+  // under mutual TLS (the aggregator knows the certificate), else an Ed25519 key kept in the
+  // state folder, whose public half travels with each upload (signing_key_pem_).
+  std::optional<SigningKey> signer_;
+  std::string signing_key_pem_;
   std::mutex session_mu_;
   std::string session_;
   std::string state_ = "idle";

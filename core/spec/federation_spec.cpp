@@ -602,6 +602,11 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
     f.get("keepLast", spec.checkpoints.keep_last);
     f.get("signingKeyFile", spec.checkpoints.signing_key_file);
     f.get("signingKeySecret", spec.checkpoints.signing_key_secret);
+    f.get("keepUpdates", spec.checkpoints.keep_updates);
+    if (spec.checkpoints.keep_updates && spec.strategy.privacy.enabled)
+      f.problem(f.path("keepUpdates"), "cannot recompute a round under spec.strategy.privacy (its sample and noise are never stored)");
+    if (spec.checkpoints.keep_updates && spec.strategy.asynchronous.enabled)
+      f.problem(f.path("keepUpdates"), "is for synchronous rounds; spec.strategy.asynchronous folds rebased updates");
     if (!spec.checkpoints.signing_key_file.empty() && !spec.checkpoints.signing_key_secret.empty())
       f.problem(f.path("signingKeySecret"), "set either signingKeyFile or signingKeySecret");
     require(spec.checkpoints.every_rounds >= 1, f, "everyRounds", "must be at least 1");
@@ -962,6 +967,7 @@ std::string to_yaml(const FederationSpec& spec) {
   s["checkpoints"]["keepLast"] = spec.checkpoints.keep_last;
   if (!spec.checkpoints.signing_key_file.empty()) s["checkpoints"]["signingKeyFile"] = spec.checkpoints.signing_key_file;
   if (!spec.checkpoints.signing_key_secret.empty()) s["checkpoints"]["signingKeySecret"] = spec.checkpoints.signing_key_secret;
+  if (spec.checkpoints.keep_updates) s["checkpoints"]["keepUpdates"] = true;
   YAML::Node xn = s["transport"];
   xn["chunkSize"] = quantity(spec.transport.chunk_bytes);
   xn["maxMessageSize"] = quantity(spec.transport.max_message_bytes);
@@ -1060,6 +1066,7 @@ std::string resume_fingerprint(const FederationSpec& spec) {
   copy.checkpoints.keep_last = CheckpointSpec{}.keep_last;
   copy.checkpoints.signing_key_file.clear();
   copy.checkpoints.signing_key_secret.clear();
+  copy.checkpoints.keep_updates = false;
   for (auto& c : copy.clients) {
     c.pod = PodPlacementSpec{};
     c.resources = ResourcesSpec{};

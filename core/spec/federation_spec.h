@@ -291,6 +291,10 @@ struct CheckpointSpec {
   // which the operator creates. Empty: unsigned (SHA256SUMS still catches corruption).
   std::string signing_key_file;
   std::string signing_key_secret;
+  // Keeps every round's base global and the updates folded into it, as they arrived, under
+  // <outputDir>/updates/round_NNNN/, so that `zk0 ledger verify --recompute` can aggregate them
+  // again and compare with the ledger's globals. About (clients + 1) x the trainable size a round.
+  bool keep_updates = false;
 };
 
 // The aggregator's TLS. With `mutual`, every client also presents its own certificate

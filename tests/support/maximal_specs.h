@@ -88,7 +88,7 @@ spec:
   clients: [{name: a, dataset: {path: /a}, tls: {secretName: a-tls}}]
   evaluation: {dataset: {repoId: owner/eval, revision: main, episodes: [3]}, mode: full}
   strategy: {minFitClients: 1, minAvailableClients: 1}
-  checkpoints: {signingKeySecret: run-key}
+  checkpoints: {signingKeySecret: run-key, keepUpdates: true}
   transport: {tls: {secretName: run-tls, mutual: true}, compression: {codec: topk, fraction: 0.02}}
 )",
     R"(apiVersion: zk0.io/v1alpha1
