@@ -5,6 +5,7 @@
 #include <set>
 
 #include "aggregator/checkpoint.h"
+#include "aggregator/recompute.h"
 #include "aggregator/round_records.h"
 #include "core/aggregation/deltas.h"
 #include "core/aggregation/parallel.h"
@@ -86,8 +87,14 @@ Coordinator::Coordinator(const FederationSpec& spec)
     outputs_->restore(ckpt->state.history);
     start_round_ = ckpt->state.round + 1;
     resumed_ledger = ckpt->state.ledger;
-    for (const auto& r : ckpt->state.history)
+    for (const auto& r : ckpt->state.history) {
       if (r.contains("server_eval_loss") && !r["server_eval_loss"].is_null()) last_eval_loss_ = r["server_eval_loss"].get<double>();
+      // The contribution scores' totals go on from the rounds already scored.
+      for (const auto& c : r.value("clients", nlohmann::json::array()))
+        add_scores(c.at("client").get<std::string>(),
+                   c.contains("score_first_order") ? std::optional<double>(c["score_first_order"].get<double>()) : std::nullopt,
+                   c.contains("score_leave_one_out") ? std::optional<double>(c["score_leave_one_out"].get<double>()) : std::nullopt);
+    }
     log_info("run_resumed", {kv("checkpoint", ckpt->dir), kv("next_round", start_round_)});
   }
   set_global(to_parameter_set(policy_->trainable_parameters()), start_round_);
@@ -430,8 +437,10 @@ void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const 
   if (asynchronous()) return submit_buffered(permit, std::move(update), report, update_digest, bytes_uploaded, upload_seconds);
   OpenRound* r = nullptr;
   double weight = 0;
+  std::shared_ptr<const GlobalModel> base;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    base = global_;
     Participant& p = pending_participant(permit);
     if (open_->closed || p.status != "pending")
       throw Refusal(Refusal::Kind::StaleRound, "round " + std::to_string(permit.round) + " closed while the update arrived");
@@ -474,9 +483,13 @@ void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const 
   } catch (const std::exception& e) {
     aggregation_error = e.what();
   }
+  // The round's global cannot change while it is open.
+  const std::optional<double> descent =
+      r->eval_gradient ? std::optional<double>(-dot_with_delta(*r->eval_gradient, update, base->parameters)) : std::nullopt;
   std::lock_guard<std::mutex> lock(mu_);
   --r->in_flight;
   Participant& p = r->participants.at(permit.client);
+  p.descent = descent;
   if (!aggregation_error.empty()) {
     // The aggregation may hold part of this update: the round cannot use it any more.
     p.status = "rejected";
@@ -503,7 +516,7 @@ void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const 
 }
 
 void Coordinator::keep_upload(const UploadPermit& permit, const ParameterSet& uploaded, const Manifest& manifest) const {
-  if (!spec_.checkpoints.keep_updates) return;
+  if (!keeps_uploads() || asynchronous()) return;
   std::map<std::string, std::string> metadata;
   if (manifest.encoding) {
     metadata[kKeptCodecKey] = manifest.encoding->codec;
@@ -514,7 +527,7 @@ void Coordinator::keep_upload(const UploadPermit& permit, const ParameterSet& up
 }
 
 void Coordinator::keep_round(int round, const std::vector<std::string>& folded) const {
-  if (!spec_.checkpoints.keep_updates) return;
+  if (!keeps_uploads()) return;
   const std::string dir = kept_round_dir(spec_.output_dir, round);
   std::filesystem::create_directories(dir + "/clients");
   for (const auto& e : std::filesystem::directory_iterator(dir + "/clients")) {
@@ -625,6 +638,8 @@ nlohmann::json Coordinator::participant_json(const std::string& name, const Part
   if (!p.reason.empty()) j["reason"] = p.reason;
   if (p.transfer_rejections) j["transfer_rejections"] = p.transfer_rejections;
   if (!p.clip_reason.empty()) j["clip_reason"] = p.clip_reason;
+  if (p.first_order) j["score_first_order"] = *p.first_order;
+  if (p.leave_one_out) j["score_leave_one_out"] = *p.leave_one_out;
   if (p.status == "accepted" || p.status == "discarded") {
     j.update(report_json(p.report));
     add_update_fields(j, p.weight, p.update_norm, p.clip_scale, p.bytes_uploaded, p.upload_seconds);
@@ -645,6 +660,10 @@ void Coordinator::publish_status() {
     ready += up;
     nlohmann::json j = {{"state", c.failed ? "failed" : (up ? c.state : "unreachable")}, {"rounds_accepted", c.rounds_accepted}};
     if (c.last_loss) j["last_loss"] = *c.last_loss;
+    if (const auto s = score_totals_.find(name); s != score_totals_.end()) {
+      if (s->second.first_order) j["contribution_score"]["first_order"] = *s->second.first_order;
+      if (s->second.leave_one_out) j["contribution_score"]["leave_one_out"] = *s->second.leave_one_out;
+    }
     if (!c.failure.empty()) j["failure"] = c.failure;
     if (open_ && !open_->closed) {
       auto it = open_->participants.find(name);
@@ -689,8 +708,12 @@ std::string Coordinator::status_json() const {
   return last_status_;
 }
 
+bool Coordinator::evaluation_due(int round) const {
+  return round == 0 || round % spec_.evaluation.every_rounds == 0 || round == spec_.rounds;
+}
+
 std::optional<EvalResult> Coordinator::evaluate_if_due(int round) {
-  if (round != 0 && round % spec_.evaluation.every_rounds != 0 && round != spec_.rounds) return std::nullopt;
+  if (!evaluation_due(round)) return std::nullopt;
   EvalResult r = evaluator_->evaluate(*policy_);
   strategy_->on_evaluation(round, r.loss);
   metrics_.server_eval_loss.Set(r.loss);
@@ -716,10 +739,12 @@ void Coordinator::checkpoint(int round) {
   log_info("checkpoint_written", {kv("round", round), kv("dir", dir)});
 }
 
-void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std::mutex>& lock) {
+void Coordinator::run_round_attempt(int round, int attempt, std::shared_ptr<const ParameterSet> eval_gradient,
+                                    std::unique_lock<std::mutex>& lock) {
   auto r = std::make_unique<OpenRound>();
   r->round = round;
   r->attempt = attempt;
+  r->eval_gradient = std::move(eval_gradient);
   r->plan = strategy_->configure_round(round, attempt, available_clients());
   r->opened = Clock::now();
   r->deadline = r->opened + std::chrono::duration_cast<Clock::duration>(
@@ -788,6 +813,60 @@ void Coordinator::run_round_attempt(int round, int attempt, std::unique_lock<std
   while (open_->in_flight > 0) changed_.wait_for(lock, std::chrono::milliseconds(50));
 }
 
+void Coordinator::add_scores(const std::string& client, std::optional<double> first_order, std::optional<double> leave_one_out) {
+  ScoreTotals& t = score_totals_[client];
+  if (first_order) {
+    t.first_order = t.first_order.value_or(0) + *first_order;
+    metrics_.contribution_score.Add({{"client", client}, {"estimate", "first_order"}}).Set(*t.first_order);
+  }
+  if (leave_one_out) {
+    t.leave_one_out = t.leave_one_out.value_or(0) + *leave_one_out;
+    metrics_.contribution_score.Add({{"client", client}, {"estimate", "leave_one_out"}}).Set(*t.leave_one_out);
+  }
+}
+
+void Coordinator::score_round(int round, OpenRound& finished, const ParameterSet& aggregate) {
+  const ContributionScoresSpec& scores = spec_.evaluation.contribution_scores;
+  std::vector<std::string> accepted;
+  double accepted_weight = 0;
+  for (const auto& [name, p] : finished.participants)
+    if (p.status == "accepted") accepted.push_back(name), accepted_weight += p.weight;
+  std::map<std::string, double> first_order, leave_one_out;
+  if (scores.first_order)
+    for (const auto& name : accepted) {
+      const Participant& p = finished.participants.at(name);
+      if (p.descent) first_order[name] = p.weight / accepted_weight * *p.descent;
+    }
+  if (scores.leave_one_out && accepted.size() > 1) {
+    const auto base = std::shared_ptr<const ParameterSet>(global_, &global_->parameters);
+    const auto loss_of = [&](const ParameterSet& parameters) {
+      load_parameter_set(policy_->trainable_parameters(), parameters);
+      return evaluator_->evaluate(*policy_).loss;
+    };
+    const double with_all = loss_of(aggregate);
+    const std::string dir = kept_round_dir(spec_.output_dir, round) + "/clients/";
+    for (const auto& left_out : accepted) {
+      // The round's rule again, over every update it folded but this one.
+      auto aggregation = strategy_->begin_aggregation(base);
+      for (const auto& [name, p] : finished.participants)
+        if (name != left_out && (p.status == "accepted" || p.status == "discarded"))
+          aggregation->add(name, read_kept_update(dir + name + ".safetensors", *base, spec_.transport.compression.codec, nullptr),
+                           p.weight);
+      leave_one_out[left_out] = loss_of(aggregation->finish().parameters) - with_all;
+      loop_watchdog_.beat();
+    }
+    load_parameter_set(policy_->trainable_parameters(), global_->parameters);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [name, p] : finished.participants) {
+    if (first_order.count(name)) p.first_order = first_order[name];
+    if (leave_one_out.count(name)) p.leave_one_out = leave_one_out[name];
+    add_scores(name, p.first_order, p.leave_one_out);
+  }
+  log_info("round_scored", {kv("round", round), kv("clients", accepted.size()), kv("first_order", scores.first_order),
+                            kv("leave_one_out", scores.leave_one_out && accepted.size() > 1)});
+}
+
 std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohmann::json record, std::vector<nlohmann::json> updates,
                                         Clock::time_point t0, size_t accepted, size_t discarded) {
   ParameterSet next = strategy_->server_step(global_->parameters, std::move(aggregate));
@@ -848,6 +927,11 @@ std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohm
 
 int Coordinator::run_synchronous(const std::function<int(const std::string&, int)>& fail) {
   for (int round = start_round_; round <= spec_.rounds; ++round) {
+    const ContributionScoresSpec& scores = spec_.evaluation.contribution_scores;
+    const bool scored = scores.any() && evaluation_due(round);
+    // Before the round opens (a backward pass over the evaluation batches), outside the lock.
+    std::shared_ptr<const ParameterSet> eval_gradient;
+    if (scored && scores.first_order) eval_gradient = std::make_shared<const ParameterSet>(evaluator_->loss_gradient(*policy_));
     std::unique_lock<std::mutex> lock(mu_);
     if (const std::string spent = strategy_->budget_exhausted(); !spent.empty()) {
       // The run ends as planned work would have, with what it has: every completed round is
@@ -874,7 +958,7 @@ int Coordinator::run_synchronous(const std::function<int(const std::string&, int
         return fail(why, kExitRunFailed);
       }
       if (attempt == 1) started = unix_now(), t0 = Clock::now();
-      run_round_attempt(round, attempt, lock);
+      run_round_attempt(round, attempt, eval_gradient, lock);
       if (stop_) {
         lock.unlock();
         return fail("stopped", kExitError);
@@ -944,6 +1028,8 @@ int Coordinator::run_synchronous(const std::function<int(const std::string&, int
     for (const auto& [name, p] : finished_round->participants)
       if (p.status == "accepted" || p.status == "discarded") folded.push_back(name);
     keep_round(round, folded);
+    if (scored) score_round(round, *finished_round, next);
+    if (!spec_.checkpoints.keep_updates) std::filesystem::remove_all(kept_round_dir(spec_.output_dir, round));
     for (const auto& [name, p] : finished_round->participants) {
       record["clients"].push_back(participant_json(name, p));
       if (p.evidence.identity.is_null()) continue;

@@ -188,6 +188,12 @@ class Coordinator {
     std::optional<Task> task;  // asynchronous rounds only
     uint64_t tasks_started = 0;
   };
+  // Contribution scores summed over the rounds scored (spec.evaluation.contributionScores), by
+  // client: kept apart from Client (a client registers after a resumed aggregator restored them).
+  struct ScoreTotals {
+    std::optional<double> first_order, leave_one_out;
+  };
+  void add_scores(const std::string& client, std::optional<double> first_order, std::optional<double> leave_one_out);  // requires mu_
   struct Participant {
     std::string status = "pending";  // pending, aggregating, accepted, discarded, rejected, failed, dropped, timed_out
     std::string reason;
@@ -201,6 +207,8 @@ class Coordinator {
     std::string clip_reason;  // why the rule or the worker clipped it
     int transfer_rejections = 0;
     UpdateEvidence evidence;  // for the ledger, once an upload began
+    std::optional<double> descent;  // -<evaluation gradient, its delta>, when first-order scores are due
+    std::optional<double> first_order, leave_one_out;  // its contribution scores, once the round is scored
   };
   struct OpenRound {
     int round = 0, attempt = 0;
@@ -211,6 +219,8 @@ class Coordinator {
     bool closed = false;
     bool aggregation_failed = false;  // an add() threw: the sums may hold part of an update
     int in_flight = 0;  // submits folding into the aggregation outside the lock
+    // The evaluation loss's gradient at the round's global, when first-order scores are due.
+    std::shared_ptr<const ParameterSet> eval_gradient;
   };
 
   // Asynchronous rounds (FedBuff): the updates that make the next global version, from whatever
@@ -271,6 +281,7 @@ class Coordinator {
   // Under keepUpdates: the round's base global beside the uploads of `folded`, every other upload
   // (refused, or of an attempt that failed) removed.
   void keep_round(int round, const std::vector<std::string>& folded) const;
+  bool keeps_uploads() const { return spec_.checkpoints.keep_updates || spec_.evaluation.contribution_scores.leave_one_out; }
 
   Client& client_for(const Caller& caller);  // requires mu_; throws Refusal
   bool alive(const Client& c, std::chrono::steady_clock::time_point now) const;
@@ -278,7 +289,13 @@ class Coordinator {
   bool wait_for_available(int count, std::unique_lock<std::mutex>& lock);
   // Waits for minAvailableClients; empty once they are up, else why the run must fail.
   std::string wait_for_quorum(int round, std::unique_lock<std::mutex>& lock);
-  void run_round_attempt(int round, int attempt, std::unique_lock<std::mutex>& lock);
+  void run_round_attempt(int round, int attempt, std::shared_ptr<const ParameterSet> eval_gradient, std::unique_lock<std::mutex>& lock);
+  bool evaluation_due(int round) const;
+  // spec.evaluation.contributionScores for a finished round whose rule made `aggregate`: each
+  // accepted update's first-order share and its leave-one-out difference (the rule run again
+  // without it, from the uploads kept for the round). Outside the lock; the policy holds the
+  // round's global again afterwards.
+  void score_round(int round, OpenRound& finished, const ParameterSet& aggregate);
   Participant& pending_participant(const UploadPermit& permit);  // requires mu_; throws Refusal
   nlohmann::json participant_json(const std::string& name, const Participant& p) const;
   void refuse_registration(const std::string& reason, const std::string& name, const std::string& message, Refusal::Kind kind);
@@ -319,6 +336,7 @@ class Coordinator {
   std::mutex aggregation_mu_;
   std::map<std::string, int> rejections_;  // by reason, for the whole run
   std::map<std::string, int> discards_;    // by rule, for the whole run
+  std::map<std::string, ScoreTotals> score_totals_;
   void apply_decisions(OpenRound& round, const AggregationResult& result);  // requires mu_
   bool finished_ = false;  // the run is over, succeeded or failed
   std::string phase_ = "Pending";  // Pending, Running, Succeeded, Failed

@@ -15,27 +15,53 @@ ServerEvaluator::ServerEvaluator(const EvaluationSpec& spec, const Policy& polic
   batches_ = evaluation_batches(*dataset_, spec.mode, spec.batches, spec.batch_size, spec.seed);
 }
 
-EvalResult ServerEvaluator::evaluate(Policy& policy) {
-  const auto start = std::chrono::steady_clock::now();
-  at::NoGradGuard no_grad;
+void ServerEvaluator::for_each_batch(Policy& policy, const std::function<void(const Batch&, at::Generator)>& f) {
   policy.set_training(false);
   const at::Device device = policy.device();
-  EvalResult r;
-  double weighted = 0;
   size_t issued = 0;
   const int workers = BatchLoader::default_workers();
   BatchLoader loader(*dataset_, [&] { return batches_[issued++]; }, static_cast<int64_t>(batches_.size()), workers, 2 * workers);
-  for (size_t b = 0; b < batches_.size(); ++b) {
-    const Batch batch = loader.next().to(device);
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(spec_.seed, b));
-    const double loss = policy.loss(batch, gen).item<double>();
-    weighted += loss * static_cast<double>(batch.size());
+  for (size_t b = 0; b < batches_.size(); ++b) f(loader.next().to(device), at::make_generator<at::CPUGeneratorImpl>(mix_seed(spec_.seed, b)));
+}
+
+EvalResult ServerEvaluator::evaluate(Policy& policy) {
+  const auto start = std::chrono::steady_clock::now();
+  at::NoGradGuard no_grad;
+  EvalResult r;
+  double weighted = 0;
+  for_each_batch(policy, [&](const Batch& batch, at::Generator gen) {
+    weighted += policy.loss(batch, gen).item<double>() * static_cast<double>(batch.size());
     r.samples += batch.size();
     ++r.batches;
-  }
+  });
   r.loss = weighted / static_cast<double>(r.samples);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
+}
+
+ParameterSet ServerEvaluator::loss_gradient(Policy& policy) {
+  at::AutoGradMode grad(true);
+  NamedTensors params = policy.trainable_parameters();
+  std::vector<bool> required;
+  for (auto& [name, t] : params) {
+    required.push_back(t.requires_grad());
+    t.requires_grad_(true);
+    t.mutable_grad() = at::Tensor();
+  }
+  int64_t samples = 0;
+  for (const auto& b : batches_) samples += static_cast<int64_t>(b.size());
+  for_each_batch(policy, [&](const Batch& batch, at::Generator gen) {
+    // evaluate()'s sample-weighted mean, so that this is its gradient.
+    (policy.loss(batch, gen) * (static_cast<double>(batch.size()) / static_cast<double>(samples))).backward();
+  });
+  NamedTensors grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto& [name, t] = params[i];
+    grads.emplace_back(name, t.grad().defined() ? t.grad().detach() : at::zeros_like(t));
+    t.mutable_grad() = at::Tensor();
+    t.requires_grad_(required[i]);
+  }
+  return to_parameter_set(grads);
 }
 
 }  // namespace zk0

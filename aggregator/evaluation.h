@@ -3,6 +3,7 @@
 // the sample indices are fixed once, and each batch's noise and time come from a generator
 // seeded by (evaluation seed, batch index), so two evaluations of the same weights agree exactly
 // and round-to-round changes are the model's, not the dice's.
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -22,9 +23,15 @@ class ServerEvaluator {
  public:
   ServerEvaluator(const EvaluationSpec& spec, const Policy& policy);
   EvalResult evaluate(Policy& policy);
+  // The gradient of evaluate()'s loss (the same batches, noise and time) with respect to the
+  // policy's trainable parameters, in their layout (contribution scores' first-order estimate).
+  ParameterSet loss_gradient(Policy& policy);
   const Dataset& dataset() const { return *dataset_; }
 
  private:
+  // Every evaluation batch on the policy's device, in order, with its own generator.
+  void for_each_batch(Policy& policy, const std::function<void(const Batch&, at::Generator)>& f);
+
   EvaluationSpec spec_;
   std::unique_ptr<Dataset> dataset_;
   std::vector<std::vector<int64_t>> batches_;

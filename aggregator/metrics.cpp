@@ -48,7 +48,11 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
       registrations_refused(prometheus::BuildCounter()
                                 .Name("zk0_aggregator_registrations_refused_total")
                                 .Help("Registrations refused, by reason (identity_mismatch: a certificate naming another client)")
-                                .Register(r)) {
+                                .Register(r)),
+      contribution_score(prometheus::BuildGauge()
+                             .Name("zk0_aggregator_client_contribution_score")
+                             .Help("How much a client's updates lowered the server's held-out loss, summed over the rounds scored, by estimate")
+                             .Register(r)) {
   // Every label value starts at 0, so dashboards and alerts see the series before the first event.
   for (const char* reason : kUpdateRejectionReasons) updates_rejected.Add({{"reason", reason}});
   for (const char* reason : kRegistrationRefusalReasons) registrations_refused.Add({{"reason", reason}});

@@ -8,10 +8,11 @@
 namespace zk0 {
 
 // Why an update can be refused: the transport's verification (TransferError::reason) and the
-// coordinator's checks on the update's content.
+// coordinator's checks on the update's content and on the worker's signed claims (the ledger's).
 constexpr const char* kUpdateRejectionReasons[] = {"bad_manifest", "layout_mismatch", "chunk_checksum", "tensor_hash",
                                                    "incomplete",   "out_of_order",    "no_samples",     "non_finite",
-                                                   "stale_base",   "update_norm",     "too_stale"};
+                                                   "stale_base",   "update_norm",     "too_stale",      "unsigned",
+                                                   "bad_signature", "claims_mismatch"};
 
 // The rules that discard whole updates (core/aggregation/krum.cpp).
 constexpr const char* kDiscardingRules[] = {"krum", "multiKrum", "bulyan"};
@@ -47,6 +48,8 @@ struct AggregatorMetrics {
   prometheus::Gauge& checkpoint_bytes;
   prometheus::Counter& hash_failures;
   prometheus::Family<prometheus::Counter>& registrations_refused;  // label reason
+  // spec.evaluation.contributionScores: each client's score summed over the rounds scored.
+  prometheus::Family<prometheus::Gauge>& contribution_score;  // labels client, estimate (first_order, leave_one_out)
 
   void rejected(const std::string& reason);
   void registration_refused(const std::string& reason);

@@ -43,6 +43,19 @@ Sha256Digest digest_from_hex(const std::string& hex) {
 
 }  // namespace
 
+ParameterSet read_kept_update(const std::string& path, const ParameterSet& base, const CodecSettings& codec, std::string* update_digest) {
+  std::map<std::string, std::string> metadata;
+  ParameterSet kept = read_safetensors(path, &metadata);
+  const auto encoding = metadata.find(kKeptCodecKey);
+  if (encoding == metadata.end()) {
+    if (update_digest) *update_digest = build_manifest(kept).digest_hex();
+    return kept;
+  }
+  const Manifest manifest = build_encoded_manifest(kept, {encoding->second, digest_from_hex(metadata.at(kKeptDecodedDigestKey))});
+  if (update_digest) *update_digest = manifest.digest_hex();
+  return apply_encoded_update(base, layout_of(base), kept, manifest, codec, aggregation_threads());
+}
+
 RecomputeReport recompute_rounds(const std::string& output_dir, const std::string& ledger_text) {
   RecomputeReport report;
   const auto problem = [&](const std::string& p) { report.problems.push_back("recompute: " + p); };
@@ -116,18 +129,17 @@ RecomputeReport recompute_rounds(const std::string& output_dir, const std::strin
       auto aggregation = strategy->begin_aggregation(base);
       for (const KeptUpdate& u : r.updates) {
         const std::string path = dir + "/clients/" + u.client + ".safetensors";
-        std::map<std::string, std::string> metadata;
-        ParameterSet kept = read_safetensors(path, &metadata);
-        const auto codec = metadata.find(kKeptCodecKey);
-        Manifest manifest = codec == metadata.end()
-                                ? build_manifest(kept)
-                                : build_encoded_manifest(kept, {codec->second, digest_from_hex(metadata.at(kKeptDecodedDigestKey))});
-        if (manifest.digest_hex() != u.update_digest) {
+        std::string digest;
+        ParameterSet kept;
+        try {
+          kept = read_kept_update(path, *base, spec.transport.compression.codec, &digest);
+        } catch (const CodecError&) {
+          digest.clear();  // an encoding its digest does not bind: not what the worker signed
+        }
+        if (digest != u.update_digest) {
           problem(where + ", client " + u.client + ": " + path + " is not the update the worker signed");
           continue;
         }
-        if (codec != metadata.end())
-          kept = apply_encoded_update(*base, layout_of(*base), kept, manifest, spec.transport.compression.codec, aggregation_threads());
         aggregation->add(u.client, kept, u.weight);
       }
       AggregationResult result = aggregation->finish();

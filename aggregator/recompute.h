@@ -10,7 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "core/codec/update_codec.h"
+#include "core/tensor/parameter_set.h"
+
 namespace zk0 {
+
+// An upload kept under <outputDir>/updates/ (aggregator/checkpoint.h) as the parameters it stands
+// for: decoded onto `base` when it was encoded (`codec`: the run's). `update_digest`, when given,
+// receives the manifest digest the upload travelled under, which its worker signed.
+ParameterSet read_kept_update(const std::string& path, const ParameterSet& base, const CodecSettings& codec, std::string* update_digest);
 
 struct RecomputeReport {
   std::vector<std::string> problems;

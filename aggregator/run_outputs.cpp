@@ -30,7 +30,7 @@ std::string csv_number(const nlohmann::json& j, const char* key) {
 
 const char* kClientColumns[] = {"loss",        "policy_loss",      "proximal_loss", "grad_norm",      "samples",
                                 "steps",       "update_norm",      "learning_rate", "bytes_downloaded", "bytes_uploaded",
-                                "train_seconds", "download_seconds", "upload_seconds"};
+                                "train_seconds", "download_seconds", "upload_seconds", "score_first_order", "score_leave_one_out"};
 
 }  // namespace
 

@@ -28,6 +28,7 @@ std::string termination_summary(const std::string& status_json) {
   for (const auto& [name, c] : reported.items()) {
     nlohmann::json brief = {{"state", c.value("state", "")}};
     if (c.contains("last_loss")) brief["last_loss"] = c["last_loss"];
+    if (c.contains("contribution_score")) brief["contribution_score"] = c["contribution_score"];
     // Whole seconds: when a remote client was last heard from stays in its run's status.
     if (c.contains("last_seen_unix") && c["last_seen_unix"].is_number())
       brief["last_seen_unix"] = static_cast<int64_t>(c["last_seen_unix"].get<double>());

@@ -223,6 +223,16 @@ def run_overview():
                      [t(f"sum by (run) (increase(zk0_aggregator_rounds_completed_total{{{RUN}}}[1h]))",
                         "{{run}}")], min_=0), 8, 8)
 
+    b.row("Contributions")
+    b.add(timeseries("Contribution score by client",
+                     "Under evaluation.contributionScores: how much each client's updates lowered the "
+                     "server's held-out loss, summed over the rounds scored. first_order: the loss's "
+                     "first-order change along the client's share of the average; leave_one_out: the "
+                     "loss of the round's aggregate without the client's update minus with it. Higher "
+                     "helped more, below zero hurt. Per round: federated_metrics.json and the ledger.",
+                     [t(f"max by (run, client, estimate) (zk0_aggregator_client_contribution_score{{{RUN}}})",
+                        "{{run}} / {{client}} {{estimate}}")]), 24, 8)
+
     b.row("Round health")
     b.add(timeseries(
         "Stragglers, dropouts and client failures",

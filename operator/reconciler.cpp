@@ -481,6 +481,12 @@ std::optional<std::string> merge_aggregator_status(json& st, const json& reporte
     const auto it = clients.find(record.value("name", ""));
     if (it == clients.end() || !it->is_object()) continue;
     if (const auto client_loss = number(*it, "last_loss")) record["lastLoss"] = *client_loss;
+    // evaluation.contributionScores: the client's running totals.
+    if (it->contains("contribution_score") && (*it)["contribution_score"].is_object()) {
+      const json& score = (*it)["contribution_score"];
+      if (const auto v = number(score, "first_order")) record["contributionScore"]["firstOrder"] = *v;
+      if (const auto v = number(score, "leave_one_out")) record["contributionScore"]["leaveOneOut"] = *v;
+    }
     const std::string state = it->contains("state") && (*it)["state"].is_string() ? (*it)["state"].get<std::string>() : "";
     if (kStates.count(state)) record["aggregatorState"] = state;
     if (!record.value("remote", false)) continue;

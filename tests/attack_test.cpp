@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <sstream>
 
 #include "attack/adversary.h"
 #include "attack/attacked_federation.h"
+#include "core/util/fs.h"
 #include "support/test_support.h"
 
 using namespace zk0;
@@ -112,4 +115,48 @@ TEST(AttackedFederation, TheOmniscientAttackersTrainExactlyTheHonestUpdates) {
   EXPECT_NEAR(echoed.final_loss, honest.final_loss, 1e-4 * honest.final_loss) << echoed.logs;
   const AttackedOutcome reversed = federation("attack-exact-reversed", "innerProduct:1", "", 3);
   EXPECT_GT(std::abs(reversed.final_loss - honest.final_loss), 1e-3 * honest.final_loss);
+}
+
+// Contribution scores (spec.evaluation.contributionScores): with three honest clients and one
+// sending noise, both estimates rank the noise lowest in every round and in the running totals
+// the status reports, and the ledger records them with each update.
+TEST(ContributionScores, AClientSendingNoiseScoresLowestByBothEstimates) {
+  AttackedRun run;
+  run.clients = 4;
+  run.byzantine = 1;
+  run.attack = "gaussian";
+  run.rounds = 3;
+  run.overrides = {{"evalEvery", "1\n    contributionScores: {firstOrder: true, leaveOneOut: true}"}};
+  const std::string dir = make_temp_dir("scores");
+  const AttackedOutcome outcome = run_attacked_federation(run, dir);
+  for (const auto& round : outcome.metrics["rounds"]) {
+    if (round["round"].get<int>() == 0) continue;
+    std::map<std::string, std::pair<double, double>> scores;  // client -> (first order, leave one out)
+    for (const auto& c : round["clients"]) {
+      ASSERT_TRUE(c.contains("score_first_order") && c.contains("score_leave_one_out")) << c.dump();
+      scores[c["client"].get<std::string>()] = {c["score_first_order"].get<double>(), c["score_leave_one_out"].get<double>()};
+    }
+    ASSERT_EQ(scores.size(), 4u) << round.dump();
+    for (const char* honest : {"c0", "c1", "c2"}) {
+      EXPECT_LT(scores["c3"].first, scores[honest].first) << round.dump();
+      EXPECT_LT(scores["c3"].second, scores[honest].second) << round.dump();
+    }
+    // Leaving the noise out lowers the loss: its leave-one-out score is negative.
+    EXPECT_LT(scores["c3"].second, 0) << round.dump();
+  }
+  const nlohmann::json status = read_json(dir + "/out/status.json");
+  for (const char* honest : {"c0", "c1", "c2"})
+    for (const char* estimate : {"first_order", "leave_one_out"})
+      EXPECT_LT(status["clients"]["c3"]["contribution_score"][estimate].get<double>(),
+                status["clients"][honest]["contribution_score"][estimate].get<double>())
+          << status.dump();
+  size_t scored_entries = 0;
+  std::istringstream ledger(read_file(dir + "/out/ledger.jsonl"));
+  for (std::string line; std::getline(ledger, line);) {
+    const auto e = nlohmann::json::parse(line);
+    scored_entries += e["kind"] == "update" && e["decision"].contains("score_leave_one_out");
+  }
+  EXPECT_EQ(scored_entries, 12u);
+  // Nothing of the rounds' uploads is left once they are scored (keepUpdates is off).
+  EXPECT_FALSE(file_exists(dir + "/out/updates/round_0001"));
 }

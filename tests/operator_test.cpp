@@ -723,9 +723,10 @@ TEST_F(OperatorTest, EveryDashboardQueryReturnsDataFromARealPrometheus) {
   apply(small_run("r12"));
   const std::string dir = make_temp_dir("dashboards");
   const std::string out = dir + "/out";
-  // int8 both ways, so that the compression panels have data.
+  // int8 both ways, so that the compression panels have data, and contribution scores for theirs.
   const std::string spec = write_spec(dir, small_spec(out, 3, 10, {{"localSteps", "1500"}, {"minFitClients", "3"}, {"minAvailableClients", "3"},
-                                                                    {"tls", "    compression: {codec: int8}\n"}}));
+                                                                    {"tls", "    compression: {codec: int8}\n"},
+                                                                    {"evalEvery", "1\n    contributionScores: {firstOrder: true, leaveOneOut: true}"}}));
   Process run({bin("zk0"), "run", spec}, dir + "/zk0-run.log");
   const std::vector<std::string> components{"aggregator", "c0", "c1", "c2"};
   ASSERT_TRUE(wait_until([&] {

@@ -415,6 +415,13 @@ INSTANTIATE_TEST_SUITE_P(
                 "spec.checkpoints.keepUpdates: cannot recompute a round under spec.strategy.privacy"},
         BadCase{"kept updates with FedBuff", "  clients:", "  checkpoints: {keepUpdates: true}\n  strategy: {asynchronous: {}}\n  clients:",
                 "spec.checkpoints.keepUpdates: is for synchronous rounds"},
+        BadCase{"contribution scores under privacy", "revision: v2.1}\n",
+                "revision: v2.1}\n    contributionScores: {firstOrder: true}\n"
+                "  strategy: {type: fedavg, minFitClients: 1, privacy: {clipNorm: 1, noiseMultiplier: 1, delta: 1.0e-5}}\n",
+                "spec.evaluation.contributionScores: scores of single clients' updates would undo spec.strategy.privacy's protection"},
+        BadCase{"contribution scores with FedBuff", "revision: v2.1}\n",
+                "revision: v2.1}\n    contributionScores: {leaveOneOut: true}\n  strategy: {asynchronous: {}}\n",
+                "spec.evaluation.contributionScores: applies to synchronous rounds"},
         BadCase{"not yaml", "rounds: 3", "rounds: [3", "yaml:"}));
 
 TEST(Spec, ReportsEveryProblemAtOnce) {

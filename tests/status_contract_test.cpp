@@ -52,6 +52,9 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
   nlohmann::json document = nlohmann::json::parse(coordinator.status_json());
   document["privacy_epsilon"] = 1.25;
   document["privacy_delta"] = 1e-5;
+  // And with the contribution scores a run under evaluation.contributionScores reports
+  // (tests/attack_test.cpp ContributionScores.* checks the aggregator writes them).
+  document["clients"]["c0"]["contribution_score"] = {{"first_order", 0.125}, {"leave_one_out", -0.5}};
   const auto completed = op::merge_aggregator_status(status, document, spec);
   ASSERT_TRUE(completed.has_value()) << coordinator.status_json();
   EXPECT_NE(completed->find("round 1 of 2 completed; server eval loss"), std::string::npos) << *completed;
@@ -63,6 +66,8 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
   EXPECT_GT(status["serverEvalLoss"].get<double>(), 0);
   EXPECT_DOUBLE_EQ(status["clients"][0]["lastLoss"].get<double>(), 0.25);
   EXPECT_DOUBLE_EQ(status["clients"][1]["lastLoss"].get<double>(), 0.5);
+  EXPECT_EQ(status["clients"][0]["contributionScore"], (nlohmann::json{{"firstOrder", 0.125}, {"leaveOneOut", -0.5}}));
+  EXPECT_FALSE(status["clients"][1].contains("contributionScore"));
   for (const auto& client : status["clients"]) EXPECT_EQ(client["aggregatorState"], "training") << status.dump();
 
   // Values of any other shape are left out.

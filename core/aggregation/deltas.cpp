@@ -26,6 +26,20 @@ double distance_from(const ParameterSet& update, const ParameterSet& global, std
   return std::sqrt(sum);
 }
 
+double dot_with_delta(const ParameterSet& direction, const ParameterSet& update, const ParameterSet& global) {
+  double sum = 0;
+  for (size_t i = 0; i < update.tensors.size(); ++i) {
+    const float* v = direction.tensors[i].as<float>();
+    const float* x = update.tensors[i].as<float>();
+    const float* g = global.tensors[i].as<float>();
+    double tensor_sum = 0;
+    for (int64_t k = 0, n = update.tensors[i].numel(); k < n; ++k)
+      tensor_sum += static_cast<double>(v[k]) * (static_cast<double>(x[k]) - static_cast<double>(g[k]));
+    sum += tensor_sum;
+  }
+  return sum;
+}
+
 bool all_finite(const ParameterSet& p, std::string& bad) {
   for (const auto& t : p.tensors) {
     const float* x = t.as<float>();

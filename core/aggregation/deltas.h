@@ -10,6 +10,10 @@ namespace zk0 {
 // a NaN or an infinity, `bad` names the tensor and the result is NaN.
 double distance_from(const ParameterSet& update, const ParameterSet& global, std::string& bad);
 
+// <direction, update - global> over every parameter (same layouts), in double: how far the update
+// moves along `direction` (contribution scores: the evaluation loss's gradient).
+double dot_with_delta(const ParameterSet& direction, const ParameterSet& update, const ParameterSet& global);
+
 // False, with `bad` naming the tensor, when a parameter is NaN or infinite.
 bool all_finite(const ParameterSet& p, std::string& bad);
 

@@ -474,6 +474,11 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
     f.get("batches", e.batches);
     f.get("batchSize", e.batch_size);
     f.get("seed", e.seed);
+    {
+      Fields cs(f.node("contributionScores"), f.path("contributionScores"), problems);
+      cs.get("firstOrder", e.contribution_scores.first_order);
+      cs.get("leaveOneOut", e.contribution_scores.leave_one_out);
+    }
     require(e.every_rounds >= 1, f, "everyRounds", "must be at least 1");
     require(e.batches >= 1, f, "batches", "must be at least 1");
     require(e.batch_size >= 1, f, "batchSize", "must be at least 1");
@@ -605,6 +610,11 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
     f.get("keepUpdates", spec.checkpoints.keep_updates);
     if (spec.checkpoints.keep_updates && spec.strategy.privacy.enabled)
       f.problem(f.path("keepUpdates"), "cannot recompute a round under spec.strategy.privacy (its sample and noise are never stored)");
+    if (spec.evaluation.contribution_scores.any() && (spec.strategy.privacy.enabled || spec.strategy.asynchronous.enabled))
+      problems.push_back("spec.evaluation.contributionScores: " +
+                         std::string(spec.strategy.privacy.enabled
+                                         ? "scores of single clients' updates would undo spec.strategy.privacy's protection"
+                                         : "applies to synchronous rounds, not spec.strategy.asynchronous"));
     if (spec.checkpoints.keep_updates && spec.strategy.asynchronous.enabled)
       f.problem(f.path("keepUpdates"), "is for synchronous rounds; spec.strategy.asynchronous folds rebased updates");
     if (!spec.checkpoints.signing_key_file.empty() && !spec.checkpoints.signing_key_secret.empty())
@@ -870,6 +880,8 @@ std::string to_yaml(const FederationSpec& spec) {
   if (e.mode == EvalMode::Quick) s["evaluation"]["batches"] = e.batches;
   s["evaluation"]["batchSize"] = e.batch_size;
   s["evaluation"]["seed"] = e.seed;
+  if (e.contribution_scores.first_order) s["evaluation"]["contributionScores"]["firstOrder"] = true;
+  if (e.contribution_scores.leave_one_out) s["evaluation"]["contributionScores"]["leaveOneOut"] = true;
   const auto& t = spec.training;
   YAML::Node tn = s["training"];
   tn["localSteps"] = t.local_steps;
@@ -1067,6 +1079,7 @@ std::string resume_fingerprint(const FederationSpec& spec) {
   copy.checkpoints.signing_key_file.clear();
   copy.checkpoints.signing_key_secret.clear();
   copy.checkpoints.keep_updates = false;
+  copy.evaluation.contribution_scores = ContributionScoresSpec{};
   for (auto& c : copy.clients) {
     c.pod = PodPlacementSpec{};
     c.resources = ResourcesSpec{};

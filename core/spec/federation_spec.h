@@ -129,6 +129,17 @@ struct SecretKeyRef {
 
 enum class EvalMode { Quick, Full };
 
+// How much each client's update helped the server's held-out loss, on every evaluated round:
+// firstOrder, the loss's first-order change along the client's share of the average (one
+// gradient of the evaluation loss a round, a dot product per update); leaveOneOut, the loss of
+// the round's aggregate without the client minus the loss with it (exact; one evaluation per
+// client, and the round's updates kept on disk while it is scored).
+struct ContributionScoresSpec {
+  bool first_order = false;
+  bool leave_one_out = false;
+  bool any() const { return first_order || leave_one_out; }
+};
+
 struct EvaluationSpec {
   DatasetSpec dataset;
   int every_rounds = 1;
@@ -136,6 +147,7 @@ struct EvaluationSpec {
   int batches = 8;  // quick mode: batches sampled across all episodes
   int batch_size = 64;
   uint64_t seed = 0;  // fixes sampled indices, noise and time per batch
+  ContributionScoresSpec contribution_scores;
 };
 
 enum class LrScheduleType { Constant, Cosine };

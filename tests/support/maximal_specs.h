@@ -38,7 +38,7 @@ spec:
     - name: d
       dataset: {synthetic: {task: t, episodes: 3, episodeLength: 10, seed: 1}}
       tls: {certFile: d.crt, keyFile: d.key}
-  evaluation: {dataset: {synthetic: {task: e}}, everyRounds: 1, mode: quick, batches: 2, batchSize: 4, seed: 3}
+  evaluation: {dataset: {synthetic: {task: e}}, everyRounds: 1, mode: quick, batches: 2, batchSize: 4, seed: 3, contributionScores: {firstOrder: true, leaveOneOut: true}}
   training:
     localSteps: 5
     batchSize: 4
