@@ -27,6 +27,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include <filesystem>
@@ -36,6 +37,13 @@
 #include "core/codec/update_codec.h"
 #include "core/codec/update_delta.h"
 #include "core/data/batch_loader.h"
+#include "core/ledger/ledger.h"
+#include "core/ledger/verify.h"
+#include "core/security/local_ca.h"
+#include "core/security/signing.h"
+#include "core/tensor/hash.h"
+#include "core/util/base64.h"
+#include "core/util/fs.h"
 #include "core/data/lerobot_dataset.h"
 #include "core/lerobot/synth.h"
 #include "core/lerobot/video_decoder.h"
@@ -494,6 +502,77 @@ void bench_samples(bool smoke) {
          pooled / serial, "one thread", 1.0);
 }
 
+// The contribution ledger at a real run's scale: clients x rounds update entries with mTLS
+// identities (P-256 certificates from one CA), signed by each worker and by the aggregator, written
+// a round at a time with fsync, then `zk0 ledger verify`'s checks over the whole file. Baseline: the
+// signature and chain checks alone (two signatures and one chain per update), in the same run.
+void bench_ledger(int clients, int rounds) {
+  const std::string dir = (std::filesystem::temp_directory_path() / ("zk0-bench-" + std::to_string(getpid())) / "ledger").string();
+  std::filesystem::create_directories(dir);
+  std::vector<std::string> names;
+  for (int c = 0; c < clients; ++c) names.push_back("c" + std::to_string(c));
+  const RunCertificates certs = issue_run_certificates(dir + "/tls", "bench", names);
+  const std::string ca = read_file(certs.ca_file);
+  std::vector<SigningKey> keys;
+  std::vector<nlohmann::json> identities;
+  for (const auto& n : names) {
+    keys.push_back(SigningKey::from_pem(read_file(certs.clients.at(n).key_file), n));
+    identities.push_back(certificate_identity(read_file(certs.clients.at(n).cert_file)));
+  }
+  LedgerWriter writer(dir, SigningKey::from_pem(read_file(certs.aggregator.key_file), "aggregator"),
+                      certificate_identity(read_file(certs.aggregator.cert_file)));
+  const auto digest_of = [](const std::string& s) { return to_hex(sha256(s.data(), s.size())); };
+  std::string global = digest_of("round 0");
+  writer.start("bench", "fingerprint", global, 1);
+  auto start = Clock::now();
+  for (int r = 1; r <= rounds; ++r) {
+    for (int c = 0; c < clients; ++c) {
+      UpdateClaims claims{"bench", names[c], global, digest_of(names[c] + "/" + std::to_string(r)), r, 640, 20, 0.5, 0.5};
+      const std::string text = claims.canonical();
+      writer.append({{"kind", "update"}, {"run", "bench"}, {"round", r}, {"client", names[c]}, {"identity", identities[c]},
+                     {"claims", text},
+                     {"worker_signature", base64_encode(keys[c].sign(claims_message(text)), Base64::kStandard)},
+                     {"decision", {{"client", names[c]}, {"status", "accepted"}, {"samples", 640}, {"steps", 20}, {"loss", 0.5},
+                                   {"policy_loss", 0.5}, {"weight", 1.0 / clients}}}});
+    }
+    global = digest_of("round " + std::to_string(r));
+    const std::string eval = nlohmann::json().dump();
+    writer.append({{"kind", "round"}, {"run", "bench"}, {"round", r}, {"global_digest", global}, {"eval", nullptr},
+                   {"eval_digest", digest_of(eval)}, {"accepted", clients}, {"discarded", 0}});
+    writer.commit();
+  }
+  const double write_s = seconds_since(start);
+  const std::string text = read_file(dir + "/" + kLedgerFile);
+  start = Clock::now();
+  const LedgerReport verified = verify_ledger(text, ca, {}, std::nullopt);
+  const double verify_s = seconds_since(start);
+  if (!verified.ok()) throw std::runtime_error("ledger bench: " + verified.problems.front());
+  // The same cryptographic checks without the ledger around them.
+  std::istringstream lines(text);
+  std::vector<nlohmann::json> entries;
+  for (std::string l; std::getline(lines, l);) entries.push_back(nlohmann::json::parse(l));
+  const std::string aggregator_cert = read_file(certs.aggregator.cert_file);
+  start = Clock::now();
+  bool all = true;
+  for (auto e : entries) {
+    const std::string signature = base64_decode(e["signature"].get<std::string>(), Base64::kStandard);
+    e.erase("signature");
+    all &= verify_signature(aggregator_cert, entry_message(e), signature);
+    if (e["kind"] != "update") continue;
+    const std::string pem = e["identity"]["certificate"].get<std::string>();
+    all &= certificate_chain_problem(pem, ca).empty();
+    all &= verify_signature(pem, claims_message(e["claims"].get<std::string>()),
+                            base64_decode(e["worker_signature"].get<std::string>(), Base64::kStandard));
+  }
+  const double crypto_s = seconds_since(start);
+  if (!all) throw std::runtime_error("ledger bench: a signature did not verify");
+  const double updates = static_cast<double>(clients) * rounds;
+  std::printf("ledger    %d clients x %d rounds: %.1f MB, written %.0f updates/s (fsync a round)\n", clients, rounds,
+              static_cast<double>(text.size()) / 1e6, updates / write_s);
+  report("ledger", format("verify %.2f s, %.0f updates/s;", verify_s, updates / verify_s) + format(" signature and chain checks alone %.2f s, %.0f updates/s", crypto_s, updates / crypto_s),
+         crypto_s / verify_s, "signature checks alone", 0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -502,13 +581,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--smoke") smoke = true;
-    else if (a == "transfer" || a == "fedavg" || a == "robust" || a == "codec" || a == "decode" || a == "samples") cases.push_back(a);
+    else if (a == "transfer" || a == "fedavg" || a == "robust" || a == "codec" || a == "decode" || a == "samples" || a == "ledger")
+      cases.push_back(a);
     else {
-      std::cerr << "usage: zk0-bench [--smoke] [transfer|fedavg|robust|codec|decode|samples]...\n";
+      std::cerr << "usage: zk0-bench [--smoke] [transfer|fedavg|robust|codec|decode|samples|ledger]...\n";
       return 2;
     }
   }
-  if (cases.empty()) cases = {"transfer", "fedavg", "robust", "codec", "decode", "samples"};
+  if (cases.empty()) cases = {"transfer", "fedavg", "robust", "codec", "decode", "samples", "ledger"};
   const int64_t params = smoke ? 1'000'000 : 100'000'000;
   std::printf("zk0-bench: %lld fp32 parameters per update%s\n", static_cast<long long>(params), smoke ? " (smoke)" : "");
   int rc = 0;
@@ -520,6 +600,7 @@ int main(int argc, char** argv) {
       if (c == "codec") bench_codec(smoke ? params : 99'880'992);
       if (c == "decode") bench_decode(smoke);
       if (c == "samples") bench_samples(smoke);
+      if (c == "ledger") bench_ledger(smoke ? 5 : 100, smoke ? 3 : 30);
     }
   } catch (const std::exception& e) {
     std::cerr << "zk0-bench: " << e.what() << "\n";

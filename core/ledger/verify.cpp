@@ -120,14 +120,11 @@ class Verifier {
       return;
     }
     if (field_string(identity, "kind") == "certificate") {
-      if (!ca_.empty())
-        if (const std::string why = certificate_chain_problem(pem, ca_); !why.empty()) problem(label + ": the worker's certificate " + why);
-      try {
-        if (client_named_by(parse_certificate(pem), run_) != client)
-          problem(label + ": the worker's certificate does not name client '" + client + "' of run '" + run_ + "'");
-      } catch (const std::exception&) {
-        problem(label + ": the worker's certificate is not a PEM certificate");
-      }
+      const CertificateCheck& check = certificate_check(pem);
+      if (!check.chain_problem.empty()) problem(label + ": the worker's certificate " + check.chain_problem);
+      if (!check.parsed) problem(label + ": the worker's certificate is not a PEM certificate");
+      else if (check.names != client)
+        problem(label + ": the worker's certificate does not name client '" + client + "' of run '" + run_ + "'");
     } else {
       ++unanchored_updates_;
     }
@@ -199,8 +196,27 @@ class Verifier {
     open_updates_.clear();
   }
 
+  // A client's certificate recurs in every round's entry: its checks are made once.
+  struct CertificateCheck {
+    std::string chain_problem;
+    bool parsed = false;
+    std::optional<std::string> names;  // the client it names in this run
+  };
+  const CertificateCheck& certificate_check(const std::string& pem) {
+    auto [it, fresh] = certificate_checks_.try_emplace(pem);
+    if (!fresh) return it->second;
+    if (!ca_.empty()) it->second.chain_problem = certificate_chain_problem(pem, ca_);
+    try {
+      it->second.names = client_named_by(parse_certificate(pem), run_);
+      it->second.parsed = true;
+    } catch (const std::exception&) {
+    }
+    return it->second;
+  }
+
   const std::string ca_;
   LedgerReport& report_;
+  std::map<std::string, CertificateCheck> certificate_checks_;  // by PEM
   std::string run_, aggregator_pem_;
   std::map<int, std::string> trained_from_;  // round -> the digest of the global it trains from
   std::map<std::string, std::pair<int, std::string>> used_updates_;  // update digest -> (round, client)
