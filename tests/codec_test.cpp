@@ -199,6 +199,40 @@ TEST(Codec, ErrorFeedbackDeliversWhatWasDroppedLaterAndSurvivesARestart) {
   }
 }
 
+// The aggregator lost round 2 after the worker's upload (or retried it): the worker, restarted,
+// encodes again from the same global and must send what it sent the first time, then go on as if
+// the round had happened once.
+TEST(Codec, ErrorFeedbackEncodesARoundFromTheSameGlobalAsTheFirstTime) {
+  const std::string path = test::make_temp_dir("codec-ef-retry") + "/residual.safetensors";
+  const ParameterSet d1 = random_update(11), d2 = random_update(12), d3 = random_update(13);
+  const auto same = [](const ParameterSet& a, const ParameterSet& b) {
+    for (size_t i = 0; i < a.tensors.size(); ++i)
+      if (a.tensors[i].bytes.size() != b.tensors[i].bytes.size() ||
+          std::memcmp(a.tensors[i].bytes.data(), b.tensors[i].bytes.data(), a.tensors[i].bytes.size()) != 0)
+        return false;
+    return a.tensors.size() == b.tensors.size();
+  };
+  const auto encode = [](ErrorFeedback& f, const std::string& base, const ParameterSet& delta) {
+    f.begin(base);
+    const ParameterSet compensated = f.compensate(delta);
+    f.keep(compensated, round_trip(compensated, kTopK));
+    return compensated;
+  };
+  ParameterSet first_round2;
+  {
+    ErrorFeedback feedback(path, kTopK);
+    encode(feedback, "g1", d1);
+    first_round2 = encode(feedback, "g2", d2);
+  }
+  ErrorFeedback restarted(path, kTopK);
+  EXPECT_TRUE(same(encode(restarted, "g2", d2), first_round2));  // from the same global: as the first time
+  EXPECT_TRUE(same(encode(restarted, "g2", d2), first_round2));  // and again
+  ErrorFeedback once("", kTopK);  // the run where round 2 happened once
+  encode(once, "g1", d1);
+  encode(once, "g2", d2);
+  EXPECT_TRUE(same(encode(restarted, "g3", d3), encode(once, "g3", d3)));
+}
+
 void expect_codec_error(const ParameterSet& encoded, const Manifest& layout, const CodecSettings& codec, const std::string& needle) {
   try {
     decode_update(encoded, layout, codec, 2);

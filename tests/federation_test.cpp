@@ -265,11 +265,11 @@ TEST(Federation, ARobustFedAdamRunKilledAndResumedIsTheUninterruptedRunBitForBit
 
 // Under a codec every global is the previous one plus an encoded step, and a resumed aggregator
 // (no steps kept) serves the whole global: the workers' rebuilt globals and the run's digests
-// stay those of the uninterrupted run. (Without error feedback: a worker's residual moves on
-// with each accepted upload, so a round the aggregator lost is retrained from another residual.)
+// stay those of the uninterrupted run. With error feedback: a worker that encodes again from the
+// global of a round the aggregator lost uses the residual it had before that round's encoding.
 TEST(Federation, ACompressedRunKilledAndResumedIsTheUninterruptedRunBitForBit) {
   auto settings = kDeterministicRun;
-  settings["tls"] = "    compression: {codec: int8, blockSize: 64, errorFeedback: false}\n";
+  settings["tls"] = "    compression: {codec: int8, blockSize: 64, errorFeedback: true}\n";
   killed_and_resumed_equals_uninterrupted("int8", settings);
 }
 

@@ -466,6 +466,7 @@ void WorkerClient::train_round(const v1::Instruction& ins) {
   set_state("uploading");
   Transfer up;
   if (const CodecSettings& codec = spec_.transport.compression.codec; codec.active()) {
+    if (feedback_) feedback_->begin(ins.parameters_digest());
     const EncodedUpdate encoded = encode_trained_update(result.update, global, codec, feedback_.get(), aggregation_threads());
     metrics_.payload("upload", result.update.total_bytes(), encoded.manifest.total_bytes());
     up = upload(ins, encoded.manifest, encoded.encoded, result.report);
