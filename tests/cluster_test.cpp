@@ -90,7 +90,9 @@ std::string federation_run(const std::string& name, const std::vector<std::strin
                      "}\nspec:\n  rounds: " + std::to_string(rounds) + "\n  outputDir: outputs/" + name + "\n  clients:\n";
   for (const auto& c : clients)
     text += "    - {name: " + c + ", dataset: {volumeClaim: {claimName: data-" + name + "-" + c + "}}" + client_extra + "}\n";
-  text += "  evaluation: {dataset: {volumeClaim: {claimName: data-" + name + "-eval}}, mode: quick, batches: 4, batchSize: 32, seed: 7}\n"
+  // Contribution scores on, so that their dashboard panel has data and both estimates run in pods.
+  text += "  evaluation: {dataset: {volumeClaim: {claimName: data-" + name + "-eval}}, mode: quick, batches: 4, batchSize: 32, seed: 7,"
+          " contributionScores: {firstOrder: true, leaveOneOut: true}}\n"
           "  training: {localSteps: " + std::to_string(local_steps) + ", batchSize: 32, seed: 42, optimizer: {lr: 1.0e-3}}\n"
           "  strategy: {type: fedavg, minFitClients: 2, minAvailableClients: " +
           std::to_string(clients.size()) +
