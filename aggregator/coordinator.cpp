@@ -49,9 +49,9 @@ Coordinator::Coordinator(const FederationSpec& spec)
   if (spec_.transport.compression.codec.active())
     download_steps_ = std::make_unique<DownloadSteps>(spec_.transport.compression.codec, spec_.transport.compression.error_feedback,
                                                       spec_.transport.chunk_bytes);
-  evaluator_ = std::make_unique<ServerEvaluator>(spec_.evaluation, *policy_);
+  evaluation_ = std::make_unique<EvaluationSets>(spec_.evaluation, *policy_);
   // Checkpoints carry the statistics the server evaluates with (LeRobot's processor files).
-  policy_->set_normalization(evaluator_->dataset().state_stats(), evaluator_->dataset().action_stats());
+  policy_->set_normalization(evaluation_->primary_dataset().state_stats(), evaluation_->primary_dataset().action_stats());
   fingerprint_ = resume_fingerprint(spec_);
   frozen_digest_ = build_manifest(to_parameter_set(policy_->frozen_parameters())).digest_hex();
   outputs_ = std::make_unique<RunOutputs>(spec_, spec_.output_dir);
@@ -88,12 +88,19 @@ Coordinator::Coordinator(const FederationSpec& spec)
     start_round_ = ckpt->state.round + 1;
     resumed_ledger = ckpt->state.ledger;
     for (const auto& r : ckpt->state.history) {
-      if (r.contains("server_eval_loss") && !r["server_eval_loss"].is_null()) last_eval_loss_ = r["server_eval_loss"].get<double>();
+      const nlohmann::json sets = r.value("eval_sets", nlohmann::json::object());
+      for (const auto& [set, result] : sets.items()) last_losses_[set] = result.at("loss").get<double>();
       // The contribution scores' totals go on from the rounds already scored.
-      for (const auto& c : r.value("clients", nlohmann::json::array()))
-        add_scores(c.at("client").get<std::string>(),
-                   c.contains("score_first_order") ? std::optional<double>(c["score_first_order"].get<double>()) : std::nullopt,
-                   c.contains("score_leave_one_out") ? std::optional<double>(c["score_leave_one_out"].get<double>()) : std::nullopt);
+      for (const auto& c : r.value("clients", nlohmann::json::array())) {
+        if (!c.contains("set_scores")) continue;
+        SetScores scores(evaluation_->size());
+        for (size_t i = 0; i < scores.size(); ++i) {
+          const nlohmann::json s = c["set_scores"].value(evaluation_->name(i), nlohmann::json::object());
+          if (s.contains("first_order")) scores[i].first_order = s["first_order"].get<double>();
+          if (s.contains("leave_one_out")) scores[i].leave_one_out = s["leave_one_out"].get<double>();
+        }
+        add_scores(c.at("client").get<std::string>(), scores);
+      }
     }
     log_info("run_resumed", {kv("checkpoint", ckpt->dir), kv("next_round", start_round_)});
   }
@@ -484,12 +491,13 @@ void Coordinator::submit(const UploadPermit& permit, ParameterSet update, const 
     aggregation_error = e.what();
   }
   // The round's global cannot change while it is open.
-  const std::optional<double> descent =
-      r->eval_gradient ? std::optional<double>(-dot_with_delta(*r->eval_gradient, update, base->parameters)) : std::nullopt;
+  std::vector<double> descent;
+  if (r->eval_gradients)
+    for (const auto& gradient : *r->eval_gradients) descent.push_back(-dot_with_delta(gradient, update, base->parameters));
   std::lock_guard<std::mutex> lock(mu_);
   --r->in_flight;
   Participant& p = r->participants.at(permit.client);
-  p.descent = descent;
+  p.descent = std::move(descent);
   if (!aggregation_error.empty()) {
     // The aggregation may hold part of this update: the round cannot use it any more.
     p.status = "rejected";
@@ -638,8 +646,12 @@ nlohmann::json Coordinator::participant_json(const std::string& name, const Part
   if (!p.reason.empty()) j["reason"] = p.reason;
   if (p.transfer_rejections) j["transfer_rejections"] = p.transfer_rejections;
   if (!p.clip_reason.empty()) j["clip_reason"] = p.clip_reason;
-  if (p.first_order) j["score_first_order"] = *p.first_order;
-  if (p.leave_one_out) j["score_leave_one_out"] = *p.leave_one_out;
+  if (!p.scores.empty()) {
+    // The first set's under their own names: the server loss's, as the run's other outputs show it.
+    if (p.scores[0].first_order) j["score_first_order"] = *p.scores[0].first_order;
+    if (p.scores[0].leave_one_out) j["score_leave_one_out"] = *p.scores[0].leave_one_out;
+    j["set_scores"] = scores_by_set(p.scores);
+  }
   if (p.status == "accepted" || p.status == "discarded") {
     j.update(report_json(p.report));
     add_update_fields(j, p.weight, p.update_norm, p.clip_scale, p.bytes_uploaded, p.upload_seconds);
@@ -661,8 +673,9 @@ void Coordinator::publish_status() {
     nlohmann::json j = {{"state", c.failed ? "failed" : (up ? c.state : "unreachable")}, {"rounds_accepted", c.rounds_accepted}};
     if (c.last_loss) j["last_loss"] = *c.last_loss;
     if (const auto s = score_totals_.find(name); s != score_totals_.end()) {
-      if (s->second.first_order) j["contribution_score"]["first_order"] = *s->second.first_order;
-      if (s->second.leave_one_out) j["contribution_score"]["leave_one_out"] = *s->second.leave_one_out;
+      const nlohmann::json by_set = scores_by_set(s->second);
+      j["contribution_score"] = by_set.at(evaluation_->name(0));
+      j["contribution_score_by_set"] = by_set;
     }
     if (!c.failure.empty()) j["failure"] = c.failure;
     if (open_ && !open_->closed) {
@@ -689,7 +702,8 @@ void Coordinator::publish_status() {
                            {"rejected_updates", rejections_},
                            {"discarded_updates", discards_},
                            {"updated_at", unix_now()}};
-  if (last_eval_loss_) status["last_server_eval_loss"] = *last_eval_loss_;
+  if (const auto loss = server_loss()) status["last_server_eval_loss"] = *loss;
+  if (!last_losses_.empty()) status["evaluation_losses"] = last_losses_;
   if (!privacy_.is_null()) {
     status["privacy_epsilon"] = privacy_.at("epsilon");
     status["privacy_delta"] = privacy_.at("delta");
@@ -712,14 +726,36 @@ bool Coordinator::evaluation_due(int round) const {
   return round == 0 || round % spec_.evaluation.every_rounds == 0 || round == spec_.rounds;
 }
 
-std::optional<EvalResult> Coordinator::evaluate_if_due(int round) {
+std::optional<double> Coordinator::server_loss() const {
+  const auto it = last_losses_.find(evaluation_->name(0));
+  return it == last_losses_.end() ? std::nullopt : std::optional<double>(it->second);
+}
+
+std::optional<std::vector<SetResult>> Coordinator::evaluate_if_due(int round) {
   if (!evaluation_due(round)) return std::nullopt;
-  EvalResult r = evaluator_->evaluate(*policy_);
-  strategy_->on_evaluation(round, r.loss);
-  metrics_.server_eval_loss.Set(r.loss);
-  log_info("server_evaluated", {kv("round", round), kv("loss", r.loss), kv("batches", r.batches),
-                                kv("samples", r.samples), kv("seconds", r.seconds)});
-  return r;
+  std::vector<SetResult> results = evaluation_->evaluate(*policy_);
+  strategy_->on_evaluation(round, results[0].result.loss);
+  metrics_.server_eval_loss.Set(results[0].result.loss);
+  for (const auto& [set, r] : results) {
+    metrics_.evaluation_set_loss.Add({{"set", set}}).Set(r.loss);
+    log_info("server_evaluated", {kv("round", round), kv("set", set), kv("loss", r.loss), kv("batches", r.batches),
+                                  kv("samples", r.samples), kv("seconds", r.seconds)});
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [set, r] : results) last_losses_[set] = r.loss;
+  return results;
+}
+
+nlohmann::json Coordinator::evaluation_fields(const std::vector<SetResult>& results) {
+  const EvalResult& server = results.at(0).result;
+  nlohmann::json fields = {{"server_eval_loss", server.loss},
+                           {"eval_batches", server.batches},
+                           {"eval_samples", server.samples},
+                           {"eval_seconds", server.seconds},
+                           {"eval_sets", nlohmann::json::object()}};
+  for (const auto& [set, r] : results)
+    fields["eval_sets"][set] = {{"loss", r.loss}, {"batches", r.batches}, {"samples", r.samples}, {"seconds", r.seconds}};
+  return fields;
 }
 
 void Coordinator::checkpoint(int round) {
@@ -739,12 +775,12 @@ void Coordinator::checkpoint(int round) {
   log_info("checkpoint_written", {kv("round", round), kv("dir", dir)});
 }
 
-void Coordinator::run_round_attempt(int round, int attempt, std::shared_ptr<const ParameterSet> eval_gradient,
+void Coordinator::run_round_attempt(int round, int attempt, std::shared_ptr<const std::vector<ParameterSet>> eval_gradients,
                                     std::unique_lock<std::mutex>& lock) {
   auto r = std::make_unique<OpenRound>();
   r->round = round;
   r->attempt = attempt;
-  r->eval_gradient = std::move(eval_gradient);
+  r->eval_gradients = std::move(eval_gradients);
   r->plan = strategy_->configure_round(round, attempt, available_clients());
   r->opened = Clock::now();
   r->deadline = r->opened + std::chrono::duration_cast<Clock::duration>(
@@ -813,16 +849,28 @@ void Coordinator::run_round_attempt(int round, int attempt, std::shared_ptr<cons
   while (open_->in_flight > 0) changed_.wait_for(lock, std::chrono::milliseconds(50));
 }
 
-void Coordinator::add_scores(const std::string& client, std::optional<double> first_order, std::optional<double> leave_one_out) {
-  ScoreTotals& t = score_totals_[client];
-  if (first_order) {
-    t.first_order = t.first_order.value_or(0) + *first_order;
-    metrics_.contribution_score.Add({{"client", client}, {"estimate", "first_order"}}).Set(*t.first_order);
+void Coordinator::add_scores(const std::string& client, const SetScores& round_scores) {
+  SetScores& totals = score_totals_[client];
+  totals.resize(evaluation_->size());
+  const auto add = [&](std::optional<double>& total, const std::optional<double>& score, const char* estimate, size_t set) {
+    if (!score) return;
+    total = total.value_or(0) + *score;
+    metrics_.contribution_score.Add({{"client", client}, {"estimate", estimate}, {"set", evaluation_->name(set)}}).Set(*total);
+  };
+  for (size_t i = 0; i < round_scores.size(); ++i) {
+    add(totals[i].first_order, round_scores[i].first_order, "first_order", i);
+    add(totals[i].leave_one_out, round_scores[i].leave_one_out, "leave_one_out", i);
   }
-  if (leave_one_out) {
-    t.leave_one_out = t.leave_one_out.value_or(0) + *leave_one_out;
-    metrics_.contribution_score.Add({{"client", client}, {"estimate", "leave_one_out"}}).Set(*t.leave_one_out);
+}
+
+nlohmann::json Coordinator::scores_by_set(const SetScores& scores) const {
+  nlohmann::json by_set = nlohmann::json::object();
+  for (size_t i = 0; i < scores.size(); ++i) {
+    nlohmann::json& s = by_set[evaluation_->name(i)] = nlohmann::json::object();
+    if (scores[i].first_order) s["first_order"] = *scores[i].first_order;
+    if (scores[i].leave_one_out) s["leave_one_out"] = *scores[i].leave_one_out;
   }
+  return by_set;
 }
 
 void Coordinator::score_round(int round, OpenRound& finished, const ParameterSet& aggregate) {
@@ -831,19 +879,23 @@ void Coordinator::score_round(int round, OpenRound& finished, const ParameterSet
   double accepted_weight = 0;
   for (const auto& [name, p] : finished.participants)
     if (p.status == "accepted") accepted.push_back(name), accepted_weight += p.weight;
-  std::map<std::string, double> first_order, leave_one_out;
+  const size_t sets = evaluation_->size();
+  std::map<std::string, SetScores> round_scores;
+  for (const auto& name : accepted) round_scores[name].resize(sets);
   if (scores.first_order)
     for (const auto& name : accepted) {
       const Participant& p = finished.participants.at(name);
-      if (p.descent) first_order[name] = p.weight / accepted_weight * *p.descent;
+      for (size_t i = 0; i < p.descent.size(); ++i) round_scores[name][i].first_order = p.weight / accepted_weight * p.descent[i];
     }
   if (scores.leave_one_out && accepted.size() > 1) {
     const auto base = std::shared_ptr<const ParameterSet>(global_, &global_->parameters);
-    const auto loss_of = [&](const ParameterSet& parameters) {
+    const auto losses_of = [&](const ParameterSet& parameters) {
       load_parameter_set(policy_->trainable_parameters(), parameters);
-      return evaluator_->evaluate(*policy_).loss;
+      std::vector<double> losses;
+      for (const auto& r : evaluation_->evaluate(*policy_)) losses.push_back(r.result.loss);
+      return losses;
     };
-    const double with_all = loss_of(aggregate);
+    const std::vector<double> with_all = losses_of(aggregate);
     const std::string dir = kept_round_dir(spec_.output_dir, round) + "/clients/";
     for (const auto& left_out : accepted) {
       // The round's rule again, over every update it folded but this one.
@@ -852,16 +904,18 @@ void Coordinator::score_round(int round, OpenRound& finished, const ParameterSet
         if (name != left_out && (p.status == "accepted" || p.status == "discarded"))
           aggregation->add(name, read_kept_update(dir + name + ".safetensors", *base, spec_.transport.compression.codec, nullptr),
                            p.weight);
-      leave_one_out[left_out] = loss_of(aggregation->finish().parameters) - with_all;
+      const std::vector<double> without = losses_of(aggregation->finish().parameters);
+      for (size_t i = 0; i < sets; ++i) round_scores[left_out][i].leave_one_out = without[i] - with_all[i];
       loop_watchdog_.beat();
     }
     load_parameter_set(policy_->trainable_parameters(), global_->parameters);
   }
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [name, p] : finished.participants) {
-    if (first_order.count(name)) p.first_order = first_order[name];
-    if (leave_one_out.count(name)) p.leave_one_out = leave_one_out[name];
-    add_scores(name, p.first_order, p.leave_one_out);
+  for (auto& [name, scores_of] : round_scores) {
+    const bool any = std::any_of(scores_of.begin(), scores_of.end(), [](const ContributionScore& s) { return s.first_order || s.leave_one_out; });
+    if (!any) continue;  // a lone update has no leave-one-out difference
+    finished.participants.at(name).scores = scores_of;
+    add_scores(name, scores_of);
   }
   log_info("round_scored", {kv("round", round), kv("clients", accepted.size()), kv("first_order", scores.first_order),
                             kv("leave_one_out", scores.leave_one_out && accepted.size() > 1)});
@@ -882,28 +936,28 @@ std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohm
   load_parameter_set(policy_->trainable_parameters(), next);
   set_global(std::move(next), round + 1);
   const auto eval = evaluate_if_due(round);
-  if (eval) last_eval_loss_ = eval->loss;
   record["duration_seconds"] = seconds_since(t0);
   record["clients_accepted"] = accepted;
   record["clients_discarded"] = discarded;
   record["aggregation_rule"] = to_string(spec_.strategy.aggregation.rule);
   record["global_update_norm"] = update_norm;
   record["global_digest"] = global_->manifest.digest_hex();
-  record["server_eval_loss"] = eval ? nlohmann::json(eval->loss) : nlohmann::json();
+  if (eval) record.update(evaluation_fields(*eval));
+  else record["server_eval_loss"] = nullptr;
   if (!privacy.is_null()) {
     record["privacy"] = privacy;
     metrics_.privacy_epsilon.Set(privacy.at("epsilon").get<double>());
   }
-  if (eval) {
-    record["eval_batches"] = eval->batches;
-    record["eval_samples"] = eval->samples;
-    record["eval_seconds"] = eval->seconds;
-  }
   outputs_->append_round(record);
   // The round's entries are on disk before the checkpoint that records the chain's head.
   for (auto& entry : updates) ledger_->append(std::move(entry));
-  const nlohmann::json eval_json =
-      eval ? nlohmann::json{{"loss", eval->loss}, {"batches", eval->batches}, {"samples", eval->samples}} : nlohmann::json();
+  // Every set's loss, so that a sponsor's is signed and chained with the round it measured.
+  nlohmann::json eval_json;
+  if (eval) {
+    const EvalResult& server = eval->at(0).result;
+    eval_json = {{"loss", server.loss}, {"batches", server.batches}, {"samples", server.samples}, {"sets", nlohmann::json::object()}};
+    for (const auto& [set, r] : *eval) eval_json["sets"][set] = {{"loss", r.loss}, {"batches", r.batches}, {"samples", r.samples}};
+  }
   const std::string eval_text = eval_json.dump();
   ledger_->append({{"kind", "round"},
                    {"run", spec_.name},
@@ -918,7 +972,7 @@ std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohm
   metrics_.rounds_completed.Increment();
   metrics_.round_duration.Observe(seconds_since(t0));
   log_info("round_completed", {kv("round", round), kv("accepted", accepted), kv("discarded", discarded),
-                               kv("server_eval_loss", eval ? std::to_string(eval->loss) : "-"), kv("seconds", seconds_since(t0))});
+                               kv("server_eval_loss", eval ? std::to_string(eval->at(0).result.loss) : "-"), kv("seconds", seconds_since(t0))});
   std::lock_guard<std::mutex> status_lock(mu_);
   privacy_ = privacy;
   publish_status();
@@ -929,9 +983,9 @@ int Coordinator::run_synchronous(const std::function<int(const std::string&, int
   for (int round = start_round_; round <= spec_.rounds; ++round) {
     const ContributionScoresSpec& scores = spec_.evaluation.contribution_scores;
     const bool scored = scores.any() && evaluation_due(round);
-    // Before the round opens (a backward pass over the evaluation batches), outside the lock.
-    std::shared_ptr<const ParameterSet> eval_gradient;
-    if (scored && scores.first_order) eval_gradient = std::make_shared<const ParameterSet>(evaluator_->loss_gradient(*policy_));
+    // Before the round opens (a backward pass over each set's evaluation batches), outside the lock.
+    std::shared_ptr<const std::vector<ParameterSet>> eval_gradients;
+    if (scored && scores.first_order) eval_gradients = std::make_shared<const std::vector<ParameterSet>>(evaluation_->loss_gradients(*policy_));
     std::unique_lock<std::mutex> lock(mu_);
     if (const std::string spent = strategy_->budget_exhausted(); !spent.empty()) {
       // The run ends as planned work would have, with what it has: every completed round is
@@ -958,7 +1012,7 @@ int Coordinator::run_synchronous(const std::function<int(const std::string&, int
         return fail(why, kExitRunFailed);
       }
       if (attempt == 1) started = unix_now(), t0 = Clock::now();
-      run_round_attempt(round, attempt, eval_gradient, lock);
+      run_round_attempt(round, attempt, eval_gradients, lock);
       if (stop_) {
         lock.unlock();
         return fail("stopped", kExitError);
@@ -1070,11 +1124,11 @@ int Coordinator::run() {
   } disarm{loop_watchdog_};
   try {
     if (start_round_ == 1) {
-      const auto eval = evaluate_if_due(0);
-      last_eval_loss_ = eval->loss;
-      outputs_->append_round({{"round", 0}, {"server_eval_loss", eval->loss}, {"eval_batches", eval->batches},
-                              {"eval_samples", eval->samples}, {"eval_seconds", eval->seconds},
-                              {"global_digest", global_->manifest.digest_hex()}, {"clients", nlohmann::json::array()}});
+      nlohmann::json record = {{"round", 0}};
+      record.update(evaluation_fields(*evaluate_if_due(0)));
+      record["global_digest"] = global_->manifest.digest_hex();
+      record["clients"] = nlohmann::json::array();
+      outputs_->append_round(record);
     }
     const int rc = asynchronous() ? run_buffered(fail) : run_synchronous(fail);
     if (rc != kExitOk) return rc;
@@ -1089,7 +1143,7 @@ int Coordinator::run() {
     changed_.notify_all();
   }
   status_writer_->flush();
-  log_info("run_succeeded", {kv("rounds", rounds_run_.value_or(spec_.rounds)), kv("server_eval_loss", last_eval_loss_.value_or(NAN)),
+  log_info("run_succeeded", {kv("rounds", rounds_run_.value_or(spec_.rounds)), kv("server_eval_loss", server_loss().value_or(NAN)),
                              kv("outputs", spec_.output_dir)});
   return 0;
 }

@@ -188,12 +188,16 @@ class Coordinator {
     std::optional<Task> task;  // asynchronous rounds only
     uint64_t tasks_started = 0;
   };
-  // Contribution scores summed over the rounds scored (spec.evaluation.contributionScores), by
-  // client: kept apart from Client (a client registers after a resumed aggregator restored them).
-  struct ScoreTotals {
+  // A client's contribution scores on one evaluation set (spec.evaluation.contributionScores): a
+  // round's, or summed over the rounds scored.
+  struct ContributionScore {
     std::optional<double> first_order, leave_one_out;
   };
-  void add_scores(const std::string& client, std::optional<double> first_order, std::optional<double> leave_one_out);  // requires mu_
+  using SetScores = std::vector<ContributionScore>;  // by evaluation set, in the spec's order
+  // Adds a round's scores to the client's totals: kept apart from Client (a client registers after
+  // a resumed aggregator restored them).
+  void add_scores(const std::string& client, const SetScores& round_scores);  // requires mu_
+  nlohmann::json scores_by_set(const SetScores& scores) const;  // {set: {first_order, leave_one_out}}
   struct Participant {
     std::string status = "pending";  // pending, aggregating, accepted, discarded, rejected, failed, dropped, timed_out
     std::string reason;
@@ -207,8 +211,8 @@ class Coordinator {
     std::string clip_reason;  // why the rule or the worker clipped it
     int transfer_rejections = 0;
     UpdateEvidence evidence;  // for the ledger, once an upload began
-    std::optional<double> descent;  // -<evaluation gradient, its delta>, when first-order scores are due
-    std::optional<double> first_order, leave_one_out;  // its contribution scores, once the round is scored
+    std::vector<double> descent;  // -<each set's evaluation gradient, its delta>, when first-order scores are due
+    SetScores scores;             // its contribution scores, once the round is scored
   };
   struct OpenRound {
     int round = 0, attempt = 0;
@@ -219,8 +223,8 @@ class Coordinator {
     bool closed = false;
     bool aggregation_failed = false;  // an add() threw: the sums may hold part of an update
     int in_flight = 0;  // submits folding into the aggregation outside the lock
-    // The evaluation loss's gradient at the round's global, when first-order scores are due.
-    std::shared_ptr<const ParameterSet> eval_gradient;
+    // Each evaluation set's loss gradient at the round's global, when first-order scores are due.
+    std::shared_ptr<const std::vector<ParameterSet>> eval_gradients;
   };
 
   // Asynchronous rounds (FedBuff): the updates that make the next global version, from whatever
@@ -289,7 +293,8 @@ class Coordinator {
   bool wait_for_available(int count, std::unique_lock<std::mutex>& lock);
   // Waits for minAvailableClients; empty once they are up, else why the run must fail.
   std::string wait_for_quorum(int round, std::unique_lock<std::mutex>& lock);
-  void run_round_attempt(int round, int attempt, std::shared_ptr<const ParameterSet> eval_gradient, std::unique_lock<std::mutex>& lock);
+  void run_round_attempt(int round, int attempt, std::shared_ptr<const std::vector<ParameterSet>> eval_gradients,
+                         std::unique_lock<std::mutex>& lock);
   bool evaluation_due(int round) const;
   // spec.evaluation.contributionScores for a finished round whose rule made `aggregate`: each
   // accepted update's first-order share and its leave-one-out difference (the rule run again
@@ -301,7 +306,11 @@ class Coordinator {
   void refuse_registration(const std::string& reason, const std::string& name, const std::string& message, Refusal::Kind kind);
   void publish_status();  // builds status.json and hands it to the writer; requires mu_
   void set_global(ParameterSet parameters, int round);
-  std::optional<EvalResult> evaluate_if_due(int round);
+  // Every evaluation set's result (the first is the server loss), when the round is evaluated.
+  std::optional<std::vector<SetResult>> evaluate_if_due(int round);
+  // The round record's fields for an evaluation: server_eval_loss and eval_* (the first set's),
+  // eval_sets (every set's by name).
+  static nlohmann::json evaluation_fields(const std::vector<SetResult>& results);
   void checkpoint(int round);
 
   FederationSpec spec_;
@@ -310,7 +319,7 @@ class Coordinator {
   AggregatorMetrics metrics_{*registry_};
   std::unique_ptr<Policy> policy_;
   std::unique_ptr<Strategy> strategy_;
-  std::unique_ptr<ServerEvaluator> evaluator_;
+  std::unique_ptr<EvaluationSets> evaluation_;
   std::unique_ptr<RunOutputs> outputs_;
   std::unique_ptr<StatusWriter> status_writer_;
   std::unique_ptr<DownloadSteps> download_steps_;  // under transport.compression
@@ -336,14 +345,15 @@ class Coordinator {
   std::mutex aggregation_mu_;
   std::map<std::string, int> rejections_;  // by reason, for the whole run
   std::map<std::string, int> discards_;    // by rule, for the whole run
-  std::map<std::string, ScoreTotals> score_totals_;
+  std::map<std::string, SetScores> score_totals_;
   void apply_decisions(OpenRound& round, const AggregationResult& result);  // requires mu_
   bool finished_ = false;  // the run is over, succeeded or failed
   std::string phase_ = "Pending";  // Pending, Running, Succeeded, Failed
   std::string message_;            // why it failed
   bool stop_ = false;
   int current_round_ = 0;
-  std::optional<double> last_eval_loss_;
+  std::map<std::string, double> last_losses_;  // each evaluation set's latest loss, by name
+  std::optional<double> server_loss() const;  // the first set's
   nlohmann::json privacy_;  // the strategy's privacy report, null without privacy
   std::optional<int> rounds_run_;  // set when the run ended before spec.rounds (the privacy budget)
 };

@@ -10,7 +10,7 @@
 
 namespace zk0 {
 
-ServerEvaluator::ServerEvaluator(const EvaluationSpec& spec, const Policy& policy)
+ServerEvaluator::ServerEvaluator(const EvaluationSetSpec& spec, const Policy& policy)
     : spec_(spec), dataset_(open_dataset(spec.dataset, policy.chunk_size(), policy.uses_images())) {
   batches_ = evaluation_batches(*dataset_, spec.mode, spec.batches, spec.batch_size, spec.seed);
 }
@@ -62,6 +62,25 @@ ParameterSet ServerEvaluator::loss_gradient(Policy& policy) {
     t.requires_grad_(required[i]);
   }
   return to_parameter_set(grads);
+}
+
+EvaluationSets::EvaluationSets(const EvaluationSpec& spec, const Policy& policy) {
+  for (const auto& set : spec.sets) {
+    names_.push_back(set.name);
+    evaluators_.push_back(std::make_unique<ServerEvaluator>(set, policy));
+  }
+}
+
+std::vector<SetResult> EvaluationSets::evaluate(Policy& policy) {
+  std::vector<SetResult> results;
+  for (size_t i = 0; i < evaluators_.size(); ++i) results.push_back({names_[i], evaluators_[i]->evaluate(policy)});
+  return results;
+}
+
+std::vector<ParameterSet> EvaluationSets::loss_gradients(Policy& policy) {
+  std::vector<ParameterSet> gradients;
+  for (auto& e : evaluators_) gradients.push_back(e->loss_gradient(policy));
+  return gradients;
 }
 
 }  // namespace zk0

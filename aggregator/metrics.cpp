@@ -40,7 +40,12 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
       stragglers(add_counter(r, "zk0_aggregator_stragglers_total", "Selected clients without an update at the round deadline")),
       dropouts(add_counter(r, "zk0_aggregator_dropouts_total", "Selected clients that stopped heartbeating mid-round")),
       client_failures(add_counter(r, "zk0_aggregator_client_failures_total", "Failures reported by workers")),
-      server_eval_loss(add_gauge(r, "zk0_aggregator_server_eval_loss", "Latest loss of the global policy on the held-out dataset")),
+      server_eval_loss(add_gauge(r, "zk0_aggregator_server_eval_loss",
+                                 "Latest loss of the global policy on the run's held-out dataset (its first evaluation set)")),
+      evaluation_set_loss(prometheus::BuildGauge()
+                              .Name("zk0_aggregator_evaluation_set_loss")
+                              .Help("Latest loss of the global policy on each evaluation set (spec.evaluation.sets), by set")
+                              .Register(r)),
       privacy_epsilon(add_gauge(r, "zk0_aggregator_privacy_epsilon", "Epsilon spent so far under strategy.privacy, at its delta (RDP accountant)")),
       checkpoint_timestamp(add_gauge(r, "zk0_aggregator_checkpoint_timestamp_seconds", "Unix time of the latest checkpoint")),
       checkpoint_bytes(add_gauge(r, "zk0_aggregator_checkpoint_bytes", "Size of the latest checkpoint's weights")),
@@ -51,7 +56,7 @@ AggregatorMetrics::AggregatorMetrics(prometheus::Registry& r)
                                 .Register(r)),
       contribution_score(prometheus::BuildGauge()
                              .Name("zk0_aggregator_client_contribution_score")
-                             .Help("How much a client's updates lowered the server's held-out loss, summed over the rounds scored, by estimate")
+                             .Help("How much a client's updates lowered the server's loss on an evaluation set, summed over the rounds scored, by estimate and set")
                              .Register(r)) {
   // Every label value starts at 0, so dashboards and alerts see the series before the first event.
   for (const char* reason : kUpdateRejectionReasons) updates_rejected.Add({{"reason", reason}});

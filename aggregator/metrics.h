@@ -42,14 +42,15 @@ struct AggregatorMetrics {
   prometheus::Counter& stragglers;
   prometheus::Counter& dropouts;
   prometheus::Counter& client_failures;
-  prometheus::Gauge& server_eval_loss;
+  prometheus::Gauge& server_eval_loss;  // the first evaluation set's
+  prometheus::Family<prometheus::Gauge>& evaluation_set_loss;  // label set: every evaluation set's
   prometheus::Gauge& privacy_epsilon;  // under strategy.privacy: epsilon spent so far, at its delta
   prometheus::Gauge& checkpoint_timestamp;
   prometheus::Gauge& checkpoint_bytes;
   prometheus::Counter& hash_failures;
   prometheus::Family<prometheus::Counter>& registrations_refused;  // label reason
   // spec.evaluation.contributionScores: each client's score summed over the rounds scored.
-  prometheus::Family<prometheus::Gauge>& contribution_score;  // labels client, estimate (first_order, leave_one_out)
+  prometheus::Family<prometheus::Gauge>& contribution_score;  // labels client, estimate (first_order, leave_one_out), set
 
   void rejected(const std::string& reason);
   void registration_refused(const std::string& reason);

@@ -1,5 +1,6 @@
 #include "aggregator/run_outputs.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -34,7 +35,9 @@ const char* kClientColumns[] = {"loss",        "policy_loss",      "proximal_los
 
 }  // namespace
 
-RunOutputs::RunOutputs(const FederationSpec& spec, std::string dir) : dir_(std::move(dir)), run_name_(spec.name) {
+RunOutputs::RunOutputs(const FederationSpec& spec, std::string dir)
+    : dir_(std::move(dir)), run_name_(spec.name), scored_(spec.evaluation.contribution_scores.any()) {
+  for (const auto& set : spec.evaluation.sets) evaluation_sets_.push_back(set.name);
   fs::create_directories(fs::path(dir_) / "rounds");
   write_file_atomic((fs::path(dir_) / "spec.yaml").string(), to_yaml(spec));
 }
@@ -70,24 +73,37 @@ void RunOutputs::write_all() {
 
 void RunOutputs::write_csv() {
   std::ostringstream out;
+  // Then each evaluation set's loss (server rows) and, under contribution scores, each client's
+  // scores on each set.
+  const std::vector<const char*> estimates = scored_ ? std::vector<const char*>{"first_order", "leave_one_out"} : std::vector<const char*>{};
   out << "round,participant,status,server_eval_loss";
   for (const char* c : kClientColumns) out << ',' << c;
+  for (const auto& set : evaluation_sets_) out << ",eval_loss:" << set;
+  for (const auto& set : evaluation_sets_)
+    for (const char* e : estimates) out << ",score_" << e << ':' << set;
   out << '\n';
+  const size_t per_set_scores = evaluation_sets_.size() * estimates.size();
   for (const auto& r : history_) {
     const int round = r.at("round").get<int>();
     out << round << ",server,," << csv_number(r, "server_eval_loss");
     for (size_t i = 0; i < std::size(kClientColumns); ++i) out << ',';
-    out << '\n';
+    const nlohmann::json sets = r.value("eval_sets", nlohmann::json::object());
+    for (const auto& set : evaluation_sets_) out << ',' << csv_number(sets.value(set, nlohmann::json::object()), "loss");
+    out << std::string(per_set_scores, ',') << '\n';
     for (const auto& c : r.value("clients", nlohmann::json::array())) {
       out << round << ',' << c.at("client").get<std::string>() << ',' << c.at("status").get<std::string>() << ',';
       for (const char* col : kClientColumns) out << ',' << csv_number(c, col);
+      out << std::string(evaluation_sets_.size(), ',');
+      const nlohmann::json scores = c.value("set_scores", nlohmann::json::object());
+      for (const auto& set : evaluation_sets_)
+        for (const char* e : estimates) out << ',' << csv_number(scores.value(set, nlohmann::json::object()), e);
       out << '\n';
     }
   }
   write_file_atomic((fs::path(dir_) / "federated_metrics.csv").string(), out.str());
 }
 
-Chart server_loss_chart(const nlohmann::json& history, const std::string& run_name) {
+Chart server_loss_chart(const nlohmann::json& history, const std::string& run_name, const std::string& server_set) {
   Chart chart;
   chart.title = "Server eval loss (" + run_name + ")";
   chart.x_label = "round";
@@ -100,6 +116,15 @@ Chart server_loss_chart(const nlohmann::json& history, const std::string& run_na
     if (r.contains("server_eval_loss") && !r["server_eval_loss"].is_null()) {
       chart.series[0].x.push_back(round);
       chart.series[0].y.push_back(r["server_eval_loss"].get<double>());
+    }
+    const nlohmann::json sets = r.value("eval_sets", nlohmann::json::object());
+    for (const auto& [set, result] : sets.items()) {
+      if (set == server_set) continue;
+      const std::string label = set + " (evaluation set)";
+      auto it = std::find_if(chart.series.begin(), chart.series.end(), [&](const Series& s) { return s.label == label; });
+      if (it == chart.series.end()) it = chart.series.insert(chart.series.end(), Series{label, {}, {}});
+      it->x.push_back(round);
+      it->y.push_back(result.at("loss").get<double>());
     }
     double sum = 0;
     int accepted = 0;
@@ -151,7 +176,7 @@ Chart client_loss_chart(const nlohmann::json& history, const std::string& run_na
 }
 
 void RunOutputs::write_charts() {
-  write_chart(server_loss_chart(history_, run_name_), (fs::path(dir_) / "server_eval_loss").string());
+  write_chart(server_loss_chart(history_, run_name_, evaluation_sets_.at(0)), (fs::path(dir_) / "server_eval_loss").string());
   write_chart(client_loss_chart(history_, run_name_), (fs::path(dir_) / "client_losses").string());
 }
 

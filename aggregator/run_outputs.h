@@ -6,7 +6,8 @@
 //   federated_metrics.csv      the same, one row per (round, participant); participant "server"
 //   rounds/round_NNNN.json     one record per round
 //   server_eval_loss.{svg,png} server loss on the held-out dataset against round, with the
-//                              clients' mean training loss and a mark at rounds that left a client out
+//                              clients' mean training loss, every other evaluation set's loss and a
+//                              mark at rounds that left a client out
 //   client_losses.{svg,png}    each client's training loss against round
 //   status.json                live state for `zk0 run` and the operator
 #include <nlohmann/json.hpp>
@@ -17,8 +18,9 @@
 
 namespace zk0 {
 
-// The two charts, from a history as federated_metrics.json holds it.
-Chart server_loss_chart(const nlohmann::json& history, const std::string& run_name);
+// The two charts, from a history as federated_metrics.json holds it; `server_set` names the
+// evaluation set whose loss is the server loss (the others get their own lines).
+Chart server_loss_chart(const nlohmann::json& history, const std::string& run_name, const std::string& server_set = "heldout");
 Chart client_loss_chart(const nlohmann::json& history, const std::string& run_name);
 
 class RunOutputs {
@@ -40,6 +42,8 @@ class RunOutputs {
 
   std::string dir_;
   std::string run_name_;
+  std::vector<std::string> evaluation_sets_;  // in the spec's order: the first is the server loss's
+  bool scored_ = false;                       // spec.evaluation.contributionScores
   nlohmann::json history_ = nlohmann::json::array();
 };
 

@@ -15,7 +15,8 @@ constexpr size_t kMessageLimit = 512;
 std::string termination_summary(const std::string& status_json) {
   const nlohmann::json status = nlohmann::json::parse(status_json);
   nlohmann::json summary = nlohmann::json::object();
-  for (const char* key : {"run", "phase", "round", "rounds", "ready_clients", "last_server_eval_loss", "privacy_epsilon", "privacy_delta"})
+  for (const char* key : {"run", "phase", "round", "rounds", "ready_clients", "last_server_eval_loss", "evaluation_losses", "privacy_epsilon",
+                          "privacy_delta"})
     if (status.contains(key)) summary[key] = status[key];
   if (status.contains("message") && status["message"].is_string()) {
     std::string message = status["message"];
@@ -29,6 +30,7 @@ std::string termination_summary(const std::string& status_json) {
     nlohmann::json brief = {{"state", c.value("state", "")}};
     if (c.contains("last_loss")) brief["last_loss"] = c["last_loss"];
     if (c.contains("contribution_score")) brief["contribution_score"] = c["contribution_score"];
+    if (c.contains("contribution_score_by_set")) brief["contribution_score_by_set"] = c["contribution_score_by_set"];
     // Whole seconds: when a remote client was last heard from stays in its run's status.
     if (c.contains("last_seen_unix") && c["last_seen_unix"].is_number())
       brief["last_seen_unix"] = static_cast<int64_t>(c["last_seen_unix"].get<double>());

@@ -175,8 +175,8 @@ int run_locally(const LocalRunOptions& options) {
   for (size_t i = 0; i < spec.clients.size(); ++i)
     if (spec.clients[i].dataset.volume_claim)
       needs_cluster.push_back("spec.clients[" + std::to_string(i) + "].dataset.volumeClaim: name the dataset by path on this machine");
-  if (spec.evaluation.dataset.volume_claim)
-    needs_cluster.push_back("spec.evaluation.dataset.volumeClaim: name the dataset by path on this machine");
+  for (const auto& set : spec.evaluation.sets)
+    if (set.dataset.volume_claim) needs_cluster.push_back(set.field + ".dataset.volumeClaim: name the dataset by path on this machine");
   if (!needs_cluster.empty()) {
     std::cerr << "zk0: " << options.spec_path << " needs a cluster (kubectl apply) for:\n";
     for (const auto& n : needs_cluster) std::cerr << "  " << n << "\n";
@@ -361,6 +361,18 @@ int run_locally(const LocalRunOptions& options) {
       }
     if (first && last)
       std::cout << "zk0: server eval loss " << *first << " at round 0 -> " << *last << " at round " << spec.rounds << "\n";
+    // With several evaluation sets, each one's (the first is the server loss above).
+    for (size_t i = 1; i < spec.evaluation.sets.size(); ++i) {
+      const std::string& set = spec.evaluation.sets[i].name;
+      std::optional<double> set_first, set_last;
+      for (const auto& r : metrics.at("rounds")) {
+        const nlohmann::json result = r.value("eval_sets", nlohmann::json::object()).value(set, nlohmann::json());
+        if (!result.is_object()) continue;
+        if (!set_first) set_first = result.at("loss").get<double>();
+        set_last = result.at("loss").get<double>();
+      }
+      if (set_first && set_last) std::cout << "zk0: loss on evaluation set " << set << " " << *set_first << " -> " << *set_last << "\n";
+    }
   } catch (const std::exception&) {
   }
   std::cout << "zk0: run complete. Outputs in " << out.string() << ":\n"

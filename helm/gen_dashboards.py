@@ -201,11 +201,17 @@ def run_overview():
         "Prometheus keeps values against time, not against the round; the Round panel beside it "
         "gives the round, and outputDir/federated_metrics.json (or server_eval_loss.svg) has the "
         "loss per round.",
-        [t(f"max by (run) (zk0_aggregator_server_eval_loss{{{RUN}}})", "{{run}}")]), 12, 9)
+        [t(f"max by (run) (zk0_aggregator_server_eval_loss{{{RUN}}})", "{{run}}")]), 8, 9)
+    b.add(timeseries(
+        "Loss by evaluation set",
+        "Loss of the global policy on each of spec.evaluation.sets after each evaluation: the "
+        "run's own held-out set and those sponsors published. The first set's is the server eval "
+        "loss; each set's per round is in federated_metrics.json (eval_sets) and the ledger.",
+        [t(f"max by (run, set) (zk0_aggregator_evaluation_set_loss{{{RUN}}})", "{{run}} / {{set}}")]), 8, 9)
     b.add(timeseries("Client train loss", "Mean local training loss (policy + proximal) of each "
                      "client's latest round.",
                      [t(f"max by (run, client) (zk0_worker_train_loss{{{RUN}}})",
-                        "{{run}} / {{client}}")]), 12, 9)
+                        "{{run}} / {{client}}")]), 8, 9)
 
     b.row("Rounds and clients")
     b.add(timeseries("Round progress", "Round in progress and the rounds planned.",
@@ -226,12 +232,13 @@ def run_overview():
     b.row("Contributions")
     b.add(timeseries("Contribution score by client",
                      "Under evaluation.contributionScores: how much each client's updates lowered the "
-                     "server's held-out loss, summed over the rounds scored. first_order: the loss's "
-                     "first-order change along the client's share of the average; leave_one_out: the "
-                     "loss of the round's aggregate without the client's update minus with it. Higher "
-                     "helped more, below zero hurt. Per round: federated_metrics.json and the ledger.",
-                     [t(f"max by (run, client, estimate) (zk0_aggregator_client_contribution_score{{{RUN}}})",
-                        "{{run}} / {{client}} {{estimate}}")]), 24, 8)
+                     "server's loss on each evaluation set, summed over the rounds scored. first_order: "
+                     "the loss's first-order change along the client's share of the average; "
+                     "leave_one_out: the loss of the round's aggregate without the client's update "
+                     "minus with it. Higher helped more, below zero hurt. Per round: "
+                     "federated_metrics.json and the ledger.",
+                     [t(f"max by (run, client, estimate, set) (zk0_aggregator_client_contribution_score{{{RUN}}})",
+                        "{{run}} / {{client}} {{estimate}} on {{set}}")]), 24, 8)
 
     b.row("Round health")
     b.add(timeseries(

@@ -24,10 +24,10 @@ const char* kOutputMount = "/var/lib/zk0";
 const char* kHubHome = "/var/cache/huggingface";
 
 std::string client_mount(const std::string& client) { return "/data/clients/" + client; }
+std::string evaluation_mount(const std::string& set) { return "/data/evaluation/" + set; }
 // Bounds on the pods' scratch space: a runaway write fills its own volume, not the node's disk.
 const char* kTmpSize = "1Gi";
 const char* kHubCacheSize = "200Gi";  // a Hub dataset with its videos, the policy and backbone files
-const char* kEvaluationMount = "/data/evaluation";
 
 std::string run_name(const json& run) { return run.at("metadata").at("name").get<std::string>(); }
 std::string run_namespace(const json& run) { return run.at("metadata").value("namespace", "default"); }
@@ -318,7 +318,7 @@ std::vector<std::string> cluster_problems(const FederationSpec& spec, const Oper
   std::vector<std::string> problems;
   const auto check = [&](const DatasetSpec& d, const std::string& field) { check_host_path(d, field, settings, problems); };
   for (size_t i = 0; i < spec.clients.size(); ++i) check(spec.clients[i].dataset, "spec.clients[" + std::to_string(i) + "].dataset");
-  check(spec.evaluation.dataset, "spec.evaluation.dataset");
+  for (const auto& set : spec.evaluation.sets) check(set.dataset, set.field + ".dataset");
   if (spec.simulation)
     problems.push_back("spec.simulation: runs every client in one process on one machine (zk0 run); on a cluster each client "
                        "is its own pod: leave it out");
@@ -345,7 +345,7 @@ FederationSpec in_pod_spec(const FederationSpec& spec, const OperatorSettings& s
     d.volume_claim.reset();
   };
   for (auto& c : s.clients) to_mount(c.dataset, client_mount(c.name));
-  to_mount(s.evaluation.dataset, kEvaluationMount);
+  for (auto& set : s.evaluation.sets) to_mount(set.dataset, evaluation_mount(set.name));
   // Every pod mounts its own Secret at the same place: the aggregator's server certificate in its
   // pod, each client's own certificate in that client's.
   const RunSecrets secrets = run_secrets(spec, settings);
@@ -517,8 +517,10 @@ json aggregator_pod(const json& run, const FederationSpec& spec, const OperatorS
       // grpc probes name their port by number; the services: core/transport/health_services.h.
       {"readinessProbe", readiness_probe(grpc_health(settings.aggregator_health_port, AggregatorHealthServices::kReadiness))},
       {"livenessProbe", liveness_probe(grpc_health(settings.aggregator_health_port, AggregatorHealthServices::kLiveness))}};
-  std::vector<DatasetMount> datasets{mount_dataset(spec.evaluation.dataset, "evaluation-data", kEvaluationMount, spec, settings),
-                                     mount_policy(spec, settings)};
+  std::vector<DatasetMount> datasets;
+  for (const auto& set : spec.evaluation.sets)
+    datasets.push_back(mount_dataset(set.dataset, "evaluation-" + set.name, evaluation_mount(set.name), spec, settings));
+  datasets.push_back(mount_policy(spec, settings));
   const RunSecrets secrets = run_secrets(spec, settings);
   json volumes = json::array(), mounts = json::array();
   if (!secrets.aggregator_tls.empty()) {

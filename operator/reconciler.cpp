@@ -39,8 +39,8 @@ std::vector<std::pair<std::string, std::string>> dataset_claims(const Federation
   for (size_t i = 0; i < spec.clients.size(); ++i)
     if (spec.clients[i].dataset.volume_claim)
       claims.emplace_back(spec.clients[i].dataset.volume_claim->claim_name, "spec.clients[" + std::to_string(i) + "].dataset.volumeClaim");
-  if (spec.evaluation.dataset.volume_claim)
-    claims.emplace_back(spec.evaluation.dataset.volume_claim->claim_name, "spec.evaluation.dataset.volumeClaim");
+  for (const auto& set : spec.evaluation.sets)
+    if (set.dataset.volume_claim) claims.emplace_back(set.dataset.volume_claim->claim_name, set.field + ".dataset.volumeClaim");
   return claims;
 }
 
@@ -472,6 +472,14 @@ std::optional<std::string> merge_aggregator_status(json& st, const json& reporte
   st["readyClients"] = integer_in("ready_clients", 0, static_cast<int>(spec.clients.size())).value_or(st.value("readyClients", 0));
   const auto loss = number(reported, "last_server_eval_loss");
   if (loss) st["serverEvalLoss"] = *loss;
+  // Each evaluation set's latest loss, for the sets the spec names (in its order).
+  const auto losses_reported = reported.find("evaluation_losses");
+  if (losses_reported != reported.end() && losses_reported->is_object()) {
+    json sets = json::array();
+    for (const auto& set : spec.evaluation.sets)
+      if (const auto v = number(*losses_reported, set.name.c_str())) sets.push_back({{"name", set.name}, {"loss", *v}});
+    if (!sets.empty()) st["evaluationSets"] = sets;
+  }
   if (const auto epsilon = number(reported, "privacy_epsilon"); epsilon && *epsilon >= 0) st["privacyEpsilon"] = *epsilon;
   static const std::set<std::string> kStates = {"registered", "idle",     "downloading", "training",
                                                  "uploading",  "finished", "failed",      "unreachable"};
@@ -486,6 +494,18 @@ std::optional<std::string> merge_aggregator_status(json& st, const json& reporte
       const json& score = (*it)["contribution_score"];
       if (const auto v = number(score, "first_order")) record["contributionScore"]["firstOrder"] = *v;
       if (const auto v = number(score, "leave_one_out")) record["contributionScore"]["leaveOneOut"] = *v;
+    }
+    if (it->contains("contribution_score_by_set") && (*it)["contribution_score_by_set"].is_object()) {
+      const json& by_set = (*it)["contribution_score_by_set"];
+      json scores = json::array();
+      for (const auto& set : spec.evaluation.sets) {
+        const json score = by_set.value(set.name, json::object());
+        json entry = {{"set", set.name}};
+        if (const auto v = number(score, "first_order")) entry["firstOrder"] = *v;
+        if (const auto v = number(score, "leave_one_out")) entry["leaveOneOut"] = *v;
+        if (entry.size() > 1) scores.push_back(entry);
+      }
+      if (!scores.empty()) record["contributionScoreBySet"] = scores;
     }
     const std::string state = it->contains("state") && (*it)["state"].is_string() ? (*it)["state"].get<std::string>() : "";
     if (kStates.count(state)) record["aggregatorState"] = state;

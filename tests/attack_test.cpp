@@ -126,37 +126,73 @@ TEST(ContributionScores, AClientSendingNoiseScoresLowestByBothEstimates) {
   run.byzantine = 1;
   run.attack = "gaussian";
   run.rounds = 3;
-  run.overrides = {{"evalEvery", "1\n    contributionScores: {firstOrder: true, leaveOneOut: true}"}};
+  // Two evaluation sets, as a run with a sponsor's: the run's own held-out task and another.
+  run.overrides = {{"evalEvery", "1\n    contributionScores: {firstOrder: true, leaveOneOut: true}"},
+                   {"evaluation", "sets:\n"
+                                  "    - {name: heldout, dataset: {synthetic: {task: \"held-out task\", episodes: 4, episodeLength: 40, seed: 99}},"
+                                  " batches: 2, batchSize: 32, seed: 3}\n"
+                                  "    - {name: sponsor-a, dataset: {synthetic: {task: \"sponsor task\", episodes: 3, episodeLength: 40, seed: 7}},"
+                                  " batches: 2, batchSize: 16, seed: 5}"}};
+  const std::vector<std::string> sets = {"heldout", "sponsor-a"};
   const std::string dir = make_temp_dir("scores");
   const AttackedOutcome outcome = run_attacked_federation(run, dir);
   for (const auto& round : outcome.metrics["rounds"]) {
+    // Each set's loss, every evaluated round; the first set's is the server loss.
+    ASSERT_EQ(round["eval_sets"].size(), 2u) << round.dump();
+    EXPECT_EQ(round["eval_sets"]["heldout"]["loss"], round["server_eval_loss"]);
+    EXPECT_NE(round["eval_sets"]["sponsor-a"]["loss"], round["server_eval_loss"]);
+    EXPECT_EQ(round["eval_sets"]["sponsor-a"]["samples"], 32);
     if (round["round"].get<int>() == 0) continue;
-    std::map<std::string, std::pair<double, double>> scores;  // client -> (first order, leave one out)
-    for (const auto& c : round["clients"]) {
-      ASSERT_TRUE(c.contains("score_first_order") && c.contains("score_leave_one_out")) << c.dump();
-      scores[c["client"].get<std::string>()] = {c["score_first_order"].get<double>(), c["score_leave_one_out"].get<double>()};
+    for (const auto& set : sets) {
+      std::map<std::string, std::pair<double, double>> scores;  // client -> (first order, leave one out)
+      for (const auto& c : round["clients"]) {
+        const auto& s = c["set_scores"][set];
+        ASSERT_TRUE(s.contains("first_order") && s.contains("leave_one_out")) << c.dump();
+        scores[c["client"].get<std::string>()] = {s["first_order"].get<double>(), s["leave_one_out"].get<double>()};
+        if (set == sets[0]) {
+          EXPECT_EQ(c["score_first_order"], s["first_order"]);
+          EXPECT_EQ(c["score_leave_one_out"], s["leave_one_out"]);
+        }
+      }
+      ASSERT_EQ(scores.size(), 4u) << round.dump();
+      for (const char* honest : {"c0", "c1", "c2"}) {
+        EXPECT_LT(scores["c3"].first, scores[honest].first) << set << " " << round.dump();
+        EXPECT_LT(scores["c3"].second, scores[honest].second) << set << " " << round.dump();
+      }
+      // Leaving the noise out lowers the loss: its leave-one-out score is negative.
+      EXPECT_LT(scores["c3"].second, 0) << set << " " << round.dump();
     }
-    ASSERT_EQ(scores.size(), 4u) << round.dump();
-    for (const char* honest : {"c0", "c1", "c2"}) {
-      EXPECT_LT(scores["c3"].first, scores[honest].first) << round.dump();
-      EXPECT_LT(scores["c3"].second, scores[honest].second) << round.dump();
-    }
-    // Leaving the noise out lowers the loss: its leave-one-out score is negative.
-    EXPECT_LT(scores["c3"].second, 0) << round.dump();
   }
   const nlohmann::json status = read_json(dir + "/out/status.json");
+  const nlohmann::json& last = outcome.metrics["rounds"].back();
+  for (const auto& set : sets) EXPECT_EQ(status["evaluation_losses"][set], last["eval_sets"][set]["loss"]) << status.dump();
   for (const char* honest : {"c0", "c1", "c2"})
-    for (const char* estimate : {"first_order", "leave_one_out"})
+    for (const char* estimate : {"first_order", "leave_one_out"}) {
       EXPECT_LT(status["clients"]["c3"]["contribution_score"][estimate].get<double>(),
                 status["clients"][honest]["contribution_score"][estimate].get<double>())
           << status.dump();
-  size_t scored_entries = 0;
+      for (const auto& set : sets)
+        EXPECT_LT(status["clients"]["c3"]["contribution_score_by_set"][set][estimate].get<double>(),
+                  status["clients"][honest]["contribution_score_by_set"][set][estimate].get<double>())
+            << set << " " << status.dump();
+    }
+  // The ledger signs each set's loss with its round, and each update's scores on every set.
+  size_t scored_entries = 0, round_entries = 0;
   std::istringstream ledger(read_file(dir + "/out/ledger.jsonl"));
   for (std::string line; std::getline(ledger, line);) {
     const auto e = nlohmann::json::parse(line);
-    scored_entries += e["kind"] == "update" && e["decision"].contains("score_leave_one_out");
+    scored_entries += e["kind"] == "update" && e["decision"]["set_scores"]["sponsor-a"].contains("leave_one_out");
+    if (e["kind"] == "round") {
+      ++round_entries;
+      EXPECT_EQ(e["eval"]["sets"]["sponsor-a"]["loss"], outcome.metrics["rounds"][e["round"].get<int>()]["eval_sets"]["sponsor-a"]["loss"]);
+    }
   }
   EXPECT_EQ(scored_entries, 12u);
+  EXPECT_EQ(round_entries, 3u);
+  // The CSV: a loss column per set, a score column per set and estimate.
+  const std::string csv = read_file(dir + "/out/federated_metrics.csv");
+  for (const char* column : {",eval_loss:heldout,eval_loss:sponsor-a,", ",score_first_order:sponsor-a,score_leave_one_out:sponsor-a"})
+    EXPECT_NE(csv.substr(0, csv.find('\n')).find(column), std::string::npos) << csv.substr(0, csv.find('\n'));
   // Nothing of the rounds' uploads is left once they are scored (keepUpdates is off).
   EXPECT_FALSE(file_exists(dir + "/out/updates/round_0001"));
 }

@@ -69,11 +69,16 @@ void schema_paths(const json& schema, const std::string& path, std::set<std::str
   if (schema.contains("items")) schema_paths(schema["items"], path + "[]", out);
 }
 
-// The evaluation dataset in the two forms the specs above leave out.
-std::string with_evaluation_dataset(const std::string& dataset) {
-  std::string text = kMaximalSpecs[1];
+// The evaluation dataset in the forms the specs above leave out: the first of evaluation.sets,
+// and inline (evaluation.dataset).
+std::vector<std::string> with_evaluation_dataset(const std::string& dataset) {
+  std::string in_set = kMaximalSpecs[1];
   const std::string from = "{repoId: owner/eval, revision: main, episodes: [3]}";
-  return text.replace(text.find(from), from.size(), dataset);
+  in_set.replace(in_set.find(from), from.size(), dataset);
+  std::string inline_form = kMaximalSpecs[1];
+  const size_t begin = inline_form.find("  evaluation:\n"), end = inline_form.find("  strategy:");
+  inline_form.replace(begin, end - begin, "  evaluation: {dataset: " + dataset + "}\n");
+  return {in_set, inline_form};
 }
 
 }  // namespace
@@ -82,8 +87,10 @@ TEST(Crd, EveryFieldTheSpecWritesIsInTheSchemaAndEveryFieldOfTheSchemaIsWritten)
   const json schema = crd_spec_schema();
   std::set<std::string> written;
   std::vector<std::string> specs(std::begin(kMaximalSpecs), std::end(kMaximalSpecs));
-  specs.push_back(with_evaluation_dataset("{volumeClaim: {claimName: eval, subPath: e}}"));
-  specs.push_back(with_evaluation_dataset("{path: /e, partition: {clients: 3, index: 2, by: dirichlet, alpha: 0.5, seed: 4}}"));
+  for (const char* dataset : {"{volumeClaim: {claimName: eval, subPath: e}}",
+                              "{path: /e, partition: {clients: 3, index: 2, by: dirichlet, alpha: 0.5, seed: 4}}",
+                              "{synthetic: {task: t, episodes: 3, episodeLength: 10, seed: 1}}", "{repoId: owner/eval, revision: main, episodes: [3]}"})
+    for (const auto& spec : with_evaluation_dataset(dataset)) specs.push_back(spec);
   // spec.partition is shorthand: the resolved spec writes the clients it makes (each dataset with
   // its partition), never the shorthand itself, so its own fields are checked by reading them.
   const std::string partitioned = std::string(kMaximalSpecs[1]) +

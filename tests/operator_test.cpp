@@ -16,9 +16,11 @@
 #include "core/security/join_token.h"
 #include "core/spec/federation_spec.h"
 #include "core/util/fs.h"
+#include "operator/children.h"
 #include "operator/kube/client.h"
 #include "operator/kube/time_format.h"
 #include "support/kube_cluster.h"
+#include "support/maximal_specs.h"
 #include "support/prometheus.h"
 
 using namespace zk0;
@@ -346,6 +348,28 @@ TEST_F(OperatorTest, ExampleRunGetsValidChildrenOnceItsTlsSecretsExist) {
   EXPECT_NE(report.find("checked 9 manifests, 0 problems"), std::string::npos) << report;
 }
 
+// Every evaluation set reaches the aggregator's pod at a path of its own: a claim mounted read-only
+// (with its subPath), a Hub dataset through its own download; the in-pod spec names the paths.
+TEST(OperatorChildren, EachEvaluationSetIsMountedForTheAggregatorAtItsOwnPath) {
+  const FederationSpec spec = parse_spec(test::kMaximalSpecs[1]);
+  ASSERT_EQ(spec.evaluation.sets.size(), 2u);
+  const json run = {{"metadata", {{"name", "sets"}, {"namespace", "ns"}, {"uid", "u"}}}};
+  const op::OperatorSettings settings;
+  const json pod = op::aggregator_pod(run, spec, settings, 1);
+  const std::string volumes = pod["spec"]["volumes"].dump(), mounts = pod["spec"]["containers"][0]["volumeMounts"].dump();
+  EXPECT_NE(volumes.find(R"({"name":"evaluation-sponsor-pick","persistentVolumeClaim":{"claimName":"sponsor-data","readOnly":true}})"),
+            std::string::npos)
+      << volumes;
+  EXPECT_NE(mounts.find(R"({"mountPath":"/data/evaluation/sponsor-pick","name":"evaluation-sponsor-pick","readOnly":true,"subPath":"pick"})"),
+            std::string::npos)
+      << mounts;
+  EXPECT_NE(pod["spec"]["initContainers"].dump().find("owner/eval"), std::string::npos) << pod["spec"]["initContainers"];
+  const FederationSpec in_pod = op::in_pod_spec(spec, settings);
+  EXPECT_EQ(in_pod.evaluation.sets[0].dataset.repo_id, "owner/eval");
+  EXPECT_EQ(in_pod.evaluation.sets[1].dataset.path, "/data/evaluation/sponsor-pick");
+  EXPECT_FALSE(in_pod.evaluation.sets[1].dataset.volume_claim);
+}
+
 TEST_F(OperatorTest, StatusFollowsPodsAndTheAggregatorUntilSuccess) {
   start_operator("op-1");
   apply(small_run("r1"));
@@ -359,7 +383,12 @@ TEST_F(OperatorTest, StatusFollowsPodsAndTheAggregatorUntilSuccess) {
     aggregator_status["round"] = 3;
     aggregator_status["ready_clients"] = 3;
     aggregator_status["last_server_eval_loss"] = 0.5;
-    aggregator_status["clients"] = {{"c0", {{"state", "training"}, {"last_loss", 0.25}}}};
+    // A set the spec does not name is not the run's to report.
+    aggregator_status["evaluation_losses"] = {{"heldout", 0.5}, {"unnamed", 9}};
+    aggregator_status["clients"] = {{"c0",
+                                     {{"state", "training"},
+                                      {"last_loss", 0.25},
+                                      {"contribution_score_by_set", {{"heldout", {{"first_order", 0.125}}}, {"unnamed", {{"first_order", 1}}}}}}}};
   }
   set_pod_status("r1-aggregator", "Running");
   for (const char* c : {"c0", "c1", "c2"}) set_pod_status(std::string("r1-worker-") + c, "Running");
@@ -372,6 +401,8 @@ TEST_F(OperatorTest, StatusFollowsPodsAndTheAggregatorUntilSuccess) {
   EXPECT_EQ(condition(r, "Ready"), "True");
   EXPECT_EQ(condition(r, "QuorumLost"), "False");
   EXPECT_EQ(r["status"]["clients"][0]["lastLoss"], 0.25);
+  EXPECT_EQ(r["status"]["evaluationSets"], json::parse(R"([{"name": "heldout", "loss": 0.5}])"));
+  EXPECT_EQ(r["status"]["clients"][0]["contributionScoreBySet"], json::parse(R"([{"set": "heldout", "firstOrder": 0.125}])"));
   EXPECT_EQ(r["status"]["observedGeneration"], r["metadata"]["generation"]);
   for (const auto& c : r["status"]["conditions"]) EXPECT_EQ(c["observedGeneration"], r["metadata"]["generation"]);
   // kubectl's printer columns.
@@ -604,6 +635,13 @@ TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed
   std::ofstream(path) << yaml;
   EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0) << yaml;
   EXPECT_NE(out.find("checkpoints.keepUpdates is for synchronous rounds without strategy.privacy"), std::string::npos) << out;
+  // Evaluation sets replace the inline dataset; they are not added to it.
+  yaml = small_run("r6");
+  yaml.replace(yaml.find("evaluation: {dataset: {synthetic: {task: d}}}"), 45,
+               "evaluation: {dataset: {synthetic: {task: d}}, sets: [{name: sponsor, dataset: {synthetic: {task: s}}}]}");
+  std::ofstream(path) << yaml;
+  EXPECT_NE(cluster->kubectl("-n " + ns + " apply -f " + path, &out), 0) << yaml;
+  EXPECT_NE(out.find("name one dataset (evaluation.dataset) or several evaluation sets"), std::string::npos) << out;
   // The rest the operator finds with the same parser as `zk0 run`, and names the field.
   yaml = small_run("r6");
   yaml.replace(yaml.find("strategy: {"), 11, "strategy: {type: fedavg, proximalMu: 0.1, ");

@@ -43,7 +43,7 @@ TEST(Spec, MinimalFileGetsDocumentedDefaults) {
   EXPECT_EQ(s.clients[0].dataset.repo_id, "shaunkirby/record-test");
   EXPECT_EQ(s.clients[0].dataset.revision, "main");
   EXPECT_EQ(s.clients[1].dataset.episodes, (std::vector<int64_t>{0, 2, 4}));
-  EXPECT_EQ(s.evaluation.dataset.revision, "v2.1");
+  EXPECT_EQ(s.evaluation.sets.at(0).dataset.revision, "v2.1");
   EXPECT_EQ(s.training.local_steps, 100);
   EXPECT_DOUBLE_EQ(s.training.learning_rate, 1e-4);
   EXPECT_DOUBLE_EQ(s.training.betas[1], 0.95);
@@ -141,6 +141,31 @@ TEST(Spec, MaximalSpecsRoundTripFieldByField) {
   }
 }
 
+// evaluation's inline dataset is the set "heldout": written as one set of that name it is the same
+// run; sets keep the spec's order (the first is the server loss) and every field of their own.
+TEST(Spec, EvaluationSetsAndTheInlineFormAgree) {
+  const std::string head = "apiVersion: zk0.io/v1alpha1\nkind: FederationRun\nmetadata: {name: r}\nspec:\n"
+                           "  rounds: 3\n  clients: [{name: a, dataset: {path: /a}}]\n  strategy: {minFitClients: 1, minAvailableClients: 1}\n";
+  const FederationSpec inline_form = parse_spec(head + "  evaluation: {dataset: {path: /e}, batches: 3, seed: 4}\n");
+  const FederationSpec one_set = parse_spec(head + "  evaluation: {sets: [{name: heldout, dataset: {path: /e}, batches: 3, seed: 4}]}\n");
+  EXPECT_EQ(to_yaml(one_set), to_yaml(inline_form));
+  EXPECT_EQ(resume_fingerprint(one_set), resume_fingerprint(inline_form));
+  const FederationSpec two = parse_spec(head +
+                                        "  evaluation:\n    everyRounds: 2\n    sets:\n"
+                                        "    - {name: own, dataset: {path: /e}}\n"
+                                        "    - {name: sponsor-a, dataset: {path: /s}, mode: full, batchSize: 8, seed: 7}\n");
+  ASSERT_EQ(two.evaluation.sets.size(), 2u);
+  EXPECT_EQ(two.evaluation.sets[0].name, "own");
+  EXPECT_EQ(two.evaluation.sets[0].field, "spec.evaluation.sets[0]");
+  EXPECT_EQ(two.evaluation.sets[1].name, "sponsor-a");
+  EXPECT_EQ(two.evaluation.sets[1].dataset.path, "/s");
+  EXPECT_EQ(two.evaluation.sets[1].mode, EvalMode::Full);
+  EXPECT_EQ(two.evaluation.sets[1].batch_size, 8);
+  EXPECT_EQ(two.evaluation.sets[1].seed, 7u);
+  EXPECT_EQ(two.evaluation.every_rounds, 2);
+  EXPECT_EQ(inline_form.evaluation.sets.at(0).field, "spec.evaluation");
+}
+
 // A restarted aggregator resumes only a run whose spec computes the same thing: how it is
 // operated (rounds to go, suspend, deadlines, where and on what its pods run, transport, Secrets,
 // retention) may change; anything that changes what is computed must not.
@@ -172,9 +197,13 @@ TEST(Spec, ResumeFingerprintIgnoresHowARunIsOperatedAndNothingElse) {
       {"clients[].name", [](FederationSpec& s) { s.clients[0].name = "renamed"; }},
       {"clients[].dataset", [](FederationSpec& s) { s.clients[0].dataset.episodes = {5}; }},
       {"clients (one more)", [](FederationSpec& s) { s.clients.push_back(s.clients[0]); s.clients.back().name = "extra"; }},
-      {"evaluation.seed", [](FederationSpec& s) { s.evaluation.seed += 1; }},
-      {"evaluation.batches", [](FederationSpec& s) { s.evaluation.batches += 1; }},
+      {"evaluation.seed", [](FederationSpec& s) { s.evaluation.sets[0].seed += 1; }},
+      {"evaluation.batches", [](FederationSpec& s) { s.evaluation.sets[0].batches += 1; }},
       {"evaluation.everyRounds", [](FederationSpec& s) { s.evaluation.every_rounds += 1; }},
+      {"evaluation.sets (one more)", [](FederationSpec& s) {
+         s.evaluation.sets.push_back(s.evaluation.sets[0]);
+         s.evaluation.sets.back().name = "sponsor";
+       }},
       {"training.localSteps", [](FederationSpec& s) { s.training.local_steps += 1; }},
       {"training.seed", [](FederationSpec& s) { s.training.seed += 1; }},
       {"training.optimizer.lr", [](FederationSpec& s) { s.training.learning_rate *= 2; }},
@@ -273,6 +302,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"eval mode", "revision: v2.1}", "revision: v2.1}\n    mode: fast", "spec.evaluation.mode: must be one of full, quick (got 'fast')"},
         BadCase{"batches in full mode", "revision: v2.1}", "revision: v2.1}\n    mode: full\n    batches: 3",
                 "spec.evaluation.batches: only applies in quick mode"},
+        BadCase{"evaluation set and inline dataset", "revision: v2.1}", "revision: v2.1}\n    sets: [{name: a, dataset: {path: /e}}]",
+                "spec.evaluation.dataset: give it to each of spec.evaluation.sets instead"},
+        BadCase{"evaluation sets named twice", "    dataset: {repoId: Hupy440/Two_Cubes_and_Two_Buckets_v2, revision: v2.1}",
+                "    sets: [{name: a, dataset: {path: /e}}, {name: a, dataset: {path: /f}}]",
+                "spec.evaluation.sets[1].name: 'a' names another evaluation set too"},
+        BadCase{"evaluation set without a dataset", "    dataset: {repoId: Hupy440/Two_Cubes_and_Two_Buckets_v2, revision: v2.1}",
+                "    sets: [{name: a, dataset: {path: /e}}, {name: sponsor, mode: full, batches: 2}]",
+                "spec.evaluation.sets[1].dataset: is required"},
+        BadCase{"evaluation set batches in full mode", "    dataset: {repoId: Hupy440/Two_Cubes_and_Two_Buckets_v2, revision: v2.1}",
+                "    sets: [{name: a, dataset: {path: /e}}, {name: sponsor, dataset: {path: /f}, mode: full, batches: 2}]",
+                "spec.evaluation.sets[1].batches: only applies in quick mode"},
+        BadCase{"evaluation set name", "    dataset: {repoId: Hupy440/Two_Cubes_and_Two_Buckets_v2, revision: v2.1}",
+                "    sets: [{name: Sponsor_A, dataset: {path: /e}}]", "spec.evaluation.sets[0].name: must be lower-case letters"},
+        BadCase{"no evaluation sets", "    dataset: {repoId: Hupy440/Two_Cubes_and_Two_Buckets_v2, revision: v2.1}", "    sets: []",
+                "spec.evaluation.sets: must be a list of 1 to 16 evaluation sets"},
         BadCase{"betas", "  rounds: 3", "  rounds: 3\n  training: {optimizer: {betas: [0.9]}}",
                 "spec.training.optimizer.betas: must be two numbers in [0, 1)"},
         BadCase{"optimizer type", "  rounds: 3", "  rounds: 3\n  training: {optimizer: {type: sgd}}",

@@ -55,6 +55,7 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
   // And with the contribution scores a run under evaluation.contributionScores reports
   // (tests/attack_test.cpp ContributionScores.* checks the aggregator writes them).
   document["clients"]["c0"]["contribution_score"] = {{"first_order", 0.125}, {"leave_one_out", -0.5}};
+  document["clients"]["c0"]["contribution_score_by_set"] = {{"heldout", {{"first_order", 0.125}, {"leave_one_out", -0.5}}}};
   const auto completed = op::merge_aggregator_status(status, document, spec);
   ASSERT_TRUE(completed.has_value()) << coordinator.status_json();
   EXPECT_NE(completed->find("round 1 of 2 completed; server eval loss"), std::string::npos) << *completed;
@@ -68,6 +69,12 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
   EXPECT_DOUBLE_EQ(status["clients"][1]["lastLoss"].get<double>(), 0.5);
   EXPECT_EQ(status["clients"][0]["contributionScore"], (nlohmann::json{{"firstOrder", 0.125}, {"leaveOneOut", -0.5}}));
   EXPECT_FALSE(status["clients"][1].contains("contributionScore"));
+  EXPECT_EQ(status["clients"][0]["contributionScoreBySet"],
+            nlohmann::json::parse(R"([{"set": "heldout", "firstOrder": 0.125, "leaveOneOut": -0.5}])"));
+  // Each evaluation set's loss by name (one here: the inline dataset, "heldout").
+  ASSERT_EQ(status["evaluationSets"].size(), 1u) << coordinator.status_json();
+  EXPECT_EQ(status["evaluationSets"][0]["name"], "heldout");
+  EXPECT_EQ(status["evaluationSets"][0]["loss"], status["serverEvalLoss"]);
   for (const auto& client : status["clients"]) EXPECT_EQ(client["aggregatorState"], "training") << status.dump();
 
   // Values of any other shape are left out.
@@ -97,6 +104,7 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
   EXPECT_EQ(from_summary["currentRound"], status["currentRound"]);
   EXPECT_EQ(from_summary["serverEvalLoss"], status["serverEvalLoss"]);
   EXPECT_EQ(from_summary["privacyEpsilon"], 1.25);
+  EXPECT_EQ(from_summary["evaluationSets"], status["evaluationSets"]);
   EXPECT_EQ(from_summary["clients"], status["clients"]) << summary;
   // Hundreds of clients do not fit: the run's round and loss still do.
   nlohmann::json crowded = nlohmann::json::parse(coordinator.status_json());

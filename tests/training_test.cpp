@@ -202,13 +202,13 @@ TEST(Evaluation, QuickCoversEveryEpisodeFullCoversEverySample) {
 TEST(Evaluation, DeterministicForFixedSeedAndWeights) {
   const FederationSpec spec = tiny_spec();
   auto policy = make_policy(spec.policy);
-  ServerEvaluator eval(spec.evaluation, *policy);
+  ServerEvaluator eval(spec.evaluation.sets[0], *policy);
   const double a = eval.evaluate(*policy).loss, b = eval.evaluate(*policy).loss;
   EXPECT_EQ(a, b);
-  EvaluationSpec other = spec.evaluation;
+  EvaluationSetSpec other = spec.evaluation.sets[0];
   other.seed += 1;
   EXPECT_NE(ServerEvaluator(other, *policy).evaluate(*policy).loss, a);
-  other = spec.evaluation;
+  other = spec.evaluation.sets[0];
   other.mode = EvalMode::Full;
   const EvalResult full = ServerEvaluator(other, *policy).evaluate(*policy);
   EXPECT_EQ(full.samples, 4 * 40);

@@ -468,21 +468,49 @@ FederationSpec parse_yaml(const std::string& yaml_text) {
   {
     Fields f(s.node("evaluation"), "spec.evaluation", problems);
     auto& e = spec.evaluation;
-    e.dataset = read_dataset(f.node("dataset"), "spec.evaluation.dataset", problems);
+    const auto read_set = [&](Fields& sf, EvaluationSetSpec& set) {
+      set.dataset = read_dataset(sf.node("dataset"), sf.path("dataset"), problems);
+      sf.get_enum("mode", set.mode, names_of({EvalMode::Quick, EvalMode::Full}));
+      sf.get("batches", set.batches);
+      sf.get("batchSize", set.batch_size);
+      sf.get("seed", set.seed);
+      require(set.batches >= 1, sf, "batches", "must be at least 1");
+      require(set.batch_size >= 1, sf, "batchSize", "must be at least 1");
+      if (set.mode == EvalMode::Full && sf.has("batches")) sf.problem(sf.path("batches"), "only applies in quick mode");
+    };
+    if (f.has("sets")) {
+      for (const char* key : {"dataset", "mode", "batches", "batchSize", "seed"})
+        if (f.has(key)) f.problem(f.path(key), "give it to each of spec.evaluation.sets instead");
+      const YAML::Node sets = f.node("sets");
+      constexpr size_t kMaxSets = 16;  // each is evaluated every evaluated round, and once per client under leaveOneOut
+      if (!sets.IsSequence() || sets.size() == 0 || sets.size() > kMaxSets) {
+        problems.push_back("spec.evaluation.sets: must be a list of 1 to " + std::to_string(kMaxSets) + " evaluation sets");
+      } else {
+        e.sets.clear();
+        std::set<std::string> set_names;
+        for (size_t i = 0; i < sets.size(); ++i) {
+          EvaluationSetSpec set;
+          set.field = "spec.evaluation.sets[" + std::to_string(i) + "]";
+          Fields sf(sets[i], set.field, problems);
+          sf.get("name", set.name, true);
+          if (!valid_name(set.name))
+            sf.problem(sf.path("name"), "must be lower-case letters, digits and '-', at most 40 characters (got '" + set.name + "')");
+          else if (!set_names.insert(set.name).second)
+            sf.problem(sf.path("name"), "'" + set.name + "' names another evaluation set too");
+          read_set(sf, set);
+          e.sets.push_back(std::move(set));
+        }
+      }
+    } else {
+      read_set(f, e.sets.at(0));
+    }
     f.get("everyRounds", e.every_rounds);
-    f.get_enum("mode", e.mode, names_of({EvalMode::Quick, EvalMode::Full}));
-    f.get("batches", e.batches);
-    f.get("batchSize", e.batch_size);
-    f.get("seed", e.seed);
     {
       Fields cs(f.node("contributionScores"), f.path("contributionScores"), problems);
       cs.get("firstOrder", e.contribution_scores.first_order);
       cs.get("leaveOneOut", e.contribution_scores.leave_one_out);
     }
     require(e.every_rounds >= 1, f, "everyRounds", "must be at least 1");
-    require(e.batches >= 1, f, "batches", "must be at least 1");
-    require(e.batch_size >= 1, f, "batchSize", "must be at least 1");
-    if (e.mode == EvalMode::Full && f.has("batches")) f.problem(f.path("batches"), "only applies in quick mode");
   }
 
   // training
@@ -874,12 +902,27 @@ std::string to_yaml(const FederationSpec& spec) {
     s["clients"].push_back(cn);
   }
   const auto& e = spec.evaluation;
-  emit_dataset(s["evaluation"]["dataset"], e.dataset);
-  s["evaluation"]["everyRounds"] = e.every_rounds;
-  s["evaluation"]["mode"] = to_string(e.mode);
-  if (e.mode == EvalMode::Quick) s["evaluation"]["batches"] = e.batches;
-  s["evaluation"]["batchSize"] = e.batch_size;
-  s["evaluation"]["seed"] = e.seed;
+  const auto emit_sampling = [](YAML::Node n, const EvaluationSetSpec& set) {
+    n["mode"] = to_string(set.mode);
+    if (set.mode == EvalMode::Quick) n["batches"] = set.batches;
+    n["batchSize"] = set.batch_size;
+    n["seed"] = set.seed;
+  };
+  // One set called heldout is what the inline form says (in the order runs' fingerprints hold).
+  if (e.sets.size() == 1 && e.sets[0].name == EvaluationSetSpec{}.name) {
+    emit_dataset(s["evaluation"]["dataset"], e.sets[0].dataset);
+    s["evaluation"]["everyRounds"] = e.every_rounds;
+    emit_sampling(s["evaluation"], e.sets[0]);
+  } else {
+    for (const auto& set : e.sets) {
+      YAML::Node n;
+      n["name"] = set.name;
+      emit_dataset(n["dataset"], set.dataset);
+      emit_sampling(n, set);
+      s["evaluation"]["sets"].push_back(n);
+    }
+    s["evaluation"]["everyRounds"] = e.every_rounds;
+  }
   if (e.contribution_scores.first_order) s["evaluation"]["contributionScores"]["firstOrder"] = true;
   if (e.contribution_scores.leave_one_out) s["evaluation"]["contributionScores"]["leaveOneOut"] = true;
   const auto& t = spec.training;

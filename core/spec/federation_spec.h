@@ -140,13 +140,24 @@ struct ContributionScoresSpec {
   bool any() const { return first_order || leave_one_out; }
 };
 
-struct EvaluationSpec {
+// One dataset the server evaluates the global policy on: the run's own held-out set, or one a
+// sponsor publishes to see (and pay for) progress on its task.
+struct EvaluationSetSpec {
+  std::string name = "heldout";  // what outputs, metrics and the status call its loss
+  std::string field = "spec.evaluation";  // where the spec set it, for error messages
   DatasetSpec dataset;
-  int every_rounds = 1;
   EvalMode mode = EvalMode::Quick;
   int batches = 8;  // quick mode: batches sampled across all episodes
   int batch_size = 64;
   uint64_t seed = 0;  // fixes sampled indices, noise and time per batch
+};
+
+// spec.evaluation names one set inline (dataset, mode, batches, batchSize, seed: the set
+// "heldout") or several under `sets`. The first set's loss is the run's server loss: the one its
+// strategy, status and best checkpoint follow; every set's loss is reported beside it.
+struct EvaluationSpec {
+  std::vector<EvaluationSetSpec> sets = {EvaluationSetSpec{}};
+  int every_rounds = 1;
   ContributionScoresSpec contribution_scores;
 };
 

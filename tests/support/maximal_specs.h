@@ -86,7 +86,10 @@ metadata: {name: tls-secret}
 spec:
   rounds: 1
   clients: [{name: a, dataset: {path: /a}, tls: {secretName: a-tls}}]
-  evaluation: {dataset: {repoId: owner/eval, revision: main, episodes: [3]}, mode: full}
+  evaluation:
+    sets:
+    - {name: heldout, dataset: {repoId: owner/eval, revision: main, episodes: [3]}, mode: full}
+    - {name: sponsor-pick, dataset: {volumeClaim: {claimName: sponsor-data, subPath: pick}}, batches: 3, batchSize: 2, seed: 9}
   strategy: {minFitClients: 1, minAvailableClients: 1}
   checkpoints: {signingKeySecret: run-key, keepUpdates: true}
   transport: {tls: {secretName: run-tls, mutual: true}, compression: {codec: topk, fraction: 0.02}}

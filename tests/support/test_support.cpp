@@ -255,7 +255,9 @@ const std::map<std::string, std::string> kSmallSpecDefaults = {
     {"checkpointEvery", "1"},   {"keepLast", "0"},            {"chunkSize", "4Mi"},
     {"transferAttempts", "3"},  {"tls", ""},                  {"hiddenDim", "64"},
     {"episodeLength", "40"},    {"clientExtra", ""},          {"optimizerState", "reset"},
-    {"aggregation", ""}};
+    {"aggregation", ""},
+    {"evaluation", "dataset: {synthetic: {task: \"held-out task\", episodes: 4, episodeLength: ${episodeLength}, seed: 99}}\n"
+                   "    batches: 2\n    batchSize: 32\n    seed: 3"}};
 
 const char* kSmallSpec = R"(apiVersion: zk0.io/v1alpha1
 kind: FederationRun
@@ -267,11 +269,8 @@ spec:
   clients:
 ${clients}
   evaluation:
-    dataset: {synthetic: {task: "held-out task", episodes: 4, episodeLength: ${episodeLength}, seed: 99}}
+    ${evaluation}
     everyRounds: ${evalEvery}
-    batches: 2
-    batchSize: 32
-    seed: 3
   training:
     localSteps: ${localSteps}
     batchSize: ${batchSize}
@@ -326,10 +325,12 @@ std::string small_spec(const std::string& output_dir, int clients, int rounds,
   values["rounds"] = std::to_string(rounds);
   values["outputDir"] = output_dir;
   std::string out = kSmallSpec;
-  for (const auto& [k, v] : values) {
-    const std::string key = "${" + k + "}";
-    for (size_t pos; (pos = out.find(key)) != std::string::npos;) out.replace(pos, key.size(), v);
-  }
+  // Twice: a value may hold placeholders of its own (evaluation's ${episodeLength}).
+  for (int pass = 0; pass < 2; ++pass)
+    for (const auto& [k, v] : values) {
+      const std::string key = "${" + k + "}";
+      for (size_t pos; (pos = out.find(key)) != std::string::npos;) out.replace(pos, key.size(), v);
+    }
   return out;
 }
 
