@@ -166,6 +166,11 @@ std::string Coordinator::client_name(const Caller& caller) {
   return c.name;
 }
 
+void Coordinator::transfer_progressed(const std::string& client) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (const auto it = clients_.find(client); it != clients_.end()) it->second.last_seen = Clock::now();
+}
+
 void Coordinator::record_resume(const std::string& client, int round, const std::string& direction, uint64_t bytes_kept) {
   metrics_.transfer_resumes.Add({{"direction", direction}}).Increment();
   log_info(direction + "_resumed", {kv("client", client), kv("round", round), kv("bytes_kept", bytes_kept)});
@@ -402,7 +407,7 @@ UploadPermit Coordinator::begin_upload(const Caller& caller, int round, const st
     throw reject("stale_base", "update was trained from " + bounded(base_digest, 64) + ", not this round's global parameters");
   p.upload_ticket = next_upload_ticket_++;
   log_info("upload_started", {kv("client", c.name), kv("round", round)});
-  return {c.name, round, p.upload_ticket, open_->deadline};
+  return {c.name, round, p.upload_ticket, open_->deadline, true};
 }
 
 Coordinator::Participant& Coordinator::pending_participant(const UploadPermit& permit) {
@@ -897,14 +902,25 @@ void Coordinator::score_round(int round, OpenRound& finished, const ParameterSet
     };
     const std::vector<double> with_all = losses_of(aggregate);
     const std::string dir = kept_round_dir(spec_.output_dir, round) + "/clients/";
+    const auto kept = [&](const std::string& name) {
+      return read_kept_update(dir + name + ".safetensors", *base, spec_.transport.compression.codec, nullptr);
+    };
+    // Under the mean (clipped, if at all, to a norm that does not depend on who took part), the
+    // aggregate without a client follows from the aggregate and that client's update alone.
+    const bool mean_closed_form = spec_.strategy.aggregation.rule == AggregationRule::Mean && spec_.strategy.clipping.quantile == 0;
     for (const auto& left_out : accepted) {
-      // The round's rule again, over every update it folded but this one.
-      auto aggregation = strategy_->begin_aggregation(base);
-      for (const auto& [name, p] : finished.participants)
-        if (name != left_out && (p.status == "accepted" || p.status == "discarded"))
-          aggregation->add(name, read_kept_update(dir + name + ".safetensors", *base, spec_.transport.compression.codec, nullptr),
-                           p.weight);
-      const std::vector<double> without = losses_of(aggregation->finish().parameters);
+      const Participant& out = finished.participants.at(left_out);
+      ParameterSet without_it;
+      if (mean_closed_form) {
+        without_it = mean_without(aggregate, accepted_weight, *base, kept(left_out), out.weight, out.clip_scale);
+      } else {
+        // The round's rule again, over every update it folded but this one.
+        auto aggregation = strategy_->begin_aggregation(base);
+        for (const auto& [name, p] : finished.participants)
+          if (name != left_out && (p.status == "accepted" || p.status == "discarded")) aggregation->add(name, kept(name), p.weight);
+        without_it = aggregation->finish().parameters;
+      }
+      const std::vector<double> without = losses_of(without_it);
       for (size_t i = 0; i < sets; ++i) round_scores[left_out][i].leave_one_out = without[i] - with_all[i];
       loop_watchdog_.beat();
     }

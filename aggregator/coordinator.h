@@ -79,6 +79,10 @@ struct UploadPermit {
   int round = 0;
   uint64_t ticket = 0;
   std::chrono::steady_clock::time_point deadline;  // the round's
+  // A synchronous round closes at its deadline: what is still arriving then is no longer wanted,
+  // and receiving it would only hold an upload slot and the worker's uplink. (An asynchronous
+  // update still folds into a later version: its deadline only bounds the transfer.)
+  bool ends_with_round = false;
 };
 
 // The seed of a client's sampling and noise in a round: fixed by the run's seed, so that a
@@ -122,6 +126,9 @@ class Coordinator {
   const Manifest& trainable_layout() const { return layout_; }
   // The client a call comes from (its session and, under mutual TLS, its certificate); throws Refusal.
   std::string client_name(const Caller& caller);
+  // A transfer of the client's moved a chunk: it is alive, as a heartbeat says. On a slow link a
+  // heartbeat can wait seconds behind the transfer's bytes on the same connection.
+  void transfer_progressed(const std::string& client);
 
   // Authorises an upload from its header, before a byte of parameters is read: the round, the
   // base and the worker's signed claims; throws Refusal.

@@ -161,6 +161,12 @@ void StallWatchdog::pause(uint64_t id) {
   if (it != watched_.end()) it->second.paused = true;
 }
 
+void StallWatchdog::end_at(uint64_t id, std::chrono::steady_clock::time_point when) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = watched_.find(id);
+  if (it != watched_.end()) it->second.end = when;
+}
+
 void StallWatchdog::forget(uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   watched_.erase(id);
@@ -175,13 +181,18 @@ void StallWatchdog::loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     const auto now = Clock::now();
-    for (auto& [id, w] : watched_)
-      if (!w.paused && now - w.last > allowance_) {
+    for (auto& [id, w] : watched_) {
+      if (w.cancelled) continue;
+      if (w.end && now >= *w.end) {
+        w.ctx->TryCancel();
+        w.cancelled = true;
+      } else if (!w.paused && now - w.last > allowance_) {
         log_warn("stream_stalled", {kv("peer", w.ctx->peer()), kv("seconds_without_progress",
                                                                   std::chrono::duration<double>(now - w.last).count())});
         w.ctx->TryCancel();
-        w.paused = true;  // cancelled once
+        w.cancelled = true;
       }
+    }
     stop_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_; });
   }
 }
@@ -261,9 +272,9 @@ grpc::Status FederationService::PollInstruction(grpc::ServerContext* ctx, const 
 grpc::Status FederationService::DownloadParameters(grpc::ServerContext* ctx, const v1::DownloadRequest* req,
                                                    grpc::ServerWriter<v1::ParameterMessage>* writer) {
   return guarded([&] {
-    const auto global =
-        coordinator_.global_for(caller(ctx, req->session_id()), static_cast<int>(req->round()), req->parameters_digest(),
-                                req->held_digest());
+    const Caller who = caller(ctx, req->session_id());
+    const auto global = coordinator_.global_for(who, static_cast<int>(req->round()), req->parameters_digest(), req->held_digest());
+    const std::string client = coordinator_.client_name(who);
     const auto start = Clock::now();
     const StreamPosition from = req->has_resume_from() ? position_from_proto(req->resume_from()) : StreamPosition{};
     // A receiver that stops reading blocks Write under flow control; the watchdog cancels it.
@@ -276,6 +287,8 @@ grpc::Status FederationService::DownloadParameters(grpc::ServerContext* ctx, con
           [&](const v1::ParameterMessage& msg) {
             const bool ok = !ctx->IsCancelled() && writer->Write(msg);
             watchdog_.progress(watch);
+            // Write returns once flow control lets the chunk go: the worker is reading.
+            if (ok) coordinator_.transfer_progressed(client);
             return ok;
           },
           &global->chunk_checksums, from);
@@ -286,8 +299,7 @@ grpc::Status FederationService::DownloadParameters(grpc::ServerContext* ctx, con
     watchdog_.forget(watch);
     if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled");
     const uint64_t kept = bytes_before(global->manifest, from);
-    if (kept > 0) coordinator_.record_resume(coordinator_.client_name(caller(ctx, req->session_id())), static_cast<int>(req->round()),
-                                             "download", kept);
+    if (kept > 0) coordinator_.record_resume(client, static_cast<int>(req->round()), "download", kept);
     coordinator_.record_download(global->manifest.total_bytes() - kept, std::chrono::duration<double>(Clock::now() - start).count());
     return grpc::Status::OK;
   });
@@ -368,14 +380,26 @@ grpc::Status FederationService::UploadUpdate(grpc::ServerContext* ctx, grpc::Ser
         grpc::ServerReader<v1::UploadMessage>& r;
         StallWatchdog& w;
         uint64_t id;
+        Coordinator& coordinator;
+        const std::string& client;
         bool Read(v1::UploadMessage* m) {
           const bool ok = r.Read(m);
           w.progress(id);
+          if (ok) coordinator.transfer_progressed(client);
           return ok;
         }
-      } progress_reader{*reader, watchdog_, watch.id};
+      } progress_reader{*reader, watchdog_, watch.id, coordinator_, permit.client};
+      // A synchronous round closes at its deadline: what is still arriving then is no longer
+      // wanted, and receiving it would hold a slot and the worker's uplink for nothing.
+      if (permit.ends_with_round) watchdog_.end_at(watch.id, permit.deadline);
       receive_parameter_messages<v1::UploadMessage>(progress_reader, *receiver);
       if (ctx->IsCancelled()) {
+        if (permit.ends_with_round && Clock::now() >= permit.deadline) {
+          log_warn("upload_stopped", {kv("client", permit.client), kv("round", permit.round), kv("reason", "round_deadline"),
+                                      kv("bytes_received", receiver->bytes_received())});
+          return grpc::Status(grpc::StatusCode::ABORTED, "round " + std::to_string(permit.round) + " closed at its deadline after " +
+                                                             std::to_string(receiver->bytes_received()) + " bytes of this update arrived");
+        }
         keep_if_resumable();
         return grpc::Status(grpc::StatusCode::CANCELLED, "upload stalled or cancelled");
       }

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <thread>
 
@@ -48,6 +49,7 @@ class StallWatchdog {
   uint64_t watch(grpc::ServerContext* ctx);  // starts the clock
   void progress(uint64_t id);                // a message arrived
   void pause(uint64_t id);                   // waiting on us (a slot), not on the client
+  void end_at(uint64_t id, std::chrono::steady_clock::time_point when);  // cancelled then, progress or not
   void forget(uint64_t id);
   void cancel_all();  // shutdown
 
@@ -57,6 +59,8 @@ class StallWatchdog {
     grpc::ServerContext* ctx;
     std::chrono::steady_clock::time_point last;
     bool paused = false;
+    std::optional<std::chrono::steady_clock::time_point> end;
+    bool cancelled = false;  // once
   };
   std::chrono::milliseconds allowance_;
   std::mutex mu_;

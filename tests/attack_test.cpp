@@ -120,8 +120,15 @@ TEST(AttackedFederation, TheOmniscientAttackersTrainExactlyTheHonestUpdates) {
 // Contribution scores (spec.evaluation.contributionScores): with three honest clients and one
 // sending noise, both estimates rank the noise lowest in every round and in the running totals
 // the status reports, and the ledger records them with each update.
-TEST(ContributionScores, AClientSendingNoiseScoresLowestByBothEstimates) {
+// Under the mean, leave-one-out takes each aggregate without a client from the round's aggregate
+// (core/aggregation/deltas.h mean_without); clipped at a quantile of the round's norms (here 1:
+// nothing is clipped, the same updates), it runs the rule again without the client. Both ways
+// find the noise.
+class ContributionScores : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ContributionScores, AClientSendingNoiseScoresLowestByBothEstimates) {
   AttackedRun run;
+  run.aggregation = GetParam();
   run.clients = 4;
   run.byzantine = 1;
   run.attack = "gaussian";
@@ -135,6 +142,7 @@ TEST(ContributionScores, AClientSendingNoiseScoresLowestByBothEstimates) {
                                   " batches: 2, batchSize: 16, seed: 5}"}};
   const std::vector<std::string> sets = {"heldout", "sponsor-a"};
   const std::string dir = make_temp_dir("scores");
+  SCOPED_TRACE(run.aggregation);
   const AttackedOutcome outcome = run_attacked_federation(run, dir);
   for (const auto& round : outcome.metrics["rounds"]) {
     // Each set's loss, every evaluated round; the first set's is the server loss.
@@ -196,3 +204,6 @@ TEST(ContributionScores, AClientSendingNoiseScoresLowestByBothEstimates) {
   // Nothing of the rounds' uploads is left once they are scored (keepUpdates is off).
   EXPECT_FALSE(file_exists(dir + "/out/updates/round_0001"));
 }
+
+INSTANTIATE_TEST_SUITE_P(LeaveOneOut, ContributionScores, ::testing::Values("", "clipping: {quantile: 1}"),
+                         [](const auto& info) { return info.param.empty() ? std::string("MeanClosedForm") : std::string("RuleRunAgain"); });

@@ -693,6 +693,47 @@ TEST(Transfers, OnASlowLinkTransfersShrinkWithTheCodecAndHeartbeatsPassWhileOneI
   EXPECT_LT(seconds["int8"], 0.4 * seconds["none"]);
 }
 
+// A round's deadline passing while a worker's update is still crossing its slow link: the round
+// closes on time with the update it has, the aggregator stops receiving the rest (it would hold an
+// upload slot and the owner's uplink for bytes no round wants), and the worker, kept in the run by
+// its heartbeats and its transfers' progress, is given the next round. At 20 Mbit/s c0's float32
+// update (~19 MB) takes ~8 s each way: its upload starts ~8 s into round 1 and the deadline, at
+// 11 s, cuts it early.
+TEST(Transfers, ARoundDeadlinePassingMidUploadClosesTheRoundOnTimeAndStopsTheTransfer) {
+  constexpr uint64_t kLinkBytesPerSecond = 20'000'000 / 8;
+  constexpr double kRoundTimeout = 11;
+  Federation f("deadline-mid-upload", 2, 2, {{"hiddenDim", "1200"}, {"localSteps", "2"}, {"minFitClients", "1"},
+                                             {"minAvailableClients", "2"}, {"roundTimeoutSeconds", "11"}, {"chunkSize", "1Mi"}});
+  f.start_aggregator();
+  TcpRelay link(f.port, kLinkBytesPerSecond);
+  f.start_worker("c0", "", "127.0.0.1:" + std::to_string(link.port()));
+  f.start_worker("c1");
+  ASSERT_EQ(f.aggregator->wait(120s), 0) << f.logs();
+  const auto rounds = f.metrics()["rounds"];
+  uint64_t update_bytes = 0;
+  for (int r = 1; r <= 2; ++r) {
+    std::map<std::string, nlohmann::json> by_client;
+    for (const auto& c : rounds[r]["clients"]) by_client[c["client"].get<std::string>()] = c;
+    ASSERT_EQ(by_client["c1"]["status"], "accepted") << rounds[r].dump();
+    update_bytes = by_client["c1"]["bytes_uploaded"].get<uint64_t>();
+    EXPECT_EQ(by_client["c0"]["status"], "timed_out") << rounds[r].dump();
+    // Closed at its deadline, not when c0's upload would have ended (~6 s later).
+    EXPECT_LT(rounds[r]["duration_seconds"].get<double>(), kRoundTimeout + 2.5) << rounds[r].dump();
+  }
+  const std::string log = f.aggregator->log();
+  const std::string event = "event=upload_stopped client=c0 round=1 reason=round_deadline bytes_received=";
+  const size_t at = log.find(event);
+  ASSERT_NE(at, std::string::npos) << f.logs();
+  const uint64_t received = std::stoull(log.substr(at + event.size()));
+  EXPECT_GT(received, 0u) << "the deadline should come while c0's update is arriving";
+  EXPECT_LT(received, update_bytes) << "the deadline should come while c0's update is arriving";
+  // The rest of the upload never crossed the link; c0 was told round 1 had ended, and its
+  // heartbeats and transfers kept it in the run (timed out in round 2, never dropped).
+  EXPECT_LT(link.carried(TcpRelay::ToServer), update_bytes);
+  EXPECT_NE(f.workers["c0"]->log().find("event=round_instructed round=2"), std::string::npos) << f.logs();
+  EXPECT_EQ(log.find("event=client_dropped"), std::string::npos) << f.logs();
+}
+
 TEST(Transfers, AWorkerOfflineForRoundsIsLeftOutAndTakesPartAgainWhenItsLinkIsBack) {
   // Rounds of about a second, so that rounds remain when the link is back and c0 has reconnected.
   Federation f("offline", 3, 10, {{"minFitClients", "2"}, {"minAvailableClients", "2"}, {"localSteps", "400"}});

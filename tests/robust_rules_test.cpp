@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/aggregation/buffered.h"
+#include "core/aggregation/deltas.h"
 #include "core/aggregation/rules.h"
 #include "core/aggregation/server_optimizer.h"
 #include "core/aggregation/strategy.h"
@@ -142,6 +143,31 @@ TEST(NormBounding, FixedNormScalesLongDeltasAndComposesWithTheMean) {
   EXPECT_EQ(r.decision("c1").outcome, "accepted");
   ASSERT_TRUE(r.result.clip_norm);
   EXPECT_DOUBLE_EQ(*r.result.clip_norm, 2.5);
+}
+
+// Leave-one-out scores under the mean take the aggregate without a client from the aggregate and
+// that client's update (core/aggregation/deltas.h): the mean of the others, clipped or not.
+TEST(NormBounding, TheMeanWithoutOneUpdateFollowsFromTheMeanAndThatUpdate) {
+  const std::vector<float> global = {1, -1};
+  const std::vector<std::vector<float>> updates = {{4, 3}, {1, 0}, {-2, 2}};
+  const std::vector<double> weights = {0.5, 0.3, 0.2};
+  for (const double clip : {0.0, 2.5}) {
+    SCOPED_TRACE(clip);
+    StrategySpec spec = rule(AggregationRule::Mean);
+    spec.clipping.norm = clip;
+    const Round all = aggregate(spec, global, updates, weights);
+    for (size_t out = 0; out < updates.size(); ++out) {
+      std::vector<std::vector<float>> others;
+      std::vector<double> other_weights;
+      for (size_t i = 0; i < updates.size(); ++i)
+        if (i != out) others.push_back(updates[i]), other_weights.push_back(weights[i]);
+      const Round rest = aggregate(spec, global, others, other_weights);
+      const ParameterSet without = mean_without(all.result.parameters, 1.0, point(global), point(updates[out]), weights[out],
+                                                all.decision("c" + std::to_string(out)).scale);
+      for (size_t k = 0; k < 2; ++k) EXPECT_NEAR(without.tensors[0].as<float>()[k], rest.values()[k], 1e-5) << out;
+    }
+  }
+  EXPECT_THROW(mean_without(point({1}), 0.5, point({0}), point({1}), 0.5, 1), std::invalid_argument);
 }
 
 TEST(NormBounding, AtAQuantileOfTheRoundsNormsAndComposedWithTheMedian) {

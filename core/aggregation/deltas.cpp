@@ -40,6 +40,23 @@ double dot_with_delta(const ParameterSet& direction, const ParameterSet& update,
   return sum;
 }
 
+ParameterSet mean_without(const ParameterSet& mean, double total_weight, const ParameterSet& global, const ParameterSet& update,
+                          double weight, double scale) {
+  if (!(total_weight > weight)) throw std::invalid_argument("mean_without: the mean's total weight must exceed the update's");
+  ParameterSet out = mean;
+  const double rest = total_weight - weight;
+  for (size_t i = 0; i < out.tensors.size(); ++i) {
+    float* a = out.tensors[i].as<float>();
+    const float* x = update.tensors[i].as<float>();
+    const float* g = global.tensors[i].as<float>();
+    for (int64_t k = 0, n = out.tensors[i].numel(); k < n; ++k) {
+      const double folded = static_cast<double>(g[k]) + scale * (static_cast<double>(x[k]) - static_cast<double>(g[k]));
+      a[k] = static_cast<float>((total_weight * static_cast<double>(a[k]) - weight * folded) / rest);
+    }
+  }
+  return out;
+}
+
 bool all_finite(const ParameterSet& p, std::string& bad) {
   for (const auto& t : p.tensors) {
     const float* x = t.as<float>();

@@ -14,6 +14,14 @@ double distance_from(const ParameterSet& update, const ParameterSet& global, std
 // moves along `direction` (contribution scores: the evaluation loss's gradient).
 double dot_with_delta(const ParameterSet& direction, const ParameterSet& update, const ParameterSet& global);
 
+// The weighted mean of a round's updates without one of them, from the mean itself: (W x mean -
+// w x c) / (W - w), where W is the mean's total weight, w the update's weight, and c the update
+// as the mean folded it (global + scale x (update - global), `scale` below 1 where it was clipped).
+// Exact up to rounding, in double; requires W > w. (Leave-one-out scores under the mean: one read
+// of each update instead of the round again per client.)
+ParameterSet mean_without(const ParameterSet& mean, double total_weight, const ParameterSet& global, const ParameterSet& update,
+                          double weight, double scale);
+
 // False, with `bad` naming the tensor, when a parameter is NaN or infinite.
 bool all_finite(const ParameterSet& p, std::string& bad);
 
