@@ -967,12 +967,13 @@ std::string Coordinator::complete_round(int round, ParameterSet aggregate, nlohm
   outputs_->append_round(record);
   // The round's entries are on disk before the checkpoint that records the chain's head.
   for (auto& entry : updates) ledger_->append(std::move(entry));
-  // Every set's loss, so that a sponsor's is signed and chained with the round it measured.
+  // The record's evaluation, every set's included (a sponsor's loss is signed and chained with the
+  // round it measured), without the timings, which are no part of the result.
   nlohmann::json eval_json;
   if (eval) {
-    const EvalResult& server = eval->at(0).result;
-    eval_json = {{"loss", server.loss}, {"batches", server.batches}, {"samples", server.samples}, {"sets", nlohmann::json::object()}};
-    for (const auto& [set, r] : *eval) eval_json["sets"][set] = {{"loss", r.loss}, {"batches", r.batches}, {"samples", r.samples}};
+    eval_json = {{"loss", record["server_eval_loss"]}, {"batches", record["eval_batches"]}, {"samples", record["eval_samples"]},
+                 {"sets", record["eval_sets"]}};
+    for (auto& [set, r] : eval_json["sets"].items()) r.erase("seconds");
   }
   const std::string eval_text = eval_json.dump();
   ledger_->append({{"kind", "round"},

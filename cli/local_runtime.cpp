@@ -353,25 +353,19 @@ int run_locally(const LocalRunOptions& options) {
   }
   try {
     const auto metrics = nlohmann::json::parse(read_file((out / "federated_metrics.json").string()));
-    std::optional<double> first, last;
-    for (const auto& r : metrics.at("rounds"))
-      if (!r["server_eval_loss"].is_null()) {
-        if (!first) first = r["server_eval_loss"].get<double>();
-        last = r["server_eval_loss"].get<double>();
-      }
-    if (first && last)
-      std::cout << "zk0: server eval loss " << *first << " at round 0 -> " << *last << " at round " << spec.rounds << "\n";
-    // With several evaluation sets, each one's (the first is the server loss above).
-    for (size_t i = 1; i < spec.evaluation.sets.size(); ++i) {
+    // Each evaluation set's first and last loss; the first set's is the server loss.
+    for (size_t i = 0; i < spec.evaluation.sets.size(); ++i) {
       const std::string& set = spec.evaluation.sets[i].name;
-      std::optional<double> set_first, set_last;
+      std::optional<double> first, last;
       for (const auto& r : metrics.at("rounds")) {
         const nlohmann::json result = r.value("eval_sets", nlohmann::json::object()).value(set, nlohmann::json());
         if (!result.is_object()) continue;
-        if (!set_first) set_first = result.at("loss").get<double>();
-        set_last = result.at("loss").get<double>();
+        if (!first) first = result.at("loss").get<double>();
+        last = result.at("loss").get<double>();
       }
-      if (set_first && set_last) std::cout << "zk0: loss on evaluation set " << set << " " << *set_first << " -> " << *set_last << "\n";
+      if (!first) continue;
+      if (i == 0) std::cout << "zk0: server eval loss " << *first << " at round 0 -> " << *last << " at round " << spec.rounds << "\n";
+      else std::cout << "zk0: loss on evaluation set " << set << " " << *first << " -> " << *last << "\n";
     }
   } catch (const std::exception&) {
   }
