@@ -31,10 +31,11 @@ build: configure
 
 # Every test, through ctest. Tests start real processes and bind loopback ports. Before ctest,
 # scripts/prepare-test.sh builds zk0 beside the tests' downloads (setup-test's, the Go modules,
-# the images that need no build), then the Go tools.
+# the images that need no build), then the Go tools. scripts/run-tests.sh runs the tests that
+# may share the machine two at a time beside the cluster test, then the others alone.
 test: configure
 	@scripts/prepare-test.sh $(BUILD) $(JOBS)
-	@cd $(BUILD) && ctest --output-on-failure --timeout 900
+	@scripts/run-tests.sh $(BUILD)
 
 # A federated run end to end on this machine: examples/quickstart.yaml, 4 clients, 10 rounds,
 # on LeRobot datasets that examples/quickstart-datasets.sh writes once.

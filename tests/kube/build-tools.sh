@@ -50,12 +50,22 @@ stamp="-s"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   stamp+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
-# -p 2: the machines this runs on have two cores; go build would otherwise use all of them anyway.
+# Two builds side by side, -p 2 each (the machines this runs on have two cores): this module's
+# tools in one go build, which links each binary while the next one's packages compile, and the
+# three other modules one after another. A lone go build leaves a core idle while it links.
 cd "$here/tools"
-for tool in "${kube_tools[@]}"; do
-  go build -p 2 -ldflags="$stamp" -o "$out/$tool" "k8s.io/kubernetes/cmd/$tool" >&2
-done
-go build -p 2 -ldflags=-s -o "$out/etcd" go.etcd.io/etcd/server/v3 >&2
-for target in "${installed[@]}"; do GOBIN="$out" go install -ldflags=-s "$target" >&2; done
-GOBIN="$out" go install -ldflags=-s "${prometheus[@]}" >&2
+(
+  go build -p 2 -ldflags="$stamp" -o "$out/" "${kube_tools[@]/#/k8s.io/kubernetes/cmd/}" go.etcd.io/etcd/server/v3 >&2
+  mv "$out/server" "$out/etcd"  # go build names a module's main package by the element before /v3
+) &
+module_tools=$!
+(
+  for target in "${installed[@]}"; do GOBIN="$out" go install -p 2 -ldflags=-s "$target" >&2; done
+  GOBIN="$out" go install -p 2 -ldflags=-s "${prometheus[@]}" >&2
+) &
+other_tools=$!
+failed=0
+wait "$module_tools" || failed=1
+wait "$other_tools" || failed=1
+((failed == 0)) || { echo "build-tools.sh: a Go build failed (its errors are above)" >&2; exit 1; }
 echo "$out"
