@@ -5,20 +5,35 @@
 #   docker build -f docker/operator.Dockerfile -t zk0/operator:0.1.0 .
 
 FROM debian:12 AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG DEBIAN_FRONTEND=noninteractive
 # Unpinned apt versions (DL3008): Debian 12's stable archive only ever moves a package to a security
 # or point-release fix, and a pin would break the build the day the pinned version is superseded.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      build-essential cmake ninja-build pkg-config \
+      build-essential cmake ninja-build pkg-config ccache \
       libcpprest-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
-WORKDIR /src
+# As docker/zk0.Dockerfile: a builder sharing a host's compiler cache mounts it at
+# /var/cache/ccache and passes the host's checkout path and locale, and the build type is the
+# local build's, so that what a host build compiled is a cache hit here. Without the mount the
+# cache is off.
+ARG SRC_DIR=/src
+ARG LANG=C.UTF-8
+ARG LC_ALL=
+ARG LC_CTYPE=
+ARG LC_MESSAGES=
+WORKDIR ${SRC_DIR}
 COPY . .
-RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DZK0_OPERATOR_ONLY=ON \
+RUN { [ -n "${LANG}" ] || unset LANG; } && { [ -n "${LC_ALL}" ] || unset LC_ALL; } \
+ && { [ -n "${LC_CTYPE}" ] || unset LC_CTYPE; } && { [ -n "${LC_MESSAGES}" ] || unset LC_MESSAGES; } \
+ && export CCACHE_DIR=/var/cache/ccache && { mountpoint -q "${CCACHE_DIR}" || export CCACHE_DISABLE=1; } \
+ && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZK0_OPERATOR_ONLY=ON \
  && cmake --build build --target zk0-operator \
- && strip --strip-unneeded build/bin/zk0-operator
+ && mkdir -p /opt/zk0-build/bin \
+ && strip --strip-unneeded -o /opt/zk0-build/bin/zk0-operator build/bin/zk0-operator \
+ && rm -rf build
 
 FROM debian:12-slim
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -30,7 +45,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates libcpprest2.10 libyaml-cpp0.7 libssl3 libprometheus-cpp-core1.0 \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/build/bin/zk0-operator /usr/local/bin/zk0-operator
+COPY --from=build /opt/zk0-build/bin/zk0-operator /usr/local/bin/zk0-operator
 # Fails the build when a library the binary needs is missing from this stage.
 RUN if ldd /usr/local/bin/zk0-operator | grep 'not found'; then exit 1; fi
 USER 65532:65532

@@ -51,6 +51,7 @@ milliseconds MembershipReconciler::reconcile(const std::string& key) {
   const auto cached = memberships_.get(ns, name);
   if (!cached) {
     written_.forget(key);
+    children_.forget(key);
     return milliseconds(0);  // deleted: its children go with it (ownerReferences)
   }
   if (cached->at("metadata").contains("deletionTimestamp")) return milliseconds(0);
@@ -152,20 +153,12 @@ milliseconds MembershipReconciler::reconcile(const std::string& key) {
     }
   }
 
-  // The state claim and the NetworkPolicy, applied when they changed (server-side apply).
+  // The state claim and the NetworkPolicy (server-side apply, when changed or stale).
   for (const auto& [collection, object] :
        {std::pair<std::string, json>{core_path(ns, "persistentvolumeclaims"), membership_state_claim(membership, spec)},
         std::pair<std::string, json>{"/apis/networking.k8s.io/v1/namespaces/" + ns + "/networkpolicies",
-                                     membership_network_policy(membership, settings_)}}) {
-    const std::string path = collection + "/" + object["metadata"]["name"].get<std::string>();
-    {
-      std::lock_guard<std::mutex> lock(applied_mu_);
-      if (applied_[path] == object.dump()) continue;
-    }
-    client_.patch(path, object, kube::PatchType::Apply);
-    std::lock_guard<std::mutex> lock(applied_mu_);
-    applied_[path] = object.dump();
-  }
+                                     membership_network_policy(membership, settings_)}})
+    children_.apply(client_, key, collection + "/" + object["metadata"]["name"].get<std::string>(), object);
 
   // The worker pod: created, observed, replaced when it failed.
   const std::string pod_name = membership_worker_name(name);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "operator/applied_children.h"
 #include "operator/children.h"
 #include "operator/kube/client.h"
 #include "operator/kube/informer.h"
@@ -44,8 +45,7 @@ class MembershipReconciler {
   kube::Informer& pods_;
   StatusReader read_worker_status_;
   StatusWrites written_;
-  std::mutex applied_mu_;
-  std::map<std::string, std::string> applied_;  // child path -> content applied
+  AppliedChildren children_;
 };
 
 }  // namespace zk0::op

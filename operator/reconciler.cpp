@@ -44,6 +44,18 @@ std::vector<std::pair<std::string, std::string>> dataset_claims(const Federation
   return claims;
 }
 
+// The decoded value of `key` in the `data` of Secret `name`; nullopt when either is missing or the
+// value is not base64.
+std::optional<std::string> secret_value(const std::map<std::string, json>& held, const std::string& name, const std::string& key) {
+  const auto secret = held.find(name);
+  if (secret == held.end() || !secret->second.contains(key) || !secret->second[key].is_string()) return std::nullopt;
+  try {
+    return base64_decode(secret->second[key].get<std::string>(), Base64::kStandard);
+  } catch (const std::invalid_argument&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
 void set_condition(json& conditions, const std::string& type, bool status, const std::string& reason, const std::string& message,
@@ -116,8 +128,7 @@ milliseconds Reconciler::reconcile(const std::string& key) {
   auto cached = runs_.get(ns, name);
   if (!cached) {
     written_.forget(key);
-    std::lock_guard<std::mutex> lock(applied_mu_);
-    applied_.erase(key);
+    children_.forget(key);
     return milliseconds(0);  // deleted: its children go with it (ownerReferences)
   }
   if (cached->at("metadata").contains("deletionTimestamp")) return milliseconds(0);
@@ -228,16 +239,19 @@ milliseconds Reconciler::reconcile_run(Context& c) {
     ensure_made_once(c, checkpoint_key_secret(c.run), "created Secret " + secrets.checkpoint_key + " with the key that signs this run's checkpoints");
   if (!secrets.join_key.empty())
     ensure_made_once(c, join_key_secret(c.run), "created Secret " + secrets.join_key + " with the key that signs this run's join tokens");
+  // Each Secret is read once per pass; what the join tokens need comes from the same reads.
   std::string missing, incomplete;
+  std::map<std::string, json> held;
   for (const auto& [name, keys] : secrets.required_keys()) {
-    const auto held = secret_keys(core_path(c.ns, "secrets") + "/" + name);
-    if (!held) {
+    const auto secret = get_if_present(core_path(c.ns, "secrets") + "/" + name);
+    if (!secret) {
       missing += (missing.empty() ? "" : ", ") + name;
       continue;
     }
+    const json& data = held[name] = secret->value("data", json::object());
     std::string lacking;
     for (const auto& k : keys)
-      if (!held->count(k)) lacking += (lacking.empty() ? "" : ", ") + k;
+      if (!data.contains(k)) lacking += (lacking.empty() ? "" : ", ") + k;
     if (!lacking.empty()) incomplete += (incomplete.empty() ? "" : "; ") + name + " lacks key " + lacking;
   }
   if (!missing.empty()) return wait_for_missing(c, "SecretMissing", "waiting for Secret " + missing + " in namespace " + c.ns);
@@ -248,7 +262,7 @@ milliseconds Reconciler::reconcile_run(Context& c) {
   if (!missing.empty())
     return wait_for_missing(c, "ClaimMissing", "waiting for PersistentVolumeClaim " + missing + " in namespace " + c.ns);
   if (c.spec.has_remote_clients())
-    if (const auto wait = issue_join_tokens(c, secrets)) return *wait;
+    if (const auto wait = issue_join_tokens(c, secrets, held)) return *wait;
 
   ensure_owned_objects(c);
 
@@ -335,21 +349,8 @@ milliseconds Reconciler::reconcile_run(Context& c) {
 }
 
 void Reconciler::ensure_owned_objects(Context& c) {
-  // Server-side apply is idempotent but still a write; skip objects this process applied with the
-  // same content recently. The resync period bounds how long a hand edit of a child survives.
   const auto apply = [&](const std::string& collection, const json& object) {
-    const std::string path = collection + "/" + object["metadata"]["name"].get<std::string>();
-    const std::string content = object.dump();
-    const auto now = std::chrono::steady_clock::now();
-    {
-      std::lock_guard<std::mutex> lock(applied_mu_);
-      const auto& run_children = applied_[c.ns + "/" + c.name];
-      auto it = run_children.find(path);
-      if (it != run_children.end() && it->second.first == content && now - it->second.second < kChildResyncPeriod) return;
-    }
-    client_.patch(path, object, kube::PatchType::Apply);
-    std::lock_guard<std::mutex> lock(applied_mu_);
-    applied_[c.ns + "/" + c.name][path] = {content, now};
+    children_.apply(client_, c.ns + "/" + c.name, collection + "/" + object["metadata"]["name"].get<std::string>(), object);
   };
   apply(core_path(c.ns, "configmaps"), spec_config_map(c.run, c.spec, settings_));
   apply(core_path(c.ns, "persistentvolumeclaims"), checkpoint_claim(c.run, c.spec));
@@ -608,10 +609,7 @@ void Reconciler::remove_if_present(const std::string& path) {
 
 void Reconciler::ensure_made_once(Context& c, const json& secret, const std::string& note) {
   const std::string path = core_path(c.ns, "secrets") + "/" + secret["metadata"]["name"].get<std::string>();
-  {
-    std::lock_guard<std::mutex> lock(applied_mu_);
-    if (applied_[c.ns + "/" + c.name].count(path)) return;
-  }
+  if (children_.recorded(c.ns + "/" + c.name, path)) return;
   // Created once and never replaced: a new checkpoint key would orphan every checkpoint the run
   // has, a new token key void every token issued.
   if (!exists(path)) {
@@ -622,8 +620,7 @@ void Reconciler::ensure_made_once(Context& c, const json& secret, const std::str
       if (!e.conflict()) throw;
     }
   }
-  std::lock_guard<std::mutex> lock(applied_mu_);
-  applied_[c.ns + "/" + c.name][path] = {"", std::chrono::steady_clock::now()};
+  children_.record(c.ns + "/" + c.name, path);
 }
 
 bool Reconciler::exists(const std::string& path) {
@@ -645,39 +642,18 @@ std::optional<json> Reconciler::get_if_present(const std::string& path) {
   }
 }
 
-std::optional<std::set<std::string>> Reconciler::secret_keys(const std::string& path) {
-  const auto secret = get_if_present(path);
-  if (!secret) return std::nullopt;
-  // Only the key names leave this function; the values are dropped with `secret`.
-  std::set<std::string> keys;
-  const json data = secret->value("data", json::object());
-  for (const auto& [key, value] : data.items()) keys.insert(key);
-  return keys;
-}
-
-std::optional<std::string> Reconciler::secret_value(const std::string& path, const std::string& key) {
-  const auto secret = get_if_present(path);
-  if (!secret) return std::nullopt;
-  const json data = secret->value("data", json::object());
-  if (!data.contains(key) || !data[key].is_string()) return std::nullopt;
-  try {
-    return base64_decode(data[key].get<std::string>(), Base64::kStandard);
-  } catch (const std::invalid_argument&) {
-    return std::nullopt;
-  }
-}
-
-std::optional<milliseconds> Reconciler::issue_join_tokens(Context& c, const RunSecrets& secrets) {
+std::optional<milliseconds> Reconciler::issue_join_tokens(Context& c, const RunSecrets& secrets, const std::map<std::string, json>& held) {
   auto& st = c.status;
   const std::string secrets_path = core_path(c.ns, "secrets") + "/";
   // A token pins the CA that signed the aggregator's certificate; the aggregator signs joining
   // clients' certificates with the join CA's key. Two different CAs would give owners
   // certificates the aggregator does not trust, so the run waits until they agree.
-  const auto server_ca = secret_value(secrets_path + secrets.aggregator_tls, "ca.crt");
-  const auto join_ca = secret_value(secrets_path + secrets.join_ca, "tls.crt");
-  const auto token_key = secret_value(secrets_path + secrets.join_key, "token.key");
-  if (!server_ca || !join_ca || !token_key)  // the key check before has seen them: a moment's race
-    return wait_for_missing(c, "SecretMissing", "waiting for Secrets " + secrets.aggregator_tls + ", " + secrets.join_ca + " and " + secrets.join_key);
+  const auto server_ca = secret_value(held, secrets.aggregator_tls, "ca.crt");
+  const auto join_ca = secret_value(held, secrets.join_ca, "tls.crt");
+  const auto token_key = secret_value(held, secrets.join_key, "token.key");
+  if (!server_ca || !join_ca || !token_key)
+    return wait_for_missing(c, "SecretInvalid", "Secrets " + secrets.aggregator_tls + " (ca.crt), " + secrets.join_ca + " (tls.crt) and " +
+                                                    secrets.join_key + " (token.key) must hold base64 values");
   std::string ca_sha256;
   try {
     ca_sha256 = parse_certificate(*server_ca).fingerprint_sha256;

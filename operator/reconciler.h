@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/spec/federation_spec.h"
+#include "operator/applied_children.h"
 #include "operator/children.h"
 #include "operator/kube/client.h"
 #include "operator/kube/informer.h"
@@ -66,8 +67,6 @@ class Reconciler {
   // fits, its image cannot be pulled, its configuration is refused), naming each pod.
   void report_pods_ready(Context& c);
   bool exists(const std::string& path);
-  // The key names a Secret holds; nullopt when it does not exist.
-  std::optional<std::set<std::string>> secret_keys(const std::string& path);
   // Condition `type` False with `reason`, and a Warning event when the condition did not already
   // say so (the same reason, and with `each_message` the same message).
   void set_blocked(Context& c, const std::string& type, const std::string& reason, const std::string& message, bool each_message);
@@ -79,13 +78,13 @@ class Reconciler {
   void ensure_made_once(Context& c, const nlohmann::json& secret, const std::string& note);
   // Remote clients: checks that the join CA is the one the aggregator's certificate chains to,
   // keeps a valid token in <run>-join-tokens for each remote client that has not joined, and
-  // says where to join. Returns when to look again if something it needs is missing.
-  std::optional<std::chrono::milliseconds> issue_join_tokens(Context& c, const RunSecrets& secrets);
+  // says where to join. `held`: the `data` of each Secret the run needs, as this pass read them.
+  // Returns when to look again if something it needs is missing.
+  std::optional<std::chrono::milliseconds> issue_join_tokens(Context& c, const RunSecrets& secrets,
+                                                             const std::map<std::string, nlohmann::json>& held);
   void report_join_endpoint(Context& c, const std::optional<nlohmann::json>& aggregator);
   // The object at `path`; nullopt when it does not exist.
   std::optional<nlohmann::json> get_if_present(const std::string& path);
-  // The decoded value of `key` in a Secret; nullopt when the Secret or the key is missing.
-  std::optional<std::string> secret_value(const std::string& path, const std::string& key);
   void write_status(Context& c);
 
   kube::KubeClient& client_;
@@ -95,10 +94,7 @@ class Reconciler {
   kube::Informer& pods_;
   StatusReader read_aggregator_status_;
   StatusWrites written_;
-  static constexpr std::chrono::minutes kChildResyncPeriod{10};
-  std::mutex applied_mu_;
-  // run key -> child path -> (content, when applied)
-  std::map<std::string, std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>>> applied_;
+  AppliedChildren children_;
 };
 
 // Sets a metav1.Condition in conditions: lastTransitionTime changes only when status flips.

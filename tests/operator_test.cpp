@@ -16,6 +16,7 @@
 #include "core/security/join_token.h"
 #include "core/spec/federation_spec.h"
 #include "core/util/fs.h"
+#include "operator/applied_children.h"
 #include "operator/children.h"
 #include "operator/kube/client.h"
 #include "operator/kube/time_format.h"
@@ -570,6 +571,39 @@ TEST_F(OperatorTest, DeletingTheRunDeletesItsChildren) {
                !get("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/r5-checkpoints");
       },
       60s));
+}
+
+// Both reconcilers write a child only when its content changed or the resync period passed since
+// they last applied it: a hand edit survives until then and is undone at the first pass after it.
+TEST_F(OperatorTest, AChildIsAppliedAgainWhenItChangedOrItsResyncPeriodPassed) {
+  constexpr auto kPeriod = 2s;
+  op::AppliedChildren children(kPeriod);
+  const std::string owner = ns + "/owner", path = "/api/v1/namespaces/" + ns + "/configmaps/child";
+  json child = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", "child"}, {"namespace", ns}}}, {"data", {{"k", "applied"}}}};
+  const auto value = [&] { return api->get(path)["data"].value("k", ""); };
+  const auto edit_by_hand = [&] { kubectl("patch configmap child --type merge -p '{\"data\":{\"k\":\"edited\"}}'"); };
+  children.apply(*api, owner, path, child);
+  ASSERT_EQ(value(), "applied");
+
+  edit_by_hand();
+  children.apply(*api, owner, path, child);
+  EXPECT_EQ(value(), "edited") << "the same content within the period is not written again";
+  child["data"]["k"] = "changed";
+  const auto changed_at = std::chrono::steady_clock::now();
+  children.apply(*api, owner, path, child);
+  EXPECT_EQ(value(), "changed") << "new content is written at once";
+
+  edit_by_hand();
+  ASSERT_TRUE(wait_until([&] {
+    children.apply(*api, owner, path, child);
+    return value() == "changed";
+  }, 30s)) << "the edit outlived the resync period";
+  EXPECT_GE(std::chrono::steady_clock::now() - changed_at, kPeriod) << "undone before the period passed";
+
+  edit_by_hand();
+  children.forget(owner);
+  children.apply(*api, owner, path, child);
+  EXPECT_EQ(value(), "changed") << "an owner forgotten has its children applied afresh";
 }
 
 TEST_F(OperatorTest, InvalidSpecIsRefusedByTheApiServerOrFailedWithTheFieldNamed) {

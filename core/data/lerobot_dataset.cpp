@@ -37,15 +37,10 @@ LeRobotDataset::LeRobotDataset(const std::string& root, const std::vector<int64_
   if (images) info_.cameras = meta_.cameras();
 
   std::vector<int64_t> selected = subset;
-  if (selected.empty())
-    for (const auto& e : meta_.episodes) selected.push_back(e.index);
   if (partition) {
-    std::vector<EpisodeTask> tasks;
-    for (int64_t ep : selected) {
-      const auto& e = meta_.episode(ep);  // throws for unknown episodes
-      tasks.push_back({e.index, e.tasks.empty() ? std::string() : e.tasks.front()});
-    }
-    selected = partition_share(tasks, *partition, root);
+    selected = partition_share(episode_tasks(meta_, subset), *partition, root);
+  } else if (selected.empty()) {
+    for (const auto& e : meta_.episodes) selected.push_back(e.index);
   }
   for (int64_t ep : selected) episode_meta_.push_back(&meta_.episode(ep));  // throws for unknown episodes
 

@@ -66,6 +66,15 @@ std::vector<std::vector<int64_t>> split_episodes(const std::vector<EpisodeTask>&
   return shares;
 }
 
+std::vector<EpisodeTask> episode_tasks(const lerobot::Metadata& meta, const std::vector<int64_t>& episodes) {
+  std::vector<EpisodeTask> tasks;
+  const auto add = [&](const lerobot::EpisodeMeta& e) { tasks.push_back({e.index, e.tasks.empty() ? std::string() : e.tasks.front()}); };
+  if (episodes.empty())
+    for (const auto& e : meta.episodes) add(e);
+  for (int64_t ep : episodes) add(meta.episode(ep));
+  return tasks;
+}
+
 std::vector<int64_t> partition_share(const std::vector<EpisodeTask>& episodes, const EpisodePartition& partition,
                                      const std::string& source) {
   const auto shares = split_episodes(episodes, partition.clients, partition.by, partition.alpha, partition.seed);
@@ -106,13 +115,7 @@ std::vector<std::string> partition_problems(const FederationSpec& spec) {
     if (it == splits.end()) {
       std::vector<EpisodeTask> episodes;
       try {
-        const lerobot::Metadata meta = lerobot::load_metadata(root);
-        if (d.episodes.empty())
-          for (const auto& e : meta.episodes) episodes.push_back({e.index, e.tasks.empty() ? "" : e.tasks.front()});
-        for (int64_t ep : d.episodes) {
-          const auto& e = meta.episode(ep);
-          episodes.push_back({e.index, e.tasks.empty() ? "" : e.tasks.front()});
-        }
+        episodes = episode_tasks(lerobot::load_metadata(root), d.episodes);
       } catch (const std::exception& e) {
         problems.push_back(field + ": cannot read the episodes to split: " + e.what());
         continue;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/lerobot/metadata.h"
 #include "core/spec/federation_spec.h"
 
 namespace zk0 {
@@ -18,6 +19,10 @@ struct EpisodeTask {
   int64_t episode = 0;
   std::string task;
 };
+
+// What a split reads of a dataset: each of `episodes` (all of them when empty) with its first
+// task. Throws for an episode the dataset does not have.
+std::vector<EpisodeTask> episode_tasks(const lerobot::Metadata& meta, const std::vector<int64_t>& episodes);
 
 // Every client's episodes (sorted), shares[i] for partition index i. Some may be empty.
 std::vector<std::vector<int64_t>> split_episodes(const std::vector<EpisodeTask>& episodes, int clients, PartitionScheme by,

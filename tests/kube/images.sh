@@ -33,9 +33,9 @@
 # machine's downloads and compiler cache, mounted into the build only: apt's .debs
 # (~/.cache/zk0/apt-archives), pip's cache, Cargo's registry, ccache's folder, and Cargo's target
 # folder for the tokenizer crate (~/.cache/zk0/tokenizers-target, started from the host build's
-# build/core/tokenizer/cargo). zk0.Dockerfile compiles at this checkout's own path with the host
-# build's type, locale (LANG, LC_*) and Rust, so what a host build of the same tree put in those
-# caches is reused: a ccache hit for every object.
+# build/core/tokenizer/cargo). zk0.Dockerfile and operator.Dockerfile compile at this checkout's
+# own path with the host build's type and locale (LANG, LC_*), zk0.Dockerfile with its Rust too,
+# so what a host build of the same tree put in those caches is reused: a ccache hit for every object.
 #
 # With --containerd-socket, each image is also imported into that containerd's k8s.io namespace,
 # under the name a pod spec's `zk0/<name>:<tag>` means there (docker.io/zk0/<name>:<tag>), and
@@ -261,10 +261,23 @@ if wants operator || wants hub-download || wants worker || wants aggregator || w
   base_step
 fi
 
-# Two lanes side by side: the operator, which compiles without a compiler cache (its Dockerfile
-# has none), and the hub-download image beside the aggregator and the worker, which mostly
-# install packages once their C++ comes from ccache. Each lane keeps its own apt archive cache
-# (mounted only into the builds): apt locks an archive folder for one process at a time.
+# This machine's compiler cache, and the build arguments under which a build in a container
+# compiles as the host build did (its checkout path and locale): zk0.Dockerfile and
+# operator.Dockerfile then find in it every object a host build of the same tree compiled.
+ccache_dir="$( (command -v ccache > /dev/null && ccache -k cache_dir) 2> /dev/null || true)"
+ccache_dir="${ccache_dir:-${XDG_CACHE_HOME:-$HOME/.cache}/ccache}"
+mkdir -p "$ccache_dir"
+as_host_build=(
+  --build-arg "SRC_DIR=$root"
+  --build-arg "LANG=${LANG:-}" --build-arg "LC_ALL=${LC_ALL:-}"
+  --build-arg "LC_CTYPE=${LC_CTYPE:-}" --build-arg "LC_MESSAGES=${LC_MESSAGES:-}"
+  -v "$ccache_dir:/var/cache/ccache"
+)
+
+# Two lanes side by side: the hub-download image and the operator, and beside them the aggregator
+# and the worker, which mostly install packages once their C++ comes from ccache. Each lane keeps
+# its own apt archive cache (mounted only into the builds): apt locks an archive folder for one
+# process at a time.
 other_lane() {
   local apt=(-v "$cache/apt-archives/other:/var/cache/apt/archives")
   if wants hub-download; then
@@ -280,18 +293,16 @@ other_lane() {
   if wants operator; then
     build operator "localhost/zk0/operator:$version" "$root/docker/operator.Dockerfile" \
       "$root" "$root/docker/operator.Dockerfile.dockerignore" "localhost/debian:12 localhost/debian:12-slim" \
-      "${apt[@]}"
+      "${apt[@]}" "${as_host_build[@]}"
   fi
 }
 
 zk0_lane() {
   wants worker || wants aggregator || wants toolchain || return 0
-  local ccache_dir pip_cache cargo_home host_rust host_target target
-  ccache_dir="$( (command -v ccache > /dev/null && ccache -k cache_dir) 2> /dev/null || true)"
-  ccache_dir="${ccache_dir:-${XDG_CACHE_HOME:-$HOME/.cache}/ccache}"
+  local pip_cache cargo_home host_rust host_target target
   pip_cache="${PIP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pip}"
   cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-  mkdir -p "$ccache_dir" "$pip_cache" "$cargo_home/registry"
+  mkdir -p "$pip_cache" "$cargo_home/registry"
   # The tokenizer crate as the host build compiled it: with the host's Rust (when recent enough),
   # Cargo's registry at the host's path and the host build's target folder as the start of the
   # one the build mounts, Cargo finds the crates fresh instead of compiling them again (minutes).
@@ -309,15 +320,12 @@ zk0_lane() {
   fi
   local -a zk0_args=(
     "${rust_args[@]}"
-    --build-arg "SRC_DIR=$root"
-    --build-arg "LANG=${LANG:-}" --build-arg "LC_ALL=${LC_ALL:-}"
-    --build-arg "LC_CTYPE=${LC_CTYPE:-}" --build-arg "LC_MESSAGES=${LC_MESSAGES:-}"
+    "${as_host_build[@]}"
     --build-arg "BUILD_CARGO_HOME=$cargo_home"
     --secret "id=ca-bundle,src=$ca_bundle"
     -v "$cache/apt-archives/zk0:/var/cache/apt/archives"
     -v "$pip_cache:/root/.cache/pip"
     -v "$cargo_home/registry:$cargo_home/registry"
-    -v "$ccache_dir:/var/cache/ccache"
     -v "$cache/tokenizers-target:/var/cache/zk0-tokenizers"
   )
   # The worker first: the aggregator's build then finds every layer but its last in the cache.
