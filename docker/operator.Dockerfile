@@ -24,6 +24,9 @@ ARG LANG=C.UTF-8
 ARG LC_ALL=
 ARG LC_CTYPE=
 ARG LC_MESSAGES=
+# buildah's layer cache keys RUN steps on the build arguments, not WORKDIR or COPY: this RUN makes
+# a checkout at another path miss the cache from here on, rather than reuse a COPY into the old one.
+RUN mkdir -p "${SRC_DIR}"
 WORKDIR ${SRC_DIR}
 COPY . .
 RUN { [ -n "${LANG}" ] || unset LANG; } && { [ -n "${LC_ALL}" ] || unset LC_ALL; } \
