@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test through ctest in two passes, for a machine with few cores:
-#   1. the tests labelled `concurrent` two at a time: cluster_test first (the longest, mostly
-#      waiting on pods, images and probes), the unit, parity, operator and build tests beside it;
+#   1. the tests labelled `concurrent` two at a time: cluster_test first (the longest), the unit,
+#      parity, operator and build tests beside it. Where the cores are busy anyway (a cold
+#      machine's image and LibTorch builds) this only reorders work; it saves the waits;
 #   2. every other test alone: real federations, slow links, deadlines and what measures time.
 # Both passes run even when the first fails; the exit status is non-zero if either did.
 #   scripts/run-tests.sh BUILD_DIR [ctest arguments...]
