@@ -151,6 +151,12 @@ bool has_event(const std::string& object, const std::string& reason) {
   return false;
 }
 
+// Every component (the operator, the scheduler, the kubelet) records its events after it writes
+// the status that the test waited for, so an event is awaited, never read once.
+bool event_arrives(const std::string& object, const std::string& reason) {
+  return wait_until([&] { return has_event(object, reason); }, 30s);
+}
+
 }  // namespace
 
 // helm install of helm/zk0 as a user on a CPU cluster would type it: the CPU images' tag, the
@@ -630,7 +636,7 @@ TEST(Cluster, GpuRequestsGoThroughTheSchedulerAndWhatDoesNotFitIsAConditionNotAC
   EXPECT_EQ(pods_ready.value("status", ""), "False");
   EXPECT_NE(pods_ready.value("message", "").find("pod gpu-worker-c: "), std::string::npos) << pods_ready.dump();
   EXPECT_NE(pods_ready.value("message", "").find("Insufficient nvidia.com/gpu"), std::string::npos) << pods_ready.dump();
-  EXPECT_TRUE(has_event("gpu-worker-c", "FailedScheduling"));
+  EXPECT_TRUE(event_arrives("gpu-worker-c", "FailedScheduling"));
   // a and b were bound to the node, found no GPU and were excluded without a retry.
   ASSERT_TRUE(wait_until([&] {
     int excluded = 0;
@@ -639,7 +645,7 @@ TEST(Cluster, GpuRequestsGoThroughTheSchedulerAndWhatDoesNotFitIsAConditionNotAC
     return excluded == 2;
   }, 120s)) << run_status(run).dump(2) << cluster->describe(kNamespace);
   for (const std::string c : {"a", "b"}) {
-    EXPECT_TRUE(has_event("gpu-worker-" + c, "Scheduled")) << c;
+    EXPECT_TRUE(event_arrives("gpu-worker-" + c, "Scheduled")) << c;
     std::string log;
     cluster->kubectl("-n " + kNamespace + " logs gpu-worker-" + c, &log);
     EXPECT_NE(log.find("resources.gpu"), std::string::npos) << log;
@@ -681,7 +687,7 @@ TEST(Cluster, AMissingClaimOrSecretKeyIsAConditionNamingItAndTheRunStartsOnceFix
     return ready.value("reason", "") == "SecretInvalid";
   }, 60s)) << run_status(run).dump(2);
   EXPECT_NE(ready.value("message", "").find(run + "-b-tls lacks key tls.key"), std::string::npos) << ready.dump();
-  EXPECT_TRUE(has_event(run, "SecretInvalid"));
+  EXPECT_TRUE(event_arrives(run, "SecretInvalid"));
   EXPECT_TRUE(cluster->get(ns_path("pods?labelSelector=zk0.io%2Frun%3D" + run))["items"].empty());
   ASSERT_EQ(cluster->kubectl("-n " + kNamespace + " delete secret " + run + "-b-tls"), 0);  // a Secret's type is immutable
   ASSERT_EQ(cluster->provision("tls " + kNamespace + " " + run + " " + ca + " a b", &out), 0) << out;
@@ -691,7 +697,7 @@ TEST(Cluster, AMissingClaimOrSecretKeyIsAConditionNamingItAndTheRunStartsOnceFix
   }, 60s)) << run_status(run).dump(2);
   EXPECT_NE(ready.value("message", "").find("data-noclaim-b"), std::string::npos) << ready.dump();
   EXPECT_NE(ready.value("message", "").find("spec.clients[1].dataset.volumeClaim"), std::string::npos) << ready.dump();
-  EXPECT_TRUE(has_event(run, "ClaimMissing"));
+  EXPECT_TRUE(event_arrives(run, "ClaimMissing"));
   EXPECT_TRUE(holds_for([&] {
     const json pods = cluster->get(ns_path("pods?labelSelector=zk0.io%2Frun%3D" + run));
     return pods.is_object() && pods["items"].empty();
