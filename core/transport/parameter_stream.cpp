@@ -148,8 +148,16 @@ bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, u
       const uint8_t* p = t.bytes.data() + offset;
       chunk.set_tensor_index(static_cast<uint32_t>(i));
       chunk.set_offset(offset);
-      chunk.set_data(p, n);
-      chunk.set_crc32c(checksums ? checksums->at(chunk_index + offset / chunk_bytes) : crc32c(p, n));
+      if (checksums) {
+        chunk.set_data(p, n);
+        chunk.set_crc32c(checksums->at(chunk_index + offset / chunk_bytes));
+      } else {
+        // Checked while copied into the message, one pass instead of two. The chunk's buffer is
+        // handed back after each send (send_parameter_messages), so resizing it costs nothing.
+        std::string& data = *chunk.mutable_data();
+        data.resize(n);
+        chunk.set_crc32c(crc32c_copy(data.data(), p, n));
+      }
       if (!send_chunk(chunk)) return false;
     }
     chunk_index += chunks;
