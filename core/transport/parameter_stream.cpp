@@ -110,6 +110,27 @@ std::vector<uint32_t> chunk_checksums(const ParameterSet& parameters, uint64_t c
   return out;
 }
 
+namespace {
+// Fills `chunk` with n bytes of tensor i from offset. With a precomputed checksum the bytes are
+// only copied; without, they are checked while copied into the message, one pass instead of two.
+// The chunk's buffer is handed back after each send (send_parameter_messages), so resizing it
+// costs nothing.
+void fill_chunk(v1::Chunk& chunk, size_t i, const Tensor& t, uint64_t offset, uint64_t n,
+                std::optional<uint32_t> checksum) {
+  const uint8_t* p = t.bytes.data() + offset;
+  chunk.set_tensor_index(static_cast<uint32_t>(i));
+  chunk.set_offset(offset);
+  std::string& data = *chunk.mutable_data();
+  data.resize(n);
+  if (checksum) {
+    std::memcpy(data.data(), p, n);
+    chunk.set_crc32c(*checksum);
+  } else {
+    chunk.set_crc32c(crc32c_copy(data.data(), p, n));
+  }
+}
+}  // namespace
+
 bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, uint64_t chunk_bytes,
                      const std::function<bool(const v1::Manifest&)>& send_manifest,
                      const std::function<bool(v1::Chunk&)>& send_chunk, const std::vector<uint32_t>* checksums,
@@ -133,31 +154,18 @@ bool send_parameters(const Manifest& manifest, const ParameterSet& parameters, u
     }
     uint64_t offset = i == from.tensor ? from.offset : 0;
     // A resume point inside a chunk (the receiver used another chunk size) gets one short chunk
-    // up to the next boundary; from there the cuts, and their checksums, are the usual ones.
+    // up to the next boundary, checked on its own; from there the cuts, and their checksums, are
+    // the usual ones.
     if (offset % chunk_bytes != 0) {
       const uint64_t n = std::min<uint64_t>(chunk_bytes - offset % chunk_bytes, t.bytes.size() - offset);
-      chunk.set_tensor_index(static_cast<uint32_t>(i));
-      chunk.set_offset(offset);
-      chunk.set_data(t.bytes.data() + offset, n);
-      chunk.set_crc32c(crc32c(t.bytes.data() + offset, n));
+      fill_chunk(chunk, i, t, offset, n, std::nullopt);
       if (!send_chunk(chunk)) return false;
       offset += n;
     }
     for (; offset < t.bytes.size(); offset += chunk_bytes) {
       const uint64_t n = std::min<uint64_t>(chunk_bytes, t.bytes.size() - offset);
-      const uint8_t* p = t.bytes.data() + offset;
-      chunk.set_tensor_index(static_cast<uint32_t>(i));
-      chunk.set_offset(offset);
-      if (checksums) {
-        chunk.set_data(p, n);
-        chunk.set_crc32c(checksums->at(chunk_index + offset / chunk_bytes));
-      } else {
-        // Checked while copied into the message, one pass instead of two. The chunk's buffer is
-        // handed back after each send (send_parameter_messages), so resizing it costs nothing.
-        std::string& data = *chunk.mutable_data();
-        data.resize(n);
-        chunk.set_crc32c(crc32c_copy(data.data(), p, n));
-      }
+      fill_chunk(chunk, i, t, offset, n,
+                 checksums ? std::optional<uint32_t>(checksums->at(chunk_index + offset / chunk_bytes)) : std::nullopt);
       if (!send_chunk(chunk)) return false;
     }
     chunk_index += chunks;

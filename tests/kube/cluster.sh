@@ -178,6 +178,7 @@ readonly CONTROLLERS=serviceaccount-controller,serviceaccount-token-controller,r
 # Node: network, containerd, kubelet, kube-proxy
 # ---------------------------------------------------------------------------------------------
 make_network() {
+  shared_netns_dir
   ip link show "$NODE_LINK" > /dev/null 2>&1 || ip link add "$NODE_LINK" type bridge
   ip addr replace "$NODE_IP/32" dev "$NODE_LINK"
   ip link set "$NODE_LINK" up
@@ -195,6 +196,18 @@ make_network() {
   ]
 }
 EOF
+}
+
+# /run/netns, where containerd mounts each pod sandbox's network namespace, made a shared mount
+# point of its own before any sandbox exists, as `ip netns add` makes it on first use. Made later
+# (a test's `ip netns add` while pods run, on a host whose / is private), its recursive bind
+# covers the sandboxes' mounts: containerd then unmounts the copy, cannot unlink the one beneath
+# (EBUSY), and the kubelet never reports those pods' end (measured: a run stuck in Running).
+shared_netns_dir() {
+  mkdir -p /run/netns
+  mount --make-rshared /run/netns 2> /dev/null && return  # already a mount point
+  mount --rbind /run/netns /run/netns
+  mount --make-rshared /run/netns
 }
 
 start_containerd() {
