@@ -38,7 +38,7 @@ namespace {
 // A run on loopback: its aggregator process and honest workers.
 struct LiveRun {
   std::string dir, spec, out, metrics_port_file;
-  int port = free_port();
+  int port = 0;  // the aggregator's, known once it listens
   std::unique_ptr<Process> aggregator;
   std::map<std::string, std::unique_ptr<Process>> workers;
 
@@ -50,12 +50,17 @@ struct LiveRun {
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port); }
   void start_aggregator() {
-    aggregator = std::make_unique<Process>(std::vector<std::string>{bin("zk0-aggregator"), "--spec", spec, "--listen", address(),
-                                                                    "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
-                                                                    metrics_port_file},
+    // Port 0 and a port file: a port picked free beforehand can be taken in between (the metrics
+    // listener's port 0 once drew it, and the aggregator could not listen).
+    const std::string port_file = dir + "/aggregator.port";
+    aggregator = std::make_unique<Process>(std::vector<std::string>{bin("zk0-aggregator"), "--spec", spec, "--listen", "127.0.0.1:0",
+                                                                    "--port-file", port_file, "--metrics-listen", "127.0.0.1:0",
+                                                                    "--metrics-port-file", metrics_port_file},
                                            dir + "/aggregator.log");
     ASSERT_TRUE(wait_until([&] { return aggregator->log().find("event=listening") != std::string::npos || !aggregator->running(); }, 30s));
     ASSERT_TRUE(aggregator->running()) << aggregator->log();
+    ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(port_file); }, 10s)) << aggregator->log();
+    port = std::stoi(read_file(port_file));
   }
   void start_worker(const std::string& name) {
     workers[name] = std::make_unique<Process>(
