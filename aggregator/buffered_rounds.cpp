@@ -141,7 +141,9 @@ Instruction Coordinator::poll_buffered(Client& c) {
     training += other.task.has_value();
   }
   if (training >= std::max(1, static_cast<int>(std::ceil(spec_.strategy.fraction_fit * up)))) return {};
-  c.task = Task{global_->round, ++c.tasks_started};
+  c.task = Task{};
+  c.task->base_round = global_->round;
+  c.task->number = ++c.tasks_started;
   Instruction ins;
   ins.kind = Instruction::Kind::Train;
   ins.round = global_->round;

@@ -243,21 +243,23 @@ std::string Coordinator::register_client(const std::string& name, const std::str
   return c.session;
 }
 
-bool Coordinator::heartbeat(const Caller& caller, const std::string& state, int round) {
+Coordinator::HeartbeatAnswer Coordinator::heartbeat(const Caller& caller, const std::string& state, int round) {
   std::lock_guard<std::mutex> lock(mu_);
   Client& c = client_for(caller);
   if (!is_reportable_worker_state(state))
     throw Refusal(Refusal::Kind::InvalidArgument, "heartbeat state '" + bounded(state, 32) + "' is not one of idle, downloading, training, uploading");
   c.last_seen = Clock::now();
-  if (state != c.state) {
+  if (state != c.state && c.state != "finished") {
     c.state = state;
     publish_status();
   }
-  if (round == 0) return false;
-  if (asynchronous()) return finished_ || stop_ || abandon_buffered(c, round);
-  if (finished_ || stop_ || !open_ || open_->closed || open_->round != round) return true;
+  // Not taken as told: this answer can be lost on the way, a poll's FINISH is what drain() awaits.
+  if (finished_) return {round != 0, true};
+  if (round == 0) return {};
+  if (asynchronous()) return {stop_ || abandon_buffered(c, round), false};
+  if (stop_ || !open_ || open_->closed || open_->round != round) return {true, false};
   const auto it = open_->participants.find(c.name);
-  return it == open_->participants.end() || (it->second.status != "pending" && it->second.status != "aggregating");
+  return {it == open_->participants.end() || (it->second.status != "pending" && it->second.status != "aggregating"), false};
 }
 
 Instruction Coordinator::poll(const Caller& caller, std::chrono::milliseconds wait) {

@@ -116,8 +116,11 @@ class Coordinator {
   // --- called by the gRPC service, from any thread ---
   std::string register_client(const std::string& name, const std::string& policy_type, const std::string& frozen_digest,
                               uint64_t dataset_samples, const std::optional<CertificateInfo>& certificate);
-  // Returns true when `round` (0: none) is no longer worth finishing for this client.
-  bool heartbeat(const Caller& caller, const std::string& state, int round);
+  struct HeartbeatAnswer {
+    bool abandon_round = false;  // `round` (0: none) is no longer worth finishing for this client
+    bool run_finished = false;   // the run is over
+  };
+  HeartbeatAnswer heartbeat(const Caller& caller, const std::string& state, int round);
   Instruction poll(const Caller& caller, std::chrono::milliseconds wait);
   // The round's global, or under transport.compression the encoded step to it from `held` (a
   // global the worker holds) when that step is kept. Throws Refusal.

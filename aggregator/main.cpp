@@ -115,6 +115,7 @@ int main(int argc, char** argv) {
     if (!termination_log.empty()) write_termination_message(termination_log, coordinator.status_json());
     // Workers still connected hear that the run is over; nothing new should come.
     health.set_ready("the run is over");
+    service.end_transfers();
     coordinator.drain(std::chrono::seconds(5));
     service.shut_down();
     health.shut_down();

@@ -143,7 +143,9 @@ uint64_t StallWatchdog::watch(grpc::ServerContext* ctx) {
   const uint64_t id = next_id_++;
   // The first message gets kHeaderAllowance (or the whole allowance, when that is shorter).
   const auto header = std::min<std::chrono::milliseconds>(allowance_, kHeaderAllowance);
-  watched_[id] = {ctx, Clock::now() - (allowance_ - header)};
+  Watched& w = watched_[id];
+  w.ctx = ctx;
+  w.last = Clock::now() - (allowance_ - header);
   return id;
 }
 
@@ -205,7 +207,8 @@ std::chrono::milliseconds FederationService::stall_allowance(const StrategySpec&
 }
 
 Caller FederationService::caller(grpc::ServerContext* ctx, const std::string& session) const {
-  Caller c{session, std::nullopt};
+  Caller c;
+  c.session = session;
   if (!transport_.tls.mutual) return c;
   const auto auth = ctx->auth_context();
   if (!auth) return c;
@@ -219,6 +222,8 @@ Caller FederationService::caller(grpc::ServerContext* ctx, const std::string& se
   }
   return c;
 }
+
+void FederationService::end_transfers() { watchdog_.cancel_all(); }
 
 void FederationService::shut_down() {
   slots_.shut_down();
@@ -243,7 +248,9 @@ grpc::Status FederationService::Register(grpc::ServerContext* ctx, const v1::Reg
 
 grpc::Status FederationService::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req, v1::HeartbeatReply* reply) {
   return guarded([&] {
-    reply->set_abandon_round(coordinator_.heartbeat(caller(ctx, req->session_id()), req->state(), static_cast<int>(req->round())));
+    const Coordinator::HeartbeatAnswer answer = coordinator_.heartbeat(caller(ctx, req->session_id()), req->state(), static_cast<int>(req->round()));
+    reply->set_abandon_round(answer.abandon_round);
+    reply->set_run_finished(answer.run_finished);
     return grpc::Status::OK;
   });
 }

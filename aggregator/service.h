@@ -93,6 +93,9 @@ class FederationService final : public v1::Federation::Service {
   grpc::Status UploadPosition(grpc::ServerContext*, const v1::UploadPositionRequest*, v1::ResumePoint*) override;
   grpc::Status ReportFailure(grpc::ServerContext*, const v1::FailureReport*, v1::FailureAck*) override;
 
+  // The run is over: the streams still moving parameters are cancelled, so that what a worker
+  // on a slow link is told next (FINISH) does not wait behind bytes no round wants.
+  void end_transfers();
   // Releases every handler that waits (for a slot, or on a stalled client) before
   // grpc::Server::Shutdown, which waits for handlers to return.
   void shut_down();

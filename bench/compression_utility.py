@@ -8,7 +8,9 @@ held-out loss of each against float32's, and the bytes each client uploaded and 
 round (means; downloads after the first round, the first being the whole global) against
 float32's. The same seeds everywhere: the codecs are the only difference.
 
-  bench/compression_utility.py [--bin build/bin] [--examples quickstart,smolvla-tiny] [--rounds R] [--smoke]
+  bench/compression_utility.py [--bin build/bin] [--examples quickstart,smolvla-tiny] [--rounds R]
+                               [--topk-fractions 0.01,0.05,...] [--smoke]
+--topk-fractions: top-k with error feedback at each fraction (the first also without it).
 --smoke: two rounds of five steps, quickstart only, float32 and top-k (CI keeps the script working; its figures are not judged).
 """
 import argparse
@@ -19,13 +21,13 @@ import tempfile
 
 from example_runs import accepted_updates, prepare_datasets, run_example
 
-CODECS = [
-    ("float32", None),
-    ("bf16", "{codec: bf16}"),
-    ("int8", "{codec: int8, blockSize: 4096}"),
-    ("topk 1%", "{codec: topk, fraction: 0.01}"),
-    ("topk 1%, no error feedback", "{codec: topk, fraction: 0.01, errorFeedback: false}"),
-]
+def codecs(topk_fractions):
+    out = [("float32", None), ("bf16", "{codec: bf16}"), ("int8", "{codec: int8, blockSize: 4096}")]
+    for i, fraction in enumerate(topk_fractions):
+        out.append((f"topk {fraction * 100:g}%", f"{{codec: topk, fraction: {fraction}}}"))
+        if i == 0:
+            out.append((f"topk {fraction * 100:g}%, no error feedback", f"{{codec: topk, fraction: {fraction}, errorFeedback: false}}"))
+    return out
 
 
 def with_compression(compression):
@@ -41,8 +43,10 @@ def main():
     parser.add_argument("--bin", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "bin"))
     parser.add_argument("--examples", default="quickstart,smolvla-tiny")
     parser.add_argument("--rounds", type=int, default=0, help="default: the example's")
+    parser.add_argument("--topk-fractions", default="0.01")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
+    all_codecs = codecs([float(f) for f in args.topk_fractions.split(",")])
     prepare_datasets(args.bin)
     examples = ["quickstart"] if args.smoke else args.examples.split(",")
     print("| example | codec | final server loss | vs float32 | up per client and round | vs float32 | down | vs float32 |")
@@ -51,7 +55,7 @@ def main():
         for example in examples:
             rounds = 2 if args.smoke else args.rounds or (10 if example == "quickstart" else 5)
             base_loss = base_up = base_down = None
-            for label, compression in [CODECS[0], CODECS[3]] if args.smoke else CODECS:
+            for label, compression in [all_codecs[0], all_codecs[3]] if args.smoke else all_codecs:
                 tag = f"{example}-{re.sub('[^a-z0-9]+', '-', label)}"
                 history = run_example(args.bin, work, example, tag, rounds, args.smoke, with_compression(compression) if compression else None)
                 loss = history[-1]["server_eval_loss"]

@@ -108,9 +108,10 @@ TEST(Crd, EveryFieldTheSpecWritesIsInTheSchemaAndEveryFieldOfTheSchemaIsWritten)
   EXPECT_EQ(expanded.clients.back().pod.node_selector["a"], "b");
   std::set<std::string> declared;
   schema_paths(schema, "spec", declared);
-  for (const auto& path : declared)
-    if (path.rfind("spec.partition", 0) != 0)
-      EXPECT_TRUE(written.count(path)) << path << " is in the CRD but the C++ spec never writes it";
+  for (const auto& path : declared) {
+    if (path.rfind("spec.partition", 0) == 0) continue;
+    EXPECT_TRUE(written.count(path)) << path << " is in the CRD but the C++ spec never writes it";
+  }
 }
 
 TEST(Crd, EnumsListExactlyTheValuesTheSpecAccepts) {
@@ -195,9 +196,10 @@ TEST(Crd, EveryFieldOfTheMembershipSchemaIsReadByItsParser) {
   }
   std::set<std::string> declared;
   schema_paths(schema, "spec", declared);
-  for (const auto& path : declared)
-    if (path.find("spec.pod.overrides.") != 0 && path.find("spec.pod.affinity.") != 0)  // passed through as Kubernetes types
-      EXPECT_TRUE(written.count(path)) << path << " is in the membership CRD but no test document sets it";
+  for (const auto& path : declared) {
+    if (path.find("spec.pod.overrides.") == 0 || path.find("spec.pod.affinity.") == 0) continue;  // passed through as Kubernetes types
+    EXPECT_TRUE(written.count(path)) << path << " is in the membership CRD but no test document sets it";
+  }
   EXPECT_THROW(parse_membership(head + "  dataset: {path: /d}\n  gpuModel: h100\n"), SpecError);
   EXPECT_THROW(parse_membership(head + "  dataset: {repoId: lerobot/svla_so100_stacking}\n"), SpecError);
 }

@@ -732,6 +732,10 @@ TEST(Transfers, ARoundDeadlinePassingMidUploadClosesTheRoundOnTimeAndStopsTheTra
   EXPECT_LT(link.carried(TcpRelay::ToServer), update_bytes);
   EXPECT_NE(f.workers["c0"]->log().find("event=round_instructed round=2"), std::string::npos) << f.logs();
   EXPECT_EQ(log.find("event=client_dropped"), std::string::npos) << f.logs();
+  // Round 2 was the last: the run ended while c0's upload was on the link. c0 hears that the run
+  // finished and ends as a worker that did its part, not as one that lost its aggregator.
+  EXPECT_EQ(f.workers["c0"]->wait(20s), 0) << f.logs();
+  EXPECT_NE(f.workers["c0"]->log().find("event=run_finished"), std::string::npos) << f.logs();
 }
 
 TEST(Transfers, AWorkerOfflineForRoundsIsLeftOutAndTakesPartAgainWhenItsLinkIsBack) {
@@ -1118,6 +1122,8 @@ TEST(Compression, EachCodecTrainsARunWithItsBytesAndAWrongCodecIsRefusedByName) 
   EXPECT_NE(f.aggregator->log().find("expected an update encoded as 'int8 block_size=4096', got 'bf16'"), std::string::npos) << f.logs();
   const auto round = f.metrics()["rounds"][1]["clients"];
   for (const auto& p : round) {
-    if (p["client"] == "c1") EXPECT_NE(p["status"], "accepted") << p.dump();
+    if (p["client"] == "c1") {
+      EXPECT_NE(p["status"], "accepted") << p.dump();
+    }
   }
 }

@@ -18,6 +18,7 @@
 
 #include "core/metrics/http_get.h"
 #include "core/security/certificate.h"
+#include "core/spec/federation_spec.h"
 #include "core/security/join_token.h"
 #include "core/security/local_ca.h"
 #include "core/util/exit_codes.h"
@@ -278,6 +279,8 @@ TEST(RemoteClients, TwoOwnersJoinWithTokensAndTrainBesideALocalClient) {
   EXPECT_NE(read_file(dir + "/owner-c/run.yaml").find(data_c), std::string::npos);
   EXPECT_EQ(read_file(dir + "/owner-c/run.yaml").find("owner-b"), std::string::npos) << "an owner learns no other client's name";
   EXPECT_EQ(read_file(dir + "/owner-c/run.yaml").find("name: c0"), std::string::npos) << "an owner learns no other client's name";
+  EXPECT_EQ(read_file(dir + "/owner-c/run.yaml").find("held-out task"), std::string::npos) << "an owner learns no evaluation dataset";
+  EXPECT_NE(read_file(dir + "/owner-c/run.yaml").find(kWithheldDataset), std::string::npos);
 }
 
 // `zk0 run` stopped and started again keeps its CA and token key: a token handed out before the

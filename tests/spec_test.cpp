@@ -166,6 +166,26 @@ TEST(Spec, EvaluationSetsAndTheInlineFormAgree) {
   EXPECT_EQ(inline_form.evaluation.sets.at(0).field, "spec.evaluation");
 }
 
+// What a remote owner is sent names no evaluation set and no place its data lives (a path, a
+// claim, a Hub repository), and still reads back as a valid spec.
+TEST(Spec, AClientsViewWithholdsTheEvaluationSets) {
+  const FederationSpec spec = parse_spec(
+      "apiVersion: zk0.io/v1alpha1\nkind: FederationRun\nmetadata: {name: r}\nspec:\n  rounds: 3\n"
+      "  clients: [{name: a, remote: true}, {name: b, dataset: {path: /b}}]\n"
+      "  transport: {tls: {mutual: true}}\n  strategy: {minFitClients: 1, minAvailableClients: 1}\n"
+      "  evaluation:\n    contributionScores: {firstOrder: true}\n    sets:\n"
+      "    - {name: own-heldout, dataset: {path: /srv/eval/own}}\n"
+      "    - {name: sponsor-acme, dataset: {volumeClaim: {claimName: acme-eval, subPath: grasp}}, mode: full}\n"
+      "    - {name: sponsor-hub, dataset: {repoId: acme/secret-eval, revision: v3}}\n");
+  const std::string view = to_yaml(client_view(spec, "a"));
+  for (const char* secret : {"own-heldout", "/srv/eval/own", "sponsor-acme", "acme-eval", "grasp", "sponsor-hub", "acme/secret-eval"})
+    EXPECT_EQ(view.find(secret), std::string::npos) << secret << " reached the client's view:\n" << view;
+  const FederationSpec read_back = parse_spec(view);
+  ASSERT_EQ(read_back.evaluation.sets.size(), 1u);
+  EXPECT_EQ(read_back.evaluation.sets[0].dataset.path, kWithheldDataset);
+  EXPECT_TRUE(read_back.evaluation.contribution_scores.first_order);
+}
+
 // A restarted aggregator resumes only a run whose spec computes the same thing: how it is
 // operated (rounds to go, suspend, deadlines, where and on what its pods run, transport, Secrets,
 // retention) may change; anything that changes what is computed must not.

@@ -20,7 +20,7 @@ TEST(StatusContract, WhatTheAggregatorWritesIsWhatTheOperatorReads) {
   Coordinator coordinator(spec);
   std::map<std::string, Caller> callers;
   for (const char* name : {"c0", "c1"})
-    callers[name] = Caller{coordinator.register_client(name, "flow-matching-mlp", coordinator.frozen_digest(), 240, std::nullopt), {}};
+    callers[name] = Caller{coordinator.register_client(name, "flow-matching-mlp", coordinator.frozen_digest(), 240, std::nullopt), {}, {}};
   int rc = -1;
   std::thread run([&] { rc = coordinator.run(); });
   // Plays both workers for round 1 through the coordinator's own calls: each sends the global back.

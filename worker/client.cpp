@@ -139,10 +139,26 @@ void WorkerClient::heartbeat_loop() {
     // getting through: the aggregator drops a client it has not heard from for a few seconds.
     const grpc::Status s = stub_->Heartbeat(&ctx, req, &reply);
     if (s.ok() && reply.abandon_round() && round != 0 && round == working_round_) abandon_round_ = true;
+    if (s.ok() && reply.run_finished() && !run_finished_.exchange(true)) {
+      abandon_round_ = true;
+      std::lock_guard<std::mutex> lock(in_flight_mu_);
+      if (in_flight_) in_flight_->TryCancel();
+    }
     if (!s.ok() && heartbeats_through) log_warn("heartbeat_failed", {kv("round", round), kv("status", describe(s))});
     heartbeats_through = s.ok();
     for (int i = 0; i < 10 && !done_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+}
+
+WorkerClient::InFlight::InFlight(WorkerClient& client, grpc::ClientContext& ctx) : client_(client) {
+  std::lock_guard<std::mutex> lock(client_.in_flight_mu_);
+  client_.in_flight_ = &ctx;
+  if (client_.run_finished_) ctx.TryCancel();
+}
+
+WorkerClient::InFlight::~InFlight() {
+  std::lock_guard<std::mutex> lock(client_.in_flight_mu_);
+  client_.in_flight_ = nullptr;
 }
 
 void WorkerClient::report_failure(int round, const std::string& reason, bool fatal) {
@@ -240,6 +256,7 @@ WorkerClient::Transfer WorkerClient::receive(const v1::Instruction& ins, const s
       held = 0;
     }
     grpc::ClientContext ctx;
+    const InFlight in_flight(*this, ctx);
     auto reader = stub_->DownloadParameters(&ctx, req);
     const uint64_t before = receiver->bytes_received();
     error.clear();
@@ -335,6 +352,7 @@ WorkerClient::Transfer WorkerClient::upload(const v1::Instruction& ins, const Ma
   const std::string claims_signature = signer_->sign(claims_message(claims));
   for (int failures = 0;;) {
     grpc::ClientContext ctx;
+    const InFlight in_flight(*this, ctx);
     v1::UploadReply reply;
     auto writer = stub_->UploadUpdate(&ctx, &reply);
     v1::UploadMessage msg;
@@ -504,6 +522,11 @@ int WorkerClient::run() {
   auto unreachable_since = Clock::now();
   bool reachable = true;
   while (!stop_) {
+    if (run_finished_) {
+      log_info("run_finished", {kv("client", name_)});
+      rc = 0;
+      break;
+    }
     v1::PollRequest req;
     {
       std::lock_guard<std::mutex> lock(session_mu_);
@@ -535,9 +558,8 @@ int WorkerClient::run() {
     }
     reachable = true;
     if (ins.kind() == v1::Instruction::FINISH) {
-      log_info("run_finished", {kv("client", name_)});
-      rc = 0;
-      break;
+      run_finished_ = true;
+      continue;
     }
     if (ins.kind() != v1::Instruction::TRAIN) continue;
     try {

@@ -127,6 +127,19 @@ class WorkerClient {
   std::atomic<bool> done_{false};
   std::atomic<int> working_round_{0};
   std::atomic<bool> abandon_round_{false};
+  // Heard from a FINISH instruction or a heartbeat: the run is over.
+  std::atomic<bool> run_finished_{false};
+  // The download or upload stream in flight, which the heartbeat thread cancels once the run is
+  // over (its bytes are no longer wanted, and the worker's poll waits behind them on a slow link).
+  class InFlight {
+   public:
+    InFlight(WorkerClient& client, grpc::ClientContext& ctx);
+    ~InFlight();
+   private:
+    WorkerClient& client_;
+  };
+  std::mutex in_flight_mu_;
+  grpc::ClientContext* in_flight_ = nullptr;
   UpdateHook before_upload_;
   std::shared_ptr<std::mutex> dataset_opening_;
 };

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace zk0::lerobot {
@@ -31,6 +32,8 @@ ParquetColumns read_parquet_columns(const std::string& path, const std::map<std:
 // A column to write. Numeric columns of width > 1 become fixed_size_list<...>[width], which is what
 // Hugging Face datasets writes for Sequence(length=N); width 1 is a plain value.
 struct WriteColumn {
+  WriteColumn(std::string column_name, ColumnKind column_kind, int64_t values_per_row = 1)
+      : name(std::move(column_name)), kind(column_kind), width(values_per_row) {}
   std::string name;
   ColumnKind kind = ColumnKind::Float;
   int64_t width = 1;

@@ -108,6 +108,12 @@ FederationSpec client_view(const FederationSpec& spec, const std::string& client
     c.name = name;
     c.remote = true;
   }
+  // Where the evaluation sets live is the sponsors' and the aggregator's: an owner who could read
+  // them could fit its updates to them and game its contribution score. The worker never
+  // evaluates, so it gets one placeholder set (a spec must name one) and the scoring choices.
+  EvaluationSetSpec withheld;
+  withheld.dataset.path = kWithheldDataset;
+  view.evaluation.sets = {withheld};
   view.transport.tls = TlsSpec{};
   view.transport.tls.mutual = true;
   view.transport.tls.server_name = spec.transport.tls.server_name;

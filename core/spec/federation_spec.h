@@ -428,7 +428,9 @@ FederationSpec load_spec(const std::string& path);
 std::vector<std::string> cluster_only_fields(const FederationSpec& spec);
 
 // What a remote client is sent when it joins: the run as it needs it to train, none of the
-// aggregator's file paths or keys, and of the other clients only how many there are.
+// aggregator's file paths or keys, of the other clients only how many there are, and no
+// evaluation set's name or dataset (one set whose path is kWithheldDataset stands in for them).
+inline constexpr const char* kWithheldDataset = "withheld-by-the-aggregator";
 FederationSpec client_view(const FederationSpec& spec, const std::string& client);
 
 // The spec with every default filled in, as YAML that parse_spec reads back to an equal spec.

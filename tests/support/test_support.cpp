@@ -18,6 +18,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -168,16 +169,31 @@ std::string http_get(int port, const std::string& path) {
 }
 
 int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
+  // Below the kernel's ephemeral range (32768-60999 here, read at run time), which is where every
+  // bind to port 0 and every outgoing connection draws from: a port handed out here cannot be
+  // drawn by the listener on port 0 that the process under test opens before it binds this one
+  // (it once was: the aggregator's metrics listener took its gRPC port). Also below Kubernetes'
+  // NodePort range (30000-32767) and clear of the fixed ports tests/kube/cluster.sh uses.
+  int ephemeral_low = 32768, ephemeral_high = 60999;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low >> ephemeral_high;
+  constexpr int kLow = 11000, kHigh = 23500;  // above the kubelet's 10248 and 10250, below etcd's 23790
+  if (ephemeral_low <= kHigh) throw std::runtime_error("free_port: the ephemeral port range starts at " + std::to_string(ephemeral_low) +
+                                                       ", inside the " + std::to_string(kLow) + "-" + std::to_string(kHigh) + " tests use");
+  static std::mutex mu;
+  static std::mt19937 pick(std::random_device{}());
+  std::lock_guard<std::mutex> lock(mu);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = std::uniform_int_distribution<int>(kLow, kHigh)(pick);
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);  // free on every address, whichever the process binds
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    close(fd);
+    if (free) return port;
+  }
+  throw std::runtime_error("free_port: no free port in " + std::to_string(kLow) + "-" + std::to_string(kHigh) + " after 1000 tries");
 }
 
 std::string table_column(const std::string& table, const std::string& column) {

@@ -48,7 +48,9 @@ class Process {
 // The body of an HTTP/1.0 GET to 127.0.0.1:port; empty when nothing answers.
 std::string http_get(int port, const std::string& path);
 
-int free_port();  // a loopback TCP port free a moment ago
+// A TCP port free on every address a moment ago, outside the range ports are drawn from for
+// port 0 and outgoing connections.
+int free_port();
 // Runs a shell command; returns stdout and stderr together. Without exit_code, a non-zero exit
 // throws with the output.
 // The value in `column` of the first row of a table kubectl printed (its header names the
