@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 
 #include "aggregator/download_steps.h"
@@ -152,6 +153,54 @@ TEST(Codec, TopKKeepsExactlyTheLargestMagnitudes) {
   const ParameterSet all = round_trip(delta, CodecSettings{CodecKind::TopK, 0, 1.0});
   for (size_t i = 0; i < delta.tensors.size(); ++i)
     EXPECT_EQ(std::memcmp(all.tensors[i].bytes.data(), delta.tensors[i].bytes.data(), delta.tensors[i].bytes.size()), 0);
+}
+
+// Large tensors take the sampled selection (a floor from a strided sample, then the exact k-th
+// largest among the candidates): its encoding must be byte for byte the one of a plain sort by
+// magnitude and then position, whatever the values, including when the sample misjudges.
+TEST(Codec, TopKOfLargeTensorsIsTheExactSelectionWhateverTheDistribution) {
+  const auto reference = [](const Tensor& t, double fraction) {
+    const float* x = t.as<float>();
+    const uint64_t n = static_cast<uint64_t>(t.numel()), k = static_cast<uint64_t>(std::ceil(fraction * static_cast<double>(n)));
+    std::vector<uint32_t> order(n);
+    for (uint32_t i = 0; i < n; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return std::fabs(x[a]) > std::fabs(x[b]); });
+    order.resize(k);
+    std::sort(order.begin(), order.end());
+    std::vector<uint8_t> out(4 + 4 * k);
+    const uint32_t k32 = static_cast<uint32_t>(k);
+    std::memcpy(out.data(), &k32, 4);
+    for (uint64_t j = 0; j < k; ++j) std::memcpy(out.data() + 4 + 4 * j, &x[order[j]], 4);
+    for (uint64_t j = 0; j < k; ++j)
+      for (uint64_t gap = j == 0 ? order[0] : order[j] - order[j - 1];; gap >>= 7) {
+        out.push_back(static_cast<uint8_t>(gap >= 0x80 ? (gap & 0x7f) | 0x80 : gap));
+        if (gap < 0x80) break;
+      }
+    return out;
+  };
+  constexpr int64_t n = int64_t{1} << 18;
+  std::mt19937 rng(5);
+  std::vector<std::pair<std::string, std::function<float(int64_t)>>> cases = {
+      {"gaussian", [&](int64_t) { return std::normal_distribution<float>(0, 1)(rng); }},
+      {"five levels, ties at the threshold", [&](int64_t) { return static_cast<float>(static_cast<int>(rng() % 5) - 2); }},
+      {"mostly zero", [&](int64_t i) { return i % 97 == 0 ? std::normal_distribution<float>(0, 1)(rng) : 0.0f; }},
+      // Large values exactly where a stride of n / 2^14 = 16 samples and small ones elsewhere: the
+      // sample's floor leaves fewer than k candidates at 10%, and the selection takes every value.
+      {"sample fooled", [&](int64_t i) { return i % 16 == 0 ? 1.0f : std::normal_distribution<float>(0, 1e-3f)(rng); }},
+  };
+  for (const auto& [name, value] : cases) {
+    ParameterSet p;
+    p.tensors.push_back(make_tensor("w", DType::F32, {n}));
+    for (int64_t i = 0; i < n; ++i) p.tensors[0].as<float>()[i] = value(i);
+    for (const double fraction : {0.001, 0.01, 0.1}) {
+      const CodecSettings codec{CodecKind::TopK, 0, fraction};
+      const ParameterSet encoded = encode_update(p, codec, 2);
+      EXPECT_EQ(encoded.tensors[0].bytes.size(), reference(p.tensors[0], fraction).size()) << name << " at " << fraction;
+      EXPECT_TRUE(std::vector<uint8_t>(encoded.tensors[0].bytes.data(), encoded.tensors[0].bytes.data() + encoded.tensors[0].bytes.size()) ==
+                  reference(p.tensors[0], fraction))
+          << name << " at " << fraction;
+    }
+  }
 }
 
 TEST(Codec, ErrorFeedbackDeliversWhatWasDroppedLaterAndSurvivesARestart) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -113,17 +114,24 @@ Tensor encode_int8(const Tensor& t, int threads, const CodecSettings& codec) {
         poison += x[i] * 0.0f;
         absmax = std::max(absmax, std::fabs(x[i]));
       }
-      if (std::isnan(poison)) finite = false;
+      if (std::isnan(poison)) {
+        finite = false;  // refused below; a NaN is never converted to an integer
+        continue;
+      }
       const float scale = absmax / 127.0f;
       scales[blk] = scale;
       const float inverse = scale > 0 ? 1.0f / scale : 0.0f;
-      // |x · inverse| <= 127 (up to rounding, hence the clamp). Adding and subtracting 1.5 · 2^23
-      // rounds to nearest even in the FPU's own mode, which vectorises where lrint does not.
+      // |x · inverse| <= 127 up to rounding, hence the clamp, done on the integers: clamping the
+      // floats first kept GCC from vectorising the loop ("control flow in loop"). Adding and
+      // subtracting 1.5 · 2^23 rounds to nearest even in the FPU's own mode, which vectorises
+      // where lrint does not.
       constexpr float kRound = 12582912.0f;
+      const float* __restrict in = x;  // locals: an int8_t store could otherwise alias the captured pointers
+      int8_t* __restrict out_codes = codes;
 #pragma omp simd
       for (size_t i = begin; i < end; ++i) {
-        const float v = std::min(127.0f, std::max(-127.0f, x[i] * inverse));
-        codes[i] = static_cast<int8_t>(static_cast<int32_t>((v + kRound) - kRound));
+        const int32_t q = static_cast<int32_t>((in[i] * inverse + kRound) - kRound);
+        out_codes[i] = static_cast<int8_t>(std::clamp(q, -127, 127));
       }
     }
   }, 64);
@@ -139,28 +147,56 @@ void put_varint(std::vector<uint8_t>& out, uint64_t v) {
   out.push_back(static_cast<uint8_t>(v));
 }
 
+// The indices of the k largest magnitudes of x, in order; of the values equal to the k-th largest,
+// the first ones by position (so the choice is deterministic). Selecting among all n values costs
+// a copy and an nth_element over them: instead a strided sample of the magnitudes gives a floor a
+// little below the k-th largest, one pass keeps the candidates at or above it (about 1.25 k of
+// them, in index order), and the k-th largest is found among those alone. Every value at or above
+// the k-th largest is a candidate, so the result is the same; when the sample misjudged (fewer
+// than k candidates) every value is one.
+std::vector<uint32_t> largest_magnitudes(const float* x, uint64_t n, uint64_t k) {
+  std::vector<uint32_t> candidates;
+  constexpr uint64_t kSample = uint64_t{1} << 14;
+  if (n >= 8 * kSample && 8 * k <= n) {
+    std::vector<float> sample(kSample);
+    for (uint64_t j = 0; j < kSample; ++j) sample[j] = std::fabs(x[j * n / kSample]);
+    // About rank · n / kSample values lie at or above the sample's rank-th largest.
+    const uint64_t rank = std::min(kSample - 1, k * kSample * 5 / 4 / n + 16);
+    std::nth_element(sample.begin(), sample.begin() + static_cast<int64_t>(rank), sample.end(), std::greater<float>());
+    const float floor = sample[rank];
+    candidates.reserve(k + k / 2 + 64);
+    for (uint64_t i = 0; i < n; ++i)
+      if (std::fabs(x[i]) >= floor) candidates.push_back(static_cast<uint32_t>(i));
+    if (candidates.size() < k) candidates.clear();
+  }
+  if (candidates.empty()) {
+    candidates.resize(n);
+    for (uint64_t i = 0; i < n; ++i) candidates[i] = static_cast<uint32_t>(i);
+  }
+  const uint64_t c = candidates.size();
+  std::vector<float> magnitudes(c);
+  for (uint64_t j = 0; j < c; ++j) magnitudes[j] = std::fabs(x[candidates[j]]);
+  std::nth_element(magnitudes.begin(), magnitudes.begin() + static_cast<int64_t>(c - k), magnitudes.end());
+  const float threshold = magnitudes[c - k];
+  // Fewer than k values lie strictly above the k-th largest; values equal to it fill the rest.
+  const uint64_t above = static_cast<uint64_t>(
+      std::count_if(magnitudes.begin() + static_cast<int64_t>(c - k), magnitudes.end(), [&](float m) { return m > threshold; }));
+  uint64_t equal_wanted = k - above;
+  std::vector<uint32_t> kept;
+  kept.reserve(k);
+  for (const uint32_t i : candidates) {
+    const float m = std::fabs(x[i]);
+    if (m > threshold || (m == threshold && equal_wanted > 0 && equal_wanted--)) kept.push_back(i);
+  }
+  return kept;
+}
+
 Tensor encode_topk(const Tensor& t, const CodecSettings& codec) {
   const int64_t n = t.numel();
   const float* x = t.as<float>();
   check_finite(x, static_cast<size_t>(n), codec, t.name);
   const uint64_t k = topk_count(n, codec.fraction);
-  // The k-th largest magnitude; then the first k indices at or above it, in order (ties broken
-  // by position, so the choice is deterministic).
-  std::vector<uint32_t> kept;
-  kept.reserve(k);
-  if (k > 0) {
-    std::vector<float> magnitudes(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) magnitudes[i] = std::fabs(x[i]);
-    std::nth_element(magnitudes.begin(), magnitudes.begin() + (n - static_cast<int64_t>(k)), magnitudes.end());
-    const float threshold = magnitudes[n - k];
-    // Fewer than k values lie strictly above the k-th largest; values equal to it fill the rest.
-    const uint64_t above = static_cast<uint64_t>(std::count_if(magnitudes.begin() + (n - k), magnitudes.end(), [&](float m) { return m > threshold; }));
-    uint64_t equal_wanted = k - above;
-    for (int64_t i = 0; i < n; ++i) {
-      const float m = std::fabs(x[i]);
-      if (m > threshold || (m == threshold && equal_wanted > 0 && equal_wanted--)) kept.push_back(static_cast<uint32_t>(i));
-    }
-  }
+  const std::vector<uint32_t> kept = k > 0 ? largest_magnitudes(x, static_cast<uint64_t>(n), k) : std::vector<uint32_t>{};
   std::vector<uint8_t> gaps;
   gaps.reserve(kept.size() * 2);
   uint64_t previous = 0;
