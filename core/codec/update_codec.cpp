@@ -153,7 +153,7 @@ void put_varint(std::vector<uint8_t>& out, uint64_t v) {
 // little below the k-th largest, one pass keeps the candidates at or above it (about 1.25 k of
 // them, in index order), and the k-th largest is found among those alone. Every value at or above
 // the k-th largest is a candidate, so the result is the same; when the sample misjudged (fewer
-// than k candidates) every value is one.
+// than k candidates), or the tensor is too small to sample, every value is one (no list kept).
 std::vector<uint32_t> largest_magnitudes(const float* x, uint64_t n, uint64_t k) {
   std::vector<uint32_t> candidates;
   constexpr uint64_t kSample = uint64_t{1} << 14;
@@ -169,13 +169,16 @@ std::vector<uint32_t> largest_magnitudes(const float* x, uint64_t n, uint64_t k)
       if (std::fabs(x[i]) >= floor) candidates.push_back(static_cast<uint32_t>(i));
     if (candidates.size() < k) candidates.clear();
   }
-  if (candidates.empty()) {
-    candidates.resize(n);
-    for (uint64_t i = 0; i < n; ++i) candidates[i] = static_cast<uint32_t>(i);
-  }
-  const uint64_t c = candidates.size();
-  std::vector<float> magnitudes(c);
-  for (uint64_t j = 0; j < c; ++j) magnitudes[j] = std::fabs(x[candidates[j]]);
+  const auto each_candidate = [&](auto&& visit) {
+    if (candidates.empty())
+      for (uint64_t i = 0; i < n; ++i) visit(static_cast<uint32_t>(i));
+    else
+      for (const uint32_t i : candidates) visit(i);
+  };
+  std::vector<float> magnitudes;
+  magnitudes.reserve(candidates.empty() ? n : candidates.size());
+  each_candidate([&](uint32_t i) { magnitudes.push_back(std::fabs(x[i])); });
+  const uint64_t c = magnitudes.size();
   std::nth_element(magnitudes.begin(), magnitudes.begin() + static_cast<int64_t>(c - k), magnitudes.end());
   const float threshold = magnitudes[c - k];
   // Fewer than k values lie strictly above the k-th largest; values equal to it fill the rest.
@@ -184,10 +187,10 @@ std::vector<uint32_t> largest_magnitudes(const float* x, uint64_t n, uint64_t k)
   uint64_t equal_wanted = k - above;
   std::vector<uint32_t> kept;
   kept.reserve(k);
-  for (const uint32_t i : candidates) {
+  each_candidate([&](uint32_t i) {
     const float m = std::fabs(x[i]);
     if (m > threshold || (m == threshold && equal_wanted > 0 && equal_wanted--)) kept.push_back(i);
-  }
+  });
   return kept;
 }
 
